@@ -1,0 +1,48 @@
+"""Elementwise functions and losses shared by layers; numerically stable, NumPy/CuPy agnostic."""
+import numpy as np
+
+
+def sigmoid(x):
+    # Split by sign so exp never overflows: exp(-|x|) <= 1.
+    positive = x >= 0
+    z = np.exp(-np.abs(x))
+    return np.where(positive, 1 / (1 + z), z / (1 + z))
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def softmax(x):
+    """Softmax over the last axis, shifted by the row maximum so exp never overflows."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def as_labels(t, scores_shape):
+    """Class ids from either ids (shape ``scores_shape[:-1]``) or one-hot rows (shape
+    ``scores_shape``); the book's losses accept both."""
+    if tuple(t.shape) == tuple(scores_shape):
+        return t.argmax(axis=-1)
+    if tuple(t.shape) != tuple(scores_shape[:-1]):
+        raise ValueError(f"targets of shape {tuple(t.shape)} fit neither ids {tuple(scores_shape[:-1])} "
+                         f"nor one-hot {tuple(scores_shape)} for scores {tuple(scores_shape)}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"class ids must be integers, got dtype {t.dtype}")
+    return t
+
+
+def cross_entropy_error(y, t, eps=1e-7):
+    """Mean cross-entropy of probabilities ``y`` (..., C) against ids or one-hot ``t``.
+
+    The book's definition (log of y + eps); the losses themselves use log-softmax instead.
+    """
+    y2 = y.reshape(-1, y.shape[-1])
+    labels = as_labels(t, y.shape).reshape(-1)
+    return -np.log(y2[np.arange(y2.shape[0]), labels] + eps).mean()

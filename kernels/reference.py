@@ -1,0 +1,22 @@
+"""NumPy reference implementation of every op: simple, obviously right, the truth in all tests.
+
+Inputs arrive validated by ops.py (ids in range, C-contiguous, matching dtypes).
+"""
+import numpy as np
+
+
+def unavailable_reason():
+    return None
+
+
+def scatter_add(dW, idx, rows):
+    np.add.at(dW, idx, rows)
+
+
+def embedding_gather(W, idx):
+    return W[idx]
+
+
+def id_range(ids):
+    """(min, max) of a non-empty int64 array, as Python ints."""
+    return int(ids.min()), int(ids.max())

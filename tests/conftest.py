@@ -1,0 +1,31 @@
+"""Shared fixtures: every available backend, automatically, and the shared data folder."""
+from pathlib import Path
+
+import pytest
+
+import fastnlp
+
+AVAILABLE = [name for name, reason in fastnlp.available_backends().items() if reason is None]
+CPU_AVAILABLE = [name for name in AVAILABLE if name != "cupy"]
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(params=CPU_AVAILABLE)
+def cpu_backend(request):
+    """Run the test once under each CPU backend that loads here (a new backend needs no new test)."""
+    with fastnlp.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def data_dir():
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"shared data folder {DATA_DIR} is not present")
+    return DATA_DIR
+
+
+def pytest_report_header(config):
+    reasons = fastnlp.available_backends()
+    lines = [f"fastnlp backends: {', '.join(AVAILABLE)} (default {fastnlp.get_backend()})"]
+    lines += [f"  {name} unavailable: {why}" for name, why in reasons.items() if why]
+    return lines

@@ -1,0 +1,40 @@
+"""CUDA sources compile on every CI run where nvcc exists; GPU tests need CuPy and a device."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnlp
+
+CUDA_DIR = Path(fastnlp.kernels.__file__).with_name("cuda")
+CU_FILES = sorted(CUDA_DIR.glob("*.cu"))
+GPU_REASON = fastnlp.available_backends()["cupy"]
+
+
+def test_cuda_sources_are_shipped():
+    assert CU_FILES, f"no .cu files found in {CUDA_DIR}"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+@pytest.mark.parametrize("source", CU_FILES, ids=lambda p: p.name)
+def test_cuda_source_compiles_to_ptx(source, tmp_path):
+    result = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-std=c++14", str(source), "-o",
+                             str(tmp_path / (source.stem + ".ptx"))], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy backend: {GPU_REASON}")
+def test_embedding_layer_trains_on_the_gpu():
+    import cupy
+
+    W = cupy.asarray(np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32))
+    layer = fastnlp.layers.Embedding(W)
+    idx = cupy.asarray([[1, 2, 2], [99, 0, 1]])
+    out = layer.forward(idx)
+    assert isinstance(out, cupy.ndarray)
+    layer.backward(cupy.ones_like(out))
+    grad = layer.grads[0].get()
+    assert grad[2].tolist() == [2.0] * 8 and grad[1].tolist() == [2.0] * 8 and grad[3].sum() == 0
