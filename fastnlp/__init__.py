@@ -6,6 +6,7 @@ from . import datasets, functions, gradcheck, kernels, layers, optim
 from .kernels.dispatch import available_backends, get_backend, set_backend, use_backend
 from .models import TwoLayerNet
 from .serialization import load_params, save_params
+from .text import Vocabulary, preprocess
 from .trainer import Trainer
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Trainer",
     "TwoLayerNet",
+    "Vocabulary",
     "available_backends",
     "datasets",
     "functions",
@@ -22,6 +24,7 @@ __all__ = [
     "layers",
     "load_params",
     "optim",
+    "preprocess",
     "save_params",
     "set_backend",
     "use_backend",

@@ -7,13 +7,15 @@ from .dispatch import (
     set_backend,
     use_backend,
 )
-from .ops import embedding_gather, scatter_add
+from .ops import cooccurrence, embedding_gather, ppmi, scatter_add
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
     "available_backends",
+    "cooccurrence",
     "embedding_gather",
+    "ppmi",
     "get_backend",
     "scatter_add",
     "set_backend",

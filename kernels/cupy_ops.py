@@ -52,3 +52,37 @@ def embedding_gather(W, idx):
 
 def id_range(ids):
     return int(ids.min()), int(ids.max())
+
+
+def cooccurrence_matrix(tokens, vocab_size, window, harmonic, boundary_id):
+    """The whole corpus on the device: pairs from a RawKernel, summed by CuPy's COO -> CSR."""
+    from cupyx.scipy import sparse
+
+    n = tokens.shape[0]
+    if boundary_id >= 0:
+        sentence = cupy.concatenate([cupy.zeros(1, cupy.int64), cupy.cumsum(tokens[:-1] == boundary_id)])
+    else:
+        sentence = cupy.zeros(n, cupy.int64)
+    n_slots = 2 * n * window
+    rows = cupy.empty(n_slots, cupy.int32)
+    cols = cupy.empty(n_slots, cupy.int32)
+    weights = cupy.empty(n_slots, cupy.float64)
+    _module("cooccurrence.cu").get_function("cooccurrence_pairs")(
+        _grid(n * window), (_THREADS,),
+        (tokens, sentence.astype(cupy.int64), cupy.int64(n), cupy.int64(0), cupy.int64(window),
+         cupy.int32(1 if harmonic else 0), rows, cols, weights))
+    matrix = sparse.coo_matrix((weights, (rows, cols)), shape=(vocab_size, vocab_size))
+    matrix.sum_duplicates()
+    matrix = matrix.tocsr()
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def ppmi_values(indptr, indices, counts, row_sums, context_weights, total, eps):
+    out = cupy.empty(counts.shape[0], cupy.float64)
+    n_rows = indptr.shape[0] - 1
+    _module("cooccurrence.cu").get_function("ppmi_values")(
+        _grid(n_rows), (_THREADS,),
+        (indptr, indices, counts, row_sums, context_weights, cupy.float64(total), cupy.float64(eps),
+         cupy.int64(n_rows), out))
+    return out

@@ -1,0 +1,52 @@
+"""Count-based word vectors (book ch. 2): co-occurrence, PPMI, SVD, as one pipeline.
+
+The dense functions keep the book's names and results for its small examples; the pipeline
+uses the sparse kernels (fastnlp.kernels.cooccurrence / ppmi) and never builds a V x V array.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import cooccurrence, ppmi
+
+
+def create_co_matrix(corpus, vocab_size, window_size=1):
+    """The book's dense co-occurrence matrix (int32), computed by the sparse kernel."""
+    return cooccurrence(np.asarray(corpus), vocab_size, window_size).toarray().astype(np.int32)
+
+
+def ppmi_dense(C, verbose=False, eps=1e-8):
+    """The book's ``ppmi`` on a dense matrix (float32), vectorised instead of two Python loops.
+
+    Same values: max(0, log2(C_ij * N / (S_i * S_j) + eps)) with S the column sums; entries
+    whose count is 0 (including rows of words that never co-occur) are 0, as in the book.
+    """
+    C = np.asarray(C)
+    if C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError(f"co-occurrence matrix must be square, got shape {C.shape}")
+    counts = C.astype(np.float64)
+    total = counts.sum()
+    S = counts.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log2(counts * total / (S[:, None] * S[None, :]) + eps)
+    M = np.where(counts > 0, np.maximum(pmi, 0.0), 0.0).astype(np.float32)
+    if verbose:
+        print(f"ppmi: {C.size} entries done")
+    return M
+
+
+def count_vectors(corpus, words, window=2, k=100, power=1.0, alpha=None, boundary_id=None,
+                  weighting="uniform", method="randomized", seed=0):
+    """PPMI + truncated SVD word vectors for a corpus of ids: co-occurrence within
+    ``window`` -> sparse PPMI -> top-``k`` SVD -> ``U * S**power`` as ``WordVectors``.
+
+    ``words`` lists the word of each id (its length is the vocabulary size).
+    """
+    from .svd import truncated_svd, word_vectors_from_svd
+    from .wordvectors import WordVectors
+
+    words = list(words)
+    C = cooccurrence(corpus, len(words), window, weighting=weighting, boundary_id=boundary_id)
+    M = ppmi(C, alpha=alpha)
+    U, S, _ = truncated_svd(M, k, method=method, seed=seed)
+    return WordVectors(word_vectors_from_svd(U, S, power=power).astype(np.float32), words)

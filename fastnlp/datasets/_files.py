@@ -1,0 +1,156 @@
+"""Locating data files: the data folder, downloads checked against known sha256 sums, caches.
+
+A file is looked for in the data folder first; only when it is missing is it fetched from its
+public home, checked against the sum recorded here, and written atomically, so a half-written
+or tampered download is never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..serialization import atomic_write
+
+log = logging.getLogger(__name__)
+
+DATA_ENV_VAR = "FASTNLP_DATA"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    sha256: str
+
+
+_BOOK_REPO = "https://raw.githubusercontent.com/oreilly-japan/deep-learning-from-scratch-2/master/dataset/"
+_PTB_REPO = "https://raw.githubusercontent.com/tomsercu/lstm/master/data/"
+_GENSIM_TEST_DATA = "https://raw.githubusercontent.com/piskvorky/gensim/develop/gensim/test/test_data/"
+
+# Keyed by the path inside the data folder; the sums are those of the project's shared copies.
+KNOWN_FILES: dict[str, RemoteFile] = {
+    "ptb/ptb.train.txt": RemoteFile(
+        _PTB_REPO + "ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
+    "ptb/ptb.valid.txt": RemoteFile(
+        _PTB_REPO + "ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
+    "ptb/ptb.test.txt": RemoteFile(
+        _PTB_REPO + "ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
+    "seq/addition.txt": RemoteFile(
+        _BOOK_REPO + "addition.txt", "34e0746f5014c11311c9452ee9050bf14e38eca44ec4aaf4d81eba2b38674009"),
+    "seq/date.txt": RemoteFile(
+        _BOOK_REPO + "date.txt", "62e66a301ce8537868e725512d2a45663fc366526b7e42028cb703bda2b1c79a"),
+    "eval/wordsim353.tsv": RemoteFile(
+        _GENSIM_TEST_DATA + "wordsim353.tsv", "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d"),
+    "eval/questions-words.txt": RemoteFile(
+        _GENSIM_TEST_DATA + "questions-words.txt", "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"),
+}
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 is not the one recorded for it (a corrupt, truncated or altered copy)."""
+
+
+class DataFetchError(OSError):
+    """A missing data file could not be downloaded."""
+
+
+def cache_home() -> Path:
+    """The per-user cache folder: ``$XDG_CACHE_HOME/fastnlp``, else ``~/.cache/fastnlp``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "fastnlp"
+
+
+def data_home(data_dir=None) -> Path:
+    """The data folder: ``data_dir`` if given, else ``$FASTNLP_DATA``, else ``cache_home()``."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    from_env = os.environ.get(DATA_ENV_VAR, "")
+    if from_env:
+        return Path(from_env).expanduser()
+    return cache_home()
+
+
+def sha256_of(path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large files need little memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_url_bytes(url: str, timeout: float = 60.0) -> bytes:
+    """Everything at ``url`` (the one place that touches the network, so tests can replace it)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def is_writable_folder(folder) -> bool:
+    """Whether we may write into ``folder``.
+
+    A folder whose mode has no write bit at all counts as read-only even for root (who could
+    write anyway), so shared read-only data is never littered with caches.
+    """
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _candidates(home: Path, relative_name: str) -> list[Path]:
+    # The shared data keeps a subfolder (ptb/ptb.train.txt); a flat folder of files works too.
+    nested = home / relative_name
+    flat = home / Path(relative_name).name
+    return [nested] if flat == nested else [nested, flat]
+
+
+def _check_sum(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ChecksumError(f"{path} has sha256 {actual}, expected {expected}: the copy is corrupt or altered")
+
+
+def find_or_fetch(relative_name: str, data_dir=None, verify: bool = False) -> Path:
+    """Path of the data file ``relative_name`` (e.g. ``"ptb/ptb.train.txt"``).
+
+    Looks in ``data_home(data_dir)`` at ``<dir>/<relative_name>`` and then ``<dir>/<file name>``.
+    A missing file listed in ``KNOWN_FILES`` is downloaded to ``<dir>/<relative_name>`` and
+    checked against its sha256 before it is written (a mismatch raises ``ChecksumError`` and
+    leaves nothing behind). Local files are trusted unless ``verify=True``.
+    """
+    home = data_home(data_dir)
+    known = KNOWN_FILES.get(relative_name)
+    for path in _candidates(home, relative_name):
+        if path.is_file():
+            if verify:
+                if known is None:
+                    raise ValueError(f"no sha256 is recorded for {relative_name!r}, so it cannot be verified")
+                _check_sum(path, known.sha256)
+            return path
+    if known is None:
+        raise FileNotFoundError(f"{relative_name} is not in {home} and has no known download address")
+    return _download(known, home / relative_name)
+
+
+def _download(remote: RemoteFile, target: Path) -> Path:
+    log.info("downloading %s to %s", remote.url, target)
+    try:
+        payload = fetch_url_bytes(remote.url)
+    except (urllib.error.URLError, OSError) as err:
+        raise DataFetchError(
+            f"could not download {remote.url}: {err}. Put the file at {target}, or point "
+            f"data_dir or ${DATA_ENV_VAR} at a folder that holds it") from err
+    actual = hashlib.sha256(payload).hexdigest()
+    # Checked before anything reaches the disk, so a bad download can never be picked up later.
+    if actual != remote.sha256:
+        raise ChecksumError(
+            f"download of {remote.url} has sha256 {actual}, expected {remote.sha256}; nothing was saved")
+    return atomic_write(target, lambda f: f.write(payload))
