@@ -5,6 +5,8 @@ uses the sparse kernels (fastnlp.kernels.cooccurrence / ppmi) and never builds a
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .kernels import cooccurrence, ppmi
@@ -36,17 +38,26 @@ def ppmi_dense(C, verbose=False, eps=1e-8):
 
 
 def count_vectors(corpus, words, window=2, k=100, power=1.0, alpha=None, boundary_id=None,
-                  weighting="uniform", method="randomized", seed=0):
+                  weighting="uniform", method="arpack", seed=0, timings=None):
     """PPMI + truncated SVD word vectors for a corpus of ids: co-occurrence within
     ``window`` -> sparse PPMI -> top-``k`` SVD -> ``U * S**power`` as ``WordVectors``.
 
-    ``words`` lists the word of each id (its length is the vocabulary size).
+    ``words`` lists the word of each id (its length is the vocabulary size). Pass a dict as
+    ``timings`` to get the seconds each stage took.
     """
     from .svd import truncated_svd, word_vectors_from_svd
     from .wordvectors import WordVectors
 
     words = list(words)
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
     C = cooccurrence(corpus, len(words), window, weighting=weighting, boundary_id=boundary_id)
+    timings["cooccurrence"] = time.perf_counter() - start
+    start = time.perf_counter()
     M = ppmi(C, alpha=alpha)
+    timings["ppmi"] = time.perf_counter() - start
+    start = time.perf_counter()
     U, S, _ = truncated_svd(M, k, method=method, seed=seed)
-    return WordVectors(word_vectors_from_svd(U, S, power=power).astype(np.float32), words)
+    vectors = word_vectors_from_svd(U, S, power=power).astype(np.float32)
+    timings["svd"] = time.perf_counter() - start
+    return WordVectors(vectors, words)
