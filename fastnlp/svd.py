@@ -10,8 +10,6 @@ from __future__ import annotations
 import operator
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import svds
 
 __all__ = ["truncated_svd", "word_vectors_from_svd"]
 
@@ -32,6 +30,8 @@ _DEFAULT_N_ITER = 20
 
 def _check_matrix(M):
     """``M`` as CSR or ndarray; rejects anything that is not 2-D, finite and real."""
+    import scipy.sparse as sp  # imported on use: scipy.sparse is slow to import
+
     if sp.issparse(M):
         if M.ndim != 2:
             raise ValueError(f"M must be 2-D, got shape {M.shape}")
@@ -102,6 +102,8 @@ def _randomized_svd(M, k, n_iter, oversamples, rng, dtype):
 def _arpack_svd(M, k, rng, dtype):
     # A fixed start vector makes ARPACK reproducible (its default draws a fresh random one).
     v0 = rng.standard_normal(min(M.shape)).astype(dtype, copy=False)
+    from scipy.sparse.linalg import svds
+
     U, S, Vt = svds(M, k=k, solver="arpack", v0=v0)
     order = np.argsort(S)[::-1]  # svds returns ascending values
     return U[:, order], S[order], Vt[order]

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-from scipy import stats
 
 from .serialization import atomic_write
 
@@ -260,8 +259,8 @@ class WordVectors:
         unit = self.unit_vectors
         model = np.einsum("ij,ij->i", unit[ids_1], unit[ids_2])
         return {
-            "spearman": float(stats.spearmanr(model, human)[0]),
-            "pearson": float(stats.pearsonr(model, human)[0]),
+            "spearman": float(_stats().spearmanr(model, human)[0]),
+            "pearson": float(_stats().pearsonr(model, human)[0]),
             "oov_ratio": oov / (oov + len(human)),
             "pairs": len(human),
             "oov": oov,
@@ -531,3 +530,10 @@ def analogy(a, b, c, word_to_id, id_to_word, word_matrix, top=5, answer=None):
         if len(shown) >= top:
             break
     return shown
+
+
+def _stats():
+    # scipy.stats takes most of a second to import; only the evaluation needs it.
+    from scipy import stats
+
+    return stats

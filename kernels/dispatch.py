@@ -21,8 +21,10 @@ import os
 
 BACKENDS = ("numpy", "numba", "cython", "cupy")
 CPU_BACKENDS = ("numpy", "numba", "cython")
-# Fastest first; measured in bench/README.md.
-_DEFAULT_PREFERENCE = ("numba", "cython", "numpy")
+# Fastest first (bench/README.md): Cython and Numba run the same loops at the same speed
+# within noise, but Cython needs no JIT warm-up (Numba spends ~0.3 s per kernel per process
+# loading its cache), which matters for one-shot jobs.
+_DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
 
 _MODULES = {
     "numpy": "fastnlp.kernels.reference",
