@@ -1,7 +1,7 @@
 """The book's ch. 2 pipeline on PTB train (window 2): co-occurrence, PPMI, SVD k = 100, per
 backend, against the vectorised NumPy/SciPy count.
 
-    pytest bench/test_bench_count.py --benchmark-group-by=group
+    pytest bench/test_bench_count.py
 """
 import sys
 from pathlib import Path

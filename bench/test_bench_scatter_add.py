@@ -1,7 +1,7 @@
 """Embedding backward ``dW[idx] += dout`` at the sizes of the book's models, every backend and
 the peers: np.add.at (the reference to beat), the book's Python loop and torch's index_add_.
 
-    pytest bench/test_bench_scatter_add.py --benchmark-group-by=param:size
+    pytest bench/test_bench_scatter_add.py      (one group per size)
 """
 import numpy as np
 import pytest
@@ -28,6 +28,7 @@ def make_problem(size):
 def test_scatter_add(benchmark, backend, size):
     if STATUS[backend] is not None:
         pytest.skip(STATUS[backend])
+    benchmark.group = f"scatter_add {size}"
     dW, idx, dout = make_problem(size)
     with fastnlp.use_backend(backend):
         benchmark(scatter_add, dW, idx, dout)
@@ -35,6 +36,7 @@ def test_scatter_add(benchmark, backend, size):
 
 @pytest.mark.parametrize("size", list(SIZES))
 def test_book_python_loop(benchmark, size):
+    benchmark.group = f"scatter_add {size}"
     dW, idx, dout = make_problem(size)
     flat_idx, rows = idx.reshape(-1), dout.reshape(-1, dW.shape[1])
 
@@ -49,8 +51,16 @@ def test_book_python_loop(benchmark, size):
 def test_torch_index_add(benchmark, size):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
+    benchmark.group = f"scatter_add {size}"
     dW, idx, dout = make_problem(size)
     t_dW = torch.from_numpy(dW)
     t_idx = torch.from_numpy(idx.reshape(-1).astype(np.int64))
     t_rows = torch.from_numpy(dout.reshape(-1, dW.shape[1]))
     benchmark(t_dW.index_add_, 0, t_idx, t_rows)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_numpy_add_at(benchmark, size):
+    benchmark.group = f"scatter_add {size}"
+    dW, idx, dout = make_problem(size)
+    benchmark(np.add.at, dW, idx.reshape(-1), dout.reshape(-1, dW.shape[1]))
