@@ -20,6 +20,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data"))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--book", action="store_true",
+                        help="also time the book's Python-loop create_co_matrix once (about 5 s)")
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -53,6 +55,14 @@ def main(argv=None):
     print("| stage | implementation | median s | vs vectorised NumPy |")
     print("| --- | --- | ---: | ---: |")
     base = median_s(lambda: vectorised_cooccurrence(corpus, vocab, 2), max(args.repeat // 2, 1))
+    if args.book:
+        from book_loops import book_create_co_matrix
+
+        start = time.perf_counter()
+        book_create_co_matrix(corpus, vocab, 2)
+        seconds = time.perf_counter() - start
+        print(f"| co-occurrence | the book's create_co_matrix (Python loops, dense, one run) | {seconds:.3f} | "
+              f"{base / seconds:.2f}x |")
     print(f"| co-occurrence | vectorised NumPy (bincount on pair codes + CSR) | {base:.3f} | 1.0x |")
     C = None
     for backend in backends:

@@ -1,4 +1,7 @@
 """cooccurrence and ppmi: every backend equals the NumPy reference; the book's results."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +13,9 @@ import fastnlp
 from fastnlp.count import create_co_matrix, ppmi_dense
 from fastnlp.kernels import cooccurrence, ppmi
 from kernel_harness import backend_params, to_backend
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from book_loops import book_create_co_matrix  # noqa: E402  the book's loop: the truth for uniform counts
 
 BOOK_CORPUS = np.array([0, 1, 2, 3, 4, 1, 5, 6])  # "you say goodbye and i say hello ."
 BOOK_C = np.array([[0, 1, 0, 0, 0, 0, 0],
@@ -24,21 +30,8 @@ BOOK_PPMI_ROW0 = [0.0, 1.807, 0.0, 0.0, 0.0, 0.0, 0.0]
 BOOK_PPMI_ROW1 = [1.807, 0.0, 0.807, 0.0, 0.807, 0.807, 0.0]
 
 
-def book_create_co_matrix(corpus, vocab_size, window_size=1):
-    """The book's loop, verbatim in behaviour: the truth for uniform weighting."""
-    corpus_size = len(corpus)
-    co_matrix = np.zeros((vocab_size, vocab_size), dtype=np.int32)
-    for idx, word_id in enumerate(corpus):
-        for i in range(1, window_size + 1):
-            left_idx, right_idx = idx - i, idx + i
-            if left_idx >= 0:
-                co_matrix[word_id, corpus[left_idx]] += 1
-            if right_idx < corpus_size:
-                co_matrix[word_id, corpus[right_idx]] += 1
-    return co_matrix
-
-
 def book_ppmi(C, eps=1e-8):
+    """The book's ppmi loop (S products in float so large counts cannot overflow int32)."""
     M = np.zeros_like(C, dtype=np.float32)
     N = np.sum(C)
     S = np.sum(C, axis=0)
