@@ -10,6 +10,15 @@ CPU_AVAILABLE = [name for name in AVAILABLE if name != "cupy"]
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_user_cache(tmp_path_factory):
+    """Token caches and any download target go to a temporary folder, never the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+        patch.delenv("FASTNLP_DATA", raising=False)
+        yield
+
+
 @pytest.fixture(params=CPU_AVAILABLE)
 def cpu_backend(request):
     """Run the test once under each CPU backend that loads here (a new backend needs no new test)."""
