@@ -12,16 +12,19 @@ import numpy as np
 
 
 def numerical_gradient(f, x, eps=1e-6):
-    """d f() / d x by central differences, perturbing ``x`` in place and restoring it."""
+    """d f(x) / d x by central differences, perturbing ``x`` in place and restoring it.
+
+    As in the book, ``f`` is called with ``x`` itself (``f(x)``); it may ignore the argument
+    and read ``x`` through a closure, as the layer check does."""
     grad = np.zeros_like(x, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     for _ in it:
         i = it.multi_index
         original = x[i].copy()
         x[i] = original + eps
-        plus = float(f())
+        plus = float(f(x))
         x[i] = original - eps
-        minus = float(f())
+        minus = float(f(x))
         x[i] = original
         grad[i] = (plus - minus) / (2 * eps)
     return grad
@@ -54,7 +57,7 @@ def check_layer(layer, *inputs, dout=None, before_forward=None, eps=1e-6, rtol=1
     if dout is None:
         dout = np.float64(1.0) if out.ndim == 0 else rng.standard_normal(out.shape)
 
-    def scalar():
+    def scalar(_perturbed):
         return np.sum(np.asarray(forward()) * dout)
 
     forward()

@@ -163,18 +163,21 @@ class SigmoidWithLoss(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training keep each unit with p = 1 - ratio and scale by 1/p."""
+    """Inverted dropout: in training keep each unit with p = 1 - ratio and scale by 1/p, so
+    evaluation is the identity. ``train()``/``eval()`` set the mode; the book's
+    ``forward(x, train_flg)`` overrides it for one call."""
 
-    def __init__(self, ratio: float = 0.5, seed: int | None = None):
+    def __init__(self, dropout_ratio: float = 0.5, seed: int | None = None):
         super().__init__()
-        if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"dropout ratio must be in [0, 1), got {ratio}")
-        self.ratio = ratio
+        if not 0.0 <= dropout_ratio < 1.0:
+            raise ValueError(f"dropout ratio must be in [0, 1), got {dropout_ratio}")
+        self.ratio = dropout_ratio
         self.rng = np.random.default_rng(seed)
         self.mask = None
 
-    def forward(self, x):
-        if not self.training or self.ratio == 0.0:
+    def forward(self, x, train_flg: bool | None = None):
+        training = self.training if train_flg is None else train_flg
+        if not training or self.ratio == 0.0:
             self.mask = None
             return x
         keep = 1.0 - self.ratio

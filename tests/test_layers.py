@@ -59,7 +59,7 @@ def test_gradcheck_refuses_float32_params():
 
 def test_numerical_gradient_of_a_quadratic():
     x = randn(3)
-    np.testing.assert_allclose(numerical_gradient(lambda: (x ** 2).sum(), x), 2 * x, rtol=1e-6)
+    np.testing.assert_allclose(numerical_gradient(lambda v: (v ** 2).sum(), x), 2 * x, rtol=1e-6)
 
 
 def test_dropout_train_and_eval():
@@ -71,6 +71,7 @@ def test_dropout_train_and_eval():
     assert abs(kept.mean() - 0.7) < 0.01
     np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)  # inverted dropout keeps the mean
     np.testing.assert_array_equal(layer.backward(x), y)
+    assert layer.forward(x, train_flg=False) is x
     layer.eval()
     assert layer.forward(x) is x
     with pytest.raises(ValueError, match="ratio"):
