@@ -1,6 +1,8 @@
 """Elementwise functions and losses shared by layers; numerically stable, NumPy/CuPy agnostic."""
 import numpy as np
 
+from .kernels.dispatch import array_module
+
 
 def sigmoid(x):
     # Split by sign so exp never overflows: exp(-|x|) <= 1.
@@ -45,4 +47,5 @@ def cross_entropy_error(y, t, eps=1e-7):
     """
     y2 = y.reshape(-1, y.shape[-1])
     labels = as_labels(t, y.shape).reshape(-1)
-    return -np.log(y2[np.arange(y2.shape[0]), labels] + eps).mean()
+    rows = array_module(y2).arange(y2.shape[0])
+    return -np.log(y2[rows, labels] + eps).mean()

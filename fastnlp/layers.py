@@ -127,16 +127,18 @@ class SoftmaxWithLoss(Layer):
         if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= n_classes):
             raise IndexError(f"label out of range for {n_classes} classes")
         log_y = F.log_softmax(x2)
-        picked = -log_y[np.arange(x2.shape[0]), safe]
+        rows = array_module(x2).arange(x2.shape[0])
+        picked = -log_y[rows, safe]
         count = x2.shape[0] if mask is None else max(int(mask.sum()), 1)
         if mask is not None:
             picked = picked * mask
-        self.y, self.labels, self.mask, self.count, self.shape = np.exp(log_y), safe, mask, count, x.shape
+        self.y, self.labels, self.rows, self.mask = np.exp(log_y), safe, rows, mask
+        self.count, self.shape = count, x.shape
         return picked.sum() / count
 
     def backward(self, dout=1):
         dx = self.y.copy()
-        dx[np.arange(dx.shape[0]), self.labels] -= 1
+        dx[self.rows, self.labels] -= 1
         if self.mask is not None:
             dx *= self.mask[:, None]
         dx *= dout / self.count

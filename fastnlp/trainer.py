@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .kernels.dispatch import array_module
 from .optim import clip_grads, remove_duplicate
 
 
@@ -30,6 +31,7 @@ class Trainer:
             raise ValueError(f"{n} inputs but {len(t)} targets")
         if batch_size < 1 or max_epoch < 0:
             raise ValueError("batch_size must be >= 1 and max_epoch >= 0")
+        xp = array_module(x)  # batches index x and t where they live (host or GPU)
         iters_per_epoch = max(n // batch_size, 1)
         interval = eval_interval or iters_per_epoch
         self.eval_interval = interval
@@ -40,7 +42,7 @@ class Trainer:
             for epoch in range(max_epoch):
                 order = self.rng.permutation(n)
                 for it in range(iters_per_epoch):
-                    batch = order[it * batch_size:(it + 1) * batch_size]
+                    batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
                     loss = float(self.model.forward(x[batch], t[batch]))
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, iteration {it + 1}")

@@ -29,7 +29,7 @@ def scatter_add(dW, idx, dout):
                          f"{dW.shape[1]} need {expected}")
     if dout.dtype.kind != "f":
         raise TypeError(f"dout must be a float array, got dtype {dout.dtype}")
-    if not dW.flags.writeable:
+    if not getattr(dW.flags, "writeable", True):  # CuPy arrays have no such flag
         raise ValueError("dW is read-only; scatter_add writes into it")
     backend = dispatch.backend_module(dW)
     flat_idx = check_ids(idx, dW.shape[0], backend=backend)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One prepared device run (for a session lent a GPU through the device tool): build the package
+# with the machine's own Python (which has CuPy, numba, Cython, hypothesis, pytest-benchmark), run
+# the whole test suite including the GPU tests, then the GPU benchmark; everything lands in $OUT.
+# Copy $OUT's files to bench/results/ and commit them with the device name.
+set -uo pipefail
+out="${OUT:-bench/results}"
+mkdir -p "$out"
+{ nvidia-smi; python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"; } \
+    > "$out/gpu-device.txt" 2>&1
+python3 -m pip install -q --no-build-isolation --no-deps -e . > "$out/gpu-build.txt" 2>&1
+python3 -m pytest -q -rs -p no:cacheprovider tests > "$out/gpu-tests.txt" 2>&1
+echo "pytest exit $?" >> "$out/gpu-tests.txt"
+python3 bench/compare_gpu.py --out "$out/gpu-bench.md" > "$out/gpu-bench.log" 2>&1
+echo "compare_gpu exit $?" >> "$out/gpu-bench.log"
+tail -3 "$out/gpu-tests.txt"
+cat "$out/gpu-bench.md" 2>/dev/null || tail -20 "$out/gpu-bench.log"
