@@ -99,13 +99,16 @@ def cooccurrence(corpus, vocab_size, window=1, weighting="uniform", boundary_id=
     if dispatch.is_device_array(corpus):
         return _cooccurrence_on_device(corpus, vocab_size, window, harmonic, boundary, dtype)
 
+    if isinstance(corpus, (list, tuple)) and (not corpus or np.isscalar(corpus[0])):
+        corpus = np.asarray(corpus)  # a plain list of ids is one corpus, not chunks
     chunks = [corpus] if hasattr(corpus, "shape") else corpus
     total, tail, n_tokens = None, np.empty(0, np.int64), 0
     for chunk in chunks:
         backend = dispatch.backend_module(np.empty(0))
-        if getattr(chunk, "ndim", 1) != 1:
-            raise ValueError(f"corpus must be 1-D token ids, got shape {np.shape(chunk)}")
-        ids = check_ids(np.asarray(chunk), vocab_size, what="token id", backend=backend)
+        chunk = np.asarray(chunk)
+        if chunk.ndim != 1:
+            raise ValueError(f"corpus chunks must be 1-D token ids, got shape {chunk.shape}")
+        ids = check_ids(chunk, vocab_size, what="token id", backend=backend)
         if ids.size == 0:
             continue
         n_tokens += ids.size

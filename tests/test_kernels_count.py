@@ -109,6 +109,12 @@ def test_memory_mapped_chunks(tmp_path):
     assert (cooccurrence(chunks, 50, 3) != cooccurrence(corpus, 50, 3)).nnz == 0
 
 
+def test_a_list_of_ids_is_one_corpus_and_a_list_of_arrays_is_chunks():
+    ids = [0, 1, 2, 3, 4, 1, 5, 6]
+    np.testing.assert_array_equal(cooccurrence(ids, 7).toarray(), BOOK_C)
+    np.testing.assert_array_equal(cooccurrence([np.array(ids[:3]), np.array(ids[3:])], 7).toarray(), BOOK_C)
+
+
 def test_boundaries_stop_pairs_but_keep_the_boundary_in_its_sentence():
     eos = 9
     C = cooccurrence(np.array([1, 2, eos, 3, 4]), 10, window=2, boundary_id=eos).toarray()

@@ -115,3 +115,16 @@ def test_read_only_dW_is_refused(cpu_backend):
     dW.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         scatter_add(dW, np.array([0]), np.ones((1, 2)))
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@settings(max_examples=60, deadline=None)
+@given(ids=hnp.arrays(np.int64, st.integers(1, 300), elements=st.integers(-2**63, 2**63 - 1)))
+def test_id_range_equals_min_max(backend, ids):
+    """The range check that guards every unchecked kernel, including int64 extremes."""
+    from fastnlp.kernels import dispatch
+    from kernel_harness import to_backend
+
+    with fastnlp.use_backend(backend):
+        module = dispatch.backend_module(to_backend(ids, backend))
+        assert module.id_range(to_backend(ids, backend)) == (int(ids.min()), int(ids.max()))
