@@ -1,5 +1,6 @@
 """Embedding backward ``dW[idx] += dout`` at the sizes of the book's models, every backend and
-the peers: np.add.at (the reference to beat), the book's Python loop and torch's index_add_.
+the peers: np.add.at (the reference to beat), the book's Python loop and torch's index_add_;
+and the forward lookup ``W[idx]`` against NumPy's fancy indexing and torch's index_select.
 
     pytest bench/test_bench_scatter_add.py      (one group per size)
 """
@@ -64,3 +65,23 @@ def test_numpy_add_at(benchmark, size):
     benchmark.group = f"scatter_add {size}"
     dW, idx, dout = make_problem(size)
     benchmark(np.add.at, dW, idx.reshape(-1), dout.reshape(-1, dW.shape[1]))
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("backend", [b for b in fastnlp.kernels.BACKENDS if b != "cupy"])
+def test_embedding_gather(benchmark, backend, size):
+    if STATUS[backend] is not None:
+        pytest.skip(STATUS[backend])
+    benchmark.group = f"embedding_gather {size}"
+    W, idx, _ = make_problem(size)
+    with fastnlp.use_backend(backend):
+        benchmark(fastnlp.kernels.embedding_gather, W, idx)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_torch_index_select(benchmark, size):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    benchmark.group = f"embedding_gather {size}"
+    W, idx, _ = make_problem(size)
+    benchmark(torch.index_select, torch.from_numpy(W), 0, torch.from_numpy(idx.reshape(-1).astype(np.int64)))

@@ -102,9 +102,9 @@ def cooccurrence(corpus, vocab_size, window=1, weighting="uniform", boundary_id=
     if isinstance(corpus, (list, tuple)) and (not corpus or np.isscalar(corpus[0])):
         corpus = np.asarray(corpus)  # a plain list of ids is one corpus, not chunks
     chunks = [corpus] if hasattr(corpus, "shape") else corpus
+    backend = dispatch.backend_module(np.empty(0))
     total, tail, n_tokens = None, np.empty(0, np.int64), 0
     for chunk in chunks:
-        backend = dispatch.backend_module(np.empty(0))
         chunk = np.asarray(chunk)
         if chunk.ndim != 1:
             raise ValueError(f"corpus chunks must be 1-D token ids, got shape {chunk.shape}")
