@@ -26,7 +26,6 @@ def main(argv=None):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
 
-    import numpy as np
 
     import fastnlp
     from fastnlp.count import count_vectors

@@ -31,3 +31,14 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_backend_params():
+    """The CPU backends as pytest params; one that does not load here is skipped with its reason."""
+    import pytest
+
+    import fastnlp
+
+    status = fastnlp.available_backends()
+    return [pytest.param(name, marks=pytest.mark.skipif(status[name] is not None, reason=f"{name}: {status[name]}"))
+            for name in fastnlp.kernels.BACKENDS if name != "cupy"]

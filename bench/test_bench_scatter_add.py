@@ -9,10 +9,10 @@ import pytest
 
 import fastnlp
 from fastnlp.kernels import scatter_add
+from machine import cpu_backend_params
 
 SIZES = {"V10000xD100-ids100x10": (10000, 100, (100, 10)),
          "V10000xD650-ids20x35": (10000, 650, (20, 35))}
-STATUS = fastnlp.available_backends()
 
 
 def make_problem(size):
@@ -25,10 +25,8 @@ def make_problem(size):
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("backend", [b for b in fastnlp.kernels.BACKENDS if b != "cupy"])
+@pytest.mark.parametrize("backend", cpu_backend_params())
 def test_scatter_add(benchmark, backend, size):
-    if STATUS[backend] is not None:
-        pytest.skip(STATUS[backend])
     benchmark.group = f"scatter_add {size}"
     dW, idx, dout = make_problem(size)
     with fastnlp.use_backend(backend):
@@ -68,10 +66,8 @@ def test_numpy_add_at(benchmark, size):
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("backend", [b for b in fastnlp.kernels.BACKENDS if b != "cupy"])
+@pytest.mark.parametrize("backend", cpu_backend_params())
 def test_embedding_gather(benchmark, backend, size):
-    if STATUS[backend] is not None:
-        pytest.skip(STATUS[backend])
     benchmark.group = f"embedding_gather {size}"
     W, idx, _ = make_problem(size)
     with fastnlp.use_backend(backend):
