@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fastnlp import wordvectors as wv_module
+from fastnlp.vectors import evaluation as wv_module
 from fastnlp.wordvectors import WordVectors, analogy, cos_similarity, most_similar
 
 EVAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval"

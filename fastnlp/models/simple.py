@@ -1,9 +1,9 @@
-"""Small models built from the layers (the book's examples)."""
+"""The book's chapter-1 two-layer net."""
 from __future__ import annotations
 
 import numpy as np
 
-from .layers import Affine, Sigmoid, SoftmaxWithLoss
+from ..layers import Affine, Sigmoid, SoftmaxWithLoss
 
 
 class TwoLayerNet:

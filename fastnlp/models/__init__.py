@@ -1,0 +1,4 @@
+"""Models built from the layers, one module per family."""
+from .simple import TwoLayerNet
+
+__all__ = ["TwoLayerNet"]
