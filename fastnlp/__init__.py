@@ -2,7 +2,53 @@
 
 The layer API lives here; the hot-path ops and their backends live in ``fastnlp.kernels``.
 """
-from . import datasets, functions, gradcheck, kernels, layers, optim
+
+
+def _attach_source_tree_kernels() -> None:
+    """Make ``fastnlp.kernels`` importable when this package is imported from a source checkout.
+
+    Installed, the top-level ``kernels/`` folder becomes the subpackage ``fastnlp.kernels``
+    (setuptools ``package-dir``). Python started in the repository root finds the local
+    ``fastnlp/`` folder first, which has no ``kernels`` inside; then the sibling ``kernels/`` folder
+    is attached here under its installed name (sub-packages of it import as usual). Compiled
+    extensions a checkout lacks make their backend report itself unavailable.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    name = __name__ + ".kernels"
+    if name in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec(name) is not None:  # installed, or an editable install
+            return
+    except (ImportError, ValueError):
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    folder = os.path.join(os.path.dirname(here), "kernels")
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.isfile(init):
+        raise ImportError(
+            f"fastnlp.kernels is missing: the fastnlp package at {here} is neither a complete "
+            f"installation nor a source checkout (no {init}). Reinstall it with pip "
+            f"('pip install fastnlp', or 'pip install .' in a checkout), or, if you ran Python from "
+            f"inside a copy of the fastnlp sources, run it from another folder.", name=name)
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    globals()["kernels"] = module
+
+
+_attach_source_tree_kernels()
+del _attach_source_tree_kernels
+
+from . import datasets, functions, gradcheck, kernels, layers, optim  # noqa: E402
 from .kernels.dispatch import available_backends, get_backend, set_backend, use_backend
 from .models import TwoLayerNet
 from .count import count_vectors, create_co_matrix, ppmi_dense

@@ -1,4 +1,11 @@
-"""Hot-path ops with one contract and several implementations (see dispatch.py)."""
+"""Hot-path ops with one contract and several implementations, one folder per op family.
+
+``registry`` knows every op and which backend implements it; ``dispatch`` holds the user's
+choice of backend; ``harness`` checks any implementation against the NumPy reference and times
+it, for tests and benchmarks alike.
+"""
+from . import dispatch, registry
+from .cooccurrence import cooccurrence, ppmi
 from .dispatch import (
     BACKENDS,
     BackendUnavailableError,
@@ -7,16 +14,18 @@ from .dispatch import (
     set_backend,
     use_backend,
 )
-from .ops import cooccurrence, embedding_gather, ppmi, scatter_add
+from .embedding import embedding_gather, scatter_add
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
     "available_backends",
     "cooccurrence",
+    "dispatch",
     "embedding_gather",
-    "ppmi",
     "get_backend",
+    "ppmi",
+    "registry",
     "scatter_add",
     "set_backend",
     "use_backend",

@@ -1,16 +1,11 @@
-"""Chooses which implementation of each op runs.
-
-Every backend is one module exporting the same op functions over already-validated inputs:
-
-    numpy  -> fastnlp.kernels.reference    (the truth every other backend is tested against)
-    numba  -> fastnlp.kernels.numba_ops
-    cython -> fastnlp.kernels._cython_ops  (compiled at install time)
-    cupy   -> fastnlp.kernels.cupy_ops     (CUDA RawKernels; optional)
+"""Chooses which backend runs the ops: the user's choice, and which backends load here.
 
 The active backend comes from, in order: a ``use_backend`` block, ``set_backend``, the
-``FASTNLP_BACKEND`` environment variable (read once, at the first op call), and otherwise the fastest CPU backend that loads.
+``FASTNLP_BACKEND`` environment variable (read once, at the first op call). Without a choice each
+op runs on the backend measured fastest for it (its ``OpSpec.preference``, see registry.py).
 Arrays that live on the GPU always go to the CuPy implementation, whatever is selected, and
-host arrays never do: with ``cupy`` selected they run on the default CPU backend.
+host arrays never do: with ``cupy`` selected they run on each op's fastest CPU backend.
+Which function implements an op on a backend is the registry's business (registry.py).
 """
 from __future__ import annotations
 
@@ -21,53 +16,56 @@ import os
 
 BACKENDS = ("numpy", "numba", "cython", "cupy")
 CPU_BACKENDS = ("numpy", "numba", "cython")
-# Fastest first (bench/README.md): Cython and Numba run the same loops at the same speed
-# within noise, but Cython needs no JIT warm-up (Numba spends ~0.3 s per kernel per process
-# loading its cache), which matters for one-shot jobs.
+# When one name is asked for (get_backend without a choice): Cython needs no JIT warm-up (Numba
+# spends ~0.3 s per kernel per process loading its cache), which matters for one-shot jobs.
 _DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
-
-_MODULES = {
-    "numpy": "fastnlp.kernels.reference",
-    "numba": "fastnlp.kernels.numba_ops",
-    "cython": "fastnlp.kernels._cython_ops",
-    "cupy": "fastnlp.kernels.cupy_ops",
-}
 
 
 class BackendUnavailableError(RuntimeError):
     """A backend was requested that cannot load on this machine."""
 
 
-_loaded: dict[str, object] = {}
-_reasons: dict[str, str] = {}
+_reasons: dict[str, str | None] = {}
 _selected: str | None = None
 _scoped: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastnlp_backend", default=None)
 
 
-def _load(name: str):
-    """Import a backend module once; remember why it failed so we never retry a broken import."""
-    if name in _loaded:
-        return _loaded[name]
-    if name in _reasons:
-        return None
-    try:
-        module = importlib.import_module(_MODULES[name])
-        problem = getattr(module, "unavailable_reason", lambda: None)()
-    except ImportError as exc:
-        module, problem = None, _import_failure_reason(name, exc)
-    if problem is not None:
-        _reasons[name] = problem
-        return None
-    _loaded[name] = module
-    return module
+def backend_reason(name: str) -> str | None:
+    """None when backend ``name`` loads here, else a one-line reason (probed once)."""
+    if name not in _reasons:
+        _reasons[name] = _probe(name)
+    return _reasons[name]
 
 
-def _import_failure_reason(name: str, exc: ImportError) -> str:
+def _probe(name: str) -> str | None:
+    if name == "numpy":
+        return None
+    if name == "numba":
+        try:
+            importlib.import_module("numba")
+        except ImportError as exc:
+            return f"Numba is not installed ({exc}); pip install numba"
+        return None
     if name == "cython":
-        return f"the compiled extension fastnlp.kernels._cython_ops is not built ({exc}); reinstall with pip"
+        from . import registry
+
+        families = sorted({registry.spec(op).family for op in registry.ops()})
+        failures = []
+        for family in families:
+            try:
+                importlib.import_module(f"fastnlp.kernels.{family}._cython_impl")
+                return None
+            except ImportError as exc:
+                failures.append(str(exc))
+        return (f"no compiled extension fastnlp.kernels.*._cython_impl is built ({'; '.join(failures[:1])}); "
+                "reinstall with pip")
     if name == "cupy":
-        return f"CuPy is not installed ({exc}); pip install 'fastnlp[gpu]'"
-    return f"{exc}"
+        try:
+            from . import _cuda
+        except ImportError as exc:
+            return f"CuPy is not installed ({exc}); pip install 'fastnlp[gpu]'"
+        return _cuda.unavailable_reason()
+    raise ValueError(f"unknown backend {name!r}")
 
 
 def _check_name(name: str) -> str:
@@ -78,20 +76,19 @@ def _check_name(name: str) -> str:
 
 def available_backends() -> dict[str, str | None]:
     """Map every backend name to ``None`` if it is usable here, else a one-line reason why not."""
-    return {name: (None if _load(name) is not None else _reasons[name]) for name in BACKENDS}
+    return {name: backend_reason(name) for name in BACKENDS}
 
 
-def _require(name: str):
-    module = _load(name)
-    if module is None:
-        raise BackendUnavailableError(f"backend {name!r} is not available: {_reasons[name]}")
-    return module
+def _require(name: str) -> None:
+    reason = backend_reason(name)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} is not available: {reason}")
 
 
 def default_backend() -> str:
-    """The fastest CPU backend that loads (numpy always does)."""
+    """The CPU backend named when nothing was chosen: the first of cython, numba, numpy that loads."""
     for name in _DEFAULT_PREFERENCE:
-        if _load(name) is not None:
+        if backend_reason(name) is None:
             return name
     return "numpy"
 
@@ -104,30 +101,35 @@ def set_backend(name: str) -> None:
     _selected = name
 
 
-def get_backend() -> str:
-    """Name of the backend op calls use now."""
+def chosen_backend() -> str | None:
+    """The backend the user chose (block, setter or environment), or None for per-op defaults."""
     scoped = _scoped.get()
     if scoped is not None:
         return scoped
     if _selected is not None:
         return _selected
-    return _unselected_backend()
+    return _environment_choice()
 
 
-_env_choice: str | None = None
+def get_backend() -> str:
+    """Name of the backend op calls use now (``default_backend()`` when none was chosen)."""
+    return chosen_backend() or default_backend()
 
 
-def _unselected_backend() -> str:
-    """FASTNLP_BACKEND if it was set when first asked, else the default. Resolved once:
-    every op call asks, and reading os.environ costs more than a small kernel."""
+_UNSET = object()
+_env_choice = _UNSET
+
+
+def _environment_choice() -> str | None:
+    """FASTNLP_BACKEND as it was at the first call. Resolved once: every op call asks, and
+    reading os.environ costs more than a small kernel."""
     global _env_choice
-    if _env_choice is None:
+    if _env_choice is _UNSET:
         from_env = os.environ.get("FASTNLP_BACKEND", "").strip()
+        name = None
         if from_env:
             name = _check_name(from_env)
             _require(name)
-        else:
-            name = default_backend()
         _env_choice = name
     return _env_choice
 
@@ -147,22 +149,6 @@ def use_backend(name: str):
 def is_device_array(array) -> bool:
     """True for CuPy arrays, without importing CuPy when it was never imported."""
     return type(array).__module__.startswith("cupy")
-
-
-def backend_module(like):
-    """The backend module whose kernels run for arrays like ``like`` right now."""
-    if is_device_array(like):
-        return _require("cupy")
-    name = get_backend()
-    if name not in CPU_BACKENDS:
-        name = default_backend()
-    module = _loaded.get(name)
-    return module if module is not None else _require(name)
-
-
-def implementation(op_name: str, like):
-    """The function implementing ``op_name`` for arrays like ``like`` under the active backend."""
-    return getattr(backend_module(like), op_name)
 
 
 def array_module(array):

@@ -1,8 +1,9 @@
-"""Checks every public op runs before handing arrays to a kernel.
+"""The checks every public op runs before handing arrays to a kernel.
 
 Compiled kernels skip bounds checks, so they are reached only through these checks: ids are
-integers inside ``[0, upper)``, float arrays have a supported dtype and the expected shape, and
-what a kernel writes through is C-contiguous.
+integers inside ``[0, upper)`` and float arrays have a supported dtype and the expected shape.
+Making what a kernel writes through C-contiguous, and copying inputs that overlap its output,
+is each op's wrapper's job (it knows which argument is written).
 """
 from __future__ import annotations
 
@@ -13,17 +14,39 @@ from . import dispatch
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_ids(ids, upper: int, what: str = "id", backend=None):
-    """Return ``ids`` as a flat C-contiguous int64 array after checking dtype and range
-    (the range with ``backend``'s id_range kernel when given, else the active backend's)."""
-    xp = _xp(ids)
+def as_id_array(ids, like=None):
+    """``ids`` as an array on ``like``'s device: lists and tuples of ints are accepted wherever
+    id arrays are (an empty list is an empty int64 array, not float64)."""
+    if hasattr(ids, "dtype") and hasattr(ids, "shape"):
+        return ids
+    xp = dispatch.array_module(like) if like is not None else np
+    if isinstance(ids, (list, tuple)) and len(ids) == 0:
+        return xp.empty(0, dtype=np.int64)
+    if isinstance(ids, (list, tuple, int, np.integer)) and not isinstance(ids, bool):
+        try:
+            array = np.asarray(ids)
+        except ValueError:
+            array = np.empty(0, dtype=object)
+        if array.dtype == object:
+            raise TypeError("ids must be integers in a rectangular list; got a ragged or mixed list")
+        return xp.asarray(array)
+    raise TypeError(f"ids must be an integer array or a list of ints, got {type(ids).__name__}")
+
+
+def check_ids(ids, upper: int, what: str = "id"):
+    """Return ``ids`` as a flat C-contiguous int64 array after checking dtype and range (the
+    range with the active backend's id_range kernel, the guard of every unchecked loop)."""
+    from . import registry
+
+    xp = dispatch.array_module(ids)
     ids = xp.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{what}s must be an integer array, got dtype {ids.dtype}")
     flat = xp.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+    if ids.dtype == np.uint64 and flat.size and bool((ids.reshape(-1) > np.iinfo(np.int64).max).any()):
+        raise IndexError(f"{what} {int(ids.max())} is out of range for {upper} rows; {what}s must lie in [0, {upper})")
     if flat.size:
-        backend = backend if backend is not None else dispatch.backend_module(flat)
-        low, high = backend.id_range(flat)
+        low, high = registry.kernel("id_range", flat)(flat)
         if low < 0:
             raise IndexError(f"{what} {low} is negative; {what}s must lie in [0, {upper})")
         if high >= upper:
@@ -43,16 +66,7 @@ def check_float_matrix(array, name: str):
 
 
 def check_same_device(*arrays) -> None:
-    if all(type(a) is np.ndarray for a in arrays):
-        return
-    kinds = {type(a).__module__.split(".")[0] for a in arrays}
-    if len(kinds) > 1:
-        raise TypeError(f"arrays live on different devices ({', '.join(sorted(kinds))}); move them to one first")
-
-
-def _xp(array):
-    if type(array).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
+    """Host and device arrays are never mixed (plain Python values count as host)."""
+    on_device = [dispatch.is_device_array(a) for a in arrays if hasattr(a, "shape")]
+    if any(on_device) and not all(on_device):
+        raise TypeError("arrays live on different devices (numpy, cupy); move them to one first")

@@ -12,7 +12,10 @@ from scipy import sparse
 import fastnlp
 from fastnlp.count import create_co_matrix, ppmi_dense
 from fastnlp.kernels import cooccurrence, ppmi
-from kernel_harness import backend_params, to_backend
+from fastnlp.kernels import harness
+
+BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(why is not None, reason=f"{name}: {why}"))
+            for name, why in fastnlp.available_backends().items()]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from book_loops import book_create_co_matrix  # noqa: E402  the book's loop: the truth for uniform counts
@@ -43,10 +46,6 @@ def book_ppmi(C, eps=1e-8):
     return M
 
 
-def host(matrix):
-    return matrix.get() if hasattr(matrix, "get") else matrix
-
-
 @st.composite
 def corpora(draw):
     vocab = draw(st.integers(1, 30))
@@ -71,7 +70,7 @@ def test_book_example_exactly(cpu_backend):
     np.testing.assert_allclose(ppmi_dense(BOOK_C), book_ppmi(BOOK_C), rtol=1e-6)
 
 
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=60, deadline=None)
 @given(problem=corpora())
 def test_cooccurrence_equals_reference(backend, problem):
@@ -79,7 +78,7 @@ def test_cooccurrence_equals_reference(backend, problem):
     with fastnlp.use_backend("numpy"):
         expected = cooccurrence(corpus, vocab, window, weighting=weighting, boundary_id=boundary)
     with fastnlp.use_backend(backend):
-        result = host(cooccurrence(to_backend(corpus, backend), vocab, window, weighting=weighting,
+        result = harness.to_host(cooccurrence(harness.to_backend(corpus, backend), vocab, window, weighting=weighting,
                                    boundary_id=boundary))
     result.sort_indices()
     np.testing.assert_array_equal(result.indptr, expected.indptr)
@@ -127,7 +126,7 @@ def test_harmonic_weights_by_distance():
     assert C[0, 1] == 1 and C[0, 2] == 0.5 and C[2, 0] == 0.5
 
 
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=40, deadline=None)
 @given(problem=corpora(), alpha=st.sampled_from([None, 0.75, 1.0]))
 def test_ppmi_equals_reference_and_dense(backend, problem, alpha):
@@ -138,12 +137,7 @@ def test_ppmi_equals_reference_and_dense(backend, problem, alpha):
     with fastnlp.use_backend("numpy"):
         expected = ppmi(C, alpha=alpha)
     with fastnlp.use_backend(backend):
-        moved = C
-        if backend == "cupy":
-            from cupyx.scipy import sparse as device_sparse
-
-            moved = device_sparse.csr_matrix(C)
-        result = host(ppmi(moved, alpha=alpha))
+        result = harness.to_host(ppmi(harness.to_backend(C, backend), alpha=alpha))
     np.testing.assert_allclose(result.toarray(), expected.toarray(), rtol=1e-6, atol=1e-7)
     if alpha is None:
         np.testing.assert_allclose(expected.toarray(), ppmi_dense(C.toarray()), rtol=1e-6, atol=1e-7)

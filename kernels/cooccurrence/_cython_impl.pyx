@@ -1,99 +1,22 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Cython kernels: typed memoryviews, loops run without the GIL.
+"""Cython kernels of the co-occurrence ops (line-for-line twins of numba_impl.py), no GIL.
 
-Inputs arrive validated by ops.py (ids in range, C-contiguous, matching float dtype), which
-is what makes the unchecked indexing below safe.
+Inputs arrive validated (see __init__.py: token ids in range, C-contiguous), which is what
+makes the unchecked indexing below safe.
 """
 import numpy as np
-from cython cimport floating
-from libc.math cimport log2
+from libc.math cimport exp2, fabs, log, log1p, log2
 from libc.stdint cimport int32_t, int64_t, uint8_t
-
-
-def unavailable_reason():
-    return None
-
-
-def id_range(const int64_t[::1] ids):
-    """(min, max) of a non-empty int64 array in one pass."""
-    cdef int64_t low = ids[0], high = ids[0], v
-    cdef Py_ssize_t i
-    with nogil:
-        for i in range(1, ids.shape[0]):
-            v = ids[i]
-            if v < low:
-                low = v
-            elif v > high:
-                high = v
-    return int(low), int(high)
-
-
-cdef void _scatter_add(floating[:, ::1] dW, const int64_t[::1] idx,
-                       const floating[:, ::1] rows) noexcept nogil:
-    cdef Py_ssize_t i, j, width = dW.shape[1]
-    cdef floating* target
-    cdef const floating* source
-    for i in range(idx.shape[0]):
-        target = &dW[idx[i], 0]
-        source = &rows[i, 0]
-        for j in range(width):
-            target[j] += source[j]
-
-
-cdef void _embedding_gather(const floating[:, ::1] W, const int64_t[::1] idx,
-                            floating[:, ::1] out) noexcept nogil:
-    cdef Py_ssize_t i, j, width = W.shape[1]
-    cdef const floating* source
-    cdef floating* target
-    for i in range(idx.shape[0]):
-        source = &W[idx[i], 0]
-        target = &out[i, 0]
-        for j in range(width):
-            target[j] = source[j]
-
-
-def scatter_add(dW, idx, rows):
-    cdef const int64_t[::1] ids = idx
-    cdef float[:, ::1] dW32
-    cdef double[:, ::1] dW64
-    cdef const float[:, ::1] rows32
-    cdef const double[:, ::1] rows64
-    if dW.dtype == np.float32:
-        dW32, rows32 = dW, rows
-        with nogil:
-            _scatter_add(dW32, ids, rows32)
-    else:
-        dW64, rows64 = dW, rows
-        with nogil:
-            _scatter_add(dW64, ids, rows64)
-
-
-def embedding_gather(W, idx):
-    cdef const int64_t[::1] ids = idx
-    cdef const float[:, ::1] W32
-    cdef const double[:, ::1] W64
-    cdef float[:, ::1] out32
-    cdef double[:, ::1] out64
-    out = np.empty((idx.shape[0], W.shape[1]), dtype=W.dtype)
-    if W.dtype == np.float32:
-        W32, out32 = W, out
-        with nogil:
-            _embedding_gather(W32, ids, out32)
-    else:
-        W64, out64 = W, out
-        with nogil:
-            _embedding_gather(W64, ids, out64)
-    return out
 
 
 cdef int64_t _count_pairs(const int64_t[::1] tokens, Py_ssize_t n_context, Py_ssize_t window,
                           int64_t boundary_id, int64_t* col_count) noexcept nogil:
-    cdef Py_ssize_t n = tokens.shape[0], i, j, first, last_boundary = -1
+    """Pass 1: how many pairs land in each column (== each row: the count is symmetric)."""
+    cdef Py_ssize_t n = tokens.shape[0], i, j, last_boundary = -1
     cdef int64_t total = 0
     for j in range(n):
         if j >= n_context:
-            first = max(j - window, last_boundary + 1)
-            for i in range(first, j):
+            for i in range(max(j - window, last_boundary + 1), j):
                 col_count[tokens[i]] += 1
                 col_count[tokens[j]] += 1
                 total += 2
@@ -104,11 +27,11 @@ cdef int64_t _count_pairs(const int64_t[::1] tokens, Py_ssize_t n_context, Py_ss
 
 def cooccurrence(tokens, Py_ssize_t n_context, Py_ssize_t vocab_size, Py_ssize_t window,
                  bint harmonic, int64_t boundary_id):
-    """Same algorithm as the Numba kernel: two stable counting sorts, then merge duplicates."""
+    """Two stable counting sorts (by column, then by row), then duplicates merged."""
     cdef const int64_t[::1] toks = tokens
     cdef int64_t[::1] start = np.zeros(vocab_size + 1, np.int64)
     cdef int64_t total
-    cdef Py_ssize_t n = toks.shape[0], v, i, j, c, r, first, last_boundary = -1
+    cdef Py_ssize_t n = toks.shape[0], v, i, j, c, r, last_boundary = -1
     cdef int64_t p, q, wi, wj, previous, nnz = 0
     cdef double w
     with nogil:
@@ -130,8 +53,7 @@ def cooccurrence(tokens, Py_ssize_t n_context, Py_ssize_t vocab_size, Py_ssize_t
         for j in range(n):
             if j >= n_context:
                 wj = toks[j]
-                first = max(j - window, last_boundary + 1)
-                for i in range(first, j):
+                for i in range(max(j - window, last_boundary + 1), j):
                     wi = toks[i]
                     p = fill[wj]
                     row_by_col[p] = <int32_t>wi
@@ -169,14 +91,21 @@ def cooccurrence(tokens, Py_ssize_t n_context, Py_ssize_t vocab_size, Py_ssize_t
 
 
 def ppmi_values(const int64_t[::1] indptr, const int32_t[::1] indices, const double[::1] counts,
-                const double[::1] row_sums, const double[::1] context_weights, double total, double eps):
+                const double[::1] log_row_sums, const double[::1] log_context_weights,
+                double log_total, double log_eps):
     out_arr = np.empty(counts.shape[0], np.float64)
     cdef double[::1] out = out_arr
     cdef Py_ssize_t r, p
-    cdef double pmi
+    cdef double log_ratio, high, pmi, inv_ln2 = 1.0 / log(2.0)
     with nogil:
         for r in range(indptr.shape[0] - 1):
             for p in range(indptr[r], indptr[r + 1]):
-                pmi = log2(counts[p] * total / (row_sums[r] * context_weights[indices[p]]) + eps)
+                if counts[p] <= 0.0:
+                    out[p] = 0.0
+                    continue
+                log_ratio = log2(counts[p]) + log_total - log_row_sums[r] - log_context_weights[indices[p]]
+                # log2(2**log_ratio + 2**log_eps) without forming either power
+                high = max(log_ratio, log_eps)
+                pmi = high + log1p(exp2(-fabs(log_ratio - log_eps))) * inv_ln2
                 out[p] = pmi if pmi > 0.0 else 0.0
     return out_arr

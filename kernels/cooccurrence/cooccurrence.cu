@@ -1,5 +1,5 @@
 // Co-occurrence pair generation and PPMI for CuPy RawModule.
-// Token ids are validated on the host side (ops.py) before launch.
+// Token ids are validated on the host side (cooccurrence/__init__.py) before launch.
 //
 // cooccurrence_pairs: one thread per (position j, distance d). Slot 2 * (j * window + d - 1)
 // and the next hold the pair in both directions; pairs that do not count (i < n_context side,
@@ -22,15 +22,20 @@ extern "C" __global__ void cooccurrence_pairs(const long long* tokens, const lon
     }
 }
 
-// One thread per row of a CSR matrix: max(0, log2(C * N / (S_row * P_col) + eps)).
+// One thread per row of a CSR matrix, in log space so no product overflows:
+// max(0, log2(2^(log2 C + log2 N - log2 S_row - log2 P_col) + eps)); a stored 0 gives 0.
 extern "C" __global__ void ppmi_values(const long long* indptr, const int* indices, const double* counts,
-                                       const double* row_sums, const double* context_weights,
-                                       double total, double eps, long long n_rows, double* out) {
+                                       const double* log_row_sums, const double* log_context_weights,
+                                       double log_total, double log_eps, long long n_rows, double* out) {
     long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long stride = (long long)gridDim.x * blockDim.x;
+    const double inv_ln2 = 1.4426950408889634;
     for (; r < n_rows; r += stride) {
         for (long long p = indptr[r]; p < indptr[r + 1]; ++p) {
-            double pmi = log2(counts[p] * total / (row_sums[r] * context_weights[indices[p]]) + eps);
+            if (counts[p] <= 0.0) { out[p] = 0.0; continue; }
+            double log_ratio = log2(counts[p]) + log_total - log_row_sums[r] - log_context_weights[indices[p]];
+            double high = fmax(log_ratio, log_eps);
+            double pmi = high + log1p(exp2(-fabs(log_ratio - log_eps))) * inv_ln2;
             out[p] = pmi > 0.0 ? pmi : 0.0;
         }
     }

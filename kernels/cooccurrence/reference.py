@@ -1,25 +1,8 @@
-"""NumPy reference implementation of every op: simple, obviously right, the truth in all tests.
+"""NumPy reference of the co-occurrence ops: simple, obviously right, the truth in all tests.
 
-Inputs arrive validated by ops.py (ids in range, C-contiguous, matching dtypes).
+Inputs arrive validated (see __init__.py): token ids in range, C-contiguous, float64 sums.
 """
 import numpy as np
-
-
-def unavailable_reason():
-    return None
-
-
-def scatter_add(dW, idx, rows):
-    np.add.at(dW, idx, rows)
-
-
-def embedding_gather(W, idx):
-    return W[idx]
-
-
-def id_range(ids):
-    """(min, max) of a non-empty int64 array, as Python ints."""
-    return int(ids.min()), int(ids.max())
 
 
 def cooccurrence(tokens, n_context, vocab_size, window, harmonic, boundary_id):
@@ -36,7 +19,7 @@ def cooccurrence(tokens, n_context, vocab_size, window, harmonic, boundary_id):
     sentence = np.concatenate([[0], np.cumsum(tokens[:-1] == boundary_id)]) if boundary_id >= 0 else None
     rows, cols, weights = [], [], []
     for d in range(1, window + 1):
-        left = np.arange(max(n_context - d, 0), n - d)
+        left = np.arange(max(n_context - d, 0), max(n - d, 0))
         right = left + d
         if sentence is not None:
             same = sentence[left] == sentence[right]
@@ -51,11 +34,12 @@ def cooccurrence(tokens, n_context, vocab_size, window, harmonic, boundary_id):
     return matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32), matrix.data.astype(np.float64)
 
 
-def ppmi_values(indptr, indices, counts, row_sums, context_weights, total, eps):
-    """PPMI of every stored count: max(0, log2(C_wc * N / (S_w * P_c) + eps)), float64.
-
-    ``context_weights`` are the context column sums, possibly smoothed and rescaled to sum N.
-    """
+def ppmi_values(indptr, indices, counts, log_row_sums, log_context_weights, log_total, log_eps):
+    """PPMI of every stored count, float64, in log space so no product can overflow:
+    ``max(0, log2(2**(log2 C + log2 N - log2 S_w - log2 P_c) + eps))``; a stored 0 gives 0."""
     rows = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
-    pmi = np.log2(counts * total / (row_sums[rows] * context_weights[indices]) + eps)
-    return np.maximum(pmi, 0.0)
+    positive = counts > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log2(counts) + log_total - log_row_sums[rows] - log_context_weights[indices]
+        pmi = np.logaddexp2(log_ratio, log_eps)
+    return np.where(positive, np.maximum(pmi, 0.0), 0.0)

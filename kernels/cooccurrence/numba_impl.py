@@ -1,72 +1,22 @@
-"""Numba CPU kernels: typed loops compiled on first call (cached on disk), one thread each.
+"""Numba kernels of the co-occurrence ops (line-for-line twins of _cython_impl.pyx).
 
-Inputs arrive validated by ops.py, so the loops index without bounds checks.
+Inputs arrive validated (see __init__.py), so the loops index without bounds checks.
 """
+import math
+
 import numba
 import numpy as np
 
 
-def unavailable_reason():
-    return None
-
-
 @numba.njit(cache=True, nogil=True)
-def _scatter_add(dW, idx, rows):
-    width = dW.shape[1]
-    for i in range(idx.shape[0]):
-        target = dW[idx[i]]
-        source = rows[i]
-        for j in range(width):
-            target[j] += source[j]
-
-
-@numba.njit(cache=True, nogil=True)
-def _embedding_gather(W, idx, out):
-    width = W.shape[1]
-    for i in range(idx.shape[0]):
-        source = W[idx[i]]
-        target = out[i]
-        for j in range(width):
-            target[j] = source[j]
-
-
-@numba.njit(cache=True, nogil=True)
-def _id_range(ids):
-    low = high = ids[0]
-    for i in range(1, ids.shape[0]):
-        v = ids[i]
-        if v < low:
-            low = v
-        elif v > high:
-            high = v
-    return low, high
-
-
-def id_range(ids):
-    low, high = _id_range(ids)
-    return int(low), int(high)
-
-
-def scatter_add(dW, idx, rows):
-    _scatter_add(dW, idx, rows)
-
-
-def embedding_gather(W, idx):
-    out = np.empty((idx.shape[0], W.shape[1]), dtype=W.dtype)
-    _embedding_gather(W, idx, out)
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_pairs_by_column(tokens, n_context, vocab_size, window, boundary_id, col_count):
+def _count_pairs(tokens, n_context, window, boundary_id, col_count):
     """Pass 1: how many pairs land in each column (== each row: the count is symmetric)."""
     n = tokens.shape[0]
     last_boundary = -1
     total = 0
     for j in range(n):
         if j >= n_context:
-            first = max(j - window, last_boundary + 1, 0)
-            for i in range(first, j):
+            for i in range(max(j - window, last_boundary + 1), j):
                 col_count[tokens[i]] += 1
                 col_count[tokens[j]] += 1
                 total += 2
@@ -81,11 +31,10 @@ def _cooccurrence(tokens, n_context, vocab_size, window, harmonic, boundary_id):
     # without comparisons; duplicates are then adjacent and merged. Pairs store the distance
     # (uint8) instead of a weight so the buffers stay small.
     n = tokens.shape[0]
-    count = np.zeros(vocab_size + 1, np.int64)
-    total = _count_pairs_by_column(tokens, n_context, vocab_size, window, boundary_id, count[1:])
+    start = np.zeros(vocab_size + 1, np.int64)  # start[v] .. start[v + 1]: bucket of column (row) v
+    total = _count_pairs(tokens, n_context, window, boundary_id, start[1:])
     for v in range(vocab_size):
-        count[v + 1] += count[v]
-    start = count  # start[v] .. start[v + 1]: bucket of column (and of row) v
+        start[v + 1] += start[v]
 
     fill = start[:-1].copy()
     row_by_col = np.empty(total, np.int32)
@@ -94,21 +43,21 @@ def _cooccurrence(tokens, n_context, vocab_size, window, harmonic, boundary_id):
     for j in range(n):
         if j >= n_context:
             wj = tokens[j]
-            for i in range(max(j - window, last_boundary + 1, 0), j):
+            for i in range(max(j - window, last_boundary + 1), j):
                 wi = tokens[i]
-                d = j - i
                 p = fill[wj]
                 row_by_col[p] = wi
-                dist_by_col[p] = d
+                dist_by_col[p] = j - i
                 fill[wj] = p + 1
                 p = fill[wi]
                 row_by_col[p] = wj
-                dist_by_col[p] = d
+                dist_by_col[p] = j - i
                 fill[wi] = p + 1
         if tokens[j] == boundary_id:
             last_boundary = j
 
-    fill = start[:-1].copy()
+    for v in range(vocab_size):
+        fill[v] = start[v]
     col_sorted = np.empty(total, np.int32)
     dist_sorted = np.empty(total, np.uint8)
     for c in range(vocab_size):
@@ -144,14 +93,21 @@ def cooccurrence(tokens, n_context, vocab_size, window, harmonic, boundary_id):
 
 
 @numba.njit(cache=True, nogil=True)
-def _ppmi_values(indptr, indices, counts, row_sums, context_weights, total, eps):
-    out = np.empty(counts.shape[0], np.float64)
+def _ppmi_values(indptr, indices, counts, log_row_sums, log_context_weights, log_total, log_eps, out):
+    inv_ln2 = 1.0 / math.log(2.0)
     for r in range(indptr.shape[0] - 1):
         for p in range(indptr[r], indptr[r + 1]):
-            pmi = np.log2(counts[p] * total / (row_sums[r] * context_weights[indices[p]]) + eps)
+            if counts[p] <= 0.0:
+                out[p] = 0.0
+                continue
+            log_ratio = math.log2(counts[p]) + log_total - log_row_sums[r] - log_context_weights[indices[p]]
+            # log2(2**log_ratio + 2**log_eps) without forming either power
+            high = max(log_ratio, log_eps)
+            pmi = high + math.log1p(2.0 ** -abs(log_ratio - log_eps)) * inv_ln2
             out[p] = pmi if pmi > 0.0 else 0.0
+
+
+def ppmi_values(indptr, indices, counts, log_row_sums, log_context_weights, log_total, log_eps):
+    out = np.empty(counts.shape[0], np.float64)
+    _ppmi_values(indptr, indices, counts, log_row_sums, log_context_weights, log_total, log_eps, out)
     return out
-
-
-def ppmi_values(indptr, indices, counts, row_sums, context_weights, total, eps):
-    return _ppmi_values(indptr, indices, counts, row_sums, context_weights, total, eps)

@@ -1,0 +1,139 @@
+"""One harness for every op: check an implementation against the NumPy reference, and time it.
+
+Used by the generated tests (tests/test_kernels_registry.py), the benchmarks in bench/ and the
+GPU session script alike, so there is one tolerance rule and one timer:
+
+* :func:`validate_result` passes when ``|result - reference| <= atol + rtol * |reference|``
+  everywhere, with ``(atol, rtol)`` from the op's spec for the dtype and backend (0, 0: exact);
+* :func:`benchmark_kernel` returns the median time of one call, synchronising the device
+  around each timed block when the backend has one.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import dispatch, registry
+
+
+def array_module_of(backend: str):
+    """numpy, or cupy for the cupy backend (imported only then)."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_backend(value, backend: str):
+    """A host array moved to ``backend``'s device (a copy, so in-place ops cannot touch the
+    caller's array); anything else unchanged."""
+    if isinstance(value, np.ndarray):
+        xp = array_module_of(backend)
+        return xp.array(value, copy=True)
+    if hasattr(value, "tocsr") and backend == "cupy":  # a scipy.sparse matrix
+        from cupyx.scipy import sparse
+
+        return sparse.csr_matrix(value)
+    return value
+
+
+def to_host(value):
+    """Device arrays copied to the host; tuples converted element-wise; scalars unchanged."""
+    if isinstance(value, tuple):
+        return tuple(to_host(v) for v in value)
+    if dispatch.is_device_array(value) or dispatch.is_device_array(getattr(value, "data", None)):
+        return value.get()
+    return value
+
+
+def run_implementation(op: str, backend: str, args: tuple) -> tuple:
+    """Call ``op``'s implementation on ``backend`` with copies of ``args`` moved to its device;
+    return every output on the host: the return value(s), then the arguments written in place."""
+    function = registry.implementations(op)[backend]
+    if isinstance(function, str):
+        raise dispatch.BackendUnavailableError(f"{op} on {backend}: {function}")
+    moved = tuple(to_backend(a, backend) for a in args)
+    returned = function(*moved)
+    outputs = [] if returned is None else list(returned) if isinstance(returned, tuple) else [returned]
+    outputs += [moved[i] for i in registry.spec(op).writes]
+    return tuple(to_host(o) for o in outputs)
+
+
+def validate_result(result, expected, atol: float, rtol: float, what: str = "result") -> float:
+    """Raise AssertionError unless ``result`` equals ``expected`` within ``atol + rtol*|expected|``
+    (exact when both are 0; NaN must meet NaN). Returns the largest absolute difference."""
+    if isinstance(expected, (int, float, np.integer, np.floating)) and not isinstance(result, np.ndarray):
+        result, expected = np.asarray(result), np.asarray(expected)
+    result, expected = np.asarray(result), np.asarray(expected)
+    if result.shape != expected.shape:
+        raise AssertionError(f"{what}: shape {result.shape}, reference {expected.shape}")
+    if result.dtype != expected.dtype:
+        raise AssertionError(f"{what}: dtype {result.dtype}, reference {expected.dtype}")
+    if result.size == 0:
+        return 0.0
+    if expected.dtype.kind not in "fc" or (atol == 0 and rtol == 0):
+        same = (result == expected) | (np.isnan(result) & np.isnan(expected) if expected.dtype.kind in "fc" else False)
+        if not np.all(same):
+            bad = np.argwhere(~same)[0]
+            raise AssertionError(f"{what}: differs from the reference at {tuple(bad)}: "
+                                 f"{result[tuple(bad)]!r} != {expected[tuple(bad)]!r} (exact match required)")
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(result.astype(np.float64) - expected.astype(np.float64))
+        allowed = atol + rtol * np.abs(expected.astype(np.float64))
+        same_special = (np.isnan(result) & np.isnan(expected)) | (result == expected)  # inf == inf
+        ok = same_special | (error <= allowed)
+    if not np.all(ok):
+        bad = tuple(np.argwhere(~ok)[0])
+        raise AssertionError(f"{what}: differs from the reference at {bad}: {result[bad]!r} vs {expected[bad]!r}, "
+                             f"error {error[bad]:.3g} > allowed {allowed[bad]:.3g} (atol {atol}, rtol {rtol})")
+    finite = np.isfinite(error)
+    return float(error[finite].max()) if finite.any() else 0.0
+
+
+def check_against_reference(op: str, backend: str, args: tuple) -> float:
+    """Run ``op`` on ``backend`` and on the reference with the same inputs; validate every output
+    with the spec's tolerance. Returns the largest absolute error seen."""
+    spec = registry.spec(op)
+    expected = run_implementation(op, registry.REFERENCE, args)
+    result = run_implementation(op, backend, args)
+    if len(result) != len(expected):
+        raise AssertionError(f"{op} on {backend} gave {len(result)} outputs, the reference {len(expected)}")
+    atol, rtol = spec.tolerance_for(spec.dtype_of(args), backend)
+    worst = 0.0
+    for k, (got, want) in enumerate(zip(result, expected)):
+        worst = max(worst, validate_result(got, want, atol, rtol, what=f"{op} on {backend}, output {k}"))
+    return worst
+
+
+def benchmark_kernel(fn, *args, repeat: int = 7, min_seconds: float = 0.05, backend: str | None = None) -> float:
+    """Median seconds per call of ``fn(*args)``: one warm-up call (JIT compilation, caches), then
+    ``repeat`` timed blocks of as many calls as fill ``min_seconds``. With ``backend="cupy"`` the
+    device is synchronised before and after each block so the time includes the kernels."""
+    synchronize = _synchronizer(backend)
+    fn(*args)
+    synchronize()
+    start = time.perf_counter()
+    fn(*args)
+    synchronize()
+    once = max(time.perf_counter() - start, 1e-7)
+    number = max(1, int(min_seconds / once))
+    times = []
+    for _ in range(repeat):
+        synchronize()
+        start = time.perf_counter()
+        for _ in range(number):
+            fn(*args)
+        synchronize()
+        times.append((time.perf_counter() - start) / number)
+    return sorted(times)[len(times) // 2]
+
+
+def _synchronizer(backend):
+    if backend == "cupy":
+        from . import _cuda
+
+        return _cuda.synchronize
+    return lambda: None

@@ -1,0 +1,224 @@
+"""The op registry: every hot-path op, its contract and the implementations each backend has.
+
+An op family is one folder under ``kernels/`` (``embedding/``, ``cooccurrence/``, ...). Its
+``__init__.py`` states the contract and registers an :class:`OpSpec` per backend-level op; the
+implementations are found by naming convention, one module per backend in the same folder::
+
+    numpy  -> <family>/reference.py      the truth every other backend is tested against
+    numba  -> <family>/numba_impl.py
+    cython -> <family>/_cython_impl.pyx  (compiled at install time)
+    cupy   -> <family>/cupy_impl.py      (+ the family's .cu source)
+
+A backend module defines a function named like the op with the reference's signature; a
+backend may lack an op (the module is missing, or the function is). Calls resolve through
+:func:`kernel`, which falls back per op to the next backend that has it and logs that once.
+Tests (``tests/test_kernels_registry.py``) and benchmarks are generated from this registry.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import dispatch
+
+log = logging.getLogger("fastnlp.kernels")
+
+_MODULE_OF_BACKEND = {
+    "numpy": "reference",
+    "numba": "numba_impl",
+    "cython": "_cython_impl",
+    "cupy": "cupy_impl",
+}
+REFERENCE = "numpy"
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What every implementation of one backend-level op promises.
+
+    ``examples`` is a hypothesis strategy drawing argument tuples that satisfy the contract
+    (already validated: ids in range, C-contiguous, matching dtypes); ``writes`` lists the
+    positions of arguments the op updates in place, which are compared after the call together
+    with the return value. ``tolerance`` maps a dtype to ``(atol, rtol)``: a result passes when
+    ``|result - reference| <= atol + rtol * |reference|``. Implementations that run the
+    reference's sequence of float operations on the CPU (``ordered`` backends) must match it
+    bit for bit when ``exact``; unordered ones (GPU atomics, Hogwild threads) and inexact ops
+    (transcendentals, another summation order) are held to the tolerance.
+    """
+
+    name: str
+    family: str
+    doc: str
+    dtypes: tuple
+    deterministic: bool
+    exact: bool
+    tolerance: dict
+    examples: object = None
+    writes: tuple = ()
+    dtype_of: Callable | None = None  # args -> the float dtype that picks the tolerance
+    preference: tuple = ("cython", "numba", "numpy")  # fastest first, measured (bench/README.md)
+    reference: Callable = field(default=None, repr=False)
+
+    def tolerance_for(self, dtype, backend: str):
+        """(atol, rtol) a result on ``backend`` must meet for ``dtype``; (0, 0) is exact."""
+        if self.exact and BACKEND_IS_ORDERED[backend]:
+            return 0.0, 0.0
+        return self.tolerance[np.dtype(dtype)]
+
+
+# Backends whose loops run one thread in the reference's order (exact results possible).
+BACKEND_IS_ORDERED = {"numpy": True, "numba": True, "cython": True, "cupy": False}
+
+_specs: dict[str, OpSpec] = {}
+_implementations: dict[tuple[str, str], object] = {}  # (op, backend) -> function or reason string
+_resolved: dict[tuple[str, str | None], tuple[str, Callable]] = {}
+_fallbacks_logged: set = set()
+
+
+def register(spec: OpSpec) -> OpSpec:
+    """Add an op; its reference implementation is ``<family>/reference.py``'s function."""
+    if spec.name in _specs:
+        raise ValueError(f"op {spec.name!r} is registered twice")
+    reference = getattr(_family_module(spec.family, REFERENCE), spec.name)
+    spec = _replace(spec, reference=reference)
+    _specs[spec.name] = spec
+    return spec
+
+
+def _replace(spec, **changes):
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+def ops() -> list[str]:
+    """Names of every registered backend-level op."""
+    return sorted(_specs)
+
+
+def spec(op: str) -> OpSpec:
+    try:
+        return _specs[op]
+    except KeyError:
+        raise KeyError(f"no op named {op!r}; registered: {', '.join(ops())}") from None
+
+
+def implementations(op: str) -> dict:
+    """``{backend: function}`` for every backend, or ``{backend: "why it is missing"}``."""
+    spec(op)
+    return {backend: _implementation(op, backend) for backend in dispatch.BACKENDS}
+
+
+def _implementation(op: str, backend: str):
+    key = (op, backend)
+    if key not in _implementations:
+        _implementations[key] = _find_implementation(op, backend)
+    return _implementations[key]
+
+
+def _find_implementation(op: str, backend: str):
+    reason = dispatch.backend_reason(backend)
+    if reason is not None:
+        return reason
+    family = _specs[op].family
+    try:
+        module = _family_module(family, backend)
+    except ImportError as exc:
+        if backend == "cython":
+            return (f"the compiled extension fastnlp.kernels.{family}._cython_impl is not built ({exc}); "
+                    "reinstall with pip")
+        return f"{family}/{_MODULE_OF_BACKEND[backend]} does not import: {exc}"
+    function = getattr(module, op, None)
+    if function is None:
+        return f"not implemented in {family}/{_MODULE_OF_BACKEND[backend]}"
+    return function
+
+
+def _family_module(family: str, backend: str):
+    return importlib.import_module(f"fastnlp.kernels.{family}.{_MODULE_OF_BACKEND[backend]}")
+
+
+def kernel(op: str, like=None) -> Callable:
+    """The function that runs ``op`` now for arrays like ``like``.
+
+    Device (CuPy) arrays always run on the cupy implementation. Host arrays run on the active
+    backend (``use_backend`` / ``set_backend`` / ``FASTNLP_BACKEND``); without a choice, on the
+    op's fastest backend here. A backend lacking the op falls back to the next in the op's
+    preference order, logged once per (op, backend).
+    """
+    if like is not None and dispatch.is_device_array(like):
+        function = _implementation(op, "cupy")
+        if isinstance(function, str):
+            raise dispatch.BackendUnavailableError(f"op {op!r} cannot run on CuPy arrays: {function}")
+        return function
+    chosen = dispatch.chosen_backend()
+    key = (op, chosen)
+    resolved = _resolved.get(key)
+    if resolved is None:
+        resolved = _resolved[key] = _resolve_host(op, chosen)
+    return resolved[1]
+
+
+def backend_for(op: str, like=None) -> str:
+    """Name of the backend :func:`kernel` picks for ``op`` now."""
+    if like is not None and dispatch.is_device_array(like):
+        return "cupy"
+    kernel(op, like)
+    return _resolved[(op, dispatch.chosen_backend())][0]
+
+
+def _resolve_host(op: str, chosen: str | None):
+    order = spec(op).preference
+    if chosen is not None and chosen in dispatch.CPU_BACKENDS:
+        order = (chosen,) + tuple(b for b in order if b != chosen)
+    for backend in order + (REFERENCE,):
+        function = _implementation(op, backend)
+        if not isinstance(function, str):
+            wanted = chosen if chosen in dispatch.CPU_BACKENDS else order[0]
+            if backend != wanted and (op, wanted) not in _fallbacks_logged:
+                _fallbacks_logged.add((op, wanted))
+                log.warning("fastnlp: op %s runs on %s: %s lacks it (%s)", op, backend, wanted,
+                            _implementation(op, wanted))
+            return backend, function
+    raise RuntimeError(f"op {op!r} has no implementation that loads, not even the reference")
+
+
+def forget_resolutions() -> None:
+    """Drop cached choices (after a test swaps an implementation)."""
+    _resolved.clear()
+    _implementations.clear()
+
+
+def matrix() -> str:
+    """The op x backend table that ``fastnlp backends`` prints: ``ok`` or why the op is missing."""
+    rows = [("op", *dispatch.BACKENDS)]
+    notes: dict[str, int] = {}  # reason -> footnote number (one note for a whole missing backend)
+    for op in ops():
+        cells = []
+        for backend, impl in implementations(op).items():
+            if isinstance(impl, str):
+                number = notes.setdefault(f"{backend}: {impl}", len(notes) + 1)
+                cells.append(f"- [{number}]")
+            else:
+                cells.append("ok")
+        rows.append((op, *cells))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if notes:
+        lines += [""] + [f"[{number}] {reason}" for reason, number in notes.items()]
+    return "\n".join(lines)
+
+
+def check_signature(op: str, function) -> str | None:
+    """None when ``function`` takes the reference's parameters, else what differs."""
+    expected = list(inspect.signature(spec(op).reference).parameters)
+    try:
+        actual = list(inspect.signature(function).parameters)
+    except (TypeError, ValueError) as exc:
+        return f"signature cannot be read: {exc}"
+    return None if actual == expected else f"parameters {actual}, reference has {expected}"

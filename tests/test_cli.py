@@ -1,0 +1,167 @@
+"""The command line reports a user's mistake as one ``fastnlp ...: error: ...`` line on stderr and a
+non-zero exit status, never a traceback (unless --debug asks for it).
+
+Most cases run ``fastnlp.cli.main`` in-process; a few run ``python -m fastnlp`` in a subprocess,
+for what only a fresh process shows (the environment variable, the traceback, the real entry point).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastnlp
+from fastnlp.cli import main
+from fastnlp.datasets import _files
+
+UNAVAILABLE = [name for name, why in fastnlp.available_backends().items() if why is not None]
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """A check that comes too late must fail the test, not reach for the network."""
+    def refuse(url, timeout=60.0):
+        raise AssertionError(f"the CLI tried to download {url}")
+
+    monkeypatch.setattr(_files, "fetch_url_bytes", refuse)
+
+
+def run_main(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse exits on a bad command line
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(code, err):
+    assert code not in (0, None), err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastnlp") and ": error: " in lines[0], lines[0]
+
+
+def _unwritable_folder(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, "/sys"):
+        try:
+            with open(os.path.join(candidate, ".probe"), "w"):
+                pass
+        except OSError:
+            return str(candidate)
+        os.remove(os.path.join(candidate, ".probe"))
+    pytest.skip("no unwritable folder here (running as root without a read-only /sys)")
+
+
+BAD_ARGS = {
+    "backend-unknown": ["--backend", "bogus", "backends"],
+    "count-window-negative": ["count", "--window", "-1"],
+    "count-window-zero": ["count", "--window", "0"],
+    "count-window-too-large": ["count", "--window", "300"],
+    "count-window-not-a-number": ["count", "--window", "two"],
+    "count-k-zero": ["count", "--k", "0"],
+    "count-k-negative": ["count", "--k", "-5"],
+    "count-alpha-zero": ["count", "--alpha", "0"],
+    "count-alpha-above-one": ["count", "--alpha", "1.5"],
+    "count-power-nan": ["count", "--power", "nan"],
+    "count-data-dir-missing": ["count", "--data-dir", "{tmp}/no/such/folder"],
+    "count-data-dir-is-a-file": ["count", "--data-dir", "{tmp}/a-file"],
+    "count-save-missing-folder": ["count", "--data-dir", "{tmp}", "--save", "{tmp}/no/such/vectors.bin"],
+    "count-save-under-a-file": ["count", "--data-dir", "{tmp}", "--save", "{tmp}/a-file/vectors.bin"],
+    "count-save-is-a-folder": ["count", "--data-dir", "{tmp}", "--save", "{tmp}"],
+    "count-save-unwritable": ["count", "--data-dir", "{tmp}", "--save", "{unwritable}/vectors.bin"],
+    "spiral-epochs-zero": ["spiral", "--epochs", "0"],
+    "spiral-batch-size-zero": ["spiral", "--batch-size", "0"],
+    "spiral-lr-zero": ["spiral", "--lr", "0"],
+    "spiral-lr-inf": ["spiral", "--lr", "inf"],
+    "spiral-hidden-zero": ["spiral", "--hidden", "0"],
+    "spiral-plot-missing-folder": ["spiral", "--quiet", "--epochs", "1", "--plot", "{tmp}/missing/dir/x.png"],
+    "no-job": [],
+    "unknown-job": ["train"],
+}
+
+
+@pytest.mark.parametrize("argv", BAD_ARGS.values(), ids=BAD_ARGS.keys())
+def test_mistake_is_one_error_line(argv, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    fill = {"tmp": str(tmp_path)}
+    if any("{unwritable}" in arg for arg in argv):
+        fill["unwritable"] = _unwritable_folder(tmp_path)
+    code, out, err = run_main([arg.format(**fill) for arg in argv], capsys)
+    assert_one_error_line(code, err)
+    assert out == ""
+
+
+@pytest.mark.skipif(not UNAVAILABLE, reason="every backend loads here")
+def test_unavailable_backend_is_one_error_line(capsys):
+    code, out, err = run_main(["--backend", UNAVAILABLE[0], "backends"], capsys)
+    assert_one_error_line(code, err)
+    assert f"backend {UNAVAILABLE[0]!r} is not available" in err
+
+
+def test_k_not_smaller_than_vocabulary(data_dir, capsys):
+    code, out, err = run_main(["count", "--data-dir", str(data_dir), "--k", "100000"], capsys)
+    assert_one_error_line(code, err)
+    assert "--k 100000" in err and "vocabulary" in err
+    assert out == ""  # found before any counting
+
+
+def test_save_is_checked_before_the_work(data_dir, tmp_path, capsys, monkeypatch):
+    import fastnlp.datasets
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded the corpus before checking --save")
+
+    monkeypatch.setattr(fastnlp.datasets, "load_ptb", must_not_load)
+    code, out, err = run_main(["count", "--data-dir", str(data_dir), "--save", str(tmp_path / "x" / "v.bin")],
+                              capsys)
+    assert_one_error_line(code, err)
+    assert "--save" in err
+
+
+def test_short_spiral_run_reports_a_loss(capsys):
+    """2 epochs of 3 batches: fewer iterations than the usual loss-recording interval."""
+    code, out, err = run_main(["spiral", "--quiet", "--batch-size", "100", "--epochs", "2"], capsys)
+    assert code == 0, err
+    assert "spiral: 2 epochs" in out and "final loss" in out
+
+
+def test_happy_paths(capsys):
+    assert run_main(["backends"], capsys)[0] == 0
+    code, out, err = run_main(["spiral", "--quiet", "--epochs", "5"], capsys)
+    assert code == 0, err
+    assert "training accuracy" in out and err == ""
+
+
+# ---- in a fresh process --------------------------------------------------------------------------
+
+
+def run_cli(*args, **env):
+    environ = {key: value for key, value in os.environ.items() if key != "FASTNLP_BACKEND"}
+    environ.update(env)
+    return subprocess.run([sys.executable, "-m", "fastnlp", *args], capture_output=True, text=True,
+                          env=environ, timeout=120)
+
+
+def test_bad_backend_in_the_environment():
+    result = run_cli("backends", FASTNLP_BACKEND="bogus")
+    assert_one_error_line(result.returncode, result.stderr)
+    assert "FASTNLP_BACKEND" in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli("--debug", "backends", FASTNLP_BACKEND="bogus")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "bogus" in result.stderr
+
+
+def test_entry_point_bad_argument_and_happy_path():
+    bad = run_cli("count", "--window", "0")
+    assert_one_error_line(bad.returncode, bad.stderr)
+    good = run_cli("--backend", "numpy", "spiral", "--quiet", "--epochs", "3")
+    assert good.returncode == 0, good.stderr
+    assert "spiral: 3 epochs" in good.stdout

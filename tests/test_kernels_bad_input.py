@@ -1,0 +1,189 @@
+"""Bad and unusual input to the public ops, on every CPU backend: a clean exception of a
+documented type, or the reference's answer; never a crash and never a difference between
+backends. Risky calls (aliasing that once crashed a compiled kernel) run in a subprocess."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import sparse
+
+import fastnlp
+from fastnlp.kernels import cooccurrence, embedding_gather, ppmi, scatter_add
+from conftest import CPU_AVAILABLE
+
+DOCUMENTED = (TypeError, ValueError, IndexError)
+
+
+def _on_every_backend(fn):
+    """fn's outcome on each CPU backend: ('ok', result) or ('error', exception type)."""
+    outcomes = {}
+    for backend in CPU_AVAILABLE:
+        with fastnlp.use_backend(backend):
+            try:
+                outcomes[backend] = ("ok", fn())
+            except DOCUMENTED as exc:
+                assert str(exc), f"{type(exc).__name__} without a message on {backend}"
+                outcomes[backend] = ("error", type(exc))
+    return outcomes
+
+
+def _assert_all_agree(outcomes):
+    reference = outcomes["numpy"]
+    for backend, outcome in outcomes.items():
+        assert outcome[0] == reference[0], f"{backend}: {outcome} but numpy: {reference}"
+        if outcome[0] == "error":
+            assert outcome[1] is reference[1], (backend, outcome, reference)
+        else:
+            np.testing.assert_array_equal(_dense(outcome[1]), _dense(reference[1]), err_msg=backend)
+
+
+def _dense(value):
+    return value.toarray() if sparse.issparse(value) else np.asarray(value)
+
+
+ANY_DTYPE = st.sampled_from([np.int8, np.int32, np.int64, np.uint8, np.uint64, np.float16, np.float32,
+                             np.float64, np.bool_, np.complex64])
+ANY_SHAPE = st.sampled_from([(), (0,), (1,), (3,), (0, 2), (2, 3), (3, 2), (1, 1, 2)])
+ODD_VALUES = st.sampled_from([0, 1, -1, 2**31, -2**63, np.nan, np.inf, 1e300])
+
+
+@st.composite
+def garbage_arrays(draw):
+    dtype = np.dtype(draw(ANY_DTYPE))
+    shape = draw(ANY_SHAPE)
+    values = draw(st.lists(ODD_VALUES, min_size=1, max_size=4))
+    with np.errstate(all="ignore"):
+        flat = np.resize(np.array(values, dtype=np.float64), int(np.prod(shape)))
+        return flat.astype(dtype).reshape(shape)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(W=garbage_arrays(), idx=garbage_arrays(), dout=garbage_arrays())
+def test_scatter_add_and_gather_on_garbage(W, idx, dout):
+    _assert_all_agree(_on_every_backend(lambda: scatter_add(W.copy(), idx, dout)))
+    _assert_all_agree(_on_every_backend(lambda: embedding_gather(W, idx)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(corpus=garbage_arrays(), vocab=st.sampled_from([1, 3, 10]), window=st.sampled_from([1, 2, 255]))
+def test_cooccurrence_on_garbage(corpus, vocab, window):
+    _assert_all_agree(_on_every_backend(lambda: cooccurrence(corpus, vocab, window)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=garbage_arrays())
+def test_ppmi_on_garbage(values):
+    if values.ndim != 2 or values.dtype.kind == "c":
+        return
+    _assert_all_agree(_on_every_backend(lambda: ppmi(sparse.csr_matrix(values))))
+
+
+# ----- regressions from the adversarial probe ------------------------------------------------
+
+def _run_isolated(code):
+    """Run code in a fresh interpreter on every CPU backend: a segfault fails the test, not pytest."""
+    for backend in CPU_AVAILABLE:
+        script = f"import fastnlp; fastnlp.set_backend({backend!r})\n" + textwrap.dedent(code)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{backend}: exit {done.returncode}\n{done.stderr[-2000:]}"
+        yield backend, done.stdout.strip()
+
+
+def test_ids_sharing_memory_with_dW_do_not_crash_and_agree():
+    code = """
+        import numpy as np
+        from fastnlp.kernels import scatter_add
+        buf = np.zeros(8); dW = buf.reshape(8, 1); idx = buf.view(np.int64)[:2]; idx[:] = [1, 0]
+        scatter_add(dW, idx, np.array([[1e10], [1.]]))
+        print(dW.ravel().tolist())
+    """
+    answers = dict(_run_isolated(code))
+    assert len(set(answers.values())) == 1, answers
+
+
+def test_dout_aliasing_dW_reads_dout_first(cpu_backend):
+    dW = np.arange(18.).reshape(6, 3)
+    expected = dW.copy()
+    expected[[2, 1, 3]] += dW[1:4].copy()  # ids distinct: fancy += is the defined answer
+    scatter_add(dW, np.array([2, 1, 3]), dW[1:4])
+    np.testing.assert_array_equal(dW, expected)
+    assert dW.sum() == expected.sum()
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e200, 1e-300])
+def test_ppmi_of_huge_and_tiny_counts_equals_unscaled(cpu_backend, scale):
+    C = sparse.csr_matrix(np.array([[0, 2, 1], [2, 0, 3], [1, 3, 0]], np.float64))
+    expected = ppmi(C).toarray()
+    np.testing.assert_allclose(ppmi(C * scale).toarray(), expected, rtol=1e-6)
+    assert np.isfinite(ppmi(C * scale, alpha=0.75).toarray()).all()
+
+
+def test_ppmi_of_stored_zero_in_empty_row_is_zero_everywhere(cpu_backend):
+    C = sparse.csr_matrix((np.array([0.0, 1.0, 1.0]), np.array([0, 2, 1]), np.array([0, 1, 2, 3])), shape=(3, 3))
+    result = ppmi(C)
+    assert np.isfinite(result.data).all()
+    assert result.toarray()[0, 0] == 0
+
+
+def test_cooccurrence_over_a_refilled_buffer_equals_whole(cpu_backend):
+    corpus = np.random.default_rng(3).integers(0, 20, 1000)
+
+    def refilled(size=64):
+        buffer = np.empty(size, np.int64)
+        for start in range(0, len(corpus), size):
+            piece = corpus[start:start + size]
+            buffer[:len(piece)] = piece
+            yield buffer[:len(piece)]
+
+    whole = cooccurrence(corpus, 20, window=3)
+    assert (cooccurrence(refilled(), 20, window=3) != whole).nnz == 0
+
+
+def test_harmonic_float64_within_the_declared_tolerance(cpu_backend):
+    corpus = np.random.default_rng(5).integers(0, 7, 5000)
+    with fastnlp.use_backend("numpy"):
+        expected = cooccurrence(corpus, 7, 12, weighting="harmonic", dtype=np.float64)
+    result = cooccurrence(corpus, 7, 12, weighting="harmonic", dtype=np.float64)
+    atol, rtol = fastnlp.kernels.registry.spec("cooccurrence").tolerance[np.dtype(np.float64)]
+    np.testing.assert_allclose(result.toarray(), expected.toarray(), rtol=rtol, atol=atol)
+
+
+def test_plain_lists_and_tuples_of_ids_work(cpu_backend):
+    W = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(embedding_gather(W, [1, 2]), W[[1, 2]])
+    np.testing.assert_array_equal(embedding_gather(W, ((0, 3),)), W[[[0, 3]]])
+    dW = np.zeros((4, 3))
+    scatter_add(dW, [0, 1, 1], np.ones((3, 3)))
+    assert dW[:, 0].tolist() == [1, 2, 0, 0]
+    assert embedding_gather(W, []).shape == (0, 3)
+    with pytest.raises(TypeError, match="ids must be"):
+        embedding_gather(W, [[1], [2, 3]])
+
+
+def test_empty_list_corpus_says_empty(cpu_backend):
+    with pytest.raises(ValueError, match="empty corpus"):
+        cooccurrence([], 10)
+
+
+def test_width_zero_matrices_are_fine(cpu_backend):
+    dW = np.zeros((5, 0), np.float32)
+    assert scatter_add(dW, [1, 2], np.zeros((2, 0), np.float32)) is dW
+    assert embedding_gather(dW, np.array([[1, 2]])).shape == (1, 2, 0)
+
+
+def test_chunked_cooccurrence_merges_once(monkeypatch):
+    """200 chunks are merged in one pass, not with 199 sparse additions."""
+    from scipy.sparse import csr_matrix
+
+    additions = []
+    monkeypatch.setattr(csr_matrix, "__add__", lambda self, other: additions.append(1) or NotImplemented)
+    corpus = np.random.default_rng(0).integers(0, 50, 20_000)
+    chunked = cooccurrence(np.array_split(corpus, 200), 50, window=2)
+    monkeypatch.undo()
+    assert additions == []
+    assert (chunked != cooccurrence(corpus, 50, window=2)).nnz == 0

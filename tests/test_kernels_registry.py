@@ -1,0 +1,117 @@
+"""Generated from the registry: every op on every backend that has it, against the reference.
+
+A new op (an OpSpec with its examples) or a new backend needs no new test code here.
+"""
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastnlp
+from fastnlp.kernels import dispatch, harness, registry
+
+KERNELS_DIR = Path(fastnlp.kernels.__file__).parent
+
+
+def _cases(include_reference=False):
+    cases = []
+    for op in registry.ops():
+        for backend, impl in registry.implementations(op).items():
+            if backend == registry.REFERENCE and not include_reference:
+                continue  # the reference compared with itself tests nothing
+            missing = impl if isinstance(impl, str) else None
+            cases.append(pytest.param(op, backend, id=f"{op}-{backend}",
+                                      marks=pytest.mark.skipif(missing is not None, reason=f"{backend}: {missing}")))
+    return cases
+
+
+@pytest.mark.parametrize("op, backend", _cases())
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_implementation_matches_reference(op, backend, data):
+    args = data.draw(registry.spec(op).examples(), label="args")
+    harness.check_against_reference(op, backend, args)
+
+
+@pytest.mark.parametrize("op, backend", _cases(include_reference=True))
+def test_implementation_has_the_reference_signature(op, backend):
+    assert registry.check_signature(op, registry.implementations(op)[backend]) is None
+
+
+def test_registry_walk_every_op_is_fully_specified():
+    assert {"scatter_add", "embedding_gather", "id_range", "cooccurrence", "ppmi_values"} <= set(registry.ops())
+    for op in registry.ops():
+        spec = registry.spec(op)
+        assert spec.reference is registry.implementations(op)[registry.REFERENCE]
+        assert spec.doc and spec.dtypes and set(spec.dtypes) <= set(spec.tolerance)
+        assert set(spec.preference) <= set(dispatch.CPU_BACKENDS)
+        implementations = registry.implementations(op)
+        assert set(implementations) == set(dispatch.BACKENDS)
+        for backend, impl in implementations.items():
+            assert callable(impl) or (isinstance(impl, str) and impl and "\n" not in impl), (op, backend)
+
+
+def test_every_family_folder_holds_every_version_side_by_side():
+    families = {registry.spec(op).family for op in registry.ops()}
+    for family in families:
+        folder = KERNELS_DIR / family
+        names = {p.name for p in folder.iterdir()}
+        for required in ("__init__.py", "reference.py", "numba_impl.py", "_cython_impl.pyx", "cupy_impl.py"):
+            assert required in names, f"kernels/{family}/ lacks {required}"
+        assert any(name.endswith(".cu") for name in names), f"kernels/{family}/ has no .cu source"
+
+
+def test_harness_catches_a_wrong_implementation(monkeypatch):
+    """The generated test can fail: an off-by-one implementation is rejected."""
+    spec = registry.spec("embedding_gather")
+    wrong = lambda W, idx: W[idx] + 1e-3  # noqa: E731
+    monkeypatch.setitem(registry._implementations, ("embedding_gather", "numba"), wrong)
+    args = (np.ones((4, 3), np.float32), np.array([0, 3], np.int64))
+    with pytest.raises(AssertionError, match="differs from the reference"):
+        harness.check_against_reference("embedding_gather", "numba", args)
+    assert spec.tolerance_for(np.float32, "numba") == (0.0, 0.0)
+
+
+def test_validate_result_tolerance_rule():
+    ref = np.array([1.0, 100.0, 0.0])
+    harness.validate_result(ref + [1e-7, 1e-5, 1e-9], ref, atol=1e-8, rtol=1e-6)
+    with pytest.raises(AssertionError, match="allowed"):
+        harness.validate_result(ref + [0, 2e-4, 0], ref, atol=1e-8, rtol=1e-6)
+    with pytest.raises(AssertionError, match="exact match"):
+        harness.validate_result(np.nextafter(ref, 2), ref, atol=0, rtol=0)
+    harness.validate_result(np.array([np.nan, np.inf]), np.array([np.nan, np.inf]), atol=0, rtol=0)
+
+
+def test_a_backend_lacking_an_op_falls_back_and_logs_once(monkeypatch, caplog):
+    registry.forget_resolutions()
+    missing = "not implemented in embedding/numba_impl (test)"
+    monkeypatch.setitem(registry._implementations, ("scatter_add", "numba"), missing)
+    dW = np.zeros((3, 2))
+    with caplog.at_level(logging.WARNING, logger="fastnlp.kernels"), fastnlp.use_backend("numba"):
+        fastnlp.kernels.scatter_add(dW, [1, 1], np.ones((2, 2)))
+        fastnlp.kernels.scatter_add(dW, [2], np.ones((1, 2)))
+        assert registry.backend_for("scatter_add") != "numba"
+    assert dW.tolist() == [[0, 0], [2, 2], [1, 1]]
+    warnings = [r for r in caplog.records if "scatter_add" in r.getMessage()]
+    assert len(warnings) == 1 and "numba lacks it" in warnings[0].getMessage()
+    monkeypatch.undo()
+    registry.forget_resolutions()
+
+
+def test_without_a_choice_each_op_runs_on_its_preferred_backend(monkeypatch):
+    monkeypatch.setattr(dispatch, "_selected", None)
+    monkeypatch.setattr(dispatch, "_env_choice", None)
+    for op in registry.ops():
+        loaded = [b for b in registry.spec(op).preference if not isinstance(registry.implementations(op)[b], str)]
+        assert registry.backend_for(op) == loaded[0]
+
+
+def test_matrix_lists_every_op_and_backend():
+    table = registry.matrix()
+    for op in registry.ops():
+        assert op in table
+    for backend in dispatch.BACKENDS:
+        assert backend in table.splitlines()[0]
