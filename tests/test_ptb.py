@@ -1,5 +1,6 @@
 import hashlib
 import os
+import shutil
 import stat
 import urllib.error
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from fastnlp.datasets import _files, ptb
 from fastnlp.datasets._files import ChecksumError, DataFetchError, RemoteFile, data_home, find_or_fetch
-from fastnlp.datasets.ptb import load_ptb, load_ptb_vocabulary
+from fastnlp.datasets.ptb import SPLITS, load_ptb, load_ptb_vocabulary
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -42,18 +43,41 @@ def shared_data():
     return SHARED_DATA
 
 
+READ_ONLY_FOLDER = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+
+
 @pytest.fixture(scope="module")
-def ptb_train(isolated_env, shared_data):
+def read_only_ptb(isolated_env, shared_data, tmp_path_factory):
+    """A copy of the real PTB in a folder of our own made read-only, so the tests never depend
+    on (or write to) the permissions of ../shared."""
+    root = tmp_path_factory.mktemp("read-only-data")
+    shutil.copytree(shared_data / "ptb", root / "ptb")
+    (root / "ptb").chmod(READ_ONLY_FOLDER)
+    yield root
+    (root / "ptb").chmod(0o755)  # so pytest can clean it up when not running as root
+
+
+@pytest.fixture(scope="module")
+def ptb_train(read_only_ptb):
     # Tokenising the real training split takes about a second: do it once per module.
-    return load_ptb("train", data_dir=shared_data)
+    return load_ptb("train", data_dir=read_only_ptb)
+
+
+def _record_sums(monkeypatch, folder):
+    """Make the files in ``folder`` the known PTB files, as if their sums were the recorded ones."""
+    for split in SPLITS:
+        name = f"ptb/ptb.{split}.txt"
+        monkeypatch.setitem(_files.KNOWN_FILES, name,
+                            RemoteFile(_files.KNOWN_FILES[name].url, _files.sha256_of(folder / f"ptb.{split}.txt")))
 
 
 @pytest.fixture
-def fake_ptb(tmp_path):
+def fake_ptb(tmp_path, monkeypatch):
     root = tmp_path / "data"
     (root / "ptb").mkdir(parents=True)
     for split, text in FAKE_TEXT.items():
         (root / "ptb" / f"ptb.{split}.txt").write_text(text, encoding="utf-8")
+    _record_sums(monkeypatch, root / "ptb")
     return root
 
 
@@ -80,29 +104,94 @@ def test_train_split_matches_the_book(ptb_train, shared_data):
 
 
 @pytest.mark.parametrize("split, n_tokens", [("valid", 73_760), ("test", 82_430), ("val", 73_760)])
-def test_other_splits_share_the_training_vocabulary(ptb_train, shared_data, split, n_tokens):
-    corpus, word_to_id, id_to_word = load_ptb(split, data_dir=shared_data)
+def test_other_splits_share_the_training_vocabulary(ptb_train, read_only_ptb, split, n_tokens):
+    corpus, word_to_id, id_to_word = load_ptb(split, data_dir=read_only_ptb)
     assert corpus.dtype == np.int32 and len(corpus) == n_tokens
     assert word_to_id == ptb_train[1] and id_to_word == ptb_train[2]
 
 
-def test_ids_decode_to_the_books_token_stream(ptb_train, shared_data):
-    corpus, _, id_to_word = load_ptb("test", data_dir=shared_data)
+def test_ids_decode_to_the_books_token_stream(ptb_train, read_only_ptb, shared_data):
+    corpus, _, id_to_word = load_ptb("test", data_dir=read_only_ptb)
     expected = _book_tokens(shared_data / "ptb" / "ptb.test.txt")
     assert [id_to_word[i] for i in corpus.tolist()] == expected
 
 
-def test_vocabulary_object_has_training_counts(ptb_train, shared_data):
-    vocab = load_ptb_vocabulary(shared_data)
+def test_vocabulary_object_has_training_counts(ptb_train, read_only_ptb):
+    vocab = load_ptb_vocabulary(read_only_ptb)
     assert vocab.id_to_word == [ptb_train[2][i] for i in range(10_000)]
     assert vocab.counts.sum() == 929_589 and vocab.unk_token == "<unk>"
     assert vocab.counts[vocab.id("<eos>")] == 42_068
 
 
-def test_read_only_shared_folder_is_never_written(ptb_train, shared_data):
-    load_ptb("valid", data_dir=shared_data)
-    assert sorted(p.name for p in (shared_data / "ptb").iterdir()) == [
-        "ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
+def test_read_only_data_folder_is_never_written(ptb_train, read_only_ptb):
+    folder = read_only_ptb / "ptb"
+    assert stat.S_IMODE(folder.stat().st_mode) == READ_ONLY_FOLDER  # the premise of this test
+    for split in SPLITS:
+        load_ptb(split, data_dir=read_only_ptb)
+    assert sorted(p.name for p in folder.iterdir()) == ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
+    # The caches went to the user cache instead.
+    cached = sorted(p.name.split(".")[1] for p in (_files.cache_home() / "token-cache").rglob("ptb.*"))
+    assert cached == ["test", "train", "valid", "vocab"]
+
+
+# ---- checking local copies against their recorded sums -------------------------------------
+
+
+def _flip_one_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] = ord("x") if data[offset] != ord("x") else ord("y")
+    path.write_bytes(bytes(data))
+
+
+def _truncate_to_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.fixture
+def writable_ptb(shared_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(shared_data / "ptb", root / "ptb")
+    return root
+
+
+@pytest.mark.parametrize("damage", [lambda p: _flip_one_byte(p, 1_000_000), _truncate_to_half],
+                         ids=["one byte flipped", "cut in half"])
+def test_damaged_local_copy_is_refused_and_not_cached(writable_ptb, damage):
+    train = writable_ptb / "ptb" / "ptb.train.txt"
+    damage(train)
+    actual, expected = _files.sha256_of(train), _files.KNOWN_FILES["ptb/ptb.train.txt"].sha256
+    with pytest.raises(ChecksumError) as raised:
+        load_ptb("train", data_dir=writable_ptb)
+    assert str(train) in str(raised.value) and actual in str(raised.value) and expected in str(raised.value)
+    assert sorted(p.name for p in train.parent.iterdir()) == ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
+    with pytest.raises(ChecksumError, match="ptb.train.txt"):
+        load_ptb_vocabulary(writable_ptb)
+
+
+def test_damage_is_caught_even_when_a_cache_matches_the_file(writable_ptb):
+    train = writable_ptb / "ptb" / "ptb.train.txt"
+    load_ptb("train", data_dir=writable_ptb)  # builds the cache
+    # Same size and modification time, so the cache key still matches: only the sum can tell.
+    before, key = train.stat(), ptb._source_key(train)
+    _flip_one_byte(train, 2_000_000)
+    os.utime(train, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert ptb._source_key(train) == key
+    with pytest.raises(ChecksumError, match="ptb.train.txt"):
+        load_ptb("train", data_dir=writable_ptb)
+
+
+def test_damaged_other_split_is_refused(writable_ptb):
+    _flip_one_byte(writable_ptb / "ptb" / "ptb.valid.txt", 100)
+    with pytest.raises(ChecksumError, match="ptb.valid.txt"):
+        load_ptb("valid", data_dir=writable_ptb)
+
+
+def test_verify_false_reads_a_deliberately_changed_corpus(writable_ptb):
+    train = writable_ptb / "ptb" / "ptb.train.txt"
+    train.write_text(train.read_text(encoding="utf-8") + " aardvark \n", encoding="utf-8")
+    corpus, word_to_id, _ = load_ptb("train", data_dir=writable_ptb, verify=False)
+    assert len(word_to_id) == 10_001 and corpus[-2] == word_to_id["aardvark"]
 
 
 def test_unknown_split_names_the_valid_ones(fake_ptb):
@@ -134,6 +223,7 @@ def test_cache_is_reused_then_rebuilt_when_the_text_changes(fake_ptb, monkeypatc
     monkeypatch.setattr(ptb, "_read_tokens", real_read_tokens)
     train_file = folder / "ptb.train.txt"
     train_file.write_text(FAKE_TEXT["train"] + " zebra cat \n", encoding="utf-8")
+    _record_sums(monkeypatch, folder)
     st = train_file.stat()
     os.utime(train_file, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     new_train, new_word_to_id, _ = load_ptb("train", data_dir=fake_ptb)
@@ -167,8 +257,9 @@ def test_read_only_folder_caches_in_the_user_cache(fake_ptb, tmp_path, monkeypat
         folder.chmod(0o755)
 
 
-def test_word_missing_from_training_vocabulary_is_reported(fake_ptb):
+def test_word_missing_from_training_vocabulary_is_reported(fake_ptb, monkeypatch):
     (fake_ptb / "ptb" / "ptb.valid.txt").write_text(" the unicorn \n", encoding="utf-8")
+    _record_sums(monkeypatch, fake_ptb / "ptb")
     with pytest.raises(ValueError, match="unknown word 'unicorn'"):
         load_ptb("valid", data_dir=fake_ptb)
 

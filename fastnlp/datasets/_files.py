@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..serialization import atomic_write
+from ..serialization import atomic_write, is_writable
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,13 @@ def fetch_url_bytes(url: str, timeout: float = 60.0) -> bytes:
 
 
 def is_writable_folder(folder) -> bool:
-    """Whether we may write into ``folder``.
-
-    A folder whose mode has no write bit at all counts as read-only even for root (who could
-    write anyway), so shared read-only data is never littered with caches.
-    """
+    """Whether we may write into ``folder``: the rule ``atomic_write`` applies, so a folder
+    shown read-only counts as read-only even for root and shared data is never littered."""
     try:
-        mode = os.stat(folder).st_mode
+        st = os.stat(folder)
     except OSError:
         return False
-    return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(folder, os.W_OK | os.X_OK)
+    return stat.S_ISDIR(st.st_mode) and is_writable(folder, st)
 
 
 def _candidates(home: Path, relative_name: str) -> list[Path]:
@@ -115,7 +112,8 @@ def _candidates(home: Path, relative_name: str) -> list[Path]:
 def _check_sum(path: Path, expected: str) -> None:
     actual = sha256_of(path)
     if actual != expected:
-        raise ChecksumError(f"{path} has sha256 {actual}, expected {expected}: the copy is corrupt or altered")
+        raise ChecksumError(f"{path} has sha256 {actual}, expected {expected}: the copy is corrupt or altered; "
+                            "delete it to have it downloaded again, or pass verify=False to use it as it is")
 
 
 def find_or_fetch(relative_name: str, data_dir=None, verify: bool = False) -> Path:
@@ -153,4 +151,5 @@ def _download(remote: RemoteFile, target: Path) -> Path:
     if actual != remote.sha256:
         raise ChecksumError(
             f"download of {remote.url} has sha256 {actual}, expected {remote.sha256}; nothing was saved")
+    target.parent.mkdir(parents=True, exist_ok=True)  # our data folder: created only once the file is good
     return atomic_write(target, lambda f: f.write(payload))

@@ -25,28 +25,31 @@ UNK = "<unk>"
 _CACHE_FORMAT = 1
 
 
-def load_ptb(split: str = "train", data_dir=None):
+def load_ptb(split: str = "train", data_dir=None, verify: bool = True):
     """Return ``(corpus, word_to_id, id_to_word)`` for ``split`` ('train', 'valid' or 'test').
 
     ``corpus`` is an int32 array of ids; the two dicts are the training vocabulary, shared by
     all splits. Files come from ``data_dir`` / ``$FASTNLP_DATA`` / the user cache (downloaded
-    and sha256-checked when missing); see ``fastnlp.datasets._files.find_or_fetch``.
+    when missing); see ``fastnlp.datasets._files.find_or_fetch``. Every call checks the text
+    files against their known sha256 (a few milliseconds) and raises ``ChecksumError`` for a
+    corrupt or truncated copy; ``verify=False`` reads a deliberately changed corpus.
     """
     split = _check_split(split)
-    train_path = find_or_fetch("ptb/ptb.train.txt", data_dir)
+    train_path = find_or_fetch("ptb/ptb.train.txt", data_dir, verify=verify)
     vocab, train_ids = _training_vocabulary(train_path, want_ids=split == "train")
     if split == "train":
         corpus = train_ids
     else:
-        corpus = _split_ids(split, find_or_fetch(f"ptb/ptb.{split}.txt", data_dir), train_path, vocab)
+        split_path = find_or_fetch(f"ptb/ptb.{split}.txt", data_dir, verify=verify)
+        corpus = _split_ids(split, split_path, train_path, vocab)
     word_to_id, id_to_word = vocab.to_dicts()
     return corpus, word_to_id, id_to_word
 
 
-def load_ptb_vocabulary(data_dir=None) -> Vocabulary:
+def load_ptb_vocabulary(data_dir=None, verify: bool = True) -> Vocabulary:
     """The training vocabulary as a ``Vocabulary`` with training counts; PTB's own ``<unk>``
-    word is its unk token."""
-    train_path = find_or_fetch("ptb/ptb.train.txt", data_dir)
+    word is its unk token. ``verify`` as in ``load_ptb``."""
+    train_path = find_or_fetch("ptb/ptb.train.txt", data_dir, verify=verify)
     vocab, train_ids = _training_vocabulary(train_path, want_ids=True)
     return Vocabulary(vocab.id_to_word, counts=np.bincount(train_ids, minlength=len(vocab)),
                       unk_token=UNK if UNK in vocab else None)
@@ -113,9 +116,12 @@ def _read_cached_ids(path: Path, vocab_size: int) -> np.ndarray | None:
 
 def _write_cache(path: Path, write, stale_pattern: str) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the user-cache folder is ours to create
         atomic_write(path, write)
     except OSError as err:
-        log.warning("could not cache PTB token ids at %s (%s); they will be recomputed next time", path, err)
+        # A cache is an optimisation: failing to write one must not fail the load.
+        log.warning("could not cache PTB token ids at %s (%s: %s); they will be recomputed next time",
+                    path, type(err).__name__, err)
         return
     for old in path.parent.glob(stale_pattern):
         if old != path:

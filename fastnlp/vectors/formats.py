@@ -42,7 +42,17 @@ class FormatsMixin:
         header = f"{len(self)} {self.vector_size}\n".encode("ascii")
 
         if binary:
-            rows = self._vectors.astype("<f4", copy=False)
+            with np.errstate(over="ignore"):
+                rows = self._vectors.astype("<f4", copy=False)
+            # The vectors are finite (checked on construction), so inf here means float64 values
+            # beyond the float32 range that the binary format stores: the file could not be read back.
+            overflow = ~np.isfinite(rows).all(axis=1)
+            if overflow.any():
+                first, others = int(np.argmax(overflow)), int(overflow.sum()) - 1
+                also = f" (and {others} other words)" if others else ""
+                raise ValueError(f"word {self._words[first]!r}{also} has values beyond the float32 range of "
+                                 "the binary format; save as text (binary=False) or rescale the vectors "
+                                 "(nothing was written)")
 
             def write(f):
                 f.write(header)
@@ -77,18 +87,43 @@ class FormatsMixin:
 
     # ----- npz --------------------------------------------------------------------------------
     def save(self, path):
-        """Save vectors and words to ``path`` as ``.npz`` (plain arrays, no pickle), atomically."""
-        words = np.array(self._words, dtype=str)
-        return atomic_write(path, lambda f: np.savez(f, vectors=self._vectors, words=words))
+        """Save vectors and words to ``path`` as ``.npz`` (plain arrays, no pickle), atomically.
+
+        The words are stored as their UTF-8 bytes end to end (``word_bytes``, uint8) with
+        ``word_offsets`` (int64, n_words + 1): a NumPy string array would drop trailing NULs."""
+        encoded = [word.encode("utf-8", "surrogatepass") for word in self._words]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        word_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return atomic_write(path, lambda f: np.savez(f, vectors=self._vectors, word_bytes=word_bytes,
+                                                     word_offsets=offsets))
 
     @classmethod
     def load(cls, path):
-        """Load what ``save`` wrote (the vectors keep their saved dtype)."""
+        """Load what ``save`` wrote (the vectors keep their saved dtype); files from versions
+        that stored a ``words`` string array load too."""
         with np.load(Path(path), allow_pickle=False) as data:
-            missing = {"vectors", "words"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path} is not a saved WordVectors file: missing {sorted(missing)}")
-            return cls(data["vectors"], data["words"].tolist())
+            if "vectors" in data.files and {"word_bytes", "word_offsets"} <= set(data.files):
+                words = _decode_words(data["word_bytes"], data["word_offsets"], path)
+            elif "vectors" in data.files and "words" in data.files:
+                words = data["words"].tolist()
+            else:
+                missing = sorted({"vectors", "word_bytes", "word_offsets"} - set(data.files))
+                raise ValueError(f"{path} is not a saved WordVectors file: missing {missing}")
+            return cls(data["vectors"], words)
+
+
+def _decode_words(word_bytes, offsets, path):
+    if word_bytes.dtype != np.uint8 or word_bytes.ndim != 1 or offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise ValueError(f"{path}: word_bytes must be 1-D uint8 and word_offsets 1-D integers")
+    bounds = offsets.tolist()
+    if not bounds or bounds[0] != 0 or bounds[-1] != word_bytes.size or any(b > e for b, e in zip(bounds, bounds[1:])):
+        raise ValueError(f"{path}: word_offsets do not split the {word_bytes.size} word bytes (damaged file)")
+    raw = word_bytes.tobytes()
+    try:
+        return [raw[b:e].decode("utf-8", "surrogatepass") for b, e in zip(bounds, bounds[1:])]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: a word is not valid UTF-8 ({err})") from None
 
 
 def _read_text_rows(f, n_words, dim, path):
