@@ -23,7 +23,7 @@ extensions = [
     Extension(
         f"fastnlp.kernels.{source.parent.name}._cython_impl",
         [str(source.relative_to(HERE))],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), str(source.parent)],  # a family's C headers sit beside it
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
@@ -33,7 +33,7 @@ extensions = [
 setup(
     packages=["fastnlp", "fastnlp.datasets", "fastnlp.layers", "fastnlp.models", "fastnlp.vectors",
               "fastnlp.kernels"] + [f"fastnlp.kernels.{family}" for family in families],
-    package_data={f"fastnlp.kernels.{family}": ["*.cu", "*.pyx"] for family in families},
+    package_data={f"fastnlp.kernels.{family}": ["*.cu", "*.pyx", "*.h"] for family in families},
     ext_modules=cythonize(
         extensions,
         language_level=3,

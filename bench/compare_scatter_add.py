@@ -1,14 +1,16 @@
-"""One-run comparison of scatter-add: every CPU backend against torch and np.add.at.
+"""One-run comparison of the embedding ops: every CPU backend against torch, NumPy and the
+memory floor, timed by the shared harness (fastnlp.kernels.harness.benchmark_kernel).
 
     python bench/compare_scatter_add.py [--repeat 7] [--threads 1]
 
-Prints a markdown table of medians and ratios (all measured in this one process, same data),
-with the machine, thread count and versions, ready for bench/README.md.
+The memory floor is a contiguous ``np.add(a, b, out=a)`` over the same bytes a scatter-add
+moves (N rows of D floats read from ``dout``, read and written in ``dW``): no kernel can beat
+it. Prints a markdown table of medians and ratios (all in this one process, same data), with
+the machine, thread count and versions, ready for bench/README.md.
 """
 import argparse
 import os
 import sys
-import timeit
 
 
 def main(argv=None):
@@ -22,7 +24,8 @@ def main(argv=None):
     import numpy as np
 
     import fastnlp
-    from fastnlp.kernels import scatter_add
+    from fastnlp.kernels import embedding_gather, registry, scatter_add
+    from fastnlp.kernels.harness import benchmark_kernel
 
     sys.path.insert(0, os.path.dirname(__file__))
     from machine import describe
@@ -35,33 +38,54 @@ def main(argv=None):
     except ImportError:
         torch = None
 
-    def median_us(fn, number):
-        runs = timeit.repeat(fn, number=number, repeat=args.repeat)
-        return sorted(runs)[len(runs) // 2] / number * 1e6
+    def us(fn, *fn_args):
+        return benchmark_kernel(fn, *fn_args, repeat=args.repeat) * 1e6
 
+    cpu = [b for b in registry.implementations("scatter_add") if b != "cupy"
+           and not isinstance(registry.implementations("scatter_add")[b], str)]
     print(describe())
     print()
-    print("| size | implementation | median us | vs np.add.at | vs torch index_add_ |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| op | size | implementation | median us | vs memory floor | vs torch |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
     for size in SIZES:
         dW, idx, dout = make_problem(size)
-        rows = {}
-        rows["np.add.at (reference)"] = median_us(
-            lambda: np.add.at(dW, idx.reshape(-1), dout.reshape(-1, dW.shape[1])), 20)
+        flat, rows = idx.reshape(-1), dout.reshape(-1, dW.shape[1])
+        floor_a, floor_b = rows.copy(), rows.copy()
+        results = {"memory floor: contiguous np.add of the same bytes": us(np.add, floor_a, floor_b, floor_a)}
+        results["np.add.at"] = us(np.add.at, dW, flat, rows)
         if torch is not None:
-            t_dW, t_idx = torch.from_numpy(dW), torch.from_numpy(idx.reshape(-1).astype(np.int64))
-            t_rows = torch.from_numpy(dout.reshape(-1, dW.shape[1]))
-            rows["torch index_add_"] = median_us(lambda: t_dW.index_add_(0, t_idx, t_rows), 200)
-        for backend, why in fastnlp.available_backends().items():
-            if why is None and backend != "cupy":
-                with fastnlp.use_backend(backend):
-                    scatter_add(dW, idx, dout)  # compile / warm up
-                    rows[f"fastnlp {backend}"] = median_us(lambda: scatter_add(dW, idx, dout),
-                                                           20 if backend == "numpy" else 200)
-        base, peer = rows["np.add.at (reference)"], rows.get("torch index_add_")
-        for name, us in rows.items():
-            vs_peer = f"{peer / us:.2f}x" if peer else "n/a"
-            print(f"| {size} | {name} | {us:.1f} | {base / us:.1f}x | {vs_peer} |")
+            t_dW, t_idx, t_rows = torch.from_numpy(dW), torch.from_numpy(flat.astype(np.int64)), torch.from_numpy(rows)
+            results["torch index_add_"] = us(t_dW.index_add_, 0, t_idx, t_rows)
+        for backend in cpu:
+            with fastnlp.use_backend(backend):
+                results[f"fastnlp {backend}"] = us(scatter_add, dW, idx, dout)
+        for backend in cpu[1:]:  # the compiled loops alone, on inputs the public op has validated
+            kernel = registry.implementations("scatter_add")[backend]
+            results[f"{backend} kernel only"] = us(kernel, dW, flat.astype(np.int64), rows)
+        _print_rows("scatter_add", size, results)
+
+        gathered = {}
+        if torch is not None:
+            gathered["torch index_select"] = us(torch.index_select, torch.from_numpy(dW), 0,
+                                                torch.from_numpy(flat.astype(np.int64)))
+        gathered["numpy W[idx]"] = us(dW.take, flat, 0)
+        for backend in cpu:
+            with fastnlp.use_backend(backend):
+                gathered[f"fastnlp {backend}"] = us(embedding_gather, dW, idx)
+        for backend in cpu[1:]:
+            kernel = registry.implementations("embedding_gather")[backend]
+            gathered[f"{backend} kernel only"] = us(kernel, dW, flat.astype(np.int64))
+        gathered = {"memory floor: contiguous np.add of the same bytes": results[
+            "memory floor: contiguous np.add of the same bytes"], **gathered}
+        _print_rows("embedding_gather", size, gathered)
+
+
+def _print_rows(op, size, results):
+    floor = results["memory floor: contiguous np.add of the same bytes"]
+    peer = results.get("torch index_add_") or results.get("torch index_select")
+    for name, value in results.items():
+        vs_peer = f"{peer / value:.2f}x" if peer else "n/a"
+        print(f"| {op} | {size} | {name} | {value:.1f} | {value / floor:.2f}x | {vs_peer} |")
 
 
 if __name__ == "__main__":

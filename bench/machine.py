@@ -33,12 +33,12 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_backend_params():
-    """The CPU backends as pytest params; one that does not load here is skipped with its reason."""
+def cpu_backend_params(op="scatter_add"):
+    """The host backends of ``op`` from the registry as pytest params; one that lacks the op or
+    does not load here is skipped with its reason (device backends are timed by compare_gpu.py)."""
     import pytest
 
-    import fastnlp
+    from fastnlp.kernels import dispatch, registry
 
-    status = fastnlp.available_backends()
-    return [pytest.param(name, marks=pytest.mark.skipif(status[name] is not None, reason=f"{name}: {status[name]}"))
-            for name in fastnlp.kernels.BACKENDS if name != "cupy"]
+    return [pytest.param(name, marks=pytest.mark.skipif(isinstance(impl, str), reason=f"{name}: {impl}"))
+            for name, impl in registry.implementations(op).items() if name in dispatch.CPU_BACKENDS]

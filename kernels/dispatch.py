@@ -14,6 +14,8 @@ import contextvars
 import importlib
 import os
 
+import numpy
+
 BACKENDS = ("numpy", "numba", "cython", "cupy")
 CPU_BACKENDS = ("numpy", "numba", "cython")
 # When one name is asked for (get_backend without a choice): Cython needs no JIT warm-up (Numba
@@ -153,10 +155,8 @@ def is_device_array(array) -> bool:
 
 def array_module(array):
     """numpy or cupy, whichever owns ``array`` (layers use it to allocate alongside inputs)."""
-    if is_device_array(array):
+    if type(array) is not numpy.ndarray and is_device_array(array):
         import cupy
 
         return cupy
-    import numpy
-
     return numpy

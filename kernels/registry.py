@@ -151,7 +151,7 @@ def kernel(op: str, like=None) -> Callable:
     op's fastest backend here. A backend lacking the op falls back to the next in the op's
     preference order, logged once per (op, backend).
     """
-    if like is not None and dispatch.is_device_array(like):
+    if like is not None and type(like) is not np.ndarray and dispatch.is_device_array(like):
         function = _implementation(op, "cupy")
         if isinstance(function, str):
             raise dispatch.BackendUnavailableError(f"op {op!r} cannot run on CuPy arrays: {function}")

@@ -38,7 +38,7 @@ def check_ids(ids, upper: int, what: str = "id"):
     range with the active backend's id_range kernel, the guard of every unchecked loop)."""
     from . import registry
 
-    xp = dispatch.array_module(ids)
+    xp = np if type(ids) is np.ndarray else dispatch.array_module(ids)
     ids = xp.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{what}s must be an integer array, got dtype {ids.dtype}")
@@ -67,6 +67,8 @@ def check_float_matrix(array, name: str):
 
 def check_same_device(*arrays) -> None:
     """Host and device arrays are never mixed (plain Python values count as host)."""
+    if all(type(a) is np.ndarray for a in arrays):
+        return
     on_device = [dispatch.is_device_array(a) for a in arrays if hasattr(a, "shape")]
     if any(on_device) and not all(on_device):
         raise TypeError("arrays live on different devices (numpy, cupy); move them to one first")

@@ -5,7 +5,6 @@ Inputs arrive validated (see __init__.py: ids in range, C-contiguous, matching f
 ids and rows not overlapping dW), which is what makes the unchecked indexing below safe.
 """
 import numpy as np
-from cython cimport floating
 from libc.stdint cimport int64_t
 
 
@@ -23,30 +22,12 @@ def id_range(const int64_t[::1] ids):
     return int(low), int(high)
 
 
-cdef void _scatter_add(floating* dW, const int64_t* idx, const floating* rows,
-                       Py_ssize_t n_ids, Py_ssize_t width) noexcept nogil:
-    # Raw pointers, not memoryview indexing: the row address is one multiply, and the compiler
-    # vectorises the inner loop (validation guarantees dW and rows do not overlap).
-    cdef Py_ssize_t i, j
-    cdef floating* target
-    cdef const floating* source
-    for i in range(n_ids):
-        target = dW + idx[i] * width
-        source = rows + i * width
-        for j in range(width):
-            target[j] += source[j]
-
-
-cdef void _embedding_gather(const floating* W, const int64_t* idx, floating* out,
-                            Py_ssize_t n_ids, Py_ssize_t width) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef const floating* source
-    cdef floating* target
-    for i in range(n_ids):
-        source = W + idx[i] * width
-        target = out + i * width
-        for j in range(width):
-            target[j] = source[j]
+cdef extern from "row_ops.h" nogil:
+    # The row loops live in C so GCC can compile one clone per instruction set (see row_ops.h).
+    void scatter_add_rows_f32(float* dW, const int64_t* idx, const float* rows, Py_ssize_t n_ids, Py_ssize_t width)
+    void scatter_add_rows_f64(double* dW, const int64_t* idx, const double* rows, Py_ssize_t n_ids, Py_ssize_t width)
+    void gather_rows_f32(const float* W, const int64_t* idx, float* out, Py_ssize_t n_ids, Py_ssize_t width)
+    void gather_rows_f64(const double* W, const int64_t* idx, double* out, Py_ssize_t n_ids, Py_ssize_t width)
 
 
 def scatter_add(dW, idx, rows):
@@ -61,11 +42,11 @@ def scatter_add(dW, idx, rows):
     if dW.dtype == np.float32:
         dW32, rows32 = dW, rows
         with nogil:
-            _scatter_add(&dW32[0, 0], &ids[0], &rows32[0, 0], n, width)
+            scatter_add_rows_f32(&dW32[0, 0], &ids[0], &rows32[0, 0], n, width)
     else:
         dW64, rows64 = dW, rows
         with nogil:
-            _scatter_add(&dW64[0, 0], &ids[0], &rows64[0, 0], n, width)
+            scatter_add_rows_f64(&dW64[0, 0], &ids[0], &rows64[0, 0], n, width)
 
 
 def embedding_gather(W, idx):
@@ -81,9 +62,9 @@ def embedding_gather(W, idx):
     if W.dtype == np.float32:
         W32, out32 = W, out
         with nogil:
-            _embedding_gather(&W32[0, 0], &ids[0], &out32[0, 0], n, width)
+            gather_rows_f32(&W32[0, 0], &ids[0], &out32[0, 0], n, width)
     else:
         W64, out64 = W, out
         with nogil:
-            _embedding_gather(&W64[0, 0], &ids[0], &out64[0, 0], n, width)
+            gather_rows_f64(&W64[0, 0], &ids[0], &out64[0, 0], n, width)
     return out
