@@ -46,6 +46,11 @@ def book_ppmi(C, eps=1e-8):
     return M
 
 
+def _tolerance(op, backend):
+    """The op's declared tolerance (the one rule the generated tests use too)."""
+    return fastnlp.kernels.registry.spec(op).tolerance_for(np.float64, backend)
+
+
 @st.composite
 def corpora(draw):
     vocab = draw(st.integers(1, 30))
@@ -75,15 +80,15 @@ def test_book_example_exactly(cpu_backend):
 @given(problem=corpora())
 def test_cooccurrence_equals_reference(backend, problem):
     corpus, vocab, window, weighting, boundary = problem
+    kwargs = dict(weighting=weighting, boundary_id=boundary, dtype=np.float64)
     with fastnlp.use_backend("numpy"):
-        expected = cooccurrence(corpus, vocab, window, weighting=weighting, boundary_id=boundary)
+        expected = cooccurrence(corpus, vocab, window, **kwargs)
     with fastnlp.use_backend(backend):
-        result = harness.to_host(cooccurrence(harness.to_backend(corpus, backend), vocab, window, weighting=weighting,
-                                   boundary_id=boundary))
+        result = harness.to_host(cooccurrence(harness.to_backend(corpus, backend), vocab, window, **kwargs))
     result.sort_indices()
-    np.testing.assert_array_equal(result.indptr, expected.indptr)
-    np.testing.assert_array_equal(result.indices, expected.indices)
-    np.testing.assert_allclose(result.data, expected.data, rtol=1e-6)
+    harness.validate_result(result.indptr, expected.indptr, 0, 0, "indptr")
+    harness.validate_result(result.indices, expected.indices, 0, 0, "indices")
+    harness.validate_result(result.data, expected.data, *_tolerance("cooccurrence", backend), "counts")
     if weighting == "uniform" and boundary is None:
         np.testing.assert_array_equal(result.toarray(), book_create_co_matrix(corpus, vocab, window))
 
@@ -135,10 +140,10 @@ def test_ppmi_equals_reference_and_dense(backend, problem, alpha):
     if C.nnz == 0:
         return
     with fastnlp.use_backend("numpy"):
-        expected = ppmi(C, alpha=alpha)
+        expected = ppmi(C, alpha=alpha, dtype=np.float64)
     with fastnlp.use_backend(backend):
-        result = harness.to_host(ppmi(harness.to_backend(C, backend), alpha=alpha))
-    np.testing.assert_allclose(result.toarray(), expected.toarray(), rtol=1e-6, atol=1e-7)
+        result = harness.to_host(ppmi(harness.to_backend(C, backend), alpha=alpha, dtype=np.float64))
+    harness.validate_result(result.toarray(), expected.toarray(), *_tolerance("ppmi_values", backend), "ppmi")
     if alpha is None:
         np.testing.assert_allclose(expected.toarray(), ppmi_dense(C.toarray()), rtol=1e-6, atol=1e-7)
 
