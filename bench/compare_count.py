@@ -30,6 +30,7 @@ def main(argv=None):
     import fastnlp
     from fastnlp.count import count_vectors
     from fastnlp.kernels import cooccurrence, ppmi
+    from fastnlp.kernels import dispatch
     from fastnlp.kernels.harness import benchmark_kernel
 
     sys.path.insert(0, str(HERE))
@@ -43,7 +44,7 @@ def main(argv=None):
     def median_s(fn, repeat=args.repeat):
         return benchmark_kernel(fn, repeat=repeat, min_seconds=0)  # one call per timed block
 
-    backends = [b for b, why in fastnlp.available_backends().items() if why is None and b != "cupy"]
+    backends = [b for b, why in fastnlp.available_backends().items() if why is None and b in dispatch.CPU_BACKENDS]
     print(describe())
     print(f"\nPTB train: {len(corpus):,} tokens, V = {vocab:,}; window 2; SVD k = 100 (ARPACK, the pipeline default)\n")
     print("| stage | implementation | median s | vs vectorised NumPy |")

@@ -24,7 +24,7 @@ def main(argv=None):
     import numpy as np
 
     import fastnlp
-    from fastnlp.kernels import embedding_gather, registry, scatter_add
+    from fastnlp.kernels import dispatch, embedding_gather, registry, scatter_add
     from fastnlp.kernels.harness import benchmark_kernel
 
     sys.path.insert(0, os.path.dirname(__file__))
@@ -41,8 +41,8 @@ def main(argv=None):
     def us(fn, *fn_args):
         return benchmark_kernel(fn, *fn_args, repeat=args.repeat) * 1e6
 
-    cpu = [b for b in registry.implementations("scatter_add") if b != "cupy"
-           and not isinstance(registry.implementations("scatter_add")[b], str)]
+    cpu = [b for b, impl in registry.implementations("scatter_add").items()
+           if b in dispatch.CPU_BACKENDS and not isinstance(impl, str)]
     print(describe())
     print()
     print("| op | size | implementation | median us | vs memory floor | vs torch |")

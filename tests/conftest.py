@@ -6,7 +6,7 @@ import pytest
 import fastnlp
 
 AVAILABLE = [name for name, reason in fastnlp.available_backends().items() if reason is None]
-CPU_AVAILABLE = [name for name in AVAILABLE if name != "cupy"]
+CPU_AVAILABLE = [name for name in AVAILABLE if name in fastnlp.kernels.dispatch.CPU_BACKENDS]
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
