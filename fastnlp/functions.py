@@ -4,7 +4,15 @@ import numpy as np
 from .kernels.dispatch import array_module
 
 
+def as_float(x):
+    """``x`` as a float array; integers in a float that holds them (NumPy alone would pick
+    float16 for int8, losing three decimal digits)."""
+    x = array_module(x).asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.result_type(x.dtype, np.float32))
+
+
 def sigmoid(x):
+    x = as_float(x)
     # Split by sign so exp never overflows: exp(-|x|) <= 1.
     positive = x >= 0
     z = np.exp(-np.abs(x))
@@ -17,20 +25,28 @@ def relu(x):
 
 def softmax(x):
     """Softmax over the last axis, shifted by the row maximum so exp never overflows."""
+    x = as_float(x)
     shifted = x - x.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=-1, keepdims=True)
 
 
 def log_softmax(x):
+    x = as_float(x)
     shifted = x - x.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def as_labels(t, scores_shape):
     """Class ids from either ids (shape ``scores_shape[:-1]``) or one-hot rows (shape
-    ``scores_shape``); the book's losses accept both."""
+    ``scores_shape``); the book's losses accept both. One-hot rows must hold a single 1 and
+    zeros otherwise: argmax of anything else (soft or NaN targets) would be a silent guess."""
+    t = array_module(t).asarray(t)
     if tuple(t.shape) == tuple(scores_shape):
+        if t.dtype.kind not in "biuf":
+            raise TypeError(f"one-hot targets must be numbers, got dtype {t.dtype}")
+        if t.size and not (bool(((t == 0) | (t == 1)).all()) and bool((t.sum(axis=-1) == 1).all())):
+            raise ValueError("one-hot targets must have exactly one 1 per row and zeros elsewhere")
         return t.argmax(axis=-1)
     if tuple(t.shape) != tuple(scores_shape[:-1]):
         raise ValueError(f"targets of shape {tuple(t.shape)} fit neither ids {tuple(scores_shape[:-1])} "

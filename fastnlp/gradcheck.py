@@ -38,15 +38,19 @@ def check_layer(layer, *inputs, dout=None, before_forward=None, eps=1e-6, rtol=1
                 seed=0):
     """Compare a layer's backward with numerical gradients of its params and float inputs.
 
-    The layer must hold float64 parameters. Its output is reduced to the scalar
-    ``sum(forward(*inputs) * dout)`` with a random ``dout`` (scalar losses use dout=1).
-    ``before_forward`` runs before every forward (reseed a stochastic layer there).
-    Returns the largest relative error seen; raises ``GradcheckError`` on a mismatch.
+    The layer must hold float64 parameters. Float inputs of any precision are checked as
+    float64 copies (central differences with ``eps=1e-6`` mean nothing in float32); integer
+    inputs are ids or labels and are passed through, not differentiated. The output is reduced
+    to the scalar ``sum(forward(*inputs) * dout)`` with a random ``dout`` (scalar losses use
+    dout=1). ``before_forward`` runs before every forward (reseed a stochastic layer there).
+    Returns the largest relative error seen; raises ``GradcheckError`` on a mismatch and
+    ValueError when there is nothing to check (no parameters and no float input with a gradient).
     """
     rng = np.random.default_rng(seed)
     for p in layer.params:
         if p.dtype != np.float64:
             raise TypeError(f"gradcheck needs float64 parameters, got {p.dtype}")
+    inputs = tuple(_as_checked_input(k, x) for k, x in enumerate(inputs))
 
     def forward():
         if before_forward is not None:
@@ -66,15 +70,30 @@ def check_layer(layer, *inputs, dout=None, before_forward=None, eps=1e-6, rtol=1
         analytic_inputs = (analytic_inputs,)
     analytic_params = [g.copy() for g in layer.grads]
 
-    worst = 0.0
+    worst, checked = 0.0, 0
     for k, (p, g) in enumerate(zip(layer.params, analytic_params)):
         worst = max(worst, _compare(f"params[{k}]", g, numerical_gradient(scalar, p, eps), rtol, atol))
-    float_inputs = [(k, x) for k, x in enumerate(inputs) if isinstance(x, np.ndarray) and x.dtype.kind == "f"]
-    for k, x in float_inputs:
-        if k < len(analytic_inputs) and analytic_inputs[k] is not None:
+        checked += 1
+    for k, x in enumerate(inputs):
+        if x.dtype.kind == "f" and k < len(analytic_inputs) and analytic_inputs[k] is not None:
             worst = max(worst, _compare(f"input {k}", analytic_inputs[k], numerical_gradient(scalar, x, eps),
                                         rtol, atol))
+            checked += 1
+    if not checked:
+        # Passing here would certify a backward that was never compared with anything.
+        raise ValueError(f"nothing to check: {type(layer).__name__} has no parameters and backward returned "
+                         "no gradient for a floating-point input (integer inputs are ids, not differentiated)")
     return worst
+
+
+def _as_checked_input(k, x):
+    """Input ``k`` as the array the check runs on: floats as a float64 copy, ids unchanged."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        return x.astype(np.float64)  # a copy: the perturbation never touches the caller's array
+    if x.dtype.kind not in "biu":
+        raise TypeError(f"gradcheck: input {k} has dtype {x.dtype}; inputs must be real floats or integer ids")
+    return x
 
 
 def _compare(what, analytic, numeric, rtol, atol):

@@ -1,9 +1,36 @@
-"""Optimizers that update parameter arrays in place, plus the Trainer's gradient helpers."""
+"""Optimizers that update parameter arrays in place, plus the Trainer's gradient helpers.
+
+Bad arguments raise at once: TypeError/ValueError for a hyperparameter or array that cannot be
+used, NonFiniteError (a FloatingPointError and a ValueError) for a NaN/inf gradient, which would
+poison every parameter it touches.
+"""
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
 from .kernels.dispatch import array_module
+from .layers.base import NonFiniteError
+
+
+def check_positive_finite(name, value):
+    """``value`` as a float if it is a real number, finite and > 0 (learning rates, norms, eps)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return float(value)
+
+
+def _check_fraction(name, value):
+    """A decay factor in [0, 1): 1 or more would let the running averages grow without bound."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
 
 
 class Optimizer:
@@ -13,16 +40,23 @@ class Optimizer:
     """
 
     def __init__(self, lr: float):
-        if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.lr = lr
+        self.lr = check_positive_finite("learning rate", lr)
 
     def update(self, params, grads):
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} params but {len(grads)} grads")
         for i, (p, g) in enumerate(zip(params, grads)):
+            for what, a in (("param", p), ("gradient", g)):
+                if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+                    raise TypeError(f"{what} {i} must be an array, got {type(a).__name__}")
+            if p.dtype.kind != "f":
+                raise TypeError(f"param {i} has dtype {p.dtype}; only floating-point params can be updated")
+            if g.dtype.kind not in "iuf":
+                raise TypeError(f"gradient {i} has dtype {g.dtype}; gradients must be real numbers")
             if p.shape != g.shape:
                 raise ValueError(f"param {i} has shape {p.shape} but its gradient {g.shape}")
+            if not bool(array_module(g).isfinite(g).all()):
+                raise NonFiniteError(f"gradient {i} contains NaN or inf")
         self._update(params, grads)
 
     def _state(self, params, name):
@@ -31,6 +65,11 @@ class Optimizer:
         if buffers is None:
             buffers = [array_module(p).zeros_like(p) for p in params]
             setattr(self, name, buffers)
+        elif [b.shape for b in buffers] != [p.shape for p in params]:
+            # zip() would silently skip params or pair a buffer with the wrong one.
+            raise ValueError(f"this optimizer's state holds {len(buffers)} params of shapes "
+                             f"{[tuple(b.shape) for b in buffers]}, but update got {len(params)} of shapes "
+                             f"{[tuple(p.shape) for p in params]}; pass the same params every step")
         return buffers
 
 
@@ -46,7 +85,7 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.9):
         super().__init__(lr)
-        self.momentum = momentum
+        self.momentum = _check_fraction("momentum", momentum)
 
     def _update(self, params, grads):
         for p, g, v in zip(params, grads, self._state(params, "v")):
@@ -60,7 +99,7 @@ class Nesterov(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9):
         super().__init__(lr)
-        self.momentum = momentum
+        self.momentum = _check_fraction("momentum", momentum)
 
     def _update(self, params, grads):
         for p, g, v in zip(params, grads, self._state(params, "v")):
@@ -73,7 +112,7 @@ class Nesterov(Optimizer):
 class AdaGrad(Optimizer):
     def __init__(self, lr: float = 0.01, eps: float = 1e-7):
         super().__init__(lr)
-        self.eps = eps
+        self.eps = check_positive_finite("eps", eps)
 
     def _update(self, params, grads):
         for p, g, h in zip(params, grads, self._state(params, "h")):
@@ -84,7 +123,8 @@ class AdaGrad(Optimizer):
 class RMSprop(Optimizer):
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7):
         super().__init__(lr)
-        self.decay_rate, self.eps = decay_rate, eps
+        self.decay_rate = _check_fraction("decay_rate", decay_rate)
+        self.eps = check_positive_finite("eps", eps)
 
     def _update(self, params, grads):
         for p, g, h in zip(params, grads, self._state(params, "h")):
@@ -98,13 +138,15 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7):
         super().__init__(lr)
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.beta1, self.beta2 = _check_fraction("beta1", beta1), _check_fraction("beta2", beta2)
+        self.eps = check_positive_finite("eps", eps)
         self.iter = 0
 
     def _update(self, params, grads):
+        m_state, v_state = self._state(params, "m"), self._state(params, "v")
         self.iter += 1
         lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
-        for p, g, m, v in zip(params, grads, self._state(params, "m"), self._state(params, "v")):
+        for p, g, m, v in zip(params, grads, m_state, v_state):
             m += (1 - self.beta1) * (g - m)
             v += (1 - self.beta2) * (g * g - v)
             p -= lr_t * m / (np.sqrt(v) + self.eps)
@@ -117,12 +159,14 @@ def global_norm(grads) -> float:
 def clip_grads(grads, max_norm: float) -> float:
     """Scale all gradients in place so their global L2 norm is at most ``max_norm``.
 
-    Returns the norm before clipping. Raises FloatingPointError on a NaN/inf gradient, which
-    would otherwise poison every parameter at the next update.
+    ``max_norm`` must be positive and finite (a negative one would flip the gradients, NaN
+    would turn clipping off). Returns the norm before clipping. Raises FloatingPointError on a
+    NaN/inf gradient, which would otherwise poison every parameter at the next update.
     """
+    max_norm = check_positive_finite("max_norm", max_norm)
     total = global_norm(grads)
     if not np.isfinite(total):
-        raise FloatingPointError("gradient norm is not finite (NaN or inf in the gradients)")
+        raise NonFiniteError("gradient norm is not finite (NaN or inf in the gradients)")
     rate = max_norm / (total + 1e-6)
     if rate < 1:
         for g in grads:
@@ -130,40 +174,71 @@ def clip_grads(grads, max_norm: float) -> float:
     return total
 
 
-def remove_duplicate(params, grads):
-    """Merge tied parameters (the same array, or one the transpose of another).
+class TiedParams:
+    """Which parameters are one array, found once by identity and reused every step.
 
-    Returns new lists; the gradients of a tied pair are summed into a new array so no layer's
-    own gradient buffer is written by someone else (see Embedding's invariant).
+    Two entries are tied when they are the same array object, the same memory seen with the
+    same shape, strides and dtype, or its transpose (the book's tied input/output embeddings).
+    Values are never compared: two zero-initialised parameters are still two parameters.
+    ``params`` lists each array once; ``merge(grads)`` sums each tied group's gradients into a
+    buffer allocated on first use, so no step allocates a new (V, D) array and no layer's own
+    gradient buffer is written by someone else (see Embedding's invariant).
     """
-    params, grads = list(params), list(grads)
-    while True:
-        merged = False
-        for i in range(len(params)):
-            for j in range(i + 1, len(params)):
-                if params[i] is params[j]:
-                    grads[i] = grads[i] + grads[j]
-                elif (params[i].ndim == 2 and params[j].ndim == 2 and params[i].T.shape == params[j].shape
-                      and _shares_transposed(params[i], params[j])):
-                    grads[i] = grads[i] + grads[j].T
-                else:
-                    continue
-                params.pop(j)
-                grads.pop(j)
-                merged = True
-                break
-            if merged:
-                break
-        if not merged:
-            return params, grads
+
+    def __init__(self, params):
+        params = list(params)
+        owner = {}  # memory signature -> (index of the first param with it, seen transposed?)
+        self._groups = []  # (kept index, [(tied index, transposed), ...]) in order of params
+        group_of = {}
+        for j, p in enumerate(params):
+            if not hasattr(p, "dtype") or not hasattr(p, "shape"):
+                raise TypeError(f"param {j} must be an array, got {type(p).__name__}")
+            signature = _memory_signature(p)
+            if signature in owner:
+                i, transposed = owner[signature]
+                self._groups[group_of[i]][1].append((j, transposed))
+                continue
+            group_of[j] = len(self._groups)
+            self._groups.append((j, []))
+            if p.size:  # empty arrays hold no memory to share
+                owner[signature] = (j, False)
+                owner.setdefault(_memory_signature(p.T), (j, True))
+        self.params = [params[i] for i, _ in self._groups]
+        self._count = len(params)
+        self._buffers = {}
+
+    def merge(self, grads):
+        """One gradient per entry of ``params``: a tied group's gradients summed (transposed
+        back where the tie is a transpose)."""
+        if len(grads) != self._count:
+            raise ValueError(f"{len(grads)} grads for the {self._count} params the ties were found in")
+        merged = []
+        for i, tied in self._groups:
+            g = grads[i]
+            if tied:
+                buffer = self._buffers.get(i)
+                if buffer is None:
+                    buffer = self._buffers[i] = array_module(g).empty_like(g)
+                buffer[...] = g
+                for j, transposed in tied:
+                    buffer += grads[j].T if transposed else grads[j]
+                g = buffer
+            merged.append(g)
+        return merged
 
 
-def _root(a):
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
+def _memory_signature(a):
+    """Where and how an array views memory: equal signatures mean the same elements in the same order."""
+    interface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    return interface["data"][0], tuple(a.shape), tuple(a.strides), a.dtype.str
 
 
-def _shares_transposed(a, b) -> bool:
-    """b is a transposed view of a's memory (tied input/output embeddings)."""
-    return _root(a) is _root(b) and bool((a.T == b).all())
+def remove_duplicate(params, grads):
+    """The book's helper: ``(params, grads)`` with each tied parameter once and its gradients summed.
+
+    Ties are found by identity (see TiedParams). Returns new lists; summed gradients are new
+    arrays. A training loop should build one ``TiedParams`` and call ``merge`` each step instead,
+    as the Trainer does, to find the ties once and reuse the buffers.
+    """
+    ties = TiedParams(params)
+    return ties.params, ties.merge(grads)

@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import numpy as np
 
 from .kernels.dispatch import array_module
-from .optim import clip_grads, remove_duplicate
+from .layers.base import NonFiniteError
+from .optim import TiedParams, check_positive_finite, clip_grads
 
 
 class Trainer:
-    """Train ``model`` (``forward(x, t) -> loss``, ``backward()``, ``params``, ``grads``)."""
+    """Train ``model`` (``forward(x, t) -> loss``, ``backward()``, ``params``, ``grads``).
+
+    Tied parameters (the same array, or its transpose, listed twice) are found once, here,
+    and updated once per step with their gradients summed (optim.TiedParams)."""
 
     def __init__(self, model, optimizer, seed: int | None = None):
         self.model, self.optimizer = model, optimizer
+        self.ties = TiedParams(model.params)
         self.loss_list: list[float] = []
         self.eval_interval = None
         self.rng = np.random.default_rng(seed)
@@ -22,18 +28,33 @@ class Trainer:
     def fit(self, x, t, max_epoch: int = 10, batch_size: int = 32, max_grad: float | None = None,
             eval_interval: int | None = 20, progress: bool = True):
         """Shuffle each epoch, step the optimizer per batch, record the mean loss every
-        ``eval_interval`` iterations (None: once per epoch). Raises FloatingPointError as
-        soon as the loss becomes NaN or infinite. Returns the loss history."""
+        ``eval_interval`` iterations (None: once per epoch). Returns the loss history.
+
+        ``max_epoch``, ``batch_size`` and ``eval_interval`` are positive integers; ``max_grad``
+        (clip the global gradient norm to it) positive and finite. A ``batch_size`` above the
+        data size means one batch of all the data per epoch, and an ``eval_interval`` above the
+        run's iteration count records once, at the end (``self.eval_interval`` says which was
+        used), so the history is never empty. Raises ``NonFiniteError`` (a ValueError) for NaN/inf
+        in the data, and (a FloatingPointError) naming the epoch and iteration as soon as
+        training diverges: NaN or inf in the loss, an activation or a gradient."""
         n = len(x)
         if n == 0:
             raise ValueError("no training data")
         if len(t) != n:
             raise ValueError(f"{n} inputs but {len(t)} targets")
-        if batch_size < 1 or max_epoch < 0:
-            raise ValueError("batch_size must be >= 1 and max_epoch >= 0")
+        for name, data in (("inputs", x), ("targets", t)):
+            # Checked once here, so that NaN met during training means training diverged.
+            if getattr(data, "dtype", None) is not None and data.dtype.kind == "f" \
+                    and not bool(array_module(data).isfinite(data).all()):
+                raise NonFiniteError(f"training {name} contain NaN or inf")
+        max_epoch = _positive_int("max_epoch", max_epoch)
+        batch_size = min(_positive_int("batch_size", batch_size), n)
+        if max_grad is not None:
+            max_grad = check_positive_finite("max_grad", max_grad)
         xp = array_module(x)  # batches index x and t where they live (host or GPU)
-        iters_per_epoch = max(n // batch_size, 1)
-        interval = eval_interval or iters_per_epoch
+        iters_per_epoch = n // batch_size
+        interval = iters_per_epoch if eval_interval is None else _positive_int("eval_interval", eval_interval)
+        interval = min(interval, max_epoch * iters_per_epoch)
         self.eval_interval = interval
         bar = _progress_bar(max_epoch * iters_per_epoch, progress)
         total_loss, loss_count = 0.0, 0
@@ -43,14 +64,11 @@ class Trainer:
                 order = self.rng.permutation(n)
                 for it in range(iters_per_epoch):
                     batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
-                    loss = float(self.model.forward(x[batch], t[batch]))
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, iteration {it + 1}")
-                    self.model.backward()
-                    params, grads = remove_duplicate(self.model.params, self.model.grads)
-                    if max_grad is not None:
-                        clip_grads(grads, max_grad)
-                    self.optimizer.update(params, grads)
+                    try:
+                        loss = self._step(x[batch], t[batch], max_grad)
+                    except NonFiniteError as exc:  # say when, not only where
+                        raise NonFiniteError(f"NaN or inf at epoch {epoch + 1}, iteration {it + 1} "
+                                             f"(training diverged?): {exc}") from exc
                     total_loss += loss
                     loss_count += 1
                     if loss_count == interval:
@@ -62,6 +80,17 @@ class Trainer:
         finally:
             bar.close()
         return self.loss_list
+
+    def _step(self, x, t, max_grad):
+        loss = float(self.model.forward(x, t))
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"loss became {loss}")
+        self.model.backward()
+        grads = self.ties.merge(self.model.grads)
+        if max_grad is not None:
+            clip_grads(grads, max_grad)
+        self.optimizer.update(self.ties.params, grads)
+        return loss
 
     def plot(self, path="loss.png", ylim=None):
         """Save the loss curve as a PNG (needs matplotlib: pip install 'fastnlp[plot]')."""
@@ -81,6 +110,14 @@ class Trainer:
         fig.savefig(path)
         plt.close(fig)
         return path
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
 
 
 class _NoBar:

@@ -57,6 +57,84 @@ def test_gradcheck_refuses_float32_params():
         fastnlp.gradcheck(L.MatMul(randn(2, 2).astype(np.float32)), randn(1, 2))
 
 
+def test_gradcheck_promotes_float32_inputs_to_float64():
+    """Central differences with eps=1e-6 are noise in float32: a correct layer used to fail."""
+    x = (randn(3, 4) * 3).astype(np.float32)
+    original = x.copy()
+    fastnlp.gradcheck(L.Sigmoid(), x)
+    fastnlp.gradcheck(L.Affine(randn(4, 2), randn(2)), x)
+    np.testing.assert_array_equal(x, original)  # the check perturbs a copy, never the caller's array
+    assert x.dtype == np.float32
+
+    class WrongSigmoid(L.Sigmoid):
+        def backward(self, dout):
+            return dout * self.out
+
+    with pytest.raises(GradcheckError, match="input 0"):  # promotion must not make the check lenient
+        fastnlp.gradcheck(WrongSigmoid(), x)
+
+
+def test_gradcheck_with_nothing_to_differentiate_raises():
+    """Integer inputs are ids; a parameter-free layer then has nothing to compare, which must not pass."""
+    with pytest.raises(ValueError, match="nothing to check"):
+        fastnlp.gradcheck(L.Sigmoid(), np.array([[1, 2], [3, 4]]))
+    with pytest.raises(ValueError, match="nothing to check"):
+        fastnlp.gradcheck(L.ReLU(), [[1, -2]])
+    with pytest.raises(TypeError, match="complex"):
+        fastnlp.gradcheck(L.Sigmoid(), np.ones(3, dtype=complex))
+    # Integer ids next to float parameters are fine: the parameters are checked.
+    assert fastnlp.gradcheck(L.Embedding(randn(5, 2)), np.array([0, 4, 4])) >= 0.0
+
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: L.MatMul(randn(4, 3)), lambda: L.Affine(randn(4, 3), randn(3)), L.Sigmoid, L.ReLU, L.Softmax,
+    L.Dropout, L.SoftmaxWithLoss, L.SigmoidWithLoss, lambda: L.Embedding(randn(6, 3)),
+], ids=["MatMul", "Affine", "Sigmoid", "ReLU", "Softmax", "Dropout", "SoftmaxWithLoss", "SigmoidWithLoss",
+        "Embedding"])
+def test_backward_before_forward_names_the_mistake(make_layer):
+    layer = make_layer()
+    with pytest.raises(RuntimeError, match=f"{type(layer).__name__}.backward called before forward"):
+        layer.backward(np.ones((2, 3)))
+
+
+def test_embedding_accepts_a_list_of_ids():
+    W = randn(6, 3)
+    layer = L.Embedding(W)
+    out = layer.forward([[0, 5], [5, 2]])
+    np.testing.assert_array_equal(out, W[[[0, 5], [5, 2]]])
+    dout = randn(2, 2, 3)
+    layer.backward(dout)
+    expected = np.zeros_like(W)
+    np.add.at(expected, [0, 5, 5, 2], dout.reshape(-1, 3))
+    np.testing.assert_allclose(layer.grads[0], expected, rtol=1e-12)
+    layer.forward([1])  # the next backward zeroes the rows the list touched
+    layer.backward(np.ones((1, 3)))
+    np.testing.assert_array_equal(layer.grads[0], np.eye(6)[[1]].T @ np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_dropout_refuses_integer_input_in_both_modes(train):
+    """The scaled mask used to be cast to the input's integer dtype: 1 / 0.5 -> inf, 0 / 0 -> nan."""
+    with pytest.raises(TypeError, match="floating-point.*int64"):
+        L.Dropout(0.5, seed=0).forward(np.array([1, 2, 3, 4], dtype=np.int64), train_flg=train)
+    y = L.Dropout(0.5, seed=0).forward(np.array([1.0, 2.0, 3.0, 4.0]), train_flg=train)
+    assert np.isfinite(y).all() and set(np.round(y / [1, 2, 3, 4], 6)) <= ({0.0, 2.0} if train else {1.0})
+
+
+def test_layers_name_bad_shapes_and_non_finite_input():
+    layer = L.Affine(randn(4, 3), randn(3))
+    with pytest.raises(ValueError, match=r"shape \(5, 3\) needs a last axis of 4"):
+        layer.forward(randn(5, 3))
+    layer.forward(randn(5, 4))
+    with pytest.raises(ValueError, match=r"dout has shape \(3,\) but forward's output had \(5, 3\)"):
+        layer.backward(np.ones(3))  # NumPy would broadcast it into a wrong gradient
+    with pytest.raises(L.NonFiniteError, match="Sigmoid.forward: input contains NaN or inf"):
+        L.Sigmoid().forward(np.array([0.0, np.nan]))
+    assert issubclass(L.NonFiniteError, ValueError) and issubclass(L.NonFiniteError, FloatingPointError)
+    with pytest.raises(TypeError, match="W must be a floating-point array, got dtype int64"):
+        L.MatMul(np.ones((2, 2), dtype=np.int64))
+
+
 def test_numerical_gradient_of_a_quadratic():
     x = randn(3)
     np.testing.assert_allclose(numerical_gradient(lambda v: (v ** 2).sum(), x), 2 * x, rtol=1e-6)
@@ -95,6 +173,12 @@ def test_softmax_with_loss_rejects_bad_targets():
         L.SoftmaxWithLoss().forward(randn(2, 3), np.array([0, 1, 2]))
     with pytest.raises(TypeError, match="class ids must be integers"):
         L.SoftmaxWithLoss().forward(randn(2, 3), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="one-hot"):  # argmax of soft targets would be a silent guess
+        L.SoftmaxWithLoss().forward(randn(2, 3), np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="empty batch"):  # a mean over nothing is NaN
+        L.SoftmaxWithLoss().forward(np.zeros((0, 3)), np.zeros(0, dtype=int))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        L.SigmoidWithLoss().forward(randn(2), np.array([0.0, 2.0]))
 
 
 def test_embedding_gradient_is_exact_after_many_steps(cpu_backend):

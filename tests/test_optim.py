@@ -56,6 +56,47 @@ def test_clip_grads_refuses_nan():
         optim.clip_grads([np.array([np.nan])], 1.0)
 
 
+@pytest.mark.parametrize("max_norm", [-1.0, 0.0, np.nan, np.inf])
+def test_clip_grads_refuses_a_max_norm_that_is_not_positive_and_finite(max_norm):
+    """-1 used to flip the gradient (training climbed); NaN turned clipping off."""
+    grads = [np.array([3.0, 4.0])]
+    with pytest.raises(ValueError, match="max_norm must be positive and finite"):
+        optim.clip_grads(grads, max_norm)
+    np.testing.assert_array_equal(grads[0], [3.0, 4.0])
+    with pytest.raises(TypeError, match="max_norm must be a number"):
+        optim.clip_grads(grads, "1")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: optim.SGD(lr=np.inf), "learning rate must be positive and finite"),
+    (lambda: optim.SGD(lr=np.nan), "learning rate must be positive and finite"),
+    (lambda: optim.Momentum(momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (lambda: optim.Nesterov(momentum=np.nan), r"momentum must be in \[0, 1\)"),
+    (lambda: optim.AdaGrad(eps=0.0), "eps must be positive"),
+    (lambda: optim.RMSprop(decay_rate=-0.1), r"decay_rate must be in \[0, 1\)"),
+    (lambda: optim.Adam(beta2=1.0), r"beta2 must be in \[0, 1\)"),
+])
+def test_bad_hyperparameters_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_update_refuses_non_finite_gradients_before_touching_any_param():
+    w, b = np.ones(2), np.ones(3)
+    with pytest.raises(FloatingPointError, match="gradient 1 contains NaN or inf"):
+        optim.SGD(lr=0.1).update([w, b], [np.ones(2), np.array([0.0, np.inf, 0.0])])
+    np.testing.assert_array_equal(w, 1.0)  # the first param was not updated either
+
+
+def test_update_refuses_integer_params_and_a_changed_param_list():
+    with pytest.raises(TypeError, match="param 0 has dtype int64"):
+        optim.SGD().update([np.zeros(2, dtype=np.int64)], [np.ones(2)])
+    opt = optim.Momentum()
+    opt.update([np.zeros(2)], [np.ones(2)])
+    with pytest.raises(ValueError, match="pass the same params every step"):
+        opt.update([np.zeros(2), np.zeros(3)], [np.ones(2), np.ones(3)])  # zip would skip the new one
+
+
 def test_remove_duplicate_merges_shared_and_transposed_params():
     W = np.arange(6.0).reshape(2, 3)
     b = np.zeros(3)
@@ -72,3 +113,51 @@ def test_remove_duplicate_leaves_equal_valued_but_distinct_arrays_alone():
     a, b = np.zeros((2, 2)), np.zeros((2, 2))
     params, _ = optim.remove_duplicate([a, b], [np.ones((2, 2)), np.ones((2, 2))])
     assert len(params) == 2
+
+
+def test_remove_duplicate_keeps_params_cut_from_one_buffer_apart():
+    """Two zero-initialised params in one flat buffer share a base and equal values: still two params."""
+    flat = np.zeros(8)
+    a, b = flat[:4].reshape(2, 2), flat[4:].reshape(2, 2)
+    grad_a, grad_b = np.ones((2, 2)), np.full((2, 2), 2.0)
+    params, grads = optim.remove_duplicate([a, b], [grad_a, grad_b])
+    assert len(params) == 2 and params[0] is a and params[1] is b
+    assert grads[0] is grad_a and grads[1] is grad_b  # not summed, not copied
+    # Square halves of one buffer, b equal in value to a.T: still not a tie.
+    params, _ = optim.remove_duplicate([a, b.T], [grad_a, grad_b.T])
+    assert len(params) == 2
+
+
+def test_remove_duplicate_ties_views_of_the_same_memory_only():
+    W = np.arange(6.0).reshape(2, 3)
+    view = W[...]  # another object, the same memory, shape and strides
+    assert view is not W
+    params, grads = optim.remove_duplicate([W, view, W.T], [np.ones((2, 3)), np.ones((2, 3)), np.ones((3, 2))])
+    assert params == [W] and len(grads) == 1
+    np.testing.assert_array_equal(grads[0], 3.0)
+    # A transposed copy, or an overlapping view of another shape, is not the same parameter.
+    for other in (np.ascontiguousarray(W.T), W[0]):
+        assert len(optim.remove_duplicate([W, other], [np.ones(W.shape), np.ones(other.shape)])[0]) == 2
+
+
+def test_finding_ties_never_compares_values():
+    """The tied BetterRnnlm's (V, D) matrix must not be compared element by element: build ties
+    on a (10**6, 10**5) zero-stride view, which no value comparison could get through."""
+    huge = np.broadcast_to(np.zeros(1), (10**6, 10**5))
+    ties = optim.TiedParams([huge, np.zeros(3), huge.T])
+    assert len(ties.params) == 2 and ties.params[0] is huge
+
+
+def test_tied_params_merge_reuses_one_buffer_and_leaves_layer_buffers_alone():
+    W = np.zeros((4, 2))
+    ties = optim.TiedParams([W, W.T])
+    grad_embed, grad_out = np.ones((4, 2)), np.full((2, 4), 2.0)
+    first = ties.merge([grad_embed, grad_out])[0]
+    np.testing.assert_array_equal(first, 3.0)
+    grad_out[...] = 5.0
+    second = ties.merge([grad_embed, grad_out])[0]
+    assert second is first  # no new (V, D) array per step
+    np.testing.assert_array_equal(second, 6.0)
+    np.testing.assert_array_equal(grad_embed, 1.0)
+    with pytest.raises(ValueError, match="1 grads for the 2 params"):
+        ties.merge([grad_embed])

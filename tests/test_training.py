@@ -43,8 +43,80 @@ def test_trainer_stops_on_nan_loss():
     x, t = load_spiral()
     model = fastnlp.TwoLayerNet(2, 10, 3, seed=0)
     model.params[0][...] = np.nan
-    with pytest.raises(FloatingPointError, match="loss became nan"):
+    with pytest.raises(FloatingPointError, match="epoch 1, iteration 1 .*NaN or inf"):
         fastnlp.Trainer(model, optim.SGD()).fit(x, t, max_epoch=1, progress=False)
+
+
+def test_trainer_refuses_non_finite_data_up_front():
+    x, t = load_spiral()
+    x[7, 1] = np.inf
+    with pytest.raises(ValueError, match="training inputs contain NaN or inf"):
+        fastnlp.Trainer(fastnlp.TwoLayerNet(2, 3, 3), optim.SGD()).fit(x, t, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(max_grad=-1), ValueError, "max_grad must be positive and finite"),
+    (dict(max_grad=float("nan")), ValueError, "max_grad must be positive and finite"),
+    (dict(eval_interval=-1), ValueError, "eval_interval must be a positive integer"),
+    (dict(eval_interval=0), ValueError, "eval_interval must be a positive integer"),
+    (dict(eval_interval=2.5), TypeError, "eval_interval must be an integer"),
+    (dict(max_epoch=0), ValueError, "max_epoch must be a positive integer"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(batch_size=True), TypeError, "batch_size must be an integer"),
+])
+def test_fit_rejects_bad_arguments_before_any_step(kwargs, error, message):
+    """max_grad=-1 used to flip every gradient (the loss climbed from 7.7 to 2665)."""
+    x, t = load_spiral()
+    model = fastnlp.TwoLayerNet(2, 3, 3, seed=0)
+    before = [p.copy() for p in model.params]
+    with pytest.raises(error, match=message):
+        fastnlp.Trainer(model, optim.SGD()).fit(x, t, progress=False, **kwargs)
+    for p, q in zip(model.params, before):
+        np.testing.assert_array_equal(p, q)
+
+
+class RecordingModel:
+    """Records each batch size; its loss is the mean of x, so the history is checkable."""
+
+    def __init__(self):
+        self.params, self.grads, self.batches = [np.zeros(1)], [np.zeros(1)], []
+
+    def forward(self, x, t):
+        self.batches.append(len(x))
+        return float(x.mean())
+
+    def backward(self, dout=1):
+        return None
+
+
+def test_batch_larger_than_the_data_is_one_batch_per_epoch():
+    model = RecordingModel()
+    trainer = fastnlp.Trainer(model, optim.SGD(), seed=0)
+    x = np.arange(10.0)
+    history = trainer.fit(x, x, max_epoch=3, batch_size=100, progress=False)  # eval_interval 20 > 3 steps
+    assert model.batches == [10, 10, 10]
+    assert history == [pytest.approx(4.5)]  # never an empty history
+    assert trainer.eval_interval == 3
+
+
+def test_trainer_finds_tied_params_once_and_updates_them_once():
+    """An embedding tied to an output projection (W and W.T), plus two params cut from one buffer."""
+    W = np.zeros((4, 2))
+    flat = np.zeros(4)
+    a, b = flat[:2], flat[2:]
+
+    class Tied(RecordingModel):
+        def __init__(self):
+            super().__init__()
+            self.params = [W, a, W.T, b]
+            self.grads = [np.ones((4, 2)), np.ones(2), np.full((2, 4), 2.0), np.full(2, 5.0)]
+
+    model = Tied()
+    trainer = fastnlp.Trainer(model, optim.SGD(lr=1.0), seed=0)
+    assert [p is q for p, q in zip(trainer.ties.params, [W, a, b])] == [True, True, True]
+    trainer.fit(np.ones(3), np.ones(3), max_epoch=2, batch_size=3, progress=False)
+    np.testing.assert_array_equal(W, -6.0)  # (1 + 2) per step, once per step
+    np.testing.assert_array_equal(flat, [-2.0, -2.0, -10.0, -10.0])
 
 
 def test_trainer_rejects_empty_and_mismatched_data():

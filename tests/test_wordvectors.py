@@ -162,6 +162,52 @@ def test_similarity_is_cosine(random_wv):
     assert random_wv.similarity("w1", "w1") == pytest.approx(1.0, rel=1e-6)
 
 
+@pytest.mark.parametrize("top", [float("nan"), 2.5, 0, -3, True, "3", None])
+def test_top_must_be_a_positive_integer(random_wv, top):
+    """NaN compares False with everything: top=nan used to return the whole vocabulary."""
+    with pytest.raises(ValueError, match="top must be a positive integer"):
+        random_wv.most_similar("w1", top=top)
+    with pytest.raises(ValueError, match="top must be a positive integer"):
+        random_wv.analogy("w1", "w2", "w3", top=top)
+    assert len(random_wv.most_similar("w1", top=np.int64(2))) == 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_query_vector_raises(random_wv, bad):
+    query = random_wv["w5"].copy()
+    query[3] = bad
+    with pytest.raises(ValueError, match="query vector contains NaN or inf"):
+        random_wv.most_similar(query)
+    with pytest.raises(ValueError, match="query 1 contains NaN or inf"):
+        random_wv.most_similar(["w1", query])
+
+
+def test_zero_queries_raise_instead_of_ranking_arbitrary_words():
+    wv = WordVectors(np.array([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32),
+                     ["zero", "x", "y", "z"])
+    with pytest.raises(ValueError, match="query vector is a zero vector"):
+        wv.most_similar(np.zeros(2))
+    with pytest.raises(ValueError, match="word 'zero' has a zero vector"):
+        wv.most_similar("zero")
+    with pytest.raises(ValueError, match="query 1 is a zero vector"):
+        wv.most_similar([np.ones(2), np.zeros(2)])
+    with pytest.raises(ValueError, match="word 'zero' has a zero vector"):
+        wv.analogy("x", "zero", "y")
+    assert wv.most_similar("y", top=1) == [("x", pytest.approx(0.6))]  # a zero row is merely a candidate
+
+
+@pytest.mark.parametrize("method, raises", [("3cosadd", True), ("3cosmul", False)])
+def test_analogy_with_a_zero_target_raises(method, raises):
+    """c = a - b makes b - a + c zero: every cosine with it is 0 and the answer was arbitrary."""
+    angles = np.radians([0, -60, 60, 100, 200])
+    wv = WordVectors(np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32), list("abcde"))
+    if raises:
+        with pytest.raises(ValueError, match=r"'b' - 'a' \+ 'c' is the zero vector"):
+            wv.analogy("a", "b", "c", method=method)
+    else:  # 3CosMul multiplies cosines, each meaningful on its own
+        assert len(wv.analogy("a", "b", "c", method=method)) == 2
+
+
 # ----- analogies ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["3cosadd", "3cosmul"])
@@ -221,6 +267,23 @@ def test_evaluate_word_pairs_malformed_line(tmp_path):
     wv = WordVectors(np.eye(2), ["a", "b"])
     with pytest.raises(ValueError, match=r"bad.tsv:2"):
         wv.evaluate_word_pairs(path)
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-inf"])
+def test_evaluate_word_pairs_non_finite_score_names_the_line(tmp_path, score):
+    """One NaN score used to turn the whole result into NaN without a word."""
+    path = tmp_path / "scores.tsv"
+    path.write_text(f"a\tb\t1\n# note\na\tc\t{score}\nb\tc\t3\n")
+    wv = WordVectors(np.eye(3), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=rf"scores.tsv:3: score '{score}' is not a finite number"):
+        wv.evaluate_word_pairs(path)
+
+
+def test_evaluate_analogies_restrict_vocab_must_be_positive(royal_wv, tmp_path):
+    path = tmp_path / "questions.txt"
+    path.write_text(ANALOGY_FILE)
+    with pytest.raises(ValueError, match="restrict_vocab must be a positive integer"):
+        royal_wv.evaluate_analogies(path, restrict_vocab=0)
 
 
 def test_evaluate_word_pairs_on_wordsim353():
@@ -425,7 +488,7 @@ def test_npz_round_trip_is_exact(unicode_wv, tmp_path, dtype):
     wv = WordVectors(unicode_wv.vectors.astype(dtype), unicode_wv.words)
     path = wv.save(tmp_path / "v.npz")
     with np.load(path, allow_pickle=False) as data:
-        assert data["words"].dtype.kind == "U"
+        assert data["word_bytes"].dtype == np.uint8  # words as UTF-8 bytes + offsets, no pickle
     loaded = WordVectors.load(path)
     assert loaded.words == wv.words and loaded.vectors.dtype == dtype
     np.testing.assert_array_equal(loaded.vectors, wv.vectors)

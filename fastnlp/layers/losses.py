@@ -5,7 +5,14 @@ import numpy as np
 
 from .. import functions as F
 from ..kernels.dispatch import array_module
-from .base import Layer
+from .base import Layer, check_dout, check_input
+from .core import _class_scores
+
+
+def _nonempty(x, who):
+    if x.size == 0:
+        raise ValueError(f"{who}: empty batch (scores of shape {tuple(x.shape)}); the mean loss is undefined")
+    return x
 
 
 class SoftmaxWithLoss(Layer):
@@ -20,6 +27,7 @@ class SoftmaxWithLoss(Layer):
         self.y = self.labels = self.mask = None
 
     def forward(self, x, t):
+        x = _nonempty(_class_scores(x, "SoftmaxWithLoss.forward"), "SoftmaxWithLoss.forward")
         n_classes = x.shape[-1]
         labels = F.as_labels(t, x.shape).reshape(-1)
         x2 = x.reshape(-1, n_classes)
@@ -38,7 +46,8 @@ class SoftmaxWithLoss(Layer):
         return picked.sum() / count
 
     def backward(self, dout=1):
-        dx = self.y.copy()
+        dx = self.saved("y").copy()
+        dout = check_dout(dout, (), "SoftmaxWithLoss.backward")
         dx[self.rows, self.labels] -= 1
         if self.mask is not None:
             dx *= self.mask[:, None]
@@ -47,19 +56,28 @@ class SoftmaxWithLoss(Layer):
 
 
 class SigmoidWithLoss(Layer):
-    """Sigmoid + mean binary cross-entropy, computed from logits so it never takes log(0)."""
+    """Sigmoid + mean binary cross-entropy, computed from logits so it never takes log(0).
+
+    Targets are probabilities in [0, 1] (0/1 labels, or soft targets) of the scores' shape."""
 
     def __init__(self):
         super().__init__()
         self.x = self.t = None
 
     def forward(self, x, t):
+        x = F.as_float(_nonempty(check_input(x, "SigmoidWithLoss.forward"), "SigmoidWithLoss.forward"))
+        t = check_input(t, "SigmoidWithLoss.forward", "biuf", what="targets")
         if t.shape != x.shape:
-            raise ValueError(f"targets shape {t.shape} != scores shape {x.shape}")
+            raise ValueError(f"SigmoidWithLoss.forward: targets shape {tuple(t.shape)} != scores shape "
+                             f"{tuple(x.shape)}")
+        if bool((t < 0).any() | (t > 1).any()):
+            raise ValueError("SigmoidWithLoss.forward: targets must lie in [0, 1]")
         self.x, self.t = x, t
         # log(1 + exp(x)) - x t, written with |x| so exp never overflows.
         loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
         return loss.mean()
 
     def backward(self, dout=1):
-        return (F.sigmoid(self.x) - self.t) * (dout / self.x.size)
+        x, t = self.saved("x", "t")
+        dout = check_dout(dout, (), "SigmoidWithLoss.backward")
+        return (F.sigmoid(x) - t) * (dout / x.size)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ranking import ANALOGY_METHODS as _ANALOGY_METHODS, MAX_SCORE_ELEMENTS as _MAX_SCORE_ELEMENTS
+from .ranking import (ANALOGY_METHODS as _ANALOGY_METHODS, MAX_SCORE_ELEMENTS as _MAX_SCORE_ELEMENTS,
+                      check_top as _check_top)
 
 
 class EvaluationMixin:
@@ -42,6 +43,9 @@ class EvaluationMixin:
                 except (IndexError, ValueError):
                     raise ValueError(f"{path}:{line_no}: expected 'word1{delimiter!r}word2{delimiter!r}score', "
                                      f"got {line.rstrip()!r}") from None
+                if not np.isfinite(score):
+                    # One NaN would turn both correlations into NaN with no hint of why.
+                    raise ValueError(f"{path}:{line_no}: score {fields[2].strip()!r} is not a finite number")
                 if case_insensitive:
                     w1, w2 = w1.lower(), w2.lower()
                 if w1 not in lookup or w2 not in lookup:
@@ -75,6 +79,8 @@ class EvaluationMixin:
         """
         if method not in _ANALOGY_METHODS:
             raise ValueError(f"unknown analogy method {method!r}; expected one of {_ANALOGY_METHODS}")
+        if restrict_vocab is not None:
+            restrict_vocab = _check_top(restrict_vocab, "restrict_vocab")
         lookup = self._lookup(case_insensitive, restrict_vocab)
         n_candidates = len(self) if restrict_vocab is None else min(int(restrict_vocab), len(self))
         questions = _read_analogy_questions(path)

@@ -7,7 +7,8 @@ import numpy as np
 
 from .evaluation import EvaluationMixin
 from .formats import FormatsMixin
-from .ranking import ANALOGY_METHODS as _ANALOGY_METHODS, COSMUL_EPS as _COSMUL_EPS, row_normalize as _row_normalize, top_k as _top_k
+from .ranking import (ANALOGY_METHODS as _ANALOGY_METHODS, COSMUL_EPS as _COSMUL_EPS, check_top as _check_top,
+                      row_normalize as _row_normalize, top_k as _top_k)
 
 
 class WordVectors(EvaluationMixin, FormatsMixin):
@@ -86,18 +87,29 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         return self._unit
 
     # ----- similarity -------------------------------------------------------------------------
-    def _unit_query(self, query):
+    def _unit_query(self, query, label="query vector"):
         """(unit vector, id to exclude or None) for a word or a raw vector."""
         if isinstance(query, str):
             i = self._id(query)
             return self.unit_vectors[i], i
         vector = np.asarray(query, dtype=self._vectors.dtype)
         if vector.shape != (self.vector_size,):
-            raise ValueError(f"query vector must have shape ({self.vector_size},), got {vector.shape}")
+            raise ValueError(f"{label} must have shape ({self.vector_size},), got {vector.shape}")
+        if not np.isfinite(vector).all():
+            raise ValueError(f"{label} contains NaN or inf")
         return _row_normalize(vector[None, :])[0], None
 
+    def _query_direction(self, query, label="query vector"):
+        """``_unit_query`` for a ranking: a zero vector has no direction, so every word would tie
+        at cosine 0 and the "nearest" words would be arbitrary."""
+        unit, i = self._unit_query(query, label)
+        if not unit.any():
+            what = f"word {query!r} has" if isinstance(query, str) else f"{label} is"
+            raise ValueError(f"{what} a zero vector: it has no direction, so no word is nearer to it than another")
+        return unit, i
+
     def similarity(self, a, b):
-        """Cosine similarity of two words (or vectors)."""
+        """Cosine similarity of two words (or vectors); 0.0 when either is a zero vector."""
         (ua, _), (ub, _) = self._unit_query(a), self._unit_query(b)
         return float(ua @ ub)
 
@@ -106,15 +118,16 @@ class WordVectors(EvaluationMixin, FormatsMixin):
 
         A word query never returns itself; ``exclude`` names more words to leave out. A list of
         queries (words and/or vectors) or a 2-D array is answered with one matrix product and
-        gives a list of such lists.
+        gives a list of such lists. ``top`` is a positive integer; a query vector with NaN/inf,
+        or a zero query (vector or word), raises ValueError.
         """
-        if top < 1:
-            raise ValueError(f"top must be >= 1, got {top}")
+        top = _check_top(top)
         batched = not isinstance(word_or_vector, str) and not _is_single_vector(word_or_vector)
         queries = list(word_or_vector) if batched else [word_or_vector]
         if not queries:
             return []
-        unit_queries, self_ids = zip(*(self._unit_query(q) for q in queries))
+        unit_queries, self_ids = zip(*(self._query_direction(q, f"query {k}" if batched else "query vector")
+                                       for k, q in enumerate(queries)))
         if isinstance(exclude, str):
             exclude = [exclude]  # one word, not its characters
         excluded = [self._id(w) for w in (exclude or ())]
@@ -155,10 +168,21 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         """Answers to a:b = c:? as ``[(word, score), ...]`` best first, never a, b or c.
 
         ``method="3cosadd"``: cosine with ``b - a + c`` (unit vectors); ``"3cosmul"``: Levy &
-        Goldberg's multiplicative combination, usually better on the Google questions."""
-        if top < 1:
-            raise ValueError(f"top must be >= 1, got {top}")
+        Goldberg's multiplicative combination, usually better on the Google questions.
+        ValueError when a word has a zero vector or ``b - a + c`` is zero: every candidate
+        would tie and the answer would be arbitrary."""
+        top = _check_top(top)
         ids = [self._id(w) for w in (a, b, c)]
+        unit = self.unit_vectors
+        for word, i in zip((a, b, c), ids):
+            if not unit[i].any():
+                raise ValueError(f"word {word!r} has a zero vector: it has no direction to take an analogy from")
+        if method == "3cosadd":
+            offset = unit[ids[1]].astype(np.float64) - unit[ids[0]] + unit[ids[2]]
+            # Rounding leaves a few ulps where the offset cancels exactly; that is still zero.
+            if np.linalg.norm(offset) <= 100 * np.finfo(unit.dtype).eps:
+                raise ValueError(f"the analogy target {b!r} - {a!r} + {c!r} is the zero vector: "
+                                 "no word is nearer to it than another")
         scores = self._analogy_scores([ids[0]], [ids[1]], [ids[2]], method)
         scores[0, ids] = -np.inf
         return self._ranked(scores, top)[0]

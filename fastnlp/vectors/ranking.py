@@ -1,6 +1,8 @@
 """Shared pieces of nearest-neighbour ranking."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
@@ -9,6 +11,14 @@ COSMUL_EPS = 1e-3
 # Upper bound on the elements of one score matrix (queries x vocabulary) built at once:
 # 2**24 float32 values is 64 MB, e.g. 1677 analogy questions against a 10000-word vocabulary.
 MAX_SCORE_ELEMENTS = 1 << 24
+
+
+def check_top(top, name="top"):
+    """``top`` as an int >= 1. Anything else raises ValueError: NaN, for one, compares False
+    with everything and would silently mean "the whole vocabulary"."""
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise ValueError(f"{name} must be a positive integer, got {top!r}")
+    return int(top)
 
 
 def row_normalize(matrix):
