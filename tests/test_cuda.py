@@ -38,3 +38,14 @@ def test_embedding_layer_trains_on_the_gpu():
     layer.backward(cupy.ones_like(out))
     grad = layer.grads[0].get()
     assert grad[2].tolist() == [2.0] * 8 and grad[1].tolist() == [2.0] * 8 and grad[3].sum() == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.complex64])
+def test_cuda_kernels_refuse_dtypes_they_were_not_built_for(dtype):
+    """An explicit dtype map: float16 must not silently run the float64 kernel."""
+    from fastnlp.kernels import _cuda
+
+    assert _cuda.kernel_name("scatter_add", np.float32) == "scatter_add_f32"
+    assert _cuda.kernel_name("scatter_add", np.float64) == "scatter_add_f64"
+    with pytest.raises(TypeError, match="no CUDA kernel scatter_add for dtype"):
+        _cuda.kernel_name("scatter_add", dtype)
