@@ -57,11 +57,16 @@ from .svd import truncated_svd
 from .text import Vocabulary, preprocess
 from .trainer import Trainer
 from .wordvectors import WordVectors, analogy, cos_similarity, most_similar
+from .contexts import convert_one_hot, create_contexts_target
+from .layers import UnigramSampler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Trainer",
+    "UnigramSampler",
+    "convert_one_hot",
+    "create_contexts_target",
     "WordVectors",
     "analogy",
     "cos_similarity",

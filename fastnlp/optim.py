@@ -3,6 +3,16 @@
 Bad arguments raise at once: TypeError/ValueError for a hyperparameter or array that cannot be
 used, NonFiniteError (a FloatingPointError and a ValueError) for a NaN/inf gradient, which would
 poison every parameter it touches.
+
+Row-sparse gradients (``layers.RowSparseGrad``, what Embedding and EmbeddingDot write: a dense
+array plus the rows a batch touched) are read as what they are, dense arrays, except where only
+the touched rows matter: the finite check, ``global_norm``/``clip_grads``, ``TiedParams.merge``
+of untransposed ties, and the updates of SGD and AdaGrad (exactly the dense result: the other
+rows' gradient is zero) and ``Adam(lazy=True)`` (rows a batch does not touch keep their moments
+and values, as TensorFlow's LazyAdam and PyTorch's SparseAdam; the default ``lazy=False`` is the
+book's dense update, since lazy Adam is another algorithm, chosen explicitly). Momentum, Nesterov and RMSprop always update densely (their state
+moves rows a zero gradient does not). Arithmetic stays in the parameter's dtype: scalars are
+Python floats, never NumPy float64 scalars, which NumPy 2 would promote float32 arrays with.
 """
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ import numpy as np
 
 from .kernels.dispatch import array_module
 from .layers.base import NonFiniteError
+from .layers.embedding import RowSparseGrad, plain, row_ids
 
 
 def check_positive_finite(name, value):
@@ -55,7 +66,7 @@ class Optimizer:
                 raise TypeError(f"gradient {i} has dtype {g.dtype}; gradients must be real numbers")
             if p.shape != g.shape:
                 raise ValueError(f"param {i} has shape {p.shape} but its gradient {g.shape}")
-            if not bool(array_module(g).isfinite(g).all()):
+            if not bool(array_module(g).isfinite(_touched(g)).all()):
                 raise NonFiniteError(f"gradient {i} contains NaN or inf")
         self._update(params, grads)
 
@@ -73,13 +84,31 @@ class Optimizer:
         return buffers
 
 
+def _touched(g):
+    """The part of ``g`` that can be non-zero: its touched rows, or all of it."""
+    rows = row_ids(g)
+    return g if rows is None else _take(g, rows)
+
+
+def _take(a, rows):
+    """Rows of a NumPy array (row-sparse gradients are NumPy only): np.take copies rows about
+    twice as fast as fancy indexing."""
+    return np.take(plain(a), rows, axis=0)
+
+
 class SGD(Optimizer):
+    """``p -= lr * g``; a row-sparse gradient updates only its rows (the same result)."""
+
     def __init__(self, lr: float = 0.01):
         super().__init__(lr)
 
     def _update(self, params, grads):
         for p, g in zip(params, grads):
-            p -= self.lr * g
+            rows = row_ids(g)
+            if rows is None:
+                p -= self.lr * plain(g)
+            else:
+                p[rows] = _take(p, rows) - self.lr * _take(g, rows)
 
 
 class Momentum(Optimizer):
@@ -116,8 +145,17 @@ class AdaGrad(Optimizer):
 
     def _update(self, params, grads):
         for p, g, h in zip(params, grads, self._state(params, "h")):
-            h += g * g
-            p -= self.lr * g / (np.sqrt(h) + self.eps)
+            rows = row_ids(g)
+            if rows is None:
+                self._step(p, plain(g), h)
+            else:  # untouched rows: h += 0 and p -= 0, so skipping them is exact
+                p_rows, h_rows = _take(p, rows), _take(h, rows)
+                self._step(p_rows, _take(g, rows), h_rows)
+                p[rows], h[rows] = p_rows, h_rows
+
+    def _step(self, p, g, h):
+        h += g * g
+        p -= self.lr * g / (np.sqrt(h) + self.eps)
 
 
 class RMSprop(Optimizer):
@@ -134,26 +172,51 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction folded into the step size."""
+    """Adam (Kingma & Ba 2015) with bias correction folded into the step size.
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7):
+    ``lazy=False`` (the default): every row, every step, as the book (rows without gradient still
+    move by their decaying momentum). ``lazy=True``: a row-sparse gradient (Embedding,
+    EmbeddingDot) updates only the rows it touched, moments included; bias correction uses the
+    global step count. Where a batch touches every row this is exactly the dense update. On the
+    book's CBOW (PTB, batch 100) the lazy update costs about a tenth of the dense one per step;
+    its loss trails early (3.03 against 2.73 after 600 steps) and meets it by 3000 (2.47 both).
+    """
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7,
+                 lazy: bool = False):
         super().__init__(lr)
         self.beta1, self.beta2 = _check_fraction("beta1", beta1), _check_fraction("beta2", beta2)
         self.eps = check_positive_finite("eps", eps)
+        if not isinstance(lazy, (bool, np.bool_)):
+            raise TypeError(f"lazy must be True or False, got {lazy!r}")
+        self.lazy = bool(lazy)
         self.iter = 0
 
     def _update(self, params, grads):
         m_state, v_state = self._state(params, "m"), self._state(params, "v")
         self.iter += 1
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+        # A Python float (math.sqrt, not np.sqrt): NumPy 2 would compute float32 params in
+        # float64 with a NumPy float64 scalar.
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
         for p, g, m, v in zip(params, grads, m_state, v_state):
-            m += (1 - self.beta1) * (g - m)
-            v += (1 - self.beta2) * (g * g - v)
-            p -= lr_t * m / (np.sqrt(v) + self.eps)
+            rows = row_ids(g) if self.lazy else None
+            g = plain(g).astype(p.dtype, copy=False)
+            if rows is None:
+                self._step(p, g, m, v, lr_t)
+            else:
+                p_rows, m_rows, v_rows = _take(p, rows), _take(m, rows), _take(v, rows)
+                self._step(p_rows, _take(g, rows), m_rows, v_rows, lr_t)
+                p[rows], m[rows], v[rows] = p_rows, m_rows, v_rows
+
+    def _step(self, p, g, m, v, lr_t):
+        m += (1 - self.beta1) * (g - m)
+        v += (1 - self.beta2) * (g * g - v)
+        p -= lr_t * m / (np.sqrt(v) + self.eps)
 
 
 def global_norm(grads) -> float:
-    return float(np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads)))
+    """The L2 norm of all gradients together (of a row-sparse one, its touched rows)."""
+    return float(np.sqrt(sum(float((_touched(g).astype(np.float64) ** 2).sum()) for g in grads)))
 
 
 def clip_grads(grads, max_norm: float) -> float:
@@ -170,7 +233,11 @@ def clip_grads(grads, max_norm: float) -> float:
     rate = max_norm / (total + 1e-6)
     if rate < 1:
         for g in grads:
-            g *= rate
+            rows = row_ids(g)
+            if rows is None:
+                g *= rate
+            else:  # the other rows are zero
+                plain(g)[rows] *= rate
     return total
 
 
@@ -182,7 +249,9 @@ class TiedParams:
     Values are never compared: two zero-initialised parameters are still two parameters.
     ``params`` lists each array once; ``merge(grads)`` sums each tied group's gradients into a
     buffer allocated on first use, so no step allocates a new (V, D) array and no layer's own
-    gradient buffer is written by someone else (see Embedding's invariant).
+    gradient buffer is written by someone else (see Embedding's invariant). A group of
+    row-sparse gradients tied without transposes (the book's CBOW with one Embedding per context
+    position) is merged over the union of their rows and stays row-sparse.
     """
 
     def __init__(self, params):
@@ -206,6 +275,7 @@ class TiedParams:
         self.params = [params[i] for i, _ in self._groups]
         self._count = len(params)
         self._buffers = {}
+        self._written = {}  # group -> rows of its buffer that may be non-zero (None: any)
 
     def merge(self, grads):
         """One gradient per entry of ``params``: a tied group's gradients summed (transposed
@@ -218,13 +288,37 @@ class TiedParams:
             if tied:
                 buffer = self._buffers.get(i)
                 if buffer is None:
-                    buffer = self._buffers[i] = array_module(g).empty_like(g)
-                buffer[...] = g
-                for j, transposed in tied:
-                    buffer += grads[j].T if transposed else grads[j]
+                    buffer = self._buffers[i] = RowSparseGrad.zeros_like(plain(g))
+                    self._written[i] = np.empty(0, dtype=np.int64)
+                members = [g] + [grads[j] for j, _ in tied]
+                if isinstance(buffer, RowSparseGrad) and not any(t for _, t in tied) \
+                        and all(row_ids(m) is not None for m in members):
+                    self._merge_rows(i, buffer, members)
+                else:
+                    out = plain(buffer)
+                    out[...] = plain(g)
+                    for j, transposed in tied:
+                        out += plain(grads[j]).T if transposed else plain(grads[j])
+                    if isinstance(buffer, RowSparseGrad):
+                        buffer.rows = None
+                    self._written[i] = None
                 g = buffer
             merged.append(g)
         return merged
+
+    def _merge_rows(self, i, buffer, members):
+        """Sum row-sparse gradients over the union of their rows (the same sums as dense)."""
+        out = plain(buffer)
+        written = self._written[i]
+        if written is None:
+            out[...] = 0
+        else:
+            out[written] = 0
+        rows = np.unique(np.concatenate([row_ids(m) for m in members]))
+        out[rows] = plain(members[0])[rows]
+        for m in members[1:]:
+            out[m.rows] += plain(m)[m.rows]
+        buffer.rows = self._written[i] = rows
 
 
 def _memory_signature(a):

@@ -15,6 +15,7 @@ from .dispatch import (
     use_backend,
 )
 from .embedding import embedding_gather, scatter_add
+from .sgns import gather_dot, gather_dot_backward, sample_negatives
 
 __all__ = [
     "BACKENDS",
@@ -23,9 +24,12 @@ __all__ = [
     "cooccurrence",
     "dispatch",
     "embedding_gather",
+    "gather_dot",
+    "gather_dot_backward",
     "get_backend",
     "ppmi",
     "registry",
+    "sample_negatives",
     "scatter_add",
     "set_backend",
     "use_backend",

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,123 @@ def test_tied_params_merge_reuses_one_buffer_and_leaves_layer_buffers_alone():
     np.testing.assert_array_equal(grad_embed, 1.0)
     with pytest.raises(ValueError, match="1 grads for the 2 params"):
         ties.merge([grad_embed])
+
+
+# ----- row-sparse gradients (Embedding, EmbeddingDot) -----------------------------------------
+
+from fastnlp.layers import RowSparseGrad  # noqa: E402
+
+
+def _row_sparse(dense, rows):
+    """A RowSparseGrad holding ``dense`` (zero outside ``rows``) and naming ``rows``."""
+    grad = np.array(dense).view(RowSparseGrad)
+    grad.rows = np.asarray(rows, dtype=np.int64)
+    return grad
+
+
+def _sparse_problem(seed, shape=(12, 5), rows=(1, 4, 5, 11), dtype=np.float32):
+    r = np.random.default_rng(seed)
+    g = np.zeros(shape, dtype)
+    g[list(rows)] = r.standard_normal((len(rows), shape[1]))
+    return r.standard_normal(shape).astype(dtype), g, list(rows)
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.AdaGrad])
+def test_row_sparse_updates_equal_the_dense_ones(cls):
+    """SGD and AdaGrad change nothing in a row with zero gradient: updating only the touched
+    rows gives the dense result exactly, step after step."""
+    p_dense, _, _ = _sparse_problem(0)
+    p_sparse = p_dense.copy()
+    dense, sparse = cls(lr=0.1), cls(lr=0.1)
+    for step in range(4):
+        _, g, rows = _sparse_problem(step + 1, rows=[(1, 4), (4, 5, 11), (0,), (3, 4)][step])
+        dense.update([p_dense], [g.copy()])
+        sparse.update([p_sparse], [_row_sparse(g, rows)])
+        np.testing.assert_array_equal(p_sparse, p_dense)
+
+
+def test_lazy_adam_equals_dense_adam_where_every_row_is_touched():
+    p_dense, _, _ = _sparse_problem(0)
+    p_lazy = p_dense.copy()
+    dense, lazy = optim.Adam(lr=0.01), optim.Adam(lr=0.01, lazy=True)
+    for step in range(5):
+        g = np.random.default_rng(step).standard_normal(p_dense.shape).astype(np.float32)
+        dense.update([p_dense], [g.copy()])
+        lazy.update([p_lazy], [_row_sparse(g, np.arange(12))])
+        np.testing.assert_array_equal(p_lazy, p_dense)
+        np.testing.assert_array_equal(lazy.m[0], dense.m[0])
+        np.testing.assert_array_equal(lazy.v[0], dense.v[0])
+
+
+def test_lazy_adam_leaves_untouched_rows_and_their_moments_alone():
+    p, g, rows = _sparse_problem(0)
+    before = p.copy()
+    adam = optim.Adam(lr=0.01, lazy=True)
+    adam.update([p], [_row_sparse(g, rows)])
+    _, g2, rows2 = _sparse_problem(1, rows=(2,))
+    moments = adam.m[0].copy(), adam.v[0].copy()
+    adam.update([p], [_row_sparse(g2, rows2)])
+    untouched = [r for r in range(12) if r not in rows + rows2]
+    np.testing.assert_array_equal(p[untouched], before[untouched])
+    np.testing.assert_array_equal(adam.m[0][rows], moments[0][rows])  # row 1 etc. not in step 2
+    np.testing.assert_array_equal(adam.v[0][rows], moments[1][rows])
+    # The book's dense Adam moves the rows of step 1 again in step 2 (their momentum).
+    p_dense = before.copy()
+    dense = optim.Adam(lr=0.01, lazy=False)
+    dense.update([p_dense], [_row_sparse(g, rows)])
+    after_one = p_dense.copy()
+    dense.update([p_dense], [_row_sparse(g2, rows2)])
+    assert not np.array_equal(p_dense[rows], after_one[rows])
+    with pytest.raises(TypeError, match="lazy"):
+        optim.Adam(lazy="yes")
+
+
+def test_adam_computes_float32_params_in_float32():
+    """NumPy 2 computes a float32 array with a NumPy float64 scalar in float64 (the book's
+    ``lr_t = lr * np.sqrt(...)``); the step stays in float32."""
+    r = np.random.default_rng(0)
+    p, g = r.standard_normal(1000).astype(np.float32), r.standard_normal(1000).astype(np.float32)
+    stepped = p.copy()
+    adam = optim.Adam(lr=0.1)
+    adam.update([stepped], [g])
+    m, v = np.float32(1 - 0.9) * g, np.float32(1 - 0.999) * (g * g)
+    lr_t = np.float32(0.1 * math.sqrt(1 - 0.999) / (1 - 0.9))
+    want = p - lr_t * m / (np.sqrt(v) + np.float32(1e-7))
+    assert want.dtype == np.float32 and adam.m[0].dtype == adam.v[0].dtype == np.float32
+    np.testing.assert_array_equal(stepped, want)
+    in_float64 = (p - np.float64(lr_t) * m / (np.sqrt(v) + 1e-7)).astype(np.float32)
+    assert not np.array_equal(stepped, in_float64)  # the test can tell the two apart
+
+
+def test_clip_grads_and_global_norm_read_only_the_touched_rows():
+    _, g, rows = _sparse_problem(3)
+    sparse, dense = [_row_sparse(g, rows), np.array([3.0])], [g.copy(), np.array([3.0])]
+    assert optim.global_norm(sparse) == pytest.approx(optim.global_norm(dense), rel=1e-12)
+    optim.clip_grads(sparse, 0.5)
+    optim.clip_grads(dense, 0.5)
+    np.testing.assert_allclose(sparse[0], dense[0], rtol=1e-6)
+    assert sparse[0].rows.tolist() == rows
+    bad = _row_sparse(g, rows)
+    bad[rows[0], 0] = np.nan
+    with pytest.raises(FloatingPointError, match="gradient 0 contains NaN"):
+        optim.SGD().update([np.zeros_like(g)], [bad])
+
+
+def test_tied_row_sparse_gradients_merge_over_the_union_of_their_rows():
+    """The book's CBOW lists W_in once per context position; merged, the sum stays row-sparse
+    and equals the dense sum; the next merge clears the rows of the last one."""
+    W = np.zeros((12, 5), np.float32)
+    ties = optim.TiedParams([W, W, W])
+    for step, row_sets in enumerate([((1, 4), (4, 5), (11,)), ((0,), (2,), (2, 3))]):
+        grads = [_sparse_problem(10 * step + k, rows=r)[1] for k, r in enumerate(row_sets)]
+        merged = ties.merge([_row_sparse(g, r) for g, r in zip(grads, row_sets)])[0]
+        assert isinstance(merged, RowSparseGrad)
+        np.testing.assert_array_equal(merged, grads[0] + grads[1] + grads[2])
+        assert merged.rows.tolist() == sorted(set(sum(row_sets, ())))
+    # A dense member (or a transposed tie) makes the merge dense, and still right.
+    dense = np.ones((12, 5), np.float32)
+    merged = ties.merge([_row_sparse(grads[0], (0,)), dense, _row_sparse(grads[2], (2, 3))])[0]
+    assert merged.rows is None
+    np.testing.assert_array_equal(merged, grads[0] + dense + grads[2])
+    merged = ties.merge([_row_sparse(grads[0], (0,)), _row_sparse(grads[1], (2,)), _row_sparse(grads[2], (2, 3))])[0]
+    np.testing.assert_array_equal(merged, grads[0] + grads[1] + grads[2])

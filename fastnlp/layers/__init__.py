@@ -13,3 +13,8 @@ from .losses import SigmoidWithLoss, SoftmaxWithLoss
 
 __all__ = ["Affine", "Dropout", "Embedding", "Layer", "MatMul", "NonFiniteError", "ReLU", "Sigmoid",
            "SigmoidWithLoss", "Softmax", "SoftmaxWithLoss"]
+
+from .embedding import RowSparseGrad  # noqa: E402
+from .sampling import EmbeddingDot, NegativeSamplingLoss, UnigramSampler  # noqa: E402
+
+__all__ += ["EmbeddingDot", "NegativeSamplingLoss", "RowSparseGrad", "UnigramSampler"]

@@ -2,3 +2,7 @@
 from .simple import TwoLayerNet
 
 __all__ = ["TwoLayerNet"]
+
+from .word2vec_book import CBOW, SimpleCBOW, SimpleSkipGram, SkipGram  # noqa: E402
+
+__all__ += ["CBOW", "SimpleCBOW", "SimpleSkipGram", "SkipGram"]
