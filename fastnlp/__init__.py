@@ -50,7 +50,7 @@ del _attach_source_tree_kernels
 
 from . import datasets, functions, gradcheck, kernels, layers, optim  # noqa: E402
 from .kernels.dispatch import available_backends, get_backend, set_backend, use_backend
-from .models import TwoLayerNet
+from .models import TwoLayerNet, Word2Vec
 from .count import count_vectors, create_co_matrix, ppmi_dense
 from .serialization import load_params, save_params
 from .svd import truncated_svd
@@ -76,6 +76,7 @@ __all__ = [
     "ppmi_dense",
     "truncated_svd",
     "TwoLayerNet",
+    "Word2Vec",
     "Vocabulary",
     "available_backends",
     "datasets",

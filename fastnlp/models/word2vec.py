@@ -1,0 +1,587 @@
+"""word2vec (Mikolov et al. 2013): skip-gram and CBOW with negative sampling and/or hierarchical
+softmax, trained by a fused compiled loop (``fastnlp.kernels.word2vec``).
+
+Python reads the sentences, turns them into id arrays and cuts them into jobs of about
+``batch_words`` words; a compiled loop trains each job without the GIL. What is the same as
+word2vec.c / gensim: the vocabulary (``min_count``, sorted by frequency), subsampling of
+frequent words (word2vec.c's formula), the reduced random window, the noise distribution
+count**0.75, the Huffman tree, a sigmoid table, the learning rate decaying linearly from
+``alpha`` to ``min_alpha`` over all words of all epochs. What differs (see the kernel's contract):
+
+* skip-gram trains each window as one batch: the context words' vectors against the centre
+  word's outputs with the negatives shared by the whole window (Ji et al. 2016, pWord2Vec);
+* a negative sample that equals the target word is skipped, as in word2vec.c (not redrawn);
+* random numbers are counter-based (splitmix64 at a position fixed by the job and token), so
+  ``workers=1`` with a ``seed`` gives the same vectors bit for bit on every run and on every
+  CPU backend; ``workers > 1`` trains jobs on threads at once, updating shared rows without
+  locks (Hogwild), which is fast and as accurate but not reproducible bit for bit.
+
+``model.wv`` is a :class:`fastnlp.WordVectors` (most_similar, analogies, evaluation, the
+word2vec file formats gensim reads). ``save``/``load`` keep the whole model, so training
+resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import types
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..kernels import registry
+from ..kernels import word2vec as kernel_ops
+from ..serialization import atomic_write
+from ..text import Vocabulary
+from ..vectors import WordVectors
+from .huffman import huffman_tree
+
+_FORMAT = "fastnlp.Word2Vec"
+_FORMAT_VERSION = 1
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def job_seed(seed: int, epoch: int, job: int) -> int:
+    """The random stream of one job: a hash of (seed, epoch of the model's life, job number)."""
+    return _mix64((_mix64((_mix64(seed & _MASK64) + epoch) & _MASK64) + job) & _MASK64)
+
+
+def _int_setting(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _float_setting(value, name):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+class _Corpus:
+    """The sentences of one training call: re-iterable, each pass yields lists/arrays of tokens."""
+
+    def __init__(self, sentences, ids: bool):
+        self.ids = ids
+        self.path = None
+        if isinstance(sentences, (str, os.PathLike)):
+            path = Path(sentences)
+            if not path.is_file():
+                raise FileNotFoundError(f"sentences is a path ({str(path)!r}: a text file with one sentence a line) "
+                                        "but no such file exists")
+            self.path = path
+            self.source = None
+        elif isinstance(sentences, np.ndarray) and sentences.ndim == 1:
+            if not ids:
+                raise TypeError("a 1-D array of ids needs the vocabulary= it was encoded with")
+            self.source = sentences
+        else:
+            try:
+                one_shot = iter(sentences) is sentences
+            except TypeError:
+                raise TypeError(f"sentences must be a list of token lists, a path or, with vocabulary=, id "
+                                f"sequences; got {type(sentences).__name__}") from None
+            if one_shot or isinstance(sentences, (types.GeneratorType, map, filter, zip)):
+                raise TypeError("sentences is a one-shot iterator (a generator, say) but training reads the corpus "
+                                "once per epoch and once to build the vocabulary: pass a list, a re-iterable "
+                                "object, or a path to a text file")
+            self.source = sentences
+        self.in_memory = isinstance(self.source, (list, tuple, np.ndarray))
+
+    STREAM_PIECE = 10000  # a flat id stream is cut into sentences of this many words
+
+    def __iter__(self):
+        if self.path is not None:
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    yield line.split()
+        elif isinstance(self.source, np.ndarray) and self.source.ndim == 1:
+            for start in range(0, self.source.shape[0], self.STREAM_PIECE):
+                yield self.source[start:start + self.STREAM_PIECE]
+        else:
+            yield from self.source
+
+
+class _EncodedJobs:
+    """The id arrays of one training call's jobs, by job number, kept for the later epochs."""
+
+    def __init__(self):
+        self.jobs: dict = {}  # number -> (tokens, sentence_ends, raw words)
+        self.complete = False  # True once a whole epoch has been encoded
+
+
+class Word2Vec:
+    """word2vec trained on ``sentences`` at construction, like gensim's ``Word2Vec``.
+
+    ``sentences``: a re-iterable of token lists (a list of lists of str; a generator raises
+    TypeError since every epoch reads the corpus again), a path to a text file with one
+    sentence a line (tokens split on whitespace), or, with ``vocabulary=`` (a
+    :class:`fastnlp.Vocabulary`), sentences of integer ids in it (arrays or lists; a single 1-D
+    array is one stream, cut into 10,000-word sentences). Without ``sentences`` nothing is
+    trained: call :meth:`build_vocab` and :meth:`train`.
+
+    ``sg=1`` skip-gram, ``sg=0`` CBOW (the mean of the context vectors); ``negative`` noise
+    words per target (unigram**``ns_exponent``), ``hs=1`` hierarchical softmax (both may be on);
+    ``sample`` the subsampling threshold (0: off); ``min_count`` drops rarer words;
+    ``alpha`` decays linearly to ``min_alpha`` over all words of all epochs; ``workers``
+    training threads; ``seed`` fixes initial vectors and every random draw, so ``workers=1``
+    gives the same vectors bit for bit on every run. ``workers > 1`` is Hogwild (threads update
+    shared rows without locks): as good, faster, not reproducible bit for bit.
+    Keyword-only: ``vocabulary``, ``max_vocab_size`` (prune rare words while counting, as
+    word2vec.c), ``ns_exponent``, ``callbacks`` (each called as ``callback(model, epoch,
+    loss)`` after every epoch), ``progress`` (a tqdm bar: epoch, words/s, alpha, ETA),
+    ``batch_words`` (words per job).
+
+    After training: ``wv`` (WordVectors), ``vocabulary`` (counts), ``syn0``, ``syn1neg``,
+    ``syn1`` (the weights), ``loss_history`` (the loss of every epoch: the sum of the
+    -log sigmoid terms), ``epochs_trained``, ``kernel_backend``. A loss that turns NaN or inf
+    stops training with FloatingPointError naming the epoch and job. ``save``/``load`` keep
+    everything but the callbacks; ``train(sentences, stop_after=k)`` and a later ``train``
+    split one schedule across runs.
+    """
+
+    def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, hs=0, sample=1e-3,
+                 min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, vocabulary=None,
+                 max_vocab_size=None, ns_exponent=0.75, callbacks=(), progress=True, batch_words=10000):
+        self.sg = _int_setting(int(sg) if isinstance(sg, bool) else sg, "sg", 0)
+        self.hs = _int_setting(int(hs) if isinstance(hs, bool) else hs, "hs", 0)
+        if self.sg > 1 or self.hs > 1:
+            raise ValueError(f"sg and hs are 0 or 1, got sg={sg}, hs={hs}")
+        self.vector_size = _int_setting(vector_size, "vector_size", 1)
+        self.window = _int_setting(window, "window", 1)
+        self.negative = _int_setting(negative, "negative", 0)
+        if self.negative == 0 and self.hs == 0:
+            raise ValueError("negative=0 with hs=0 trains nothing: use negative sampling (negative > 0), "
+                             "hierarchical softmax (hs=1) or both")
+        self.sample = _float_setting(sample, "sample")
+        if self.sample < 0:
+            raise ValueError(f"sample must be >= 0, got {sample}")
+        self.min_count = _int_setting(min_count, "min_count", 1)
+        self.alpha = _float_setting(alpha, "alpha")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.min_alpha = _float_setting(min_alpha, "min_alpha")
+        if not 0 <= self.min_alpha <= self.alpha:
+            raise ValueError(f"min_alpha must be in [0, alpha={self.alpha}], got {min_alpha}")
+        self.epochs = _int_setting(epochs, "epochs", 1)
+        self.workers = _int_setting(workers, "workers", 1)
+        self.seed = _int_setting(seed, "seed", 0)
+        self.max_vocab_size = None if max_vocab_size is None else _int_setting(max_vocab_size, "max_vocab_size", 1)
+        self.ns_exponent = _float_setting(ns_exponent, "ns_exponent")
+        self.batch_words = _int_setting(batch_words, "batch_words", 1)
+        self.callbacks = tuple(callbacks)
+        for callback in self.callbacks:
+            if not callable(callback):
+                raise TypeError(f"callbacks must be callables taking (model, epoch, loss), got {callback!r}")
+        self.progress = bool(progress)
+        if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
+            raise TypeError(f"vocabulary must be a fastnlp.Vocabulary, got {type(vocabulary).__name__}")
+        self.input_vocabulary = vocabulary
+
+        self.vocabulary = None
+        self.syn0 = self.syn1neg = self.syn1 = None
+        self._remap = None  # input id -> model id (-1: dropped), when trained from ids
+        self._tables = None
+        self._wv = None
+        self.loss_history: list[float] = []
+        self.epochs_trained = 0  # over the model's whole life: numbers the random streams
+        self._schedule_epochs = 0  # epochs of the current alpha schedule, and how many are done
+        self._schedule_done = 0
+        self.kernel_backend = None
+        if sentences is not None:
+            self.build_vocab(sentences)
+            self.train(sentences)
+
+    # ----- vocabulary --------------------------------------------------------------------------
+
+    def build_vocab(self, sentences):
+        """Count the words of ``sentences``, keep those seen ``min_count`` times or more (most
+        frequent first), build the sampling tables and initialise the weights."""
+        corpus = _Corpus(sentences, ids=self.input_vocabulary is not None)
+        if corpus.ids:
+            words, counts, self._remap = self._count_ids(corpus)
+        else:
+            words, counts = self._count_tokens(corpus)
+        self.vocabulary = Vocabulary(words, counts=counts)
+        V, D = len(words), self.vector_size
+        rng = np.random.default_rng(self.seed)
+        # word2vec.c's initialisation: inputs uniform in [-0.5, 0.5) / D, outputs zero.
+        self.syn0 = ((rng.random((V, D), dtype=np.float32) - np.float32(0.5)) / np.float32(D)).astype(np.float32)
+        self.syn1neg = np.zeros((V if self.negative else 0, D), dtype=np.float32)
+        self.syn1 = np.zeros((max(V - 1, 0) if self.hs else 0, D), dtype=np.float32)
+        self._tables = kernel_ops.Tables.build(
+            counts, sample=self.sample, negative=self.negative, ns_exponent=self.ns_exponent,
+            huffman=huffman_tree(counts) if self.hs else None)
+        self._wv = None
+        self.loss_history, self.epochs_trained = [], 0
+        self._schedule_epochs = self._schedule_done = 0
+        return self
+
+    def _count_tokens(self, corpus):
+        counter: Counter = Counter()
+        total, min_reduce = 0, 1
+        for sentence in corpus:
+            if isinstance(sentence, (str, bytes)):
+                raise TypeError("each sentence must be a list of tokens, got a str; split it first (text.split())")
+            if sentence and total == 0 and not isinstance(next(iter(sentence)), str):
+                raise TypeError(f"tokens must be str, got {type(next(iter(sentence))).__name__}; for integer ids pass "
+                                "the vocabulary they index with vocabulary=")
+            counter.update(sentence)
+            total += len(sentence)
+            if self.max_vocab_size is not None and len(counter) > self.max_vocab_size:
+                # word2vec.c's ReduceVocab: drop the rarest words, raising the bar each time.
+                for word in [w for w, c in counter.items() if c <= min_reduce]:
+                    del counter[word]
+                min_reduce += 1
+        if total == 0:
+            raise ValueError("empty corpus: the sentences hold no words")
+        kept = [(w, c) for w, c in counter.items() if c >= self.min_count]
+        if not kept:
+            raise ValueError(f"min_count={self.min_count} removes every word: the most frequent word occurs "
+                             f"{max(counter.values())} times")
+        kept.sort(key=lambda wc: -wc[1])  # stable: ties keep their first appearance
+        return [w for w, _ in kept], np.array([c for _, c in kept], dtype=np.int64)
+
+    def _count_ids(self, corpus):
+        vocab = self.input_vocabulary
+        n = len(vocab)
+        counts = np.zeros(n, dtype=np.int64)
+        total = 0
+        for sentence in corpus:
+            ids = self._as_ids(sentence, n)
+            counts += np.bincount(ids, minlength=n)
+            total += ids.shape[0]
+        if total == 0:
+            raise ValueError("empty corpus: the sentences hold no words")
+        if vocab.counts.sum() > 0:  # the vocabulary's own counts, if it has them
+            counts = vocab.counts.astype(np.int64)
+        keep = np.flatnonzero(counts >= self.min_count)
+        if keep.size == 0:
+            raise ValueError(f"min_count={self.min_count} removes every word: the most frequent word occurs "
+                             f"{int(counts.max())} times")
+        keep = keep[np.argsort(-counts[keep], kind="stable")]
+        remap = np.full(n, -1, dtype=np.int32)
+        remap[keep] = np.arange(keep.size, dtype=np.int32)
+        return [vocab.id_to_word[i] for i in keep.tolist()], counts[keep], remap
+
+    @staticmethod
+    def _as_ids(sentence, n):
+        if isinstance(sentence, (str, bytes)):
+            raise TypeError("with vocabulary=, sentences hold integer ids, got a str")
+        ids = np.asarray(sentence)
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise TypeError(f"with vocabulary=, each sentence must be a 1-D sequence of integer ids, got "
+                            f"shape {ids.shape} dtype {ids.dtype}")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= n:
+            raise IndexError(f"id {low if low < 0 else high} is out of range for the vocabulary of {n} words")
+        return ids.astype(np.int64, copy=False)
+
+    # ----- training ----------------------------------------------------------------------------
+
+    def train(self, sentences, epochs=None, *, stop_after=None, callbacks=None, progress=None):
+        """Train on ``sentences`` (same forms as the constructor's); returns the model.
+
+        The learning rate follows a schedule of ``epochs`` epochs (default ``self.epochs``) from
+        ``alpha`` down to ``min_alpha``, linear in the words trained. ``stop_after=k`` trains
+        only the first k epochs of it; a later call (after ``save``/``load``, say) continues the
+        unfinished schedule, so the result equals one uninterrupted run. Once a schedule is
+        finished, a call starts a new one from ``alpha`` again, as gensim's second ``train``
+        does. Words not in the vocabulary are skipped.
+        """
+        if self.vocabulary is None:
+            raise RuntimeError("build the vocabulary first: model.build_vocab(sentences)")
+        corpus = _Corpus(sentences, ids=self._remap is not None)
+        remaining = self._schedule_epochs - self._schedule_done
+        if remaining > 0:
+            if epochs is not None:
+                raise ValueError(f"a schedule is in progress ({remaining} of its {self._schedule_epochs} epochs "
+                                 "left): train(sentences) continues it, without epochs=")
+        else:
+            epochs = self.epochs if epochs is None else _int_setting(epochs, "epochs", 1)
+            self._schedule_epochs, self._schedule_done = epochs, 0
+            remaining = epochs
+        epochs = remaining if stop_after is None else min(_int_setting(stop_after, "stop_after", 1), remaining)
+        callbacks = self.callbacks if callbacks is None else tuple(callbacks)
+        progress = self.progress if progress is None else bool(progress)
+
+        words_per_epoch = sum(len(s) for s in corpus)
+        if words_per_epoch == 0:
+            raise ValueError("empty corpus: the sentences hold no words")
+        kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
+                                           window=self.window, negative=self.negative)
+        self.kernel_backend = kernel.backend
+        encode = registry.kernel("word2vec_encode")  # resolved here: worker threads see no use_backend
+        # An in-memory corpus is encoded once per call and its id arrays reused by later epochs;
+        # files and other iterables are read (and encoded) again every epoch.
+        encoded = _EncodedJobs() if corpus.in_memory else None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=words_per_epoch * epochs, unit="word", unit_scale=True, smoothing=0.1,
+                       desc="word2vec", leave=True)
+        try:
+            for _ in range(epochs):
+                loss = self._train_epoch(kernel, encode, corpus, words_per_epoch, encoded, bar)
+                self._schedule_done += 1
+                self.epochs_trained += 1
+                self.loss_history.append(loss)
+                self._wv = None
+                for callback in callbacks:
+                    callback(self, self.epochs_trained, loss)
+        finally:
+            self._wv = None
+            if bar is not None:
+                bar.close()
+        return self
+
+    def _alpha_at(self, words_done, words_per_epoch):
+        progress = (self._schedule_done + words_done / words_per_epoch) / self._schedule_epochs
+        return max(self.min_alpha, self.alpha - (self.alpha - self.min_alpha) * progress)
+
+    def _batches(self, corpus, encoded):
+        """(sentences or (tokens, sentence_ends), raw words) per job: the ids kept from an earlier
+        epoch when ``encoded`` holds them all, else the sentences, which a worker encodes."""
+        if encoded is not None and encoded.complete:
+            for number in range(len(encoded.jobs)):
+                tokens, ends, n_raw = encoded.jobs[number]
+                yield (tokens, ends), n_raw
+            return
+        batch, n_raw = [], 0
+        for sentence in corpus:
+            batch.append(sentence)
+            n_raw += len(sentence)
+            if n_raw >= self.batch_words:
+                yield batch, n_raw
+                batch, n_raw = [], 0
+        if batch:
+            yield batch, n_raw
+
+    def _jobs(self, corpus, words_per_epoch, encoded=None):
+        """(number, payload, raw words, alpha_start, alpha_end, seed) per job: the learning rate
+        at the job's first and last word, and its random stream."""
+        done, epoch = 0, self.epochs_trained
+        for number, (payload, n_raw) in enumerate(self._batches(corpus, encoded)):
+            yield (number, payload, n_raw, self._alpha_at(done, words_per_epoch),
+                   self._alpha_at(done + n_raw, words_per_epoch), job_seed(self.seed, epoch, number))
+            done += n_raw
+
+    def _encode(self, batch, encode):
+        """Ids (int32, out-of-vocabulary words removed) and sentence ends (int64) of a batch;
+        ``encode`` is the word2vec_encode op for token lists."""
+        if self._remap is not None:
+            n = self._remap.shape[0]
+            parts = [self._as_ids(sentence, n) for sentence in batch]
+            ids = self._remap[np.concatenate(parts)] if parts else np.zeros(0, np.int32)
+            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+            known = ids >= 0
+            if not known.all():
+                sentence_of = np.repeat(np.arange(len(parts)), lengths)
+                lengths = np.bincount(sentence_of[known], minlength=len(parts)).astype(np.int64)
+                ids = ids[known]
+            return np.ascontiguousarray(ids, dtype=np.int32), np.cumsum(lengths, dtype=np.int64)
+        for sentence in batch:
+            if isinstance(sentence, (str, bytes)):
+                raise TypeError("each sentence must be a list of tokens, got a str; split it first")
+        return encode(batch, self.vocabulary.word_to_id)
+
+    def _train_epoch(self, kernel, encode, corpus, words_per_epoch, encoded, bar):
+        """One epoch: this thread reads and encodes the sentences into jobs, ``workers`` threads
+        train them (Hogwild when there are several); returns the epoch's loss."""
+        epoch_label = f"{self._schedule_done + 1}/{self._schedule_epochs}"
+        total_loss = 0.0
+
+        def account(job, loss):
+            nonlocal total_loss
+            number, _, n_raw, alpha_start, _, _ = job
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"word2vec training diverged: the loss became {loss} in epoch {self.epochs_trained + 1} "
+                    f"(epoch {epoch_label} of this schedule), job {number} at alpha {alpha_start:.6g}; "
+                    "the weights hold inf/NaN now: lower alpha and train again")
+            total_loss += loss
+            if bar is not None:
+                bar.update(n_raw)
+                bar.set_postfix_str(f"epoch {epoch_label}, alpha {alpha_start:.5f}", refresh=False)
+
+        todo: queue.Queue = queue.Queue(maxsize=2 * self.workers)
+        done: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def work():
+            # Each worker encodes its own job (under the GIL, like gensim's workers), then trains
+            # it without the GIL; this thread only groups sentences, so it rarely holds the GIL.
+            while True:
+                job = todo.get()
+                if job is None:
+                    return
+                if stop.is_set():
+                    continue
+                number, payload, n_raw, alpha_start, alpha_end, seed = job
+                try:
+                    if isinstance(payload, list):
+                        payload = self._encode(payload, encode)
+                        if encoded is not None:
+                            encoded.jobs[number] = (*payload, n_raw)
+                    loss, _ = kernel(*payload, alpha_start, alpha_end, seed)
+                    done.put((job, loss, None))
+                except BaseException as exc:  # handed to this thread, which raises it
+                    stop.set()
+                    done.put((job, None, exc))
+
+        threads = [threading.Thread(target=work, name=f"word2vec-{i}", daemon=True) for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        sent = received = 0
+
+        def collect(block):
+            nonlocal received
+            while received < sent:
+                try:
+                    job, loss, exc = done.get(block=block)
+                except queue.Empty:
+                    return
+                received += 1
+                if exc is not None:
+                    raise exc
+                account(job, loss)
+                block = False
+
+        try:
+            for job in self._jobs(corpus, words_per_epoch, encoded):
+                while True:
+                    try:
+                        todo.put(job, timeout=0.05)
+                        break
+                    except queue.Full:
+                        collect(block=False)
+                sent += 1
+                collect(block=False)
+            while received < sent:
+                collect(block=True)
+            if encoded is not None:
+                encoded.complete = True
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            for _ in threads:
+                while True:
+                    try:
+                        todo.put(None, timeout=0.05)
+                        break
+                    except queue.Full:  # stopped workers skip what is left; make room for the sentinel
+                        try:
+                            todo.get_nowait()
+                        except queue.Empty:
+                            pass
+            for thread in threads:
+                thread.join()
+        return total_loss
+
+    # ----- results -----------------------------------------------------------------------------
+
+    @property
+    def wv(self) -> WordVectors:
+        """The input vectors as :class:`fastnlp.WordVectors` (a snapshot, rebuilt after training)."""
+        if self.vocabulary is None:
+            raise RuntimeError("the model has no vocabulary yet: build_vocab/train first")
+        if self._wv is None:
+            self._wv = WordVectors(self.syn0.copy(), self.vocabulary.id_to_word)
+        return self._wv
+
+    def __repr__(self):
+        size = "no vocabulary" if self.vocabulary is None else f"{len(self.vocabulary)} words"
+        return (f"Word2Vec({size}, sg={self.sg}, vector_size={self.vector_size}, window={self.window}, "
+                f"negative={self.negative}, hs={self.hs}, epochs_trained={self.epochs_trained})")
+
+    # ----- saving ------------------------------------------------------------------------------
+
+    _SETTINGS = ("sg", "vector_size", "window", "negative", "hs", "sample", "min_count", "alpha", "min_alpha",
+                 "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "batch_words", "progress")
+
+    def save(self, path):
+        """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and
+        training progress as JSON; no pickle), atomically: readers see the old file or the new."""
+        if self.vocabulary is None:
+            raise RuntimeError("nothing to save: the model has no vocabulary yet")
+        meta = {
+            "format": _FORMAT, "version": _FORMAT_VERSION,
+            "settings": {name: getattr(self, name) for name in self._SETTINGS},
+            "words": list(self.vocabulary.id_to_word),
+            "state": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
+                      "schedule_done": self._schedule_done, "loss_history": self.loss_history},
+        }
+        arrays = {"syn0": self.syn0, "syn1neg": self.syn1neg, "syn1": self.syn1,
+                  "counts": self.vocabulary.counts,
+                  "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+        if self._remap is not None:
+            arrays["remap"] = self._remap
+            arrays["input_meta"] = np.frombuffer(
+                json.dumps({"words": list(self.input_vocabulary.id_to_word)}).encode("utf-8"), dtype=np.uint8)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path):
+        """A model written by :meth:`save`, ready to train on (``train`` resumes its schedule)."""
+        try:
+            data = np.load(Path(path), allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save: {err}") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save")
+        with data:
+            if "meta" not in data.files:
+                raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save (no meta)")
+            meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+            if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+                raise ValueError(f"{path}: unknown format {meta.get('format')!r} version {meta.get('version')!r}")
+            arrays = {key: data[key] for key in data.files if key != "meta"}
+        settings = meta["settings"]
+        input_vocabulary = None
+        if "remap" in arrays:
+            words = json.loads(arrays["input_meta"].tobytes().decode("utf-8"))["words"]
+            input_vocabulary = Vocabulary(words)
+        model = cls(vocabulary=input_vocabulary, **settings)
+        model.vocabulary = Vocabulary(meta["words"], counts=arrays["counts"])
+        V, D = len(model.vocabulary), model.vector_size
+        expected = {"syn0": (V, D), "syn1neg": (V if model.negative else 0, D),
+                    "syn1": (max(V - 1, 0) if model.hs else 0, D)}
+        for key, shape in expected.items():
+            if arrays[key].shape != shape or arrays[key].dtype != np.float32:
+                raise ValueError(f"{path}: {key} has shape {arrays[key].shape} dtype {arrays[key].dtype}, "
+                                 f"expected {shape} float32")
+            setattr(model, key, np.ascontiguousarray(arrays[key]))
+        model._remap = arrays.get("remap")
+        counts = model.vocabulary.counts
+        model._tables = kernel_ops.Tables.build(
+            counts, sample=model.sample, negative=model.negative, ns_exponent=model.ns_exponent,
+            huffman=huffman_tree(counts) if model.hs else None)
+        state = meta["state"]
+        model.epochs_trained = int(state["epochs_trained"])
+        model._schedule_epochs = int(state["schedule_epochs"])
+        model._schedule_done = int(state["schedule_done"])
+        model.loss_history = [float(x) for x in state["loss_history"]]
+        return model
+

@@ -1,0 +1,353 @@
+"""The word2vec training loop (skip-gram and CBOW; negative sampling and/or hierarchical softmax).
+
+One call trains on one *job*: a few thousand words of whole sentences. The contract of the
+backend-level ops ``word2vec_sg`` and ``word2vec_cbow`` (every file in this folder implements
+it; reference.py is it written as code)::
+
+    word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
+                points, codes, code_lengths, sigmoid_tables, max_exp, window, negative,
+                alpha_start, alpha_end, seed) -> (loss, trained)
+
+    syn0 (V, D), syn1neg (V, D) or (0, D), syn1 (S, D) or (0, D): float32/float64 weights, one
+        dtype, C-contiguous, not sharing memory; written in place (input vectors, negative
+        sampling outputs, Huffman inner-node outputs).
+    tokens (N,) int32 ids in [0, V); sentence_ends (M,) int64, non-decreasing, last == N:
+        sentence k is tokens[sentence_ends[k-1]:sentence_ends[k]] (empty sentences allowed).
+    keep_below (V,) int64 in [0, 2**32]: a word is kept when the high 32 bits of its draw are
+        below it, so 2**32 always keeps it (word2vec.c's subsampling, see keep_thresholds).
+    alias_prob (A,) int64 in [0, 2**32], alias_index (A,) int32 in [0, V): Walker's alias table of
+        the noise distribution (A = V when negative > 0, else may be 0).
+    points, codes (V, L) int32 / uint8 and code_lengths (V,) int32 <= L: the Huffman path of each
+        word (inner-node rows of syn1, branch bits); all three empty (0, 0) / (0,) without
+        hierarchical softmax.
+    sigmoid_tables (3, T) of the weights' dtype: sigmoid(x), -log(1 - sigmoid(x)),
+        -log sigmoid(x) at x = (i / T * 2 - 1) * max_exp (see sigmoid_tables()).
+    window >= 1, negative >= 0 ints; alpha_start, alpha_end floats; seed a uint64.
+    Returns the loss (float, sum of the -log sigmoid terms) and trained (int, the words kept
+    after subsampling).
+
+A third op turns a job's sentences into ids (Python objects in, arrays out; Cython and the
+reference have it, Numba and CuPy do not)::
+
+    word2vec_encode(sentences, word_to_id) -> (ids, sentence_ends)
+    sentences: a list of token sequences; word_to_id: a dict of word -> id in [0, 2**31).
+    ids (int32) of the known tokens in order, sentence_ends (int64) counting them per sentence.
+
+What one call does, sentence by sentence (word2vec.c's algorithm; the differences are marked *):
+
+* the learning rate of a sentence starting at token s is alpha_start + (alpha_end -
+  alpha_start) * (s / N), in double, then rounded to the weights' dtype;
+* *randomness is counter-based*: draw number c of the stream ``seed`` is splitmix64's output at
+  position c, so it does not depend on the draws before it. Token t (position in ``tokens``)
+  owns the counters t*(negative+2) + 0 (subsampling), +1 (reduced window), +2+k (negative k),
+  whatever the order tokens are visited in: a GPU kernel or another traversal can reproduce
+  the same random choices;
+* subsampling drops word w when draw >> 32 >= keep_below[w]; the window runs over the kept
+  words only, reduced to r = 1 + ((draw >> 32) * window >> 32) words on each side;
+* the outputs of a centre word are its Huffman path in syn1 (label 1 - code), then itself in
+  syn1neg (label 1) and ``negative`` draws from the alias table (label 0): column
+  c = (draw >> 32) * A >> 32, the word c if (draw & 0xffffffff) < alias_prob[c] else
+  alias_index[c]. A draw equal to the centre word is skipped, as in word2vec.c (no redraw);
+* skip-gram*: the 2r context words' syn0 rows are one batch of inputs against the centre's
+  outputs, so the negatives are shared across the window (Ji et al. 2016, pWord2Vec): all
+  scores f = x . y are computed from the weights before the step; g = (label - sigmoid(f)) *
+  alpha; the input errors e_a = sum_o g * y_o are taken first, then each output row gets
+  sum_inputs g * x (rows one after another: a row listed twice gets both updates), then each
+  input row gets its error. CBOW: the one input is the mean of the context rows (summed in
+  window order, divided by their number), the same batch rule, and the input error is added
+  to every context row (word2vec.c's CBOW already shares one set of negatives per window);
+* sigmoid and loss come from the tables; beyond +-max_exp sigmoid is 0 or 1 and the loss |f|
+  or 0. word2vec.c clamps negative-sampling terms the same way but skips saturated
+  hierarchical-softmax terms, gensim skips both; here both are clamped (measured on PTB CBOW:
+  no difference in WordSim-353 beyond seed noise);
+* dot products sum x[j] * y[j] into 16 partial sums (j % 16) in order of j, then add those
+  pairwise; the row updates accumulate sum_o g * y_o in order of o, then add to the row once.
+  Written that way the compiled loops vectorise and still give the reference's bits.
+
+The compiled versions run one job in the order above without the GIL; the Word2Vec model runs
+several jobs on threads at once (Hogwild: rows shared between threads are updated without locks,
+so results with workers > 1 are not reproducible bit for bit).
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import registry
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_EXP = 6.0
+TABLE_SIZE = 1000
+ALWAYS = 1 << 32
+OPS = ("word2vec_sg", "word2vec_cbow")  # the training steps (word2vec_encode is the third op)
+
+
+# ----- the tables the kernels read ----------------------------------------------------------
+
+def sigmoid_tables(dtype=np.float32, size: int = TABLE_SIZE, max_exp: float = MAX_EXP) -> np.ndarray:
+    """(3, size): sigmoid, -log(1 - sigmoid), -log sigmoid at x_i = (i / size * 2 - 1) * max_exp,
+    word2vec.c's EXP_TABLE (computed in float64, stored in ``dtype``)."""
+    x = (np.arange(size, dtype=np.float64) / size * 2 - 1) * max_exp
+    return np.ascontiguousarray(np.stack([1 / (1 + np.exp(-x)), np.logaddexp(0, x), np.logaddexp(0, -x)]),
+                                dtype=dtype)
+
+
+def keep_thresholds(counts, sample: float) -> np.ndarray:
+    """keep_below per word for word2vec.c's subsampling: a word of count c is kept with
+    probability (sqrt(c / (sample * total)) + 1) * (sample * total) / c (capped at 1), as a
+    32-bit threshold; 2**32 when it is always kept or ``sample`` is 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    keep = np.full(counts.shape, ALWAYS, dtype=np.int64)
+    if sample <= 0 or counts.size == 0:
+        return keep
+    threshold = sample * counts.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        probability = (np.sqrt(counts / threshold) + 1) * (threshold / counts)
+    drawn = (counts > 0) & (probability < 1)
+    keep[drawn] = np.floor(probability[drawn] * ALWAYS).astype(np.int64)
+    return keep
+
+
+def alias_table(counts, exponent: float = 0.75):
+    """Walker's alias table (Vose's construction) of the noise distribution counts**exponent:
+    ``(alias_prob int64 thresholds out of 2**32, alias_index int32)``. Sampling costs one draw
+    and two look-ups whatever the vocabulary size."""
+    weights = np.asarray(counts, dtype=np.float64) ** exponent
+    n = weights.shape[0]
+    if n == 0 or not weights.sum() > 0:
+        raise ValueError("the noise distribution needs at least one word with a positive count")
+    scaled = weights * (n / weights.sum())
+    prob = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if scaled[i] < 1.0]
+    large = [i for i in range(n) if scaled[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        prob[s], alias[s] = scaled[s], g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        (small if scaled[g] < 1.0 else large).append(g)
+    # Whatever is left is 1 up to rounding: those columns always keep their own word.
+    thresholds = np.minimum(np.floor(prob * ALWAYS), ALWAYS).astype(np.int64)
+    return thresholds, alias
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Everything a job reads besides weights and tokens (see the contract above)."""
+
+    keep_below: np.ndarray
+    alias_prob: np.ndarray
+    alias_index: np.ndarray
+    points: np.ndarray
+    codes: np.ndarray
+    code_lengths: np.ndarray
+    sigmoid: np.ndarray
+    max_exp: float = MAX_EXP
+
+    @classmethod
+    def build(cls, counts, *, sample, negative, ns_exponent=0.75, huffman=None, dtype=np.float32):
+        """The tables of a vocabulary with ``counts``; ``huffman`` is ``(points, codes, lengths)``
+        or None for no hierarchical softmax."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if negative > 0:
+            alias_prob, alias_index = alias_table(counts, ns_exponent)
+        else:
+            alias_prob, alias_index = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        if huffman is None:
+            points, codes, lengths = np.zeros((0, 0), np.int32), np.zeros((0, 0), np.uint8), np.zeros(0, np.int32)
+        else:
+            points, codes, lengths = huffman
+        return cls(keep_thresholds(counts, sample), alias_prob, alias_index, np.ascontiguousarray(points, np.int32),
+                   np.ascontiguousarray(codes, np.uint8), np.ascontiguousarray(lengths, np.int32),
+                   sigmoid_tables(dtype))
+
+    def arrays(self) -> tuple:
+        return (self.keep_below, self.alias_prob, self.alias_index, self.points, self.codes, self.code_lengths,
+                self.sigmoid, float(self.max_exp))
+
+
+# ----- validation and the public entry ------------------------------------------------------
+
+def _check_array(array, name, dtype, ndim):
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(array).__name__}")
+    if array.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+
+
+def _check_range(array, low, high, name):
+    if array.size and (int(array.min()) < low or int(array.max()) >= high):
+        raise ValueError(f"{name} must lie in [{low}, {high}), found {int(array.min())}..{int(array.max())}")
+
+
+def check_problem(syn0, syn1neg, syn1, tables: Tables, negative: int) -> None:
+    """Check weights and tables once: what makes the kernels' unchecked indexing safe."""
+    if not isinstance(syn0, np.ndarray) or syn0.dtype not in FLOATS:
+        raise TypeError(f"syn0 must be a float32 or float64 NumPy array, got {getattr(syn0, 'dtype', type(syn0))}")
+    _check_array(syn0, "syn0", syn0.dtype, 2)
+    V, D = syn0.shape
+    for name, m in (("syn1neg", syn1neg), ("syn1", syn1)):
+        _check_array(m, name, syn0.dtype, 2)
+        if m.shape[1] != D:
+            raise ValueError(f"{name} has width {m.shape[1]}, syn0 {D}")
+        if not m.flags.writeable:
+            raise ValueError(f"{name} is read-only")
+    if not syn0.flags.writeable:
+        raise ValueError("syn0 is read-only")
+    for a, b in ((syn0, syn1neg), (syn0, syn1), (syn1neg, syn1)):
+        if a.size and b.size and np.may_share_memory(a, b):
+            raise ValueError("syn0, syn1neg and syn1 must not share memory")
+    if operator.index(negative) < 0:
+        raise ValueError(f"negative must be >= 0, got {negative}")
+    _check_array(tables.keep_below, "keep_below", np.int64, 1)
+    if tables.keep_below.shape[0] != V:
+        raise ValueError(f"keep_below has {tables.keep_below.shape[0]} entries for {V} words")
+    _check_range(tables.keep_below, 0, ALWAYS + 1, "keep_below")
+    _check_array(tables.alias_prob, "alias_prob", np.int64, 1)
+    _check_array(tables.alias_index, "alias_index", np.int32, 1)
+    if negative > 0:
+        if syn1neg.shape[0] != V or tables.alias_prob.shape[0] != V or tables.alias_index.shape[0] != V:
+            raise ValueError(f"negative sampling needs syn1neg ({V}, D) and an alias table of {V} words")
+        _check_range(tables.alias_prob, 0, ALWAYS + 1, "alias_prob")
+        _check_range(tables.alias_index, 0, V, "alias_index")
+    _check_array(tables.points, "points", np.int32, 2)
+    _check_array(tables.codes, "codes", np.uint8, 2)
+    _check_array(tables.code_lengths, "code_lengths", np.int32, 1)
+    if tables.code_lengths.shape[0]:
+        points, codes = tables.points, tables.codes
+        if tables.code_lengths.shape[0] != V or points.shape[0] != V or codes.shape != points.shape:
+            raise ValueError(f"Huffman tables must hold one path per word ({V})")
+        _check_range(tables.code_lengths, 0, tables.points.shape[1] + 1, "code_lengths")
+        for word in np.flatnonzero(tables.code_lengths):
+            length = tables.code_lengths[word]
+            _check_range(tables.points[word, :length], 0, syn1.shape[0], f"points of word {word}")
+            _check_range(tables.codes[word, :length], 0, 2, f"codes of word {word}")
+    elif negative == 0:
+        raise ValueError("nothing to train: negative == 0 and no Huffman tables (hierarchical softmax off)")
+    _check_array(tables.sigmoid, "sigmoid_tables", syn0.dtype, 2)
+    if tables.sigmoid.shape[0] != 3 or tables.sigmoid.shape[1] < 1:
+        raise ValueError(f"sigmoid_tables must have shape (3, T), got {tables.sigmoid.shape}")
+    if not (math.isfinite(tables.max_exp) and tables.max_exp > 0):
+        raise ValueError(f"max_exp must be positive and finite, got {tables.max_exp}")
+
+
+def check_job(tokens, sentence_ends, vocab_size: int) -> None:
+    """Check one job's ids and sentence ends (cheap: two passes over ~10k numbers)."""
+    _check_array(tokens, "tokens", np.int32, 1)
+    _check_array(sentence_ends, "sentence_ends", np.int64, 1)
+    _check_range(tokens, 0, vocab_size, "token ids")
+    if sentence_ends.size:
+        if sentence_ends[-1] != tokens.shape[0]:
+            raise ValueError(f"the last sentence end is {int(sentence_ends[-1])}, there are {tokens.shape[0]} tokens")
+        if int(sentence_ends[0]) < 0 or (sentence_ends.size > 1 and bool((np.diff(sentence_ends) < 0).any())):
+            raise ValueError("sentence_ends must be non-negative and non-decreasing")
+    elif tokens.shape[0]:
+        raise ValueError("tokens without sentence_ends")
+
+
+class TrainingKernel:
+    """One model's weights and tables, checked once, and the op that trains a job on them.
+
+    The backend is resolved when this is made (in the calling thread, so ``use_backend``
+    blocks apply); calls from several threads at once run Hogwild on the shared weights.
+    """
+
+    def __init__(self, syn0, syn1neg, syn1, tables: Tables, *, sg: bool, window: int, negative: int):
+        check_problem(syn0, syn1neg, syn1, tables, negative)
+        if operator.index(window) < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.op = "word2vec_sg" if sg else "word2vec_cbow"
+        self.backend = registry.backend_for(self.op)
+        self.function = registry.kernel(self.op)
+        self.weights = (syn0, syn1neg, syn1)
+        self.tables = tables.arrays()
+        self.window, self.negative = int(window), int(negative)
+
+    def __call__(self, tokens, sentence_ends, alpha_start: float, alpha_end: float, seed: int):
+        """Train on one job; returns ``(loss, trained words)``."""
+        check_job(tokens, sentence_ends, self.weights[0].shape[0])
+        if not (0 <= seed < 2**64):
+            raise ValueError(f"seed must be a uint64, got {seed}")
+        for name, value in (("alpha_start", alpha_start), ("alpha_end", alpha_end)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        return self.function(*self.weights, tokens, sentence_ends, *self.tables, self.window, self.negative,
+                             float(alpha_start), float(alpha_end), int(seed))
+
+
+# ----- specs: what the generated tests and benchmarks draw -----------------------------------
+
+def _examples():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def problems(draw):
+        dtype = draw(st.sampled_from(FLOATS))
+        V = draw(st.integers(1, 12))
+        D = draw(st.sampled_from([1, 3, 16, 17, 40]))
+        negative = draw(st.integers(0, 4))
+        hs = True if negative == 0 else draw(st.booleans())
+        window = draw(st.integers(1, 4))
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        lengths = rng.integers(0, 10, draw(st.integers(1, 4)))
+        tokens = rng.integers(0, V, int(lengths.sum())).astype(np.int32)
+        ends = np.cumsum(lengths).astype(np.int64)
+        scale = draw(st.sampled_from([0.1, 1.0, 8.0]))  # 8: many scores beyond +-max_exp
+        syn0 = (rng.standard_normal((V, D)) * scale).astype(dtype)
+        syn1neg = (rng.standard_normal((V if negative else 0, D)) * scale).astype(dtype)
+        counts = rng.integers(1, 50, V)
+        sample = draw(st.sampled_from([0.0, 1e-3, 0.2]))
+        keep = keep_thresholds(counts, sample)
+        alias_prob, alias_index = alias_table(counts) if negative else (np.zeros(0, np.int64), np.zeros(0, np.int32))
+        if hs:
+            L = 4
+            inner = max(V - 1, 1)
+            points = rng.integers(0, inner, (V, L)).astype(np.int32)
+            codes = rng.integers(0, 2, (V, L)).astype(np.uint8)
+            lengths_hs = rng.integers(0 if V == 1 else 1, L + 1, V).astype(np.int32)
+            syn1 = (rng.standard_normal((inner, D)) * scale).astype(dtype)
+        else:
+            points, codes, lengths_hs = np.zeros((0, 0), np.int32), np.zeros((0, 0), np.uint8), np.zeros(0, np.int32)
+            syn1 = np.zeros((0, D), dtype)
+        alpha_start = draw(st.sampled_from([0.025, 0.5]))
+        alpha_end = draw(st.sampled_from([0.0001, alpha_start]))
+        seed = draw(st.integers(0, 2**64 - 1))
+        return (syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes, lengths_hs,
+                sigmoid_tables(dtype), MAX_EXP, window, negative, alpha_start, alpha_end, seed)
+
+    return problems()
+
+
+# Ordered CPU backends follow the reference's operations exactly. The CUDA kernel, in its
+# one-block mode, does too (with _rn intrinsics, no FMA contraction); the tolerance is there
+# for a table index that a different rounding on the device could move by one.
+_TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-3), np.dtype(np.float64): (1e-10, 1e-9)}
+
+for _op, _doc in (("word2vec_sg", "skip-gram step over a job of sentences (window-batched, shared negatives)"),
+                  ("word2vec_cbow", "CBOW step over a job of sentences")):
+    registry.register(registry.OpSpec(
+        name=_op, family="word2vec", doc=_doc, dtypes=FLOATS, deterministic=True, exact=True,
+        tolerance=_TOLERANCE, examples=_examples, writes=(0, 1, 2), dtype_of=lambda args: args[0].dtype,
+        preference=("cython", "numba", "numpy")))
+
+
+def _encode_examples():
+    from hypothesis import strategies as st
+
+    words = st.sampled_from(["a", "b", "cat", "dog", "the", "é", "unknown", "?"])
+    sentences = st.lists(st.lists(words, max_size=12), max_size=8)
+    known = {"a": 0, "b": 1, "cat": 2, "dog": 3, "the": 4, "é": 5}
+    return sentences.map(lambda batch: (batch, dict(known)))
+
+
+registry.register(registry.OpSpec(
+    name="word2vec_encode", family="word2vec", doc="ids and sentence ends of a batch of token lists",
+    dtypes=(np.dtype(np.int32),), deterministic=True, exact=True, tolerance={np.dtype(np.int32): (0, 0)},
+    examples=_encode_examples, dtype_of=lambda args: np.dtype(np.int32), preference=("cython", "numpy")))

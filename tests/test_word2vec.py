@@ -1,0 +1,521 @@
+"""word2vec: the model (fastnlp.Word2Vec), its Huffman tree and sampling tables, on small corpora.
+
+The kernels themselves are checked against the reference by tests/test_kernels_registry.py.
+"""
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnlp
+from fastnlp import Vocabulary, Word2Vec, WordVectors
+from fastnlp.kernels import word2vec as ops
+from fastnlp.models.huffman import huffman_tree
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FAST = dict(vector_size=16, window=3, min_count=1, sample=0, epochs=5, progress=False)
+
+
+def planted_corpus(n_topics=4, words_per_topic=6, n_sentences=1200, length=8, seed=0):
+    """Sentences that each draw their words from one topic: words co-occur only within a topic."""
+    rng = np.random.default_rng(seed)
+    topics = [[f"t{t}w{i}" for i in range(words_per_topic)] for t in range(n_topics)]
+    sentences = []
+    for _ in range(n_sentences):
+        words = topics[rng.integers(n_topics)]
+        sentences.append([words[i] for i in rng.integers(0, words_per_topic, length)])
+    return sentences, topics
+
+
+def topic_accuracy(model, topics):
+    """Fraction of words whose nearest neighbour is in their own topic."""
+    topic_of = {w: t for t, words in enumerate(topics) for w in words}
+    hits = sum(topic_of[model.wv.most_similar(w, top=1)[0][0]] == t for w, t in topic_of.items())
+    return hits / len(topic_of)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_corpus()
+
+
+# ----- learning ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sg, hs, negative", [(0, 0, 5), (1, 0, 5), (0, 1, 0), (1, 1, 0), (1, 1, 3)])
+def test_every_architecture_learns_the_planted_topics(planted, sg, hs, negative):
+    sentences, topics = planted
+    model = Word2Vec(sentences, sg=sg, hs=hs, negative=negative, **FAST)
+    assert topic_accuracy(model, topics) >= 0.95
+    assert model.loss_history[-1] < model.loss_history[0]
+    assert isinstance(model.wv, WordVectors) and model.wv.vector_size == 16 and len(model.wv) == 24
+
+
+def test_workers_1_is_bit_identical_run_to_run(planted):
+    sentences, _ = planted
+    a = Word2Vec(sentences, sg=1, seed=7, **FAST)
+    b = Word2Vec(sentences, sg=1, seed=7, **FAST)
+    c = Word2Vec(sentences, sg=1, seed=8, **FAST)
+    assert np.array_equal(a.syn0, b.syn0) and np.array_equal(a.syn1neg, b.syn1neg)
+    assert a.loss_history == b.loss_history
+    assert not np.array_equal(a.syn0, c.syn0)
+
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_workers_2_hogwild_learns_as_well_as_one_worker(planted, sg):
+    sentences, topics = planted
+    settings = dict(FAST, sg=sg, batch_words=400)  # many jobs, so two threads really overlap
+    one = Word2Vec(sentences, workers=1, **settings)
+    two = Word2Vec(sentences, workers=2, **settings)
+    assert topic_accuracy(two, topics) >= topic_accuracy(one, topics) - 0.05
+    assert abs(two.loss_history[-1] - one.loss_history[-1]) < 0.1 * one.loss_history[-1]
+
+
+def test_cpu_backends_train_the_same_model_bit_for_bit(planted):
+    sentences = planted[0][:60]
+    results = {}
+    for backend, why in fastnlp.available_backends().items():
+        if why is None and backend != "cupy":
+            with fastnlp.use_backend(backend):
+                model = Word2Vec(sentences, sg=1, hs=1, negative=2, vector_size=8, window=2, min_count=1, epochs=1,
+                                 progress=False)
+            results[backend] = model
+            assert model.kernel_backend == backend
+    reference = results.pop("numpy")
+    for backend, model in results.items():
+        assert np.array_equal(model.syn0, reference.syn0), backend
+        assert np.array_equal(model.syn1, reference.syn1) and np.array_equal(model.syn1neg, reference.syn1neg)
+        assert model.loss_history == reference.loss_history
+
+
+@pytest.mark.parametrize("op", ops.OPS)
+def test_every_simd_level_of_the_compiled_step_gives_the_reference_bits(op):
+    """The float step is compiled for the build's target and, on x86-64, for AVX2 (picked at
+    import); the generated registry tests only see the one in use, so both are checked here."""
+    from hypothesis import given, settings
+
+    from fastnlp.kernels import harness, registry
+
+    impl = registry.implementations(op)["cython"]
+    if isinstance(impl, str):
+        pytest.skip(impl)
+    from fastnlp.kernels.word2vec import _cython_impl
+
+    @settings(max_examples=25, deadline=None)
+    @given(args=ops._examples())
+    def check(args):
+        harness.check_against_reference(op, "cython", args)
+
+    before = _cython_impl.SIMD
+    try:
+        for level in _cython_impl.SIMD_LEVELS:
+            _cython_impl.use_simd(level)
+            check()
+    finally:
+        _cython_impl.use_simd(before)
+    with pytest.raises(ValueError, match="not available"):
+        _cython_impl.use_simd("avx512")
+
+
+# ----- input forms -----------------------------------------------------------------------------
+
+def test_a_file_path_and_id_arrays_train_the_same_model_as_token_lists(planted, tmp_path):
+    sentences = planted[0][:300]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(" ".join(s) for s in sentences) + "\n", encoding="utf-8")
+    from_lists = Word2Vec(sentences, sg=1, **FAST)
+    from_file = Word2Vec(str(path), sg=1, **FAST)
+    vocab, _ = Vocabulary.build_encoded([w for s in sentences for w in s])  # order of first appearance
+    from_ids = Word2Vec([vocab.encode(s) for s in sentences], sg=1, vocabulary=vocab, **FAST)
+    assert from_file.vocabulary.id_to_word == from_lists.vocabulary.id_to_word == from_ids.vocabulary.id_to_word
+    assert np.array_equal(from_file.syn0, from_lists.syn0)
+    assert np.array_equal(from_ids.syn0, from_lists.syn0)
+
+
+def test_min_count_with_a_given_vocabulary_drops_rare_ids():
+    vocab = Vocabulary(["a", "b", "rare"])
+    sentences = [np.array([0, 1, 0, 1, 2]), [1, 0, 1, 0]]
+    model = Word2Vec(sentences, vocabulary=vocab, min_count=2, vector_size=4, window=1, sample=0, epochs=1,
+                     progress=False)
+    assert model.vocabulary.id_to_word == ["a", "b"] and model.vocabulary.counts.tolist() == [4, 4]
+
+
+def test_words_outside_the_vocabulary_are_skipped_when_training_on(planted):
+    sentences, _ = planted
+    model = Word2Vec(sentences[:200], min_count=1, vector_size=8, epochs=1, progress=False)
+    model.train([["t0w1", "unseen", "t0w2"], ["never", "seen"]], epochs=1)
+    assert model.epochs_trained == 2
+
+
+def test_progress_bar_reports_epoch_alpha_and_words(planted, capsys):
+    Word2Vec(planted[0][:200], vector_size=8, min_count=1, epochs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "word2vec" in err and "epoch 2/2" in err and "alpha" in err and "word/s" in err
+
+
+# ----- the pieces: Huffman tree, subsampling, noise, learning rate -----------------------------
+
+def test_huffman_codes_are_prefix_free_and_frequent_words_get_short_codes():
+    rng = np.random.default_rng(0)
+    counts = np.sort(rng.integers(1, 1000, 50))[::-1] ** 2
+    points, codes, lengths = huffman_tree(counts)
+    words = ["".join(map(str, codes[w, :lengths[w]])) for w in range(50)]
+    assert len(set(words)) == 50
+    assert not any(a != b and b.startswith(a) for a in words for b in words)
+    assert sum(2.0 ** -length for length in lengths) == pytest.approx(1.0)  # a full binary tree
+    for i in range(50):
+        for j in range(50):
+            if counts[i] > counts[j]:
+                assert lengths[i] <= lengths[j]
+    assert (points[:, 0] == 48).all()  # every path starts at the root, inner node V - 2
+    assert points.max() <= 48 and points.min() >= 0
+    # the average code length is within 1 bit of the entropy
+    p = counts / counts.sum()
+    assert (p * lengths).sum() < -(p * np.log2(p)).sum() + 1
+
+
+def test_huffman_tree_of_one_and_two_words():
+    points, codes, lengths = huffman_tree([5])
+    assert lengths.tolist() == [0] and points.shape == (1, 0)
+    points, codes, lengths = huffman_tree([5, 3])
+    assert lengths.tolist() == [1, 1] and sorted(codes[:, 0].tolist()) == [0, 1] and (points == 0).all()
+    with pytest.raises(ValueError):
+        huffman_tree([3, 0])
+
+
+def test_subsampling_keeps_word2vec_c_s_fraction_of_each_word():
+    counts = np.array([20000, 5000, 10])
+    sample = 1e-3
+    keep = ops.keep_thresholds(counts, sample)
+    threshold = sample * counts.sum()
+    expected = np.minimum((np.sqrt(counts / threshold) + 1) * threshold / counts, 1)
+    assert np.allclose(keep / 2.0**32, expected, atol=1e-9)
+    assert keep[2] == 2**32  # rare: always kept
+    assert (ops.keep_thresholds(counts, 0) == 2**32).all()
+    # the kernel keeps about that fraction of each word
+    tokens = np.repeat(np.array([0, 1, 2], np.int32), [20000, 5000, 10])
+    ends = np.arange(10, tokens.size + 1, 10, dtype=np.int64)
+    ends[-1] = tokens.size
+    for word, n in ((0, 20000), (1, 5000)):
+        tables = ops.Tables.build(counts, sample=sample, negative=1)
+        kernel = ops.TrainingKernel(np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32),
+                                    np.zeros((0, 2), np.float32), tables, sg=True, window=1, negative=1)
+        only = np.full(n, word, np.int32)
+        _, trained = kernel(only, np.array([n], np.int64), 0.0, 0.0, 3)
+        p = expected[word]
+        assert abs(trained - p * n) < 4 * math.sqrt(n * p * (1 - p))
+
+
+def test_alias_table_samples_the_unigram_distribution_to_the_power_0_75():
+    counts = np.array([1000, 100, 10, 1, 500])
+    prob, index = ops.alias_table(counts, 0.75)
+    # exact distribution of the alias table: column c with probability 1/V, then c or its alias
+    dist = np.zeros(5)
+    for c in range(5):
+        dist[c] += prob[c] / 2.0**32 / 5
+        dist[index[c]] += (1 - prob[c] / 2.0**32) / 5
+    target = counts**0.75 / (counts**0.75).sum()
+    assert np.allclose(dist, target, atol=1e-9)
+
+
+def test_learning_rate_decays_linearly_over_all_words_of_all_epochs(planted, monkeypatch):
+    seen = []
+    original = ops.TrainingKernel.__call__
+
+    def spy(self, tokens, ends, alpha_start, alpha_end, seed):
+        seen.append((alpha_start, alpha_end, int(ends[-1]) if ends.size else 0))
+        return original(self, tokens, ends, alpha_start, alpha_end, seed)
+
+    monkeypatch.setattr(ops.TrainingKernel, "__call__", spy)
+    sentences = planted[0][:500]  # 4000 words, 8 jobs of 500 per epoch
+    Word2Vec(sentences, alpha=0.05, min_alpha=0.001, batch_words=500, vector_size=8, min_count=1, epochs=3,
+             progress=False)
+    starts = [s for s, _, _ in seen]
+    assert len(seen) == 24 and starts[0] == 0.05  # 8 jobs of 504 words (whole sentences) per epoch
+    assert seen[-1][1] == pytest.approx(0.001)
+    assert all(a > b for a, b in zip(starts, starts[1:]))
+    done = 0  # words of the schedule before each job
+    for alpha_start, alpha_end, words in seen:
+        assert alpha_start == pytest.approx(0.05 - 0.049 * done / 12000)
+        done += words
+        assert alpha_end == pytest.approx(0.05 - 0.049 * done / 12000)
+
+
+# ----- callbacks, divergence --------------------------------------------------------------------
+
+def test_callbacks_are_called_after_every_epoch_with_model_epoch_and_loss(planted):
+    calls = []
+    model = Word2Vec(planted[0][:300], vector_size=8, min_count=1, epochs=3, progress=False,
+                     callbacks=[lambda m, epoch, loss: calls.append((m, epoch, loss))])
+    assert [c[1] for c in calls] == [1, 2, 3]
+    assert all(c[0] is model for c in calls)
+    assert [c[2] for c in calls] == model.loss_history and all(loss > 0 for loss in model.loss_history)
+
+
+def test_a_diverging_run_stops_with_the_epoch_and_job_named(planted):
+    with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) in epoch 1 .*job \d+"):
+        Word2Vec(planted[0][:300], alpha=1e30, min_alpha=0, vector_size=8, min_count=1, epochs=2, progress=False)
+
+
+# ----- saving, loading, resuming ---------------------------------------------------------------
+
+@pytest.mark.parametrize("sg, hs, negative", [(1, 0, 5), (0, 1, 3)])
+def test_save_load_resume_equals_one_uninterrupted_run(planted, tmp_path, sg, hs, negative):
+    sentences = planted[0][:400]
+    settings = dict(FAST, sg=sg, hs=hs, negative=negative, epochs=4, sample=1e-3)
+    straight = Word2Vec(sentences, **settings)
+
+    first = Word2Vec(**settings)
+    first.build_vocab(sentences)
+    first.train(sentences, stop_after=2)
+    path = first.save(tmp_path / "w2v.npz")
+    assert sorted(os.listdir(tmp_path)) == ["w2v.npz"]  # atomic write: no temporary left
+    resumed = Word2Vec.load(path)
+    assert resumed.epochs_trained == 2 and resumed.vocabulary.counts.tolist() == first.vocabulary.counts.tolist()
+    resumed.train(sentences)  # the two remaining epochs of the schedule
+    assert np.array_equal(resumed.syn0, straight.syn0)
+    assert np.array_equal(resumed.syn1neg, straight.syn1neg) and np.array_equal(resumed.syn1, straight.syn1)
+    assert resumed.loss_history == straight.loss_history and resumed.epochs_trained == 4
+
+
+def test_saved_file_is_npz_and_json_without_pickle(planted, tmp_path):
+    model = Word2Vec(planted[0][:100], vector_size=4, min_count=1, epochs=1, progress=False)
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+        assert data["syn0"].shape == (24, 4) and data["counts"].sum() == 800
+    assert meta["settings"]["vector_size"] == 4 and meta["words"] == model.vocabulary.id_to_word
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a Word2Vec file"):
+        Word2Vec.load(tmp_path / "junk.npz")
+
+
+def test_continuing_a_finished_model_starts_a_new_schedule(planted):
+    sentences = planted[0][:200]
+    model = Word2Vec(sentences, vector_size=4, min_count=1, epochs=2, progress=False)
+    model.train(sentences, epochs=1)
+    assert model.epochs_trained == 3 and len(model.loss_history) == 3
+    partial = Word2Vec(vector_size=4, min_count=1, epochs=3, progress=False)
+    partial.build_vocab(sentences)
+    partial.train(sentences, stop_after=1)
+    with pytest.raises(ValueError, match="2 of its 3 epochs left"):
+        partial.train(sentences, epochs=3)
+    partial.train(sentences, stop_after=1)
+    partial.train(sentences)
+    assert partial.epochs_trained == 3
+
+
+def test_vectors_save_in_word2vec_format_that_gensim_reads(planted, tmp_path):
+    model = Word2Vec(planted[0][:200], vector_size=8, min_count=1, epochs=1, progress=False)
+    model.wv.save_word2vec_format(tmp_path / "v.bin", binary=True)
+    back = WordVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
+    assert np.array_equal(back.vectors, model.syn0) and back.words == tuple(model.vocabulary.id_to_word)
+    gensim = pytest.importorskip("gensim")
+    kv = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "v.bin"), binary=True)
+    assert np.array_equal(kv["t0w1"], model.wv["t0w1"])
+
+
+# ----- bad input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(window=0), ValueError, "window must be >= 1"),
+    (dict(negative=-1), ValueError, "negative must be >= 0"),
+    (dict(hs=0, negative=0), ValueError, "trains nothing"),
+    (dict(vector_size=0), ValueError, "vector_size must be >= 1"),
+    (dict(workers=0), ValueError, "workers must be >= 1"),
+    (dict(alpha=0), ValueError, "alpha must be > 0"),
+    (dict(alpha=-0.1), ValueError, "alpha must be > 0"),
+    (dict(min_alpha=0.5), ValueError, "min_alpha"),
+    (dict(epochs=0), ValueError, "epochs must be >= 1"),
+    (dict(sample=-1), ValueError, "sample must be >= 0"),
+    (dict(window=2.5), TypeError, "window must be an integer"),
+])
+def test_bad_settings_raise_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Word2Vec([["a", "b"]], min_count=1, progress=False, **kwargs)
+
+
+def test_bad_corpora_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="empty corpus"):
+        Word2Vec([], progress=False)
+    with pytest.raises(ValueError, match="empty corpus"):
+        Word2Vec([[], []], progress=False)
+    with pytest.raises(ValueError, match="min_count=5 removes every word.*occurs 2 times"):
+        Word2Vec([["a", "b", "a"], ["b"]], min_count=5, progress=False)
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        Word2Vec((s for s in [["a", "b"]]), min_count=1, progress=False)
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        Word2Vec(iter([["a", "b"]]), min_count=1, progress=False)
+    with pytest.raises(TypeError, match="split it first"):
+        Word2Vec(["a sentence as one string"], min_count=1, progress=False)
+    with pytest.raises(TypeError, match="vocabulary="):
+        Word2Vec([[1, 2, 3]], min_count=1, progress=False)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        Word2Vec(str(tmp_path / "missing.txt"), progress=False)
+    with pytest.raises(IndexError, match="out of range"):
+        Word2Vec([[0, 5]], vocabulary=Vocabulary(["a", "b"]), min_count=1, progress=False)
+    with pytest.raises(RuntimeError, match="build_vocab"):
+        Word2Vec(progress=False).train([["a"]])
+
+
+def test_the_kernel_entry_checks_what_makes_its_loops_safe():
+    tables = ops.Tables.build([3, 2], sample=0, negative=2)
+    syn0, syn1neg, syn1 = np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32), np.zeros((0, 4), np.float32)
+    kernel = ops.TrainingKernel(syn0, syn1neg, syn1, tables, sg=False, window=2, negative=2)
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        kernel(np.array([0, 2], np.int32), np.array([2], np.int64), 0.1, 0.1, 1)
+    with pytest.raises(ValueError, match="last sentence end"):
+        kernel(np.array([0, 1], np.int32), np.array([1], np.int64), 0.1, 0.1, 1)
+    with pytest.raises(TypeError, match="dtype int32"):
+        kernel(np.array([0, 1]), np.array([2], np.int64), 0.1, 0.1, 1)
+    with pytest.raises(ValueError, match="share memory"):
+        ops.TrainingKernel(syn0, syn0, syn1, tables, sg=False, window=2, negative=2)
+    with pytest.raises(ValueError, match="nothing to train"):
+        ops.TrainingKernel(syn0, syn1neg, syn1, ops.Tables.build([3, 2], sample=0, negative=0), sg=True, window=1,
+                           negative=0)
+
+
+# ----- the CUDA kernel, emulated on CPU threads --------------------------------------------------
+
+_CUDA_MOCK = r"""
+#include <cstring>
+#include <cstdint>
+#include <thread>
+#include <mutex>
+#include <condition_variable>
+#include <vector>
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __shared__ static
+struct dim3_ { unsigned x, y, z; };
+thread_local dim3_ threadIdx;
+dim3_ blockIdx, blockDim, gridDim;
+struct Barrier {
+    std::mutex m; std::condition_variable cv; unsigned count = 0, gen = 0, n = 0;
+    void wait() {
+        std::unique_lock<std::mutex> l(m); unsigned g = gen;
+        if (++count == n) { count = 0; gen++; cv.notify_all(); } else cv.wait(l, [&] { return g != gen; });
+    }
+} barrier_;
+inline void __syncthreads() { barrier_.wait(); }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __ddiv_rn(double a, double b) { return a / b; }
+inline double __longlong_as_double(long long x) { double d; std::memcpy(&d, &x, 8); return d; }
+#include "word2vec.cu"
+#define ARGS(T) unsigned threads, int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens, \
+    const i64* ends, i64 n_sent, const i64* keep, const i64* ap, const int* ai, i64 n_alias, const int* points, \
+    const unsigned char* codes, const int* lengths, i64 max_code, int hs, const T* tables, i64 n_table, T mx, T scale, \
+    i64 window, i64 negative, double a0, double a1, u64 seed, int* kept, i64* kept_at, T* reals, i64 br, i64* ints, \
+    i64 bi, double* loss, i64* trained
+#define LAUNCH(KERNEL)                                                                                      \
+    blockDim = {threads, 1, 1}; gridDim = {1, 1, 1}; blockIdx = {0, 0, 0}; barrier_.n = threads;            \
+    std::vector<std::thread> pool;                                                                          \
+    for (unsigned t = 0; t < threads; t++) pool.emplace_back([=] { threadIdx = {t, 0, 0};                   \
+        KERNEL(sg, syn0, syn1neg, syn1, D, tokens, n_tokens, ends, n_sent, keep, ap, ai, n_alias, points,   \
+               codes, lengths, max_code, hs, tables, n_table, mx, scale, window, negative, a0, a1, seed,    \
+               kept, kept_at, reals, br, ints, bi, loss, trained); });                                      \
+    for (auto& th : pool) th.join();
+extern "C" void run_f32(ARGS(float)) { LAUNCH(word2vec_train_f32) }
+extern "C" void run_f64(ARGS(double)) { LAUNCH(word2vec_train_f64) }
+"""
+
+
+@pytest.fixture(scope="module")
+def emulated_cuda(tmp_path_factory):
+    """word2vec.cu compiled by g++ with the CUDA built-ins mocked: one std::thread per CUDA
+    thread, a barrier for __syncthreads, static variables for __shared__, plain float
+    operations for the _rn intrinsics. It runs the kernel's logic and synchronisation on a CPU."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("g++ is not on PATH")
+    folder = tmp_path_factory.mktemp("cuda_emulation")
+    (folder / "driver.cpp").write_text(_CUDA_MOCK)
+    source_dir = Path(ops.__file__).parent
+    library = folder / "emulated.so"
+    result = subprocess.run([compiler, "-std=c++14", "-O1", "-ffp-contract=off", "-fPIC", "-shared", "-pthread",
+                             f"-I{source_dir}", str(folder / "driver.cpp"), "-o", str(library)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return ctypes.CDLL(str(library))
+
+
+def _run_emulated(lib, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes,
+                  lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed):
+    import ctypes
+
+    V, D = syn0.shape
+    N = tokens.shape[0]
+    if V == 0 or N == 0:
+        return 0.0, 0
+    hs = lengths.shape[0] > 0
+    max_code = points.shape[1] if hs else 0
+    max_out = max_code + (negative + 1 if negative > 0 else 0)
+    max_in = 2 * window if sg else 1
+    block_reals = max_out + max_in * max_out + max_in * D + D + threads  # as cupy_impl.train_hogwild
+    block_ints = 2 * window + max_out + max_in + 3
+    real = syn0.dtype.type
+    C = ctypes.c_float if syn0.dtype == np.float32 else ctypes.c_double
+    scratch = [np.zeros(block_reals, syn0.dtype), np.zeros(block_ints, np.int64), np.zeros(N, np.int32),
+               np.zeros(N, np.int64)]
+    loss, trained = np.zeros(1), np.zeros(1, np.int64)
+
+    def p(a):
+        return ctypes.c_void_p(a.ctypes.data if a.size else 0)
+
+    I = ctypes.c_int64  # noqa: E741
+    T = tables.shape[1]
+    (lib.run_f32 if syn0.dtype == np.float32 else lib.run_f64)(
+        ctypes.c_uint(threads), ctypes.c_int(sg), p(syn0), p(syn1neg), p(syn1), I(D), p(tokens), I(N), p(ends),
+        I(ends.shape[0]), p(keep), p(alias_prob), p(alias_index), I(alias_prob.shape[0]), p(points), p(codes),
+        p(lengths), I(max_code), ctypes.c_int(hs), p(tables), I(T), C(real(max_exp)), C(real(T / (2.0 * max_exp))),
+        I(window), I(negative), ctypes.c_double(alpha_start), ctypes.c_double(alpha_end), ctypes.c_uint64(seed),
+        p(scratch[2]), p(scratch[3]), p(scratch[0]), I(block_reals), p(scratch[1]), I(block_ints), p(loss), p(trained))
+    return float(loss[0]), int(trained[0])
+
+
+@pytest.mark.parametrize("threads", [16, 128])
+def test_the_cuda_kernel_emulated_on_cpu_threads_gives_the_reference_bits(emulated_cuda, threads):
+    from hypothesis import given, settings
+
+    from fastnlp.kernels.word2vec import reference
+
+    @settings(max_examples=30, deadline=None)
+    @given(args=ops._examples())
+    def check(args):
+        for sg, op in ((1, reference.word2vec_sg), (0, reference.word2vec_cbow)):
+            mine = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+            theirs = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+            got, want = _run_emulated(emulated_cuda, threads, sg, *mine), op(*theirs)
+            assert got[1] == want[1] and (got[0] == want[0] or (math.isnan(got[0]) and math.isnan(want[0])))
+            for a, b in zip(mine[:3], theirs[:3]):
+                assert np.array_equal(a, b, equal_nan=True)
+
+    check()
+
+
+# ----- the real corpus -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ptb_skipgram_one_epoch_puts_weekdays_together():
+    path = DATA / "ptb" / "ptb.train.txt"
+    if not path.exists():
+        pytest.skip(f"{path} is missing")
+    model = Word2Vec(str(path), sg=1, vector_size=50, min_count=1, epochs=1, workers=2, progress=False)
+    assert len(model.vocabulary) == 9999  # the text file has no <eos>
+    days = {"monday", "tuesday", "wednesday", "thursday", "friday"}
+    for day in ("monday", "tuesday"):
+        neighbours = {w for w, _ in model.wv.most_similar(day, top=10)}
+        assert len(days & neighbours) >= 2, (day, neighbours)
