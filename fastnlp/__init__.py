@@ -56,6 +56,9 @@ from .serialization import load_params, save_params
 from .svd import truncated_svd
 from .text import Vocabulary, preprocess
 from .trainer import Trainer
+from .models import AttentionSeq2seq, PeekySeq2seq, Seq2seq, Transformer, eval_seq2seq, seq2seq_accuracy
+from .plot import plot_attention
+from .lm import RnnlmTrainer, eval_perplexity, generate_text
 from .wordvectors import WordVectors, analogy, cos_similarity, most_similar
 from .contexts import convert_one_hot, create_contexts_target
 from .layers import UnigramSampler
@@ -64,9 +67,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Trainer",
+    "AttentionSeq2seq",
+    "PeekySeq2seq",
+    "Seq2seq",
+    "Transformer",
+    "eval_seq2seq",
+    "plot_attention",
+    "seq2seq_accuracy",
     "UnigramSampler",
     "convert_one_hot",
     "create_contexts_target",
+    "RnnlmTrainer",
+    "eval_perplexity",
+    "generate_text",
     "WordVectors",
     "analogy",
     "cos_similarity",

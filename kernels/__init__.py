@@ -5,6 +5,14 @@ choice of backend; ``harness`` checks any implementation against the NumPy refer
 it, for tests and benchmarks alike.
 """
 from . import dispatch, registry
+from .attention import (
+    attention_context,
+    attention_context_backward,
+    attention_weights,
+    attention_weights_backward,
+    weighted_sum,
+    weighted_sum_backward,
+)
 from .cooccurrence import cooccurrence, ppmi
 from .dispatch import (
     BACKENDS,
@@ -15,12 +23,17 @@ from .dispatch import (
     use_backend,
 )
 from .embedding import embedding_gather, scatter_add
+from .lstm import lstm_step_backward, lstm_step_forward
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
 from . import word2vec  # noqa: E402  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "attention_context",
+    "attention_context_backward",
+    "attention_weights",
+    "attention_weights_backward",
     "available_backends",
     "cooccurrence",
     "dispatch",
@@ -28,10 +41,14 @@ __all__ = [
     "gather_dot",
     "gather_dot_backward",
     "get_backend",
+    "lstm_step_backward",
+    "lstm_step_forward",
     "ppmi",
     "registry",
     "sample_negatives",
     "scatter_add",
     "set_backend",
     "use_backend",
+    "weighted_sum",
+    "weighted_sum_backward",
 ]

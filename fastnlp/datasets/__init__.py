@@ -1,5 +1,17 @@
 """Data sets: the book's spiral, PTB, and helpers to locate data files."""
 from .ptb import load_ptb, load_ptb_vocabulary
+from .sequence import (
+    build_char_vocabulary,
+    decode_ids,
+    encode_questions,
+    encode_sequences,
+    generate_additions,
+    generate_dates,
+    load_sequence,
+    reverse_questions,
+)
 from .spiral import load_spiral
 
 __all__ = ["load_ptb", "load_ptb_vocabulary", "load_spiral"]
+__all__ += ["build_char_vocabulary", "decode_ids", "encode_questions", "encode_sequences", "generate_additions",
+            "generate_dates", "load_sequence", "reverse_questions"]

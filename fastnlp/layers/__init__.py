@@ -14,7 +14,32 @@ from .losses import SigmoidWithLoss, SoftmaxWithLoss
 __all__ = ["Affine", "Dropout", "Embedding", "Layer", "MatMul", "NonFiniteError", "ReLU", "Sigmoid",
            "SigmoidWithLoss", "Softmax", "SoftmaxWithLoss"]
 
+from .recurrent import (GRU, LSTM, RNN, TimeAffine, TimeBiLSTM, TimeDropout, TimeEmbedding,  # noqa: E402
+                        TimeGRU, TimeLSTM, TimeRNN, TimeSoftmaxWithLoss)
+
+__all__ += ["GRU", "LSTM", "RNN", "TimeAffine", "TimeBiLSTM", "TimeDropout", "TimeEmbedding", "TimeGRU",
+            "TimeLSTM", "TimeRNN", "TimeSoftmaxWithLoss"]
+
 from .embedding import RowSparseGrad  # noqa: E402
 from .sampling import EmbeddingDot, NegativeSamplingLoss, UnigramSampler  # noqa: E402
 
 __all__ += ["EmbeddingDot", "NegativeSamplingLoss", "RowSparseGrad", "UnigramSampler"]
+
+from .attention import Attention, AttentionWeight, TimeAttention, WeightSum  # noqa: E402
+from .transformer import (  # noqa: E402
+    LayerNorm,
+    MultiHeadAttention,
+    PositionalEncoding,
+    PositionwiseFeedForward,
+    ScaledDotProductAttention,
+    TransformerDecoderBlock,
+    TransformerEncoderBlock,
+    causal_mask,
+    padding_mask,
+    positional_encoding,
+)
+
+__all__ += ["Attention", "AttentionWeight", "TimeAttention", "WeightSum"]
+__all__ += ["LayerNorm", "MultiHeadAttention", "PositionalEncoding", "PositionwiseFeedForward",
+            "ScaledDotProductAttention", "TransformerDecoderBlock", "TransformerEncoderBlock", "causal_mask",
+            "padding_mask", "positional_encoding"]

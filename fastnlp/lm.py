@@ -1,0 +1,377 @@
+"""Training and using recurrent language models (book ch. 5-7): ``RnnlmTrainer`` (truncated
+BPTT as the book batches it, clipping, perplexity, checkpoints, the validation-driven learning
+rate decay of BetterRnnlm), ``eval_perplexity`` and ``generate_text``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import numbers
+import time
+
+import numpy as np
+
+from .kernels.validate import check_ids
+from .layers.base import NonFiniteError
+from .optim import TiedParams, check_positive_finite, clip_grads
+from .serialization import atomic_write, load_params, save_params
+
+_STATE_KEY = "rnnlm_trainer_state"
+_OPTIMIZER_BUFFERS = ("v", "h", "m")  # per-parameter state lists of fastnlp.optim optimizers
+
+
+class RnnlmTrainer:
+    """The book's RnnlmTrainer: ``fit`` trains a language model on one long id sequence.
+
+    Batches are the book's: the corpus is cut into ``batch_size`` parallel streams starting
+    ``len(xs) // batch_size`` apart; each iteration reads the next ``time_size`` ids of every
+    stream (wrapping around the end), the model carries its hidden state from one iteration to
+    the next, and backward stops at the batch's first step (truncated BPTT). Tied parameters
+    are found once (``fastnlp.optim.TiedParams``) and updated once per step.
+
+    After ``fit``, ``ppl_list`` holds the training perplexity of every ``eval_interval``
+    iterations. ``save_checkpoint`` / ``load_checkpoint`` store and restore everything the next
+    iterations depend on (parameters, optimizer state, hidden state, position in the corpus,
+    dropout generators), so a ``fit`` interrupted and resumed from a checkpoint gives the same
+    losses as one that was never stopped.
+    """
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.ties = TiedParams(model.params)
+        self.time_idx = 0
+        self.ppl_list: list[float] = []
+        self.eval_interval = None
+        self.current_epoch = 0  # epochs completed over all fit calls
+        self.valid_ppl_list: list[float] = []  # fit_with_lr_decay: validation perplexity per epoch
+        self.best_ppl = None
+        self.elapsed = 0.0  # seconds spent in training iterations
+        self._run = None  # the fit in progress: its settings and where it stands
+        self._resuming = False
+
+    @property
+    def pending_run(self):
+        """The settings of a ``fit`` that a loaded checkpoint stopped in the middle of (the next
+        ``fit`` with these arguments continues it), else None."""
+        if not (self._resuming and self._run is not None):
+            return None
+        return {k: self._run[k] for k in ("max_epoch", "batch_size", "time_size", "data_size")}
+
+    # ----- batching (the book's get_batch, vectorised) ----------------------------------------
+
+    def get_batch(self, x, t, batch_size, time_size):
+        data_size = len(x)
+        jump = data_size // batch_size
+        offsets = np.arange(batch_size) * jump
+        idx = (offsets[:, None] + self.time_idx + np.arange(time_size)) % data_size
+        self.time_idx += time_size
+        return x[idx], t[idx]
+
+    def fit(self, xs, ts, max_epoch: int = 10, batch_size: int = 20, time_size: int = 35,
+            max_grad: float | None = None, eval_interval: int | None = 20, progress: bool = True,
+            checkpoint=None, checkpoint_interval: int | None = None):
+        """Train for ``max_epoch`` epochs of ``len(xs) // (batch_size * time_size)`` iterations.
+
+        ``xs`` and ``ts`` are 1-D integer id arrays of one length (ts is xs shifted by one), ids
+        in the model's vocabulary. ``max_grad`` clips the global gradient norm. Every
+        ``eval_interval`` iterations the mean perplexity of those iterations is appended to
+        ``ppl_list`` and shown in the progress bar. With ``checkpoint`` (a path) the state is
+        saved there every ``checkpoint_interval`` iterations (default: once per epoch); after
+        ``load_checkpoint`` the next ``fit`` with the same arguments continues where the saved
+        one stopped. Returns ``ppl_list``.
+
+        Raises ValueError/TypeError/IndexError for bad data or settings before training starts,
+        and NonFiniteError (a FloatingPointError) naming the epoch and iteration when the loss
+        or a gradient becomes NaN or inf; that iteration's update is not applied.
+        """
+        max_epoch = _positive_int("max_epoch", max_epoch)
+        batch_size = _positive_int("batch_size", batch_size)
+        time_size = _positive_int("time_size", time_size)
+        if max_grad is not None:
+            max_grad = check_positive_finite("max_grad", max_grad)
+        vocab_size = getattr(self.model, "vocab_size", None)
+        xs = _check_corpus("xs", xs, vocab_size)
+        ts = _check_corpus("ts", ts, vocab_size)
+        if len(xs) != len(ts):
+            raise ValueError(f"xs has {len(xs)} ids but ts has {len(ts)}")
+        max_iters = len(xs) // (batch_size * time_size)
+        if max_iters == 0:
+            raise ValueError(f"the corpus of {len(xs)} ids is shorter than one batch of batch_size x time_size = "
+                             f"{batch_size} x {time_size} = {batch_size * time_size} ids; "
+                             "lower time_size or batch_size")
+        if eval_interval is not None:
+            eval_interval = _positive_int("eval_interval", eval_interval)
+        if checkpoint_interval is not None:
+            checkpoint_interval = _positive_int("checkpoint_interval", checkpoint_interval)
+        settings = {"max_epoch": max_epoch, "batch_size": batch_size, "time_size": time_size,
+                    "data_size": len(xs)}
+        if self._resuming and self._run is not None:
+            saved = {k: self._run[k] for k in settings}
+            if saved != settings:
+                raise ValueError(f"the checkpoint was made by fit with {saved}; resume with the same "
+                                 f"arguments, not {settings}")
+        else:  # a new run, as the book's fit: from the start of the corpus
+            self.time_idx = 0
+            self._run = dict(settings, epoch=0, iteration=0, loss_sum=0.0, loss_count=0)
+        self._resuming = False
+        self.eval_interval = eval_interval
+        run = self._run
+        bar = _progress_bar(max_epoch * max_iters, run["epoch"] * max_iters + run["iteration"], progress)
+        try:
+            while run["epoch"] < max_epoch:
+                while run["iteration"] < max_iters:
+                    self._step(xs, ts, batch_size, time_size, max_grad, run)
+                    run["iteration"] += 1
+                    if eval_interval is not None and run["loss_count"] >= eval_interval:
+                        ppl = math.exp(run["loss_sum"] / run["loss_count"])
+                        self.ppl_list.append(ppl)
+                        run["loss_sum"], run["loss_count"] = 0.0, 0
+                        bar.set_postfix(epoch=self.current_epoch + 1, ppl=f"{ppl:.2f}")
+                    bar.update(1)
+                    done = run["epoch"] * max_iters + run["iteration"]
+                    if checkpoint is not None and checkpoint_interval is not None and done % checkpoint_interval == 0:
+                        self.save_checkpoint(checkpoint)
+                run["epoch"] += 1
+                run["iteration"] = 0
+                self.current_epoch += 1
+                if checkpoint is not None and checkpoint_interval is None:
+                    self.save_checkpoint(checkpoint)
+        finally:
+            bar.close()
+        self._run = None
+        return self.ppl_list
+
+    def _step(self, xs, ts, batch_size, time_size, max_grad, run):
+        where = f"epoch {self.current_epoch + 1}, iteration {run['iteration'] + 1}"
+        start = time.perf_counter()
+        batch_x, batch_t = self.get_batch(xs, ts, batch_size, time_size)
+        try:
+            loss = float(self.model.forward(batch_x, batch_t))
+            if not math.isfinite(loss):
+                raise NonFiniteError(f"the loss is {loss}")
+            self.model.backward()
+            grads = self.ties.merge(self.model.grads)
+            if max_grad is not None:
+                clip_grads(grads, max_grad)
+            self.optimizer.update(self.ties.params, grads)  # checks every gradient before writing
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"training diverged at {where}: {exc}. The parameters are those before this "
+                                 "iteration; lower the learning rate or clip with max_grad") from exc
+        self.elapsed += time.perf_counter() - start
+        run["loss_sum"] += loss
+        run["loss_count"] += 1
+
+    # ----- validation-driven learning-rate decay (the book's train_better_rnnlm.py) -----------
+
+    def fit_with_lr_decay(self, xs, ts, valid_corpus, max_epoch: int = 40, batch_size: int = 20,
+                          time_size: int = 35, max_grad: float | None = 0.25, lr_decay: float = 4.0,
+                          eval_batch_size: int = 10, best_params=None, eval_interval: int | None = 20,
+                          progress: bool = True, checkpoint=None, checkpoint_interval: int | None = None):
+        """The book's BetterRnnlm schedule: each epoch, one ``fit`` epoch, then the perplexity of
+        ``valid_corpus``; a new best is saved to ``best_params`` (a path, via
+        ``fastnlp.save_params``), otherwise the learning rate is divided by ``lr_decay``.
+
+        Runs until ``max_epoch`` epochs of this schedule are done in total, so after
+        ``load_checkpoint`` the same call carries on (mid-epoch included). Returns
+        ``valid_ppl_list``.
+        """
+        lr_decay = check_positive_finite("lr_decay", lr_decay)
+        valid_corpus = _check_corpus("valid_corpus", valid_corpus, getattr(self.model, "vocab_size", None))
+        max_epoch = _positive_int("max_epoch", max_epoch)
+        while len(self.valid_ppl_list) < max_epoch:
+            self.fit(xs, ts, max_epoch=1, batch_size=batch_size, time_size=time_size, max_grad=max_grad,
+                     eval_interval=eval_interval, progress=progress, checkpoint=checkpoint,
+                     checkpoint_interval=checkpoint_interval or _NEVER)
+            self.model.reset_state()
+            ppl = eval_perplexity(self.model, valid_corpus, batch_size=eval_batch_size, time_size=time_size)
+            if self.best_ppl is None or ppl < self.best_ppl:
+                self.best_ppl = ppl
+                if best_params is not None:
+                    save_params(best_params, self.model)
+            else:
+                self.optimizer.lr /= lr_decay
+            self.model.reset_state()
+            self.valid_ppl_list.append(ppl)
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
+        return self.valid_ppl_list
+
+    # ----- checkpoints ----------------------------------------------------------------------
+
+    def save_checkpoint(self, path):
+        """Write parameters, optimizer state, hidden state and training position to one
+        ``.npz``, atomically. ``fastnlp.load_params(path, into=model)`` reads its parameters."""
+        arrays = {f"param_{i:04d}": _host(p) for i, p in enumerate(self.model.params)}
+        optimizer_state = {"lr": self.optimizer.lr, "iter": getattr(self.optimizer, "iter", None), "buffers": []}
+        for name in _OPTIMIZER_BUFFERS:
+            buffers = getattr(self.optimizer, name, None)
+            if isinstance(buffers, list):
+                optimizer_state["buffers"].append(name)
+                arrays.update({f"optimizer_{name}_{i:04d}": _host(b) for i, b in enumerate(buffers)})
+        model_state = []
+        for k, (h, c) in enumerate(self.model.get_state() if hasattr(self.model, "get_state") else []):
+            model_state.append([h is not None, c is not None])
+            if h is not None:
+                arrays[f"state_h_{k:02d}"] = _host(h)
+            if c is not None:
+                arrays[f"state_c_{k:02d}"] = _host(c)
+        rngs = [layer.rng.bit_generator.state for layer in getattr(self.model, "dropout_layers", [])]
+        state = {"time_idx": self.time_idx, "ppl_list": self.ppl_list, "current_epoch": self.current_epoch,
+                 "valid_ppl_list": self.valid_ppl_list, "best_ppl": self.best_ppl, "run": self._run,
+                 "elapsed": self.elapsed, "optimizer": optimizer_state, "model_state": model_state,
+                 "dropout_rngs": rngs}
+        arrays[_STATE_KEY] = np.array(json.dumps(state))
+
+        def write(f):
+            buffer = io.BytesIO()  # arrays checked and serialised before the file is touched
+            np.savez(buffer, **arrays)
+            f.write(buffer.getvalue())
+
+        return atomic_write(path, write)
+
+    def load_checkpoint(self, path):
+        """Restore what ``save_checkpoint`` wrote; the next ``fit`` / ``fit_with_lr_decay``
+        with the same arguments continues the saved run."""
+        with np.load(path, allow_pickle=False) as data:
+            if _STATE_KEY not in data.files:
+                raise ValueError(f"{path} is not a checkpoint written by RnnlmTrainer.save_checkpoint")
+            state = json.loads(str(data[_STATE_KEY]))
+            arrays = {key: data[key] for key in data.files if not key.startswith("param_")}
+        load_params(path, into=self.model, dtype=None)  # checks count and shapes before copying
+        optimizer_state = state["optimizer"]
+        self.optimizer.lr = optimizer_state["lr"]
+        if optimizer_state["iter"] is not None:
+            self.optimizer.iter = optimizer_state["iter"]
+        xp_like = self.model.params[0]
+        for name in optimizer_state["buffers"]:
+            keys = sorted(k for k in arrays if k.startswith(f"optimizer_{name}_"))
+            setattr(self.optimizer, name, [_like(arrays[k], xp_like) for k in keys])
+        model_state = []
+        for k, (has_h, has_c) in enumerate(state["model_state"]):
+            model_state.append((_like(arrays[f"state_h_{k:02d}"], xp_like) if has_h else None,
+                                _like(arrays[f"state_c_{k:02d}"], xp_like) if has_c else None))
+        if model_state:
+            self.model.set_state(model_state)
+        for layer, rng_state in zip(getattr(self.model, "dropout_layers", []), state["dropout_rngs"]):
+            layer.rng.bit_generator.state = rng_state
+        self.time_idx = state["time_idx"]
+        self.ppl_list = state["ppl_list"]
+        self.current_epoch = state["current_epoch"]
+        self.valid_ppl_list = state["valid_ppl_list"]
+        self.best_ppl = state["best_ppl"]
+        self.elapsed = state["elapsed"]
+        self._run = state["run"]
+        self._resuming = True
+        return self
+
+
+_NEVER = 2**62  # a checkpoint interval no run reaches: fit_with_lr_decay saves after validation
+
+
+def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) -> float:
+    """Perplexity of ``model`` on ``corpus`` (1-D ids), batched as the book's eval_perplexity:
+    ``batch_size`` streams, ``(len - 1) // (batch_size * time_size)`` iterations, state carried.
+
+    The model is evaluated from a reset state with dropout off; its hidden state and mode are
+    restored afterwards.
+    """
+    batch_size = _positive_int("batch_size", batch_size)
+    time_size = _positive_int("time_size", time_size)
+    corpus = _check_corpus("corpus", corpus, getattr(model, "vocab_size", None))
+    corpus_size = len(corpus)
+    max_iters = (corpus_size - 1) // (batch_size * time_size)
+    if max_iters == 0:
+        raise ValueError(f"the corpus of {corpus_size} ids is shorter than one batch of batch_size x time_size + 1 "
+                         f"= {batch_size * time_size + 1} ids")
+    jump = (corpus_size - 1) // batch_size
+    saved_state = model.get_state() if hasattr(model, "get_state") else None
+    dropout_layers = getattr(model, "dropout_layers", [])
+    saved_modes = [layer.training for layer in dropout_layers]
+    model.reset_state()
+    total = 0.0
+    try:
+        for iters in range(max_iters):
+            offsets = iters * time_size + np.arange(batch_size) * jump
+            idx = (offsets[:, None] + np.arange(time_size)) % corpus_size
+            xs, ts = corpus[idx], corpus[(idx + 1) % corpus_size]
+            try:
+                loss = model.forward(xs, ts, train_flg=False)
+            except TypeError:
+                loss = model.forward(xs, ts)
+            total += float(loss)
+    finally:
+        if saved_state is not None:
+            model.set_state(saved_state)
+        for layer, mode in zip(dropout_layers, saved_modes):
+            layer.train(mode)
+    return math.exp(total / max_iters)
+
+
+def generate_text(model, start, word_to_id, id_to_word, length: int = 100, skip_words=None, **kwargs) -> str:
+    """Words generated by ``model.generate`` after ``start`` (a word, or words separated by
+    spaces, or a list of words), joined by spaces with each ``<eos>`` shown as a sentence end,
+    as the book prints them. ``skip_words`` (e.g. ``["<unk>", "N"]``) are never produced; other
+    keywords (sampling, temperature, top_k, seed) go to ``generate``."""
+    words = start.split() if isinstance(start, str) else list(start)
+    unknown = [w for w in list(words) + list(skip_words or []) if w not in word_to_id]
+    if unknown:
+        raise KeyError(f"word {unknown[0]!r} is not in the vocabulary")
+    skip_ids = [word_to_id[w] for w in skip_words] if skip_words else None
+    ids = model.generate([word_to_id[w] for w in words], length, skip_ids=skip_ids, **kwargs)
+    return " ".join(id_to_word[int(i)] for i in ids).replace(" <eos>", ".\n")
+
+
+def _check_corpus(name, ids, vocab_size):
+    ids = np.asarray(ids) if not hasattr(ids, "dtype") else ids
+    if ids.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of word ids, got shape {tuple(ids.shape)}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer word ids, got dtype {ids.dtype}")
+    if len(ids) == 0:
+        raise ValueError(f"{name} is empty")
+    if vocab_size is not None:
+        try:
+            check_ids(ids, vocab_size, what="word id")
+        except IndexError as exc:
+            raise IndexError(f"{name}: {exc} (the model's vocabulary size)") from None
+    return ids
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def _like(array, like):
+    if isinstance(like, np.ndarray):
+        return np.array(array, dtype=like.dtype)
+    import cupy
+
+    return cupy.asarray(array, dtype=like.dtype)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total, initial, enabled):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="it", leave=False)

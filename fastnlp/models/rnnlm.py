@@ -1,0 +1,210 @@
+"""Recurrent language models (book ch. 5-7): SimpleRnnlm, Rnnlm, BetterRnnlm, with generation.
+
+Every model maps ids (N, T) to scores (N, T, V) and carries its recurrent state across calls
+(truncated BPTT); ``reset_state()`` clears it. ``forward(xs, ts)`` returns the mean
+cross-entropy, ``backward()`` fills ``grads``; ``params``/``grads`` list arrays in layer
+order, a tied weight twice (the optimizer step merges it, see ``fastnlp.optim.TiedParams``).
+Initialisation is the book's (embeddings N(0, 0.01), Xavier-style 1/sqrt(fan_in) elsewhere,
+zero biases); ``seed`` makes it reproducible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functions as F
+from ..layers.recurrent import (TimeAffine, TimeDropout, TimeEmbedding, TimeLSTM, TimeRNN,
+                                TimeSoftmaxWithLoss)
+
+
+class _LanguageModel:
+    """predict / forward / backward / reset_state over ``self.layers``, plus generation."""
+
+    layers: list
+    loss_layer: TimeSoftmaxWithLoss
+
+    def _collect(self):
+        self.params = [p for layer in self.layers for p in layer.params]
+        self.grads = [g for layer in self.layers for g in layer.grads]
+        self.recurrent_layers = [layer for layer in self.layers if hasattr(layer, "reset_state")]
+        self.dropout_layers = [layer for layer in self.layers if isinstance(layer, TimeDropout)]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.layers[0].params[0].shape[0]
+
+    def train(self, mode: bool = True):
+        """Training mode (dropout on) or evaluation (``train(False)``, ``eval()``)."""
+        for layer in self.dropout_layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def predict(self, xs, train_flg: bool | None = None):
+        """Scores (N, T, V) for ids (N, T); ``train_flg`` sets the mode first, as in the book."""
+        if train_flg is not None:
+            self.train(train_flg)
+        for layer in self.layers:
+            xs = layer.forward(xs)
+        return xs
+
+    def forward(self, xs, ts, train_flg: bool | None = None):
+        return self.loss_layer.forward(self.predict(xs, train_flg), ts)
+
+    def backward(self, dout=1):
+        dout = self.loss_layer.backward(dout)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def reset_state(self):
+        for layer in self.recurrent_layers:
+            layer.reset_state()
+
+    def get_state(self) -> list:
+        """The carried recurrent state, ``[(h, c), ...]`` per recurrent layer (None when reset)."""
+        return [(layer.h, layer.c) for layer in self.recurrent_layers]
+
+    def set_state(self, state) -> None:
+        for layer, (h, c) in zip(self.recurrent_layers, state):
+            layer.set_state(h, c)
+
+    def generate(self, start_ids, length: int = 100, skip_ids=None, sampling: str = "greedy",
+                 temperature: float = 1.0, top_k: int | None = None, seed: int | None = None) -> list:
+        """Continue ``start_ids`` (an id or a list of ids) by ``length`` ids; returns the start
+        ids followed by the new ones.
+
+        ``sampling="greedy"`` takes the most probable next id, ``"sample"`` draws from the
+        softmax of ``scores / temperature`` restricted to the ``top_k`` best ids (all when
+        None), with ``seed`` for a repeatable draw. Ids in ``skip_ids`` (say ``<unk>``) are never
+        produced. The model runs in evaluation mode from a fresh state, and its own state and
+        mode are restored afterwards, so generating in the middle of training changes nothing.
+        """
+        start = [int(i) for i in np.atleast_1d(np.asarray(start_ids)).reshape(-1)]
+        if not start:
+            raise ValueError("generate needs at least one start id")
+        if sampling not in ("greedy", "sample"):
+            raise ValueError(f"sampling must be 'greedy' or 'sample', got {sampling!r}")
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+            raise ValueError(f"length must be a non-negative integer, got {length!r}")
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be positive and finite, got {temperature}")
+        V = self.vocab_size
+        if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= V):
+            raise ValueError(f"top_k must be an integer in [1, {V}], got {top_k!r}")
+        for i in start:
+            if not 0 <= i < V:
+                raise IndexError(f"start id {i} is out of range for a vocabulary of {V}")
+        banned = np.zeros(V, dtype=bool)
+        if skip_ids is not None:
+            skip = np.asarray(list(skip_ids), dtype=np.int64)
+            if skip.size and (skip.min() < 0 or skip.max() >= V):
+                raise IndexError(f"skip_ids must lie in [0, {V})")
+            banned[skip] = True
+        if banned.all():
+            raise ValueError("skip_ids exclude every word; nothing can be generated")
+        rng = np.random.default_rng(seed)
+        saved_state = self.get_state()
+        saved_modes = [layer.training for layer in self.dropout_layers]
+        self.reset_state()
+        self.eval()
+        try:
+            ids = list(start)
+            scores = self.predict(np.array([start], dtype=np.int64))[0, -1]
+            for _ in range(length):
+                next_id = self._pick(np.asarray(scores, dtype=np.float64), banned, sampling, temperature, top_k, rng)
+                ids.append(next_id)
+                scores = self.predict(np.array([[next_id]], dtype=np.int64))[0, -1]
+            return ids
+        finally:
+            self.set_state(saved_state)
+            for layer, mode in zip(self.dropout_layers, saved_modes):
+                layer.train(mode)
+
+    @staticmethod
+    def _pick(scores, banned, sampling, temperature, top_k, rng) -> int:
+        scores = np.where(banned, -np.inf, scores)
+        if top_k is not None and top_k < scores.size:
+            cutoff = np.partition(scores, -top_k)[-top_k]
+            scores = np.where(scores >= cutoff, scores, -np.inf)
+        if sampling == "greedy":
+            return int(np.argmax(scores))
+        p = F.softmax(scores / temperature)
+        return int(rng.choice(p.size, p=p / p.sum()))
+
+
+def _init(rng, shape, scale, dtype):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+class SimpleRnnlm(_LanguageModel):
+    """Embedding -> TimeRNN -> TimeAffine, softmax loss (book ch. 5)."""
+
+    def __init__(self, vocab_size: int, wordvec_size: int, hidden_size: int, seed: int | None = None,
+                 dtype=np.float32):
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        rng = np.random.default_rng(seed)
+        self.layers = [
+            TimeEmbedding(_init(rng, (V, D), 0.01, dtype)),
+            TimeRNN(_init(rng, (D, H), 1 / np.sqrt(D), dtype), _init(rng, (H, H), 1 / np.sqrt(H), dtype),
+                    np.zeros(H, dtype=dtype), stateful=True),
+            TimeAffine(_init(rng, (H, V), 1 / np.sqrt(H), dtype), np.zeros(V, dtype=dtype)),
+        ]
+        self.loss_layer = TimeSoftmaxWithLoss()
+        self.rnn_layer = self.layers[1]
+        self._collect()
+
+
+class Rnnlm(_LanguageModel):
+    """Embedding -> TimeLSTM -> TimeAffine, softmax loss (book ch. 6)."""
+
+    def __init__(self, vocab_size: int = 10000, wordvec_size: int = 100, hidden_size: int = 100,
+                 seed: int | None = None, dtype=np.float32):
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        rng = np.random.default_rng(seed)
+        self.layers = [
+            TimeEmbedding(_init(rng, (V, D), 0.01, dtype)),
+            TimeLSTM(_init(rng, (D, 4 * H), 1 / np.sqrt(D), dtype), _init(rng, (H, 4 * H), 1 / np.sqrt(H), dtype),
+                     np.zeros(4 * H, dtype=dtype), stateful=True),
+            TimeAffine(_init(rng, (H, V), 1 / np.sqrt(H), dtype), np.zeros(V, dtype=dtype)),
+        ]
+        self.loss_layer = TimeSoftmaxWithLoss()
+        self.lstm_layer = self.layers[1]
+        self._collect()
+
+
+class BetterRnnlm(_LanguageModel):
+    """Two LSTM layers with dropout before, between and after them, and the output weight tied
+    to the embedding (book ch. 6.5): Embedding -> Dropout -> LSTM -> Dropout -> LSTM -> Dropout
+    -> Affine.
+
+    The tie: the affine weight is ``embed_W.T``, a view of the one embedding array, so an
+    update of either is an update of both (which is why ``wordvec_size`` must equal
+    ``hidden_size``). ``variational=True`` shares each dropout mask over the time steps.
+    """
+
+    def __init__(self, vocab_size: int = 10000, wordvec_size: int = 650, hidden_size: int = 650,
+                 dropout_ratio: float = 0.5, seed: int | None = None, dtype=np.float32,
+                 variational: bool = False):
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        if D != H:
+            raise ValueError(f"weight tying needs wordvec_size == hidden_size, got {D} and {H}")
+        rng = np.random.default_rng(seed)
+        embed_W = _init(rng, (V, D), 0.01, dtype)
+        lstm1 = TimeLSTM(_init(rng, (D, 4 * H), 1 / np.sqrt(D), dtype), _init(rng, (H, 4 * H), 1 / np.sqrt(H), dtype),
+                         np.zeros(4 * H, dtype=dtype), stateful=True)
+        lstm2 = TimeLSTM(_init(rng, (H, 4 * H), 1 / np.sqrt(H), dtype), _init(rng, (H, 4 * H), 1 / np.sqrt(H), dtype),
+                         np.zeros(4 * H, dtype=dtype), stateful=True)
+        seeds = rng.integers(0, 2**63, size=3)
+        drops = [TimeDropout(dropout_ratio, variational=variational, seed=int(s)) for s in seeds]
+        self.layers = [TimeEmbedding(embed_W), drops[0], lstm1, drops[1], lstm2, drops[2],
+                       TimeAffine(embed_W.T, np.zeros(V, dtype=dtype))]
+        self.loss_layer = TimeSoftmaxWithLoss()
+        self.lstm_layers = [lstm1, lstm2]
+        self.drop_layers = drops
+        self._collect()
+
+    def forward(self, xs, ts, train_flg: bool = True):
+        """The book's default: the loss in training mode (pass ``train_flg=False`` to evaluate)."""
+        return super().forward(xs, ts, train_flg)

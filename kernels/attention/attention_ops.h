@@ -1,0 +1,228 @@
+/* Loops of the attention ops, compiled once per instruction set (GCC function multiversioning,
+ * as in ../embedding/row_ops.h): the loader picks the AVX-512, AVX2 or baseline clone.
+ *
+ * Layout (validated by the caller, see __init__.py): hs (N, T, H), h and dc (N, Q, H),
+ * a, da (N, Q, T), all C-contiguous with one float type, no output overlapping an input, T >= 1.
+ * One batch item at a time, so hs[n] (T x H) stays in L1 while every query of the item is
+ * served. Dot products keep their partial sums in arrays (16 or 32 lanes): GCC vectorises that
+ * without -ffast-math, and the order of additions is fixed (the same in every clone up to FMA
+ * contraction), though not BLAS's: results are held to the op's tolerance. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FASTNLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FASTNLP_CLONES
+#endif
+
+#define FASTNLP_LANES 32
+
+#define FASTNLP_ATTENTION_OPS(T_, SUFFIX, EXP)                                                        \
+    /* out[q * T + t] = X[q] . Y[t] for q < Q, t < T; X (Q, H), Y (T, H). Four queries share     \
+     * each load of Y[t]; each keeps 16 partial sums (16 independent FMA chains in all). */         \
+    static inline __attribute__((always_inline)) void att_dots_##SUFFIX(                              \
+        const T_* X, const T_* Y, T_* out, ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {                  \
+        const ptrdiff_t Hb = H - H % 16;                                                              \
+        ptrdiff_t q = 0;                                                                              \
+        for (; q + 4 <= Q; q += 4) {                                                                  \
+            const T_* __restrict x0 = X + q * H;                                                      \
+            const T_* __restrict x1 = x0 + H;                                                         \
+            const T_* __restrict x2 = x1 + H;                                                         \
+            const T_* __restrict x3 = x2 + H;                                                         \
+            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+                const T_* __restrict y = Y + t * H;                                                   \
+                T_ a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};                            \
+                for (ptrdiff_t k = 0; k < Hb; k += 16)                                                \
+                    for (int j = 0; j < 16; ++j) {                                                    \
+                        const T_ yk = y[k + j];                                                       \
+                        a0[j] += x0[k + j] * yk;                                                      \
+                        a1[j] += x1[k + j] * yk;                                                      \
+                        a2[j] += x2[k + j] * yk;                                                      \
+                        a3[j] += x3[k + j] * yk;                                                      \
+                    }                                                                                 \
+                T_ s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                    \
+                for (int j = 0; j < 16; ++j) {                                                        \
+                    s0 += a0[j];                                                                      \
+                    s1 += a1[j];                                                                      \
+                    s2 += a2[j];                                                                      \
+                    s3 += a3[j];                                                                      \
+                }                                                                                     \
+                for (ptrdiff_t k = Hb; k < H; ++k) {                                                  \
+                    s0 += x0[k] * y[k];                                                               \
+                    s1 += x1[k] * y[k];                                                               \
+                    s2 += x2[k] * y[k];                                                               \
+                    s3 += x3[k] * y[k];                                                               \
+                }                                                                                     \
+                out[q * T + t] = s0;                                                                  \
+                out[(q + 1) * T + t] = s1;                                                            \
+                out[(q + 2) * T + t] = s2;                                                            \
+                out[(q + 3) * T + t] = s3;                                                            \
+            }                                                                                         \
+        }                                                                                             \
+        const ptrdiff_t Hl = H - H % FASTNLP_LANES;                                                   \
+        for (; q < Q; ++q) {                                                                          \
+            const T_* __restrict x = X + q * H;                                                       \
+            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+                const T_* __restrict y = Y + t * H;                                                   \
+                T_ acc[FASTNLP_LANES] = {0};                                                          \
+                for (ptrdiff_t k = 0; k < Hl; k += FASTNLP_LANES)                                     \
+                    for (int j = 0; j < FASTNLP_LANES; ++j) acc[j] += x[k + j] * y[k + j];            \
+                T_ s = 0;                                                                             \
+                for (int j = 0; j < FASTNLP_LANES; ++j) s += acc[j];                                  \
+                for (ptrdiff_t k = Hl; k < H; ++k) s += x[k] * y[k];                                  \
+                out[q * T + t] = s;                                                                   \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
+    /* each row (length T) of s (Q, T) replaced by its softmax */                                     \
+    static inline __attribute__((always_inline)) void att_softmax_rows_##SUFFIX(T_* s, ptrdiff_t Q, ptrdiff_t T) {                   \
+        for (ptrdiff_t q = 0; q < Q; ++q) {                                                           \
+            T_* row = s + q * T;                                                                      \
+            T_ top = row[0], total = 0;                                                               \
+            for (ptrdiff_t t = 1; t < T; ++t) top = row[t] > top ? row[t] : top;                      \
+            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+                row[t] = EXP(row[t] - top);                                                           \
+                total += row[t];                                                                      \
+            }                                                                                         \
+            for (ptrdiff_t t = 0; t < T; ++t) row[t] /= total;                                        \
+        }                                                                                             \
+    }                                                                                                 \
+    /* out (+)= sum_j w[j * w_stride] rows[j]; rows (J, H); four rows per pass over out */            \
+    static inline __attribute__((always_inline)) void att_combine_##SUFFIX(const T_* w, ptrdiff_t w_stride, const T_* rows,          \
+                                            ptrdiff_t J, ptrdiff_t H, T_* __restrict out,             \
+                                            int accumulate) {                                         \
+        ptrdiff_t j = 0;                                                                              \
+        if (!accumulate) {                                                                            \
+            if (J == 0) {                                                                             \
+                memset(out, 0, (size_t)H * sizeof(T_));                                               \
+                return;                                                                               \
+            }                                                                                         \
+            const T_ w0 = w[0];                                                                       \
+            const T_* __restrict y = rows;                                                            \
+            for (ptrdiff_t k = 0; k < H; ++k) out[k] = w0 * y[k];                                     \
+            j = 1;                                                                                    \
+        }                                                                                             \
+        for (; j + 4 <= J; j += 4) {                                                                  \
+            const T_ w0 = w[j * w_stride], w1 = w[(j + 1) * w_stride];                                \
+            const T_ w2 = w[(j + 2) * w_stride], w3 = w[(j + 3) * w_stride];                          \
+            const T_* __restrict y0 = rows + j * H;                                                   \
+            const T_* __restrict y1 = y0 + H;                                                         \
+            const T_* __restrict y2 = y1 + H;                                                         \
+            const T_* __restrict y3 = y2 + H;                                                         \
+            for (ptrdiff_t k = 0; k < H; ++k) out[k] += w0 * y0[k] + w1 * y1[k] + w2 * y2[k] + w3 * y3[k]; \
+        }                                                                                             \
+        for (; j < J; ++j) {                                                                          \
+            const T_ wj = w[j * w_stride];                                                            \
+            const T_* __restrict y = rows + j * H;                                                    \
+            for (ptrdiff_t k = 0; k < H; ++k) out[k] += wj * y[k];                                    \
+        }                                                                                             \
+    }                                                                                                 \
+    /* out = sum_j w1[j * ws] rows1[j] + w2[j * ws] rows2[j] (J >= 1): the gradient into one row of \
+     * hs from both ops, written in one pass (two pairs of rows per pass over out) */                 \
+    static inline __attribute__((always_inline)) void att_combine_two_##SUFFIX(                       \
+        const T_* w1, const T_* rows1, const T_* w2, const T_* rows2, ptrdiff_t ws, ptrdiff_t J,      \
+        ptrdiff_t H, T_* __restrict out) {                                                            \
+        {                                                                                             \
+            const T_ a1 = w1[0], a2 = w2[0];                                                          \
+            const T_* __restrict y1 = rows1;                                                          \
+            const T_* __restrict y2 = rows2;                                                          \
+            for (ptrdiff_t k = 0; k < H; ++k) out[k] = a1 * y1[k] + a2 * y2[k];                       \
+        }                                                                                             \
+        ptrdiff_t j = 1;                                                                              \
+        for (; j + 2 <= J; j += 2) {                                                                  \
+            const T_ a1 = w1[j * ws], a2 = w2[j * ws], a3 = w1[(j + 1) * ws], a4 = w2[(j + 1) * ws];  \
+            const T_* __restrict y1 = rows1 + j * H;                                                  \
+            const T_* __restrict y2 = rows2 + j * H;                                                  \
+            const T_* __restrict y3 = y1 + H;                                                         \
+            const T_* __restrict y4 = y2 + H;                                                         \
+            for (ptrdiff_t k = 0; k < H; ++k) out[k] += a1 * y1[k] + a2 * y2[k] + a3 * y3[k] + a4 * y4[k]; \
+        }                                                                                             \
+        if (j < J) {                                                                                  \
+            const T_ a1 = w1[j * ws], a2 = w2[j * ws];                                                \
+            const T_* __restrict y1 = rows1 + j * H;                                                  \
+            const T_* __restrict y2 = rows2 + j * H;                                                  \
+            for (ptrdiff_t k = 0; k < H; ++k) out[k] += a1 * y1[k] + a2 * y2[k];                      \
+        }                                                                                             \
+    }                                                                                                 \
+    /* ds = a * (da - sum(a * da)) for each of the Q rows (length T) */                               \
+    static inline __attribute__((always_inline)) void att_softmax_backward_##SUFFIX(const T_* a, const T_* da, T_* ds, ptrdiff_t Q,  \
+                                                     ptrdiff_t T) {                                   \
+        for (ptrdiff_t q = 0; q < Q; ++q) {                                                           \
+            const T_* ar = a + q * T;                                                                 \
+            const T_* dr = da + q * T;                                                                \
+            T_ inner = 0;                                                                             \
+            for (ptrdiff_t t = 0; t < T; ++t) inner += ar[t] * dr[t];                                 \
+            for (ptrdiff_t t = 0; t < T; ++t) ds[q * T + t] = ar[t] * (dr[t] - inner);                \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void attention_weights_##SUFFIX(const T_* hs, const T_* h, T_* a,          \
+                                                          ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T,      \
+                                                          ptrdiff_t H) {                              \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            att_dots_##SUFFIX(h + n * Q * H, hs + n * T * H, a + n * Q * T, Q, T, H);                 \
+            att_softmax_rows_##SUFFIX(a + n * Q * T, Q, T);                                           \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void weighted_sum_##SUFFIX(const T_* hs, const T_* a, T_* c, ptrdiff_t N,   \
+                                                     ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {         \
+        for (ptrdiff_t n = 0; n < N; ++n)                                                             \
+            for (ptrdiff_t q = 0; q < Q; ++q)                                                         \
+                att_combine_##SUFFIX(a + (n * Q + q) * T, 1, hs + n * T * H, T, H, c + (n * Q + q) * H, 0); \
+    }                                                                                                 \
+    FASTNLP_CLONES static void attention_context_##SUFFIX(const T_* hs, const T_* h, T_* a, T_* c,   \
+                                                          ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T,      \
+                                                          ptrdiff_t H) {                              \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            T_* an = a + n * Q * T;                                                                   \
+            att_dots_##SUFFIX(h + n * Q * H, hs + n * T * H, an, Q, T, H);                            \
+            att_softmax_rows_##SUFFIX(an, Q, T);                                                      \
+            for (ptrdiff_t q = 0; q < Q; ++q)                                                         \
+                att_combine_##SUFFIX(an + q * T, 1, hs + n * T * H, T, H, c + (n * Q + q) * H, 0);    \
+        }                                                                                             \
+    }                                                                                                 \
+    /* ds: scratch (Q, T) */                                                                          \
+    FASTNLP_CLONES static void attention_weights_backward_##SUFFIX(                                   \
+        const T_* hs, const T_* h, const T_* a, const T_* da, T_* dhs, T_* dh, T_* ds, ptrdiff_t N,  \
+        ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {                                                      \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            att_softmax_backward_##SUFFIX(a + n * Q * T, da + n * Q * T, ds, Q, T);                   \
+            for (ptrdiff_t q = 0; q < Q; ++q)                                                         \
+                att_combine_##SUFFIX(ds + q * T, 1, hs + n * T * H, T, H, dh + (n * Q + q) * H, 0);   \
+            for (ptrdiff_t t = 0; t < T; ++t)                                                         \
+                att_combine_##SUFFIX(ds + t, T, h + n * Q * H, Q, H, dhs + (n * T + t) * H, 0);       \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void weighted_sum_backward_##SUFFIX(const T_* hs, const T_* a, const T_* dc, \
+                                                              T_* dhs, T_* da, ptrdiff_t N,           \
+                                                              ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) { \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            att_dots_##SUFFIX(dc + n * Q * H, hs + n * T * H, da + n * Q * T, Q, T, H);               \
+            for (ptrdiff_t t = 0; t < T; ++t)                                                         \
+                att_combine_##SUFFIX(a + n * Q * T + t, T, dc + n * Q * H, Q, H, dhs + (n * T + t) * H, 0); \
+        }                                                                                             \
+    }                                                                                                 \
+    /* da, ds: scratch (Q, T) each */                                                                 \
+    FASTNLP_CLONES static void attention_context_backward_##SUFFIX(                                   \
+        const T_* hs, const T_* h, const T_* a, const T_* dc, T_* dhs, T_* dh, T_* da, T_* ds,       \
+        ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {                                         \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            const T_* hs_n = hs + n * T * H;                                                          \
+            const T_* a_n = a + n * Q * T;                                                            \
+            att_dots_##SUFFIX(dc + n * Q * H, hs_n, da, Q, T, H);                                     \
+            att_softmax_backward_##SUFFIX(a_n, da, ds, Q, T);                                         \
+            for (ptrdiff_t q = 0; q < Q; ++q)                                                         \
+                att_combine_##SUFFIX(ds + q * T, 1, hs_n, T, H, dh + (n * Q + q) * H, 0);             \
+            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+                T_* row = dhs + (n * T + t) * H;                                                      \
+                if (Q)                                                                                \
+                    att_combine_two_##SUFFIX(a_n + t, dc + n * Q * H, ds + t, h + n * Q * H, T, Q, H, row); \
+                else                                                                                  \
+                    memset(row, 0, (size_t)H * sizeof(T_));                                           \
+            }                                                                                         \
+        }                                                                                             \
+    }
+
+FASTNLP_ATTENTION_OPS(float, f32, expf)
+FASTNLP_ATTENTION_OPS(double, f64, exp)

@@ -1,0 +1,230 @@
+"""Numba kernels of the attention ops (inputs validated, see __init__.py).
+
+One batch item at a time: hs[n] (T x H, 29 KB at the date task's size) stays in L1 while every
+query of that item is served, so the fused ops read the encoder states from memory once per
+pass instead of once per product. Dot products over H are reductions: ``fastmath`` with
+``reassoc`` (and ``contract`` for FMA) lets LLVM split them into vector partial sums, a
+different summation order from BLAS, so results are held to the op's tolerance. No flag that
+changes NaN/inf handling is set.
+"""
+import math
+
+import numba
+import numpy as np
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+
+
+@numba.njit(inline="always", **_JIT)
+def _dot(x, y):
+    s = x.dtype.type(0.0)
+    for k in range(x.shape[0]):
+        s += x[k] * y[k]
+    return s
+
+
+@numba.njit(inline="always", **_JIT)
+def _axpy(out, w, y):
+    """out += w * y"""
+    for k in range(out.shape[0]):
+        out[k] += w * y[k]
+
+
+@numba.njit(inline="always", **_JIT)
+def _dots(X, hs_n, out):
+    """out[q, t] = X[q] . hs_n[t]; four queries per pass over hs_n[t] (one load serves four FMAs)."""
+    Q, T, H = X.shape[0], hs_n.shape[0], hs_n.shape[1]
+    q = 0
+    while q + 4 <= Q:
+        x0, x1, x2, x3 = X[q], X[q + 1], X[q + 2], X[q + 3]
+        for t in range(T):
+            y = hs_n[t]
+            s0 = s1 = s2 = s3 = y.dtype.type(0.0)
+            for k in range(H):
+                yk = y[k]
+                s0 += x0[k] * yk
+                s1 += x1[k] * yk
+                s2 += x2[k] * yk
+                s3 += x3[k] * yk
+            out[q, t], out[q + 1, t], out[q + 2, t], out[q + 3, t] = s0, s1, s2, s3
+        q += 4
+    while q < Q:
+        for t in range(T):
+            out[q, t] = _dot(X[q], hs_n[t])
+        q += 1
+
+
+@numba.njit(inline="always", **_JIT)
+def _softmax_rows(s):
+    """Each row of s replaced by its softmax (shifted by the row maximum)."""
+    for q in range(s.shape[0]):
+        row = s[q]
+        top = -np.inf
+        for t in range(row.shape[0]):
+            top = max(top, row[t])
+        total = row.dtype.type(0.0)
+        for t in range(row.shape[0]):
+            e = math.exp(row[t] - top)
+            row[t] = e
+            total += e
+        for t in range(row.shape[0]):
+            row[t] /= total
+
+
+@numba.njit(inline="always", **_JIT)
+def _combine(w, rows, out, accumulate):
+    """out (+)= sum_j w[j] rows[j], four rows per pass over out; ``w`` may be strided."""
+    J, H = rows.shape
+    j = 0
+    if not accumulate:
+        if J == 0:
+            out[:] = 0
+            return
+        y, w0 = rows[0], w[0]
+        for k in range(H):
+            out[k] = w0 * y[k]
+        j = 1
+    while j + 4 <= J:
+        y0, y1, y2, y3 = rows[j], rows[j + 1], rows[j + 2], rows[j + 3]
+        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
+        for k in range(H):
+            out[k] += w0 * y0[k] + w1 * y1[k] + w2 * y2[k] + w3 * y3[k]
+        j += 4
+    while j < J:
+        _axpy(out, w[j], rows[j])
+        j += 1
+
+
+@numba.njit(inline="always", **_JIT)
+def _combine_two(w1, rows1, w2, rows2, out):
+    """out = sum_j w1[j] rows1[j] + w2[j] rows2[j] (J >= 1): the gradient into one row of hs
+    from both ops, written in one pass (two pairs of rows per pass over out)."""
+    J, H = rows1.shape
+    y1, y2, a1, a2 = rows1[0], rows2[0], w1[0], w2[0]
+    for k in range(H):
+        out[k] = a1 * y1[k] + a2 * y2[k]
+    j = 1
+    while j + 2 <= J:
+        y1, y2, y3, y4 = rows1[j], rows2[j], rows1[j + 1], rows2[j + 1]
+        a1, a2, a3, a4 = w1[j], w2[j], w1[j + 1], w2[j + 1]
+        for k in range(H):
+            out[k] += a1 * y1[k] + a2 * y2[k] + a3 * y3[k] + a4 * y4[k]
+        j += 2
+    if j < J:
+        y1, y2, a1, a2 = rows1[j], rows2[j], w1[j], w2[j]
+        for k in range(H):
+            out[k] += a1 * y1[k] + a2 * y2[k]
+
+
+@numba.njit(inline="always", **_JIT)
+def _context(row, hs_n, out):
+    """out = sum_t row[t] hs_n[t]"""
+    _combine(row, hs_n, out, False)
+
+
+@numba.njit(inline="always", **_JIT)
+def _softmax_backward(a_row, da_row, ds_row):
+    """ds = a * (da - sum(a * da)), the gradient through one softmax row."""
+    inner = a_row.dtype.type(0.0)
+    for t in range(a_row.shape[0]):
+        inner += a_row[t] * da_row[t]
+    for t in range(a_row.shape[0]):
+        ds_row[t] = a_row[t] * (da_row[t] - inner)
+
+
+@numba.njit(**_JIT)
+def _attention_weights(hs, h, a):
+    for n in range(hs.shape[0]):
+        _dots(h[n], hs[n], a[n])
+        _softmax_rows(a[n])
+
+
+@numba.njit(**_JIT)
+def _weighted_sum(hs, a, c):
+    for n in range(hs.shape[0]):
+        for q in range(a.shape[1]):
+            _context(a[n, q], hs[n], c[n, q])
+
+
+@numba.njit(**_JIT)
+def _attention_context(hs, h, a, c):
+    for n in range(hs.shape[0]):
+        _dots(h[n], hs[n], a[n])
+        _softmax_rows(a[n])
+        for q in range(h.shape[1]):
+            _context(a[n, q], hs[n], c[n, q])
+
+
+@numba.njit(**_JIT)
+def _attention_weights_backward(hs, h, a, da, dhs, dh):
+    Q, T = a.shape[1], a.shape[2]
+    ds = np.empty((Q, T), dtype=hs.dtype)
+    for n in range(hs.shape[0]):
+        for q in range(Q):
+            _softmax_backward(a[n, q], da[n, q], ds[q])
+            _context(ds[q], hs[n], dh[n, q])
+        for t in range(T):
+            _combine(ds[:, t], h[n], dhs[n, t], False)
+
+
+@numba.njit(**_JIT)
+def _weighted_sum_backward(hs, a, dc, dhs, da):
+    Q, T = a.shape[1], a.shape[2]
+    for n in range(hs.shape[0]):
+        _dots(dc[n], hs[n], da[n])
+        for t in range(T):
+            _combine(a[n, :, t], dc[n], dhs[n, t], False)
+
+
+@numba.njit(**_JIT)
+def _attention_context_backward(hs, h, a, dc, dhs, dh):
+    Q, T = a.shape[1], a.shape[2]
+    da = np.empty((Q, T), dtype=hs.dtype)
+    ds = np.empty((Q, T), dtype=hs.dtype)
+    for n in range(hs.shape[0]):
+        _dots(dc[n], hs[n], da)
+        for q in range(Q):
+            _softmax_backward(a[n, q], da[q], ds[q])
+            _context(ds[q], hs[n], dh[n, q])
+        for t in range(T):  # both paths into hs, each row of dhs written once
+            if Q:
+                _combine_two(a[n, :, t], dc[n], ds[:, t], h[n], dhs[n, t])
+            else:
+                dhs[n, t] = 0
+
+
+def attention_weights(hs, h):
+    a = np.empty((hs.shape[0], h.shape[1], hs.shape[1]), dtype=hs.dtype)
+    _attention_weights(hs, h, a)
+    return a
+
+
+def attention_weights_backward(hs, h, a, da):
+    dhs, dh = np.empty_like(hs), np.empty_like(h)
+    _attention_weights_backward(hs, h, a, da, dhs, dh)
+    return dhs, dh
+
+
+def weighted_sum(hs, a):
+    c = np.empty((hs.shape[0], a.shape[1], hs.shape[2]), dtype=hs.dtype)
+    _weighted_sum(hs, a, c)
+    return c
+
+
+def weighted_sum_backward(hs, a, dc):
+    dhs, da = np.empty_like(hs), np.empty_like(a)
+    _weighted_sum_backward(hs, a, dc, dhs, da)
+    return dhs, da
+
+
+def attention_context(hs, h):
+    a = np.empty((hs.shape[0], h.shape[1], hs.shape[1]), dtype=hs.dtype)
+    c = np.empty((hs.shape[0], h.shape[1], hs.shape[2]), dtype=hs.dtype)
+    _attention_context(hs, h, a, c)
+    return a, c
+
+
+def attention_context_backward(hs, h, a, dc):
+    dhs, dh = np.empty_like(hs), np.empty_like(h)
+    _attention_context_backward(hs, h, a, dc, dhs, dh)
+    return dhs, dh

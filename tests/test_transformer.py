@@ -1,0 +1,153 @@
+"""Transformer layers and the encoder-decoder Transformer: gradients, masks, encodings, training."""
+import numpy as np
+import pytest
+
+import fastnlp
+from fastnlp import optim
+from fastnlp.gradcheck import check_layer
+from fastnlp.layers import (LayerNorm, MultiHeadAttention, NonFiniteError, PositionalEncoding,
+                            PositionwiseFeedForward, ScaledDotProductAttention, TransformerDecoderBlock,
+                            TransformerEncoderBlock, causal_mask, padding_mask, positional_encoding)
+from fastnlp.models import Transformer, seq2seq_accuracy
+
+rng = np.random.default_rng(0)
+D = 8
+PAD_IDS = np.array([[1, 2, 0, 0], [1, 1, 1, 0]])
+
+
+def x_of(N=2, T=3):
+    return rng.standard_normal((N, T, D))
+
+
+def test_scaled_dot_product_attention_gradients():
+    q, kv = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((2, 3, 5, 4))  # (N, heads, T, d)
+    check_layer(ScaledDotProductAttention(), q, kv, rng.standard_normal((2, 3, 5, 6)))
+    x = rng.standard_normal((2, 4, 4))
+    check_layer(ScaledDotProductAttention(), x, x.copy(), x.copy(), causal_mask(4))
+
+
+def test_multi_head_attention_and_blocks_gradients():
+    x, memory = x_of(), x_of(T=4)
+    mask = padding_mask(PAD_IDS, 0)
+    check_layer(MultiHeadAttention.random(D, 2, 0, np.float64), x, memory)
+    check_layer(MultiHeadAttention.random(D, 4, 1, np.float64), x, memory, mask)
+    check_layer(TransformerEncoderBlock.random(D, 2, 16, 2, np.float64), memory, mask)
+    check_layer(TransformerDecoderBlock.random(D, 2, 16, 3, np.float64), x, memory, causal_mask(3), mask)
+
+
+def test_per_position_layers_gradients():
+    x = x_of()
+    check_layer(LayerNorm(rng.standard_normal(D), rng.standard_normal(D)), x)
+    check_layer(PositionwiseFeedForward.random(D, 16, 0, np.float64), x)
+    check_layer(PositionalEncoding(D, scale=np.sqrt(D)), x)
+
+
+def test_layer_norm_normalises_the_last_axis():
+    out = LayerNorm.ones(D, np.float64).forward(x_of() * 5 + 3)
+    np.testing.assert_allclose(out.mean(axis=-1), 0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=-1), 1, rtol=1e-4)
+
+
+def test_positional_encoding_is_the_papers_table():
+    table = positional_encoding(50, 6, np.float64)
+    t, i = 7, 1
+    assert table[t, 2 * i] == pytest.approx(np.sin(t / 10000 ** (2 * i / 6)))
+    assert table[t, 2 * i + 1] == pytest.approx(np.cos(t / 10000 ** (2 * i / 6)))
+    assert positional_encoding(3, 5).shape == (3, 5)  # odd width
+    layer = PositionalEncoding(6)
+    out = layer.forward(np.zeros((1, 40, 6), np.float32))  # the table grows on demand
+    np.testing.assert_allclose(out[0], table[:40], rtol=1e-6, atol=1e-7)
+
+
+def test_causal_mask_hides_the_future():
+    block = TransformerDecoderBlock.random(D, 2, 16, 0, np.float64)
+    y, memory = x_of(T=5), x_of(T=4)
+    out = block.forward(y, memory, causal_mask(5))
+    changed = y.copy()
+    changed[:, 3:] += 10.0
+    out2 = block.forward(changed, memory, causal_mask(5))
+    np.testing.assert_allclose(out2[:, :3], out[:, :3], rtol=1e-12)
+    assert not np.allclose(out2[:, 3:], out[:, 3:])
+
+
+def test_padding_mask_hides_padded_keys():
+    attention = MultiHeadAttention.random(D, 2, 0, np.float64)
+    x, memory = x_of(), x_of(T=4)
+    mask = padding_mask(PAD_IDS, 0)
+    assert mask.shape == (2, 1, 1, 4)
+    out = attention.forward(x, memory, mask)
+    assert np.all(attention.attention_weights[0, :, :, 2:] == 0)
+    changed = memory.copy()
+    changed[0, 2:] = 99.0
+    changed[1, 3] = -99.0
+    np.testing.assert_allclose(attention.forward(x, changed, mask), out, rtol=1e-12)
+
+
+def test_a_fully_masked_query_attends_uniformly():
+    layer = ScaledDotProductAttention()
+    q = rng.standard_normal((1, 2, 4))
+    out = layer.forward(q, q, q, np.zeros((2, 2), dtype=bool))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(layer.attention_weights, 0.5)
+
+
+def test_bad_input_is_refused_clearly():
+    attention = MultiHeadAttention.random(D, 2, 0)
+    with pytest.raises(ValueError, match=r"x_kv must be \(N, T, 8\)"):
+        attention.forward(np.ones((2, 3, D), np.float32), np.ones((2, 3, D + 1), np.float32))
+    with pytest.raises(ValueError, match="batch 2 but x_kv has 3"):
+        attention.forward(np.ones((2, 3, D), np.float32), np.ones((3, 3, D), np.float32))
+    with pytest.raises(ValueError, match="positive divisor"):
+        MultiHeadAttention.random(D, 3)
+    with pytest.raises(TypeError, match="mask must be boolean"):
+        attention.forward(np.ones((2, 3, D), np.float32), np.ones((2, 3, D), np.float32), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        attention.forward(np.ones((2, 3, D), np.float32), np.ones((2, 3, D), np.float32), causal_mask(4))
+    with pytest.raises(ValueError, match="do not fit"):
+        ScaledDotProductAttention().forward(np.ones((2, 3, 4)), np.ones((2, 3, 5)), np.ones((2, 3, 5)))
+    with pytest.raises(NonFiniteError):
+        LayerNorm.ones(D).forward(np.full((1, D), np.inf))
+    with pytest.raises(RuntimeError, match="before forward"):
+        LayerNorm.ones(D).backward(np.ones((1, D)))
+
+
+def test_transformer_gradients_and_generation():
+    V = 7
+    xs, ts = rng.integers(0, V, (3, 5)), rng.integers(0, V, (3, 4))
+    model = Transformer(V, d_model=4, n_heads=2, d_ff=8, n_layers=1, seed=0, dtype=np.float64)
+    check_layer(model, xs, ts)
+    padded = Transformer(V, d_model=4, n_heads=2, d_ff=8, n_layers=1, pad_id=0, seed=0, dtype=np.float64)
+    check_layer(padded, xs, ts)
+    out = model.generate(xs, 1, 6)
+    assert out.shape == (3, 6) and out.dtype == np.int64
+    for i in range(3):  # batched decoding = one question at a time
+        np.testing.assert_array_equal(model.generate(xs[i:i + 1], 1, 6), out[i:i + 1])
+    with pytest.raises(IndexError, match="outside the vocabulary"):
+        model.forward(xs + V, ts)
+    with pytest.raises(ValueError, match="3 questions but 2 answers"):
+        model.forward(xs, ts[:2])
+
+
+def test_incremental_generation_equals_decoding_the_whole_prefix():
+    model = Transformer(9, d_model=16, n_heads=4, d_ff=32, n_layers=2, pad_id=0, seed=3, dtype=np.float64)
+    xs = rng.integers(0, 9, (6, 7))
+    xs[:, 5:] = 0  # padding, masked out
+    memory = model.encode(xs)
+    ys = np.full((6, 1), 1)
+    for _ in range(8):
+        scores = model.decode(ys, memory)
+        ys = np.concatenate([ys, scores[:, -1].argmax(axis=-1)[:, None]], axis=1)
+    expected_weights = model.attention_weights  # (N, T_out, T_in) of the last full decode
+    np.testing.assert_array_equal(model.generate(xs, 1, 8), ys[:, 1:])
+    np.testing.assert_allclose(model.attention_weights, expected_weights, rtol=1e-10, atol=1e-12)
+
+
+def test_transformer_learns_to_reverse_short_sequences():
+    """Reversal needs every position to find another one: attention's job. A few seconds."""
+    data = np.random.default_rng(1)
+    x = data.integers(2, 8, (2048, 5))
+    t = np.concatenate([np.ones((2048, 1), int), x[:, ::-1]], axis=1)  # 1 = start symbol
+    model = Transformer(8, d_model=32, n_heads=4, d_ff=64, n_layers=1, seed=0)
+    fastnlp.Trainer(model, optim.Adam(0.003), seed=0).fit(x[:1792], t[:1792], max_epoch=6, batch_size=64,
+                                                           max_grad=5.0, progress=False)
+    assert seq2seq_accuracy(model, x[1792:], t[1792:]) > 0.9
