@@ -216,7 +216,20 @@ class Adam(Optimizer):
 
 def global_norm(grads) -> float:
     """The L2 norm of all gradients together (of a row-sparse one, its touched rows)."""
-    return float(np.sqrt(sum(float((_touched(g).astype(np.float64) ** 2).sum()) for g in grads)))
+    return math.sqrt(sum(_sum_of_squares(g) for g in grads))
+
+
+def _sum_of_squares(g) -> float:
+    # A BLAS dot in the gradient's dtype: no float64 copy of every gradient each step (29 ms a
+    # step at BetterRnnlm's size against 2.6 ms). Only if float32 squares overflow, redo it in float64.
+    v = _touched(g).ravel()
+    xp = array_module(v)
+    with np.errstate(over="ignore"):
+        total = float(xp.dot(v, v))
+    if not math.isfinite(total) and bool(xp.isfinite(v).all()):
+        v = v.astype(np.float64)
+        total = float(xp.dot(v, v))
+    return total
 
 
 def clip_grads(grads, max_norm: float) -> float:

@@ -283,3 +283,10 @@ def test_tied_row_sparse_gradients_merge_over_the_union_of_their_rows():
     np.testing.assert_array_equal(merged, grads[0] + dense + grads[2])
     merged = ties.merge([_row_sparse(grads[0], (0,)), _row_sparse(grads[1], (2,)), _row_sparse(grads[2], (2, 3))])[0]
     np.testing.assert_array_equal(merged, grads[0] + grads[1] + grads[2])
+
+
+def test_global_norm_of_float32_gradients_survives_squares_beyond_float32_range():
+    huge = [np.full((3, 3), 1e20, np.float32), np.ones(4, np.float32)]
+    expected = np.sqrt(9 * 1e40 + 4)
+    assert optim.global_norm(huge) == pytest.approx(expected, rel=1e-6)
+    assert optim.global_norm([np.full((100, 100), 0.5, np.float32)]) == pytest.approx(50.0, rel=1e-6)
