@@ -114,8 +114,8 @@ def report_date_model(model, rows, label, x_test, t_test, char_to_id, id_to_char
         x_new = np.ascontiguousarray(x_new[:, ::-1])
     fresh = seq2seq_accuracy(model, x_new, t_new, id_to_char, is_reverse=is_reverse, show_wrong=3)
     seconds = decode_time(model, x_test, t_test)
-    print(f"\n| model | epochs | test accuracy | fresh dates (5000, never in date.txt) | s / epoch (median) "
-          f"| greedy decoding of 1000 |")
+    print("\n| model | epochs | test accuracy | fresh dates (5000, never in date.txt) | s / epoch (median) "
+          "| greedy decoding of 1000 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {label} | {len(rows)} | {100 * rows[-1][2]:.2f}% | {100 * fresh:.2f}% | "
           f"{np.median([r[3] for r in rows]):.1f} | {1000 * seconds:.0f} ms |")

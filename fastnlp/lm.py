@@ -7,14 +7,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import numbers
 import time
 
 import numpy as np
 
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
-from .optim import TiedParams, check_positive_finite, clip_grads
+from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
 from .serialization import atomic_write, load_params, save_params
 
 _STATE_KEY = "rnnlm_trainer_state"
@@ -85,9 +84,9 @@ class RnnlmTrainer:
         and NonFiniteError (a FloatingPointError) naming the epoch and iteration when the loss
         or a gradient becomes NaN or inf; that iteration's update is not applied.
         """
-        max_epoch = _positive_int("max_epoch", max_epoch)
-        batch_size = _positive_int("batch_size", batch_size)
-        time_size = _positive_int("time_size", time_size)
+        max_epoch = check_positive_int("max_epoch", max_epoch)
+        batch_size = check_positive_int("batch_size", batch_size)
+        time_size = check_positive_int("time_size", time_size)
         if max_grad is not None:
             max_grad = check_positive_finite("max_grad", max_grad)
         vocab_size = getattr(self.model, "vocab_size", None)
@@ -101,9 +100,9 @@ class RnnlmTrainer:
                              f"{batch_size} x {time_size} = {batch_size * time_size} ids; "
                              "lower time_size or batch_size")
         if eval_interval is not None:
-            eval_interval = _positive_int("eval_interval", eval_interval)
+            eval_interval = check_positive_int("eval_interval", eval_interval)
         if checkpoint_interval is not None:
-            checkpoint_interval = _positive_int("checkpoint_interval", checkpoint_interval)
+            checkpoint_interval = check_positive_int("checkpoint_interval", checkpoint_interval)
         settings = {"max_epoch": max_epoch, "batch_size": batch_size, "time_size": time_size,
                     "data_size": len(xs)}
         if self._resuming and self._run is not None:
@@ -178,7 +177,7 @@ class RnnlmTrainer:
         """
         lr_decay = check_positive_finite("lr_decay", lr_decay)
         valid_corpus = _check_corpus("valid_corpus", valid_corpus, getattr(self.model, "vocab_size", None))
-        max_epoch = _positive_int("max_epoch", max_epoch)
+        max_epoch = check_positive_int("max_epoch", max_epoch)
         while len(self.valid_ppl_list) < max_epoch:
             self.fit(xs, ts, max_epoch=1, batch_size=batch_size, time_size=time_size, max_grad=max_grad,
                      eval_interval=eval_interval, progress=progress, checkpoint=checkpoint,
@@ -276,8 +275,8 @@ def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) ->
     The model is evaluated from a reset state with dropout off; its hidden state and mode are
     restored afterwards.
     """
-    batch_size = _positive_int("batch_size", batch_size)
-    time_size = _positive_int("time_size", time_size)
+    batch_size = check_positive_int("batch_size", batch_size)
+    time_size = check_positive_int("time_size", time_size)
     corpus = _check_corpus("corpus", corpus, getattr(model, "vocab_size", None))
     corpus_size = len(corpus)
     max_iters = (corpus_size - 1) // (batch_size * time_size)
@@ -337,13 +336,6 @@ def _check_corpus(name, ids, vocab_size):
             raise IndexError(f"{name}: {exc} (the model's vocabulary size)") from None
     return ids
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
 
 
 def _host(a):

@@ -35,6 +35,15 @@ def check_positive_finite(name, value):
     return float(value)
 
 
+def check_positive_int(name, value):
+    """``value`` as an int if it is an integer >= 1 (epochs, batch sizes, intervals)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
 def _check_fraction(name, value):
     """A decay factor in [0, 1): 1 or more would let the running averages grow without bound."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 import time
 
 import numpy as np
 
 from .kernels.dispatch import array_module
 from .layers.base import NonFiniteError
-from .optim import TiedParams, check_positive_finite, clip_grads
+from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
 
 
 class Trainer:
@@ -47,13 +46,13 @@ class Trainer:
             if getattr(data, "dtype", None) is not None and data.dtype.kind == "f" \
                     and not bool(array_module(data).isfinite(data).all()):
                 raise NonFiniteError(f"training {name} contain NaN or inf")
-        max_epoch = _positive_int("max_epoch", max_epoch)
-        batch_size = min(_positive_int("batch_size", batch_size), n)
+        max_epoch = check_positive_int("max_epoch", max_epoch)
+        batch_size = min(check_positive_int("batch_size", batch_size), n)
         if max_grad is not None:
             max_grad = check_positive_finite("max_grad", max_grad)
         xp = array_module(x)  # batches index x and t where they live (host or GPU)
         iters_per_epoch = n // batch_size
-        interval = iters_per_epoch if eval_interval is None else _positive_int("eval_interval", eval_interval)
+        interval = iters_per_epoch if eval_interval is None else check_positive_int("eval_interval", eval_interval)
         interval = min(interval, max_epoch * iters_per_epoch)
         self.eval_interval = interval
         bar = _progress_bar(max_epoch * iters_per_epoch, progress)
@@ -111,13 +110,6 @@ class Trainer:
         plt.close(fig)
         return path
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
 
 
 class _NoBar:

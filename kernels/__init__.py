@@ -25,7 +25,7 @@ from .dispatch import (
 from .embedding import embedding_gather, scatter_add
 from .lstm import lstm_step_backward, lstm_step_forward
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
-from . import word2vec  # noqa: E402  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
+from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
 
 __all__ = [
     "BACKENDS",

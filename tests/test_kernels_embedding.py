@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-import fastnlp
 from fastnlp.kernels import embedding_gather, scatter_add
 
 

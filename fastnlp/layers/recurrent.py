@@ -251,7 +251,7 @@ class TimeRNN(_TimeRecurrent):
     def backward(self, dhs):
         _, Wh, _ = self.params
         x_tm, hs = self.saved("_saved")
-        T, N, H = hs.shape[0] - 1, hs.shape[1], self.H
+        T, N = hs.shape[0] - 1, hs.shape[1]
         dH = array_module(hs).array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
         dA = array_module(hs).empty_like(dH)
         for t in reversed(range(T)):

@@ -102,12 +102,8 @@ class SimpleSkipGram:
         return None
 
 
-class CBOW:
-    """Chapter 4's CBOW: the mean of the context words' W_in rows, negative sampling over W_out.
-
-    ``forward(contexts, target)``: context ids (N, 2 * window_size), target ids (N,)
-    (``create_contexts_target``'s output); the loss is the book's (positive plus ``sample_size``
-    negatives, each a mean over the batch)."""
+class _NegativeSamplingModel:
+    """What CBOW and SkipGram share: W_in behind an Embedding, W_out behind NegativeSamplingLoss."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int, corpus, sample_size: int = 5,
                  power: float = 0.75, seed: int | None = None, dtype=np.float32):
@@ -121,6 +117,14 @@ class CBOW:
         self.params = self.in_layer.params + self.ns_loss.params
         self.grads = self.in_layer.grads + self.ns_loss.grads
         self.word_vecs = W_in
+
+
+class CBOW(_NegativeSamplingModel):
+    """Chapter 4's CBOW: the mean of the context words' W_in rows, negative sampling over W_out.
+
+    ``forward(contexts, target)``: context ids (N, 2 * window_size), target ids (N,)
+    (``create_contexts_target``'s output); the loss is the book's (positive plus ``sample_size``
+    negatives, each a mean over the batch)."""
 
     def forward(self, contexts, target):
         _check_contexts(contexts, self.window_size, "CBOW.forward")
@@ -136,23 +140,10 @@ class CBOW:
         return None
 
 
-class SkipGram:
+class SkipGram(_NegativeSamplingModel):
     """Chapter 4's skip-gram: the target's W_in row against each of the 2 * window_size context
     words and their negatives; the loss is the sum over context positions of the book's loss.
     ``forward(contexts, target)`` as CBOW's."""
-
-    def __init__(self, vocab_size: int, hidden_size: int, window_size: int, corpus, sample_size: int = 5,
-                 power: float = 0.75, seed: int | None = None, dtype=np.float32):
-        rng = np.random.default_rng(seed)
-        W_in = _weights(rng, (vocab_size, hidden_size), dtype)
-        W_out = _weights(rng, (vocab_size, hidden_size), dtype)
-        self.window_size = window_size
-        self.in_layer = Embedding(W_in)
-        self.ns_loss = NegativeSamplingLoss(W_out, corpus, power=power, sample_size=sample_size,
-                                            seed=_sampler_seed(rng))
-        self.params = self.in_layer.params + self.ns_loss.params
-        self.grads = self.in_layer.grads + self.ns_loss.grads
-        self.word_vecs = W_in
 
     def forward(self, contexts, target):
         _check_contexts(contexts, self.window_size, "SkipGram.forward")

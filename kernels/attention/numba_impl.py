@@ -169,7 +169,7 @@ def _attention_weights_backward(hs, h, a, da, dhs, dh):
 
 @numba.njit(**_JIT)
 def _weighted_sum_backward(hs, a, dc, dhs, da):
-    Q, T = a.shape[1], a.shape[2]
+    T = a.shape[2]
     for n in range(hs.shape[0]):
         _dots(dc[n], hs[n], da[n])
         for t in range(T):
