@@ -14,7 +14,8 @@ import numpy as np
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
 from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
-from .serialization import atomic_write, load_params, save_params
+from .serialization import array_like, atomic_write, load_params, save_params, to_host
+from .trainer import progress_bar
 
 _STATE_KEY = "rnnlm_trainer_state"
 _OPTIMIZER_BUFFERS = ("v", "h", "m")  # per-parameter state lists of fastnlp.optim optimizers
@@ -116,7 +117,7 @@ class RnnlmTrainer:
         self._resuming = False
         self.eval_interval = eval_interval
         run = self._run
-        bar = _progress_bar(max_epoch * max_iters, run["epoch"] * max_iters + run["iteration"], progress)
+        bar = progress_bar(max_epoch * max_iters, progress, initial=run["epoch"] * max_iters + run["iteration"])
         try:
             while run["epoch"] < max_epoch:
                 while run["iteration"] < max_iters:
@@ -201,20 +202,20 @@ class RnnlmTrainer:
     def save_checkpoint(self, path):
         """Write parameters, optimizer state, hidden state and training position to one
         ``.npz``, atomically. ``fastnlp.load_params(path, into=model)`` reads its parameters."""
-        arrays = {f"param_{i:04d}": _host(p) for i, p in enumerate(self.model.params)}
+        arrays = {f"param_{i:04d}": to_host(p) for i, p in enumerate(self.model.params)}
         optimizer_state = {"lr": self.optimizer.lr, "iter": getattr(self.optimizer, "iter", None), "buffers": []}
         for name in _OPTIMIZER_BUFFERS:
             buffers = getattr(self.optimizer, name, None)
             if isinstance(buffers, list):
                 optimizer_state["buffers"].append(name)
-                arrays.update({f"optimizer_{name}_{i:04d}": _host(b) for i, b in enumerate(buffers)})
+                arrays.update({f"optimizer_{name}_{i:04d}": to_host(b) for i, b in enumerate(buffers)})
         model_state = []
         for k, (h, c) in enumerate(self.model.get_state() if hasattr(self.model, "get_state") else []):
             model_state.append([h is not None, c is not None])
             if h is not None:
-                arrays[f"state_h_{k:02d}"] = _host(h)
+                arrays[f"state_h_{k:02d}"] = to_host(h)
             if c is not None:
-                arrays[f"state_c_{k:02d}"] = _host(c)
+                arrays[f"state_c_{k:02d}"] = to_host(c)
         rngs = [layer.rng.bit_generator.state for layer in getattr(self.model, "dropout_layers", [])]
         state = {"time_idx": self.time_idx, "ppl_list": self.ppl_list, "current_epoch": self.current_epoch,
                  "valid_ppl_list": self.valid_ppl_list, "best_ppl": self.best_ppl, "run": self._run,
@@ -245,11 +246,11 @@ class RnnlmTrainer:
         xp_like = self.model.params[0]
         for name in optimizer_state["buffers"]:
             keys = sorted(k for k in arrays if k.startswith(f"optimizer_{name}_"))
-            setattr(self.optimizer, name, [_like(arrays[k], xp_like) for k in keys])
+            setattr(self.optimizer, name, [array_like(arrays[k], xp_like) for k in keys])
         model_state = []
         for k, (has_h, has_c) in enumerate(state["model_state"]):
-            model_state.append((_like(arrays[f"state_h_{k:02d}"], xp_like) if has_h else None,
-                                _like(arrays[f"state_c_{k:02d}"], xp_like) if has_c else None))
+            model_state.append((array_like(arrays[f"state_h_{k:02d}"], xp_like) if has_h else None,
+                                array_like(arrays[f"state_c_{k:02d}"], xp_like) if has_c else None))
         if model_state:
             self.model.set_state(model_state)
         for layer, rng_state in zip(getattr(self.model, "dropout_layers", []), state["dropout_rngs"]):
@@ -335,35 +336,3 @@ def _check_corpus(name, ids, vocab_size):
         except IndexError as exc:
             raise IndexError(f"{name}: {exc} (the model's vocabulary size)") from None
     return ids
-
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
-def _like(array, like):
-    if isinstance(like, np.ndarray):
-        return np.array(array, dtype=like.dtype)
-    import cupy
-
-    return cupy.asarray(array, dtype=like.dtype)
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress_bar(total, initial, enabled):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="it", leave=False)

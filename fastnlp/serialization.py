@@ -123,7 +123,8 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _to_host(a):
+def to_host(a):
+    """A NumPy view or copy of ``a`` (CuPy arrays are copied from the device)."""
     return a.get() if is_device_array(a) else np.asarray(a)
 
 
@@ -140,7 +141,7 @@ def save_params(path, params, dtype=None) -> Path:
         raise TypeError(f"dtype must be numeric, got {target}")
     arrays = {}
     for i, p in enumerate(params):
-        a = _to_host(p)
+        a = to_host(p)
         if a.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"param {i} has dtype {a.dtype}; only numeric arrays can be saved (nothing was written)")
         if target is not None:
@@ -170,7 +171,7 @@ def load_params(path, into=None, dtype=np.float32):
             if isinstance(t, np.ndarray) and not t.flags.writeable:
                 raise ValueError(f"param {i} of the model is read-only")
         for t, a in zip(targets, arrays):
-            t[...] = a if not is_device_array(t) else _device_like(t, a)
+            t[...] = a if not is_device_array(t) else array_like(a, t)
     return arrays
 
 
@@ -210,7 +211,10 @@ def _read_param_arrays(path, dtype) -> list:
     return arrays
 
 
-def _device_like(target, host_array):
+def array_like(host_array, like):
+    """A new array holding ``host_array`` with ``like``'s dtype, on ``like``'s device."""
+    if not is_device_array(like):
+        return np.array(host_array, dtype=like.dtype)
     import cupy
 
-    return cupy.asarray(host_array, dtype=target.dtype)
+    return cupy.asarray(host_array, dtype=like.dtype)

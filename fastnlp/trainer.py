@@ -55,7 +55,7 @@ class Trainer:
         interval = iters_per_epoch if eval_interval is None else check_positive_int("eval_interval", eval_interval)
         interval = min(interval, max_epoch * iters_per_epoch)
         self.eval_interval = interval
-        bar = _progress_bar(max_epoch * iters_per_epoch, progress)
+        bar = progress_bar(max_epoch * iters_per_epoch, progress)
         total_loss, loss_count = 0.0, 0
         start = time.time()
         try:
@@ -111,7 +111,6 @@ class Trainer:
         return path
 
 
-
 class _NoBar:
     def update(self, n=1):
         pass
@@ -123,9 +122,10 @@ class _NoBar:
         pass
 
 
-def _progress_bar(total, enabled):
+def progress_bar(total, enabled, initial=0):
+    """A tqdm bar over ``total`` iterations starting at ``initial``, or a silent stand-in."""
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="it", leave=False)
+    return tqdm(total=total, initial=initial, unit="it", leave=False)

@@ -52,10 +52,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import dispatch, registry
+from ..alias import ALWAYS, vose_alias
 from ..validate import as_id_array, check_float_matrix, check_ids, check_same_device
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-ALWAYS = 1 << 32  # an alias_prob of 2**32: the column always keeps its own word
 MAX_SLOTS = 1 << 61  # a slot's 8 counters, (counter + i) * 8 + a, must not wrap around 2**64
 
 # Dot products and dh are exact on every backend; dW's atomic adds on the GPU are summed in any
@@ -122,22 +122,10 @@ class NoiseTable:
         weights = weights.astype(np.float64)
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError("noise weights must be finite and non-negative")
-        n = weights.shape[0]
         total = weights.sum()
         if not total > 0 or not np.isfinite(total):
             raise ValueError("noise weights must have a positive, finite sum")
-        scaled = weights * (n / total)
-        prob = np.ones(n, dtype=np.float64)
-        alias = np.arange(n, dtype=np.int64)
-        small = np.flatnonzero(scaled < 1.0).tolist()
-        large = np.flatnonzero(scaled >= 1.0).tolist()
-        while small and large:  # Vose: each short column is topped up by one long one
-            s, g = small.pop(), large.pop()
-            prob[s], alias[s] = scaled[s], g
-            scaled[g] = (scaled[g] + scaled[s]) - 1.0
-            (small if scaled[g] < 1.0 else large).append(g)
-        # Columns left over are 1 up to rounding: they keep their own word.
-        return cls(np.minimum(np.floor(prob * ALWAYS), ALWAYS).astype(np.int64), alias)
+        return cls(*vose_alias(weights))
 
     @classmethod
     def from_counts(cls, counts, power: float = 0.75) -> "NoiseTable":

@@ -77,11 +77,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import registry
+from ..alias import ALWAYS, vose_alias
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_EXP = 6.0
 TABLE_SIZE = 1000
-ALWAYS = 1 << 32
 OPS = ("word2vec_sg", "word2vec_cbow")  # the training steps (word2vec_encode is the third op)
 
 
@@ -119,19 +119,8 @@ def alias_table(counts, exponent: float = 0.75):
     n = weights.shape[0]
     if n == 0 or not weights.sum() > 0:
         raise ValueError("the noise distribution needs at least one word with a positive count")
-    scaled = weights * (n / weights.sum())
-    prob = np.ones(n, dtype=np.float64)
-    alias = np.arange(n, dtype=np.int32)
-    small = [i for i in range(n) if scaled[i] < 1.0]
-    large = [i for i in range(n) if scaled[i] >= 1.0]
-    while small and large:
-        s, g = small.pop(), large.pop()
-        prob[s], alias[s] = scaled[s], g
-        scaled[g] = (scaled[g] + scaled[s]) - 1.0
-        (small if scaled[g] < 1.0 else large).append(g)
-    # Whatever is left is 1 up to rounding: those columns always keep their own word.
-    thresholds = np.minimum(np.floor(prob * ALWAYS), ALWAYS).astype(np.int64)
-    return thresholds, alias
+    thresholds, alias = vose_alias(weights)
+    return thresholds, alias.astype(np.int32)
 
 
 @dataclass(frozen=True)
