@@ -309,6 +309,11 @@ def main(argv=None) -> int:
             raise
         print(f"fastnlp {args.job}: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`fastnlp backends | head -1`): nothing is wrong, and nothing more
+        # can be written; point stdout at devnull so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except _REPORTED_ERRORS as exc:
         if args.debug:
             raise

@@ -165,3 +165,14 @@ def test_entry_point_bad_argument_and_happy_path():
     good = run_cli("--backend", "numpy", "spiral", "--quiet", "--epochs", "3")
     assert good.returncode == 0, good.stderr
     assert "spiral: 3 epochs" in good.stdout
+
+
+def test_a_reader_closing_the_pipe_early_prints_nothing():
+    """`fastnlp backends | head -1`: no error line and no traceback when the reader leaves."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"{sys.executable} -m fastnlp backends | head -1", shell=True, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.count("\n") == 1
+    assert done.stderr == ""
