@@ -20,16 +20,18 @@ cdef extern from *:
     /* float32 tanh and sigmoid loops, in C so GCC vectorises them: Eigen's clamped rational
        approximation of tanh (a few ulp, plain arithmetic). GCC if-converts the clamp only
        without -ftrapping-math (a comparison may raise FE_INVALID on NaN, which nothing here
-       observes), hence the option, limited to these functions. Compiled once per instruction
-       set (as kernels/embedding/row_ops.h): the loader picks the AVX-512, AVX2 or baseline
-       clone, so a portable build still gets 16-lane vectors where the CPU has them. */
+       observes), hence the option, limited to these functions. No fused multiply-add either
+       (fp-contract=off): fma(-t, t, 1) rounds 1 - t*t unlike the reference, and near |t| = 1 that
+       cancellation turns one rounding into a large relative difference in the backward.
+       Compiled once per instruction set (as kernels/embedding/row_ops.h): the loader picks the
+       AVX-512, AVX2 or baseline clone, so a portable build still gets 16-lane vectors. */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define FASTNLP_LSTM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
     #else
     #define FASTNLP_LSTM_CLONES
     #endif
     #pragma GCC push_options
-    #pragma GCC optimize ("no-trapping-math")
+    #pragma GCC optimize ("no-trapping-math", "fp-contract=off")
     static inline float fastnlp_tanhf(float x) {
         const float clamp = 7.90531110763549805f;  /* tanh rounds to +-1 in float32 beyond */
         x = x < -clamp ? -clamp : x;
