@@ -274,3 +274,9 @@ def test_embedding_dot_refuses_bad_input():
     layer.forward(randn(2, 3), [0, 1])
     with pytest.raises(ValueError, match="dout has shape"):
         layer.backward(np.ones(3))
+
+
+def test_sample_negatives_refuses_a_sample_size_no_memory_can_hold():
+    table = NoiseTable.from_counts(np.array([5, 3, 1]))
+    with pytest.raises(ValueError, match=r"sample_size 1099511627776 for 1 target\(s\) needs 8,192 GiB"):
+        sample_negatives(table, np.array(0), 2**40)

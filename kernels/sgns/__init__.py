@@ -47,6 +47,7 @@ shape (ids as arrays, lists or tuples) and validate once before the unchecked lo
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -247,6 +248,14 @@ def gather_dot_backward(W, idx, h, dout, dW):
     return dh
 
 
+def _physical_memory() -> int:
+    """Bytes of RAM on this machine (a huge number where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 62
+
+
 def sample_negatives(table, target, sample_size: int, seed: int = 0, counter: int = 0):
     """``sample_size`` negatives per target id, never the target itself: int64, shape
     ``target.shape + (sample_size,)``.
@@ -271,6 +280,10 @@ def sample_negatives(table, target, sample_size: int, seed: int = 0, counter: in
     shape = tuple(target.shape) + (sample_size,)
     if counter + flat.size * sample_size > MAX_SLOTS:
         raise ValueError(f"counter {counter} + {flat.size * sample_size} slots passes 2**61; start a new seed")
+    result_bytes = flat.size * sample_size * np.dtype(np.int64).itemsize
+    if result_bytes > _physical_memory():  # refused here, not by an allocator mid-kernel (or the OOM killer)
+        raise ValueError(f"sample_size {sample_size} for {flat.size} target(s) needs {result_bytes / 2**30:,.0f} GiB "
+                         f"of negatives, more than this machine's {_physical_memory() / 2**30:,.0f} GiB of memory")
     if flat.size == 0 or sample_size == 0:
         return xp.empty(shape, dtype=np.int64)
     alias_prob, alias_index, cumulative = table.arrays(like=flat)
