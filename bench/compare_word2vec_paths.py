@@ -1,36 +1,46 @@
 """The same CBOW trained two ways on PTB train, compared on quality: the book's layer path and the
 fused trainer.
 
-    python bench/compare_word2vec_paths.py [--data-dir ../shared/data] [--epochs 3] [--lazy]
+    python bench/compare_word2vec_paths.py [--data-dir ../shared/data] [--epochs 10] [--seeds 1,2,3]
+                                           [--paths layer,fused,fused-shrunk] [--lazy]
 
 * layer path: ``fastnlp.models.CBOW`` (Embedding in, NegativeSamplingLoss out) trained by
   ``fastnlp.Trainer`` with Adam on mini-batches of 100 (window 5, hidden 100, 5 negatives), as the
   book's ch. 4 does; ``--lazy`` uses lazy Adam (only the rows a batch touched are updated).
 * fused path: ``fastnlp.Word2Vec(sg=0)`` with the same window, size and negatives, no subsampling
-  and min_count 1 (the book has neither), SGD per (context, target) pair with alpha decaying
-  linearly 0.025 -> 0.0001, as word2vec.c.
+  and min_count 1 (the book has neither), the book's fixed window (``shrink_windows=False``), SGD
+  per window with alpha decaying linearly 0.025 -> 0.0001 as in word2vec.c.
+* fused-shrunk: the same with word2vec.c's randomly shrunk windows (the default).
 
 The update rules differ (Adam on the mean loss of 100 windows against plain SGD per window with a
-decaying rate; the book's window is fixed where word2vec.c shrinks it at random), so the vectors
-differ; the question is whether the quality agrees within seed noise. Prints WordSim-353 Spearman,
-Google-analogy accuracy and wall time per path, with the machine, threads and versions.
+decaying rate), so the vectors differ; the question is whether the quality agrees within seed
+noise. Prints WordSim-353 Spearman and Google-analogy accuracy per seed, their mean, and the wall
+time per path, with the machine, threads and versions.
 """
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PATHS = ("layer", "fused", "fused-shrunk")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data"))
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)}")
     parser.add_argument("--lazy", action="store_true", help="lazy Adam for the layer path")
     args = parser.parse_args(argv)
+    paths = args.paths.split(",")
+    unknown = set(paths) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
 
@@ -45,37 +55,56 @@ def main(argv=None):
     wordsim, analogies = data / "eval" / "wordsim353.tsv", data / "eval" / "questions-words.txt"
     corpus, word_to_id, id_to_word = fastnlp.datasets.load_ptb("train", data_dir=data)
     words = [id_to_word[i] for i in range(len(id_to_word))]
+    with open(data / "ptb" / "ptb.train.txt", encoding="utf-8") as f:
+        sentences = [line.split() for line in f]
+    contexts, target = fastnlp.create_contexts_target(corpus, window_size=5)
 
     def quality(vectors):
         return (vectors.evaluate_word_pairs(wordsim)["spearman"], vectors.evaluate_analogies(analogies)["accuracy"])
 
-    rows = []
-    contexts, target = fastnlp.create_contexts_target(corpus, window_size=5)
-    model = CBOW(len(words), 100, 5, corpus, seed=args.seed)
-    start = time.perf_counter()
-    fastnlp.Trainer(model, optim.Adam(lazy=args.lazy), seed=args.seed).fit(
-        contexts, target, max_epoch=args.epochs, batch_size=100, eval_interval=None, progress=False)
-    seconds = time.perf_counter() - start
-    adam = "lazy Adam" if args.lazy else "Adam"
-    rows.append((f"layer path: CBOW + Trainer, {adam}, batch 100", seconds,
-                 *quality(fastnlp.WordVectors(model.word_vecs, words))))
+    def layer(seed):
+        model = CBOW(len(words), 100, 5, corpus, seed=seed)
+        fastnlp.Trainer(model, optim.Adam(lazy=args.lazy), seed=seed).fit(
+            contexts, target, max_epoch=args.epochs, batch_size=100, eval_interval=None, progress=False)
+        return fastnlp.WordVectors(model.word_vecs, words)
 
-    with open(data / "ptb" / "ptb.train.txt", encoding="utf-8") as f:
-        sentences = [line.split() for line in f]
-    fused = fastnlp.Word2Vec(sg=0, vector_size=100, window=5, negative=5, sample=0, min_count=1,
-                             epochs=args.epochs, workers=1, seed=args.seed, progress=False)
-    fused.build_vocab(sentences)
-    start = time.perf_counter()
-    fused.train(sentences)
-    seconds = time.perf_counter() - start
-    rows.append(("fused path: Word2Vec(sg=0), SGD per window", seconds, *quality(fused.wv)))
+    def fused(seed, shrink_windows=False):
+        model = fastnlp.Word2Vec(sg=0, vector_size=100, window=5, negative=5, sample=0, min_count=1,
+                                 epochs=args.epochs, workers=1, seed=seed, shrink_windows=shrink_windows,
+                                 progress=False)
+        model.build_vocab(sentences)
+        model.train(sentences)
+        return model.wv
+
+    adam = "lazy Adam" if args.lazy else "Adam"
+    runs = {"layer": (f"layer path: CBOW + Trainer, {adam}, batch 100", layer),
+            "fused": ("fused path: Word2Vec(sg=0, shrink_windows=False), SGD per window", fused),
+            "fused-shrunk": ("fused path, word2vec.c's shrunk windows (shrink_windows=True)",
+                             lambda seed: fused(seed, shrink_windows=True))}
+    rows = []
+    for path in paths:
+        name, train = runs[path]
+        results = []
+        for seed in seeds:
+            start = time.perf_counter()
+            vectors = train(seed)
+            seconds = time.perf_counter() - start
+            results.append((seconds, *quality(vectors)))
+            print(f"  {path} seed {seed}: {seconds:.1f} s, WS-353 {results[-1][1]:.3f}, "
+                  f"analogy {results[-1][2]:.4f}", file=sys.stderr, flush=True)
+        rows.append((name, results))
 
     print(describe())
-    print(f"\nPTB train, {args.epochs} epochs, window 5, hidden 100, 5 negatives, seed {args.seed}\n")
-    print("| path | wall s | WordSim-353 Spearman | analogy accuracy |")
+    print(f"\nPTB train, {args.epochs} epochs, window 5, hidden 100, 5 negatives, no subsampling; "
+          f"seeds {args.seeds}\n")
+    print("| path | wall s (median) | WordSim-353 Spearman (per seed; mean ± sd) | analogy accuracy (mean) |")
     print("| --- | ---: | ---: | ---: |")
-    for name, seconds, rho, accuracy in rows:
-        print(f"| {name} | {seconds:.1f} | {rho:.3f} | {accuracy:.4f} |")
+    for name, results in rows:
+        rhos = [r[1] for r in results]
+        spread = f" ± {statistics.stdev(rhos):.3f}" if len(rhos) > 1 else ""
+        print(f"| {name} | {statistics.median(r[0] for r in results):.1f} | "
+              f"{' / '.join(f'{x:.3f}' for x in rhos)}; {statistics.fmean(rhos):.3f}{spread} | "
+              f"{statistics.fmean(r[2] for r in results):.4f} |")
 
 
 if __name__ == "__main__":

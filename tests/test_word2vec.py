@@ -134,6 +134,46 @@ def test_a_file_path_and_id_arrays_train_the_same_model_as_token_lists(planted, 
     assert np.array_equal(from_ids.syn0, from_lists.syn0)
 
 
+def _window_pairs(sg, window, shrink_windows, n=10):
+    """(centre, context) pairs one job trains, counted through the loss: with all weights 0 and
+    alpha 0 nothing moves and every (input, output) term costs -log sigmoid(0) = log 2; with one
+    Huffman node per word there is one output per centre word."""
+    tables = ops.Tables.build(np.ones(n, np.int64), sample=0, negative=0,
+                              huffman=(np.zeros((n, 1), np.int32), np.zeros((n, 1), np.uint8), np.ones(n, np.int32)),
+                              dtype=np.float64)
+    syn0, syn1 = np.zeros((n, 4), np.float64), np.zeros((1, 4), np.float64)
+    kernel = ops.TrainingKernel(syn0, np.zeros((0, 4), np.float64), syn1, tables, sg=sg, window=window, negative=0,
+                                shrink_windows=shrink_windows)
+    loss, trained = kernel(np.arange(n, dtype=np.int32), np.array([n], np.int64), 0.0, 0.0, 12345)
+    return loss / math.log(2), trained
+
+
+@pytest.mark.parametrize("backend", [b for b, why in fastnlp.available_backends().items() if why is None and b != "cupy"])
+def test_fixed_windows_train_every_context_within_window_words(backend):
+    n, window = 10, 3
+    every = sum(min(i, window) + min(n - 1 - i, window) for i in range(n))
+    with fastnlp.use_backend(backend):
+        pairs, trained = _window_pairs(True, window, shrink_windows=False, n=n)
+        assert trained == n and pairs == pytest.approx(every, rel=1e-6)
+        shrunk, _ = _window_pairs(True, window, shrink_windows=True, n=n)
+        assert n * 2 <= shrunk < every  # word2vec.c draws each window from 1..window words a side
+        cbow, _ = _window_pairs(False, window, shrink_windows=False, n=n)
+        assert cbow == pytest.approx(n, rel=1e-6)  # one input (the mean) per centre word
+        # window 1 leaves nothing to draw: both rules train the same pairs
+        assert _window_pairs(True, 1, True, n)[0] == _window_pairs(True, 1, False, n)[0]
+
+
+def test_shrink_windows_is_a_saved_setting_that_changes_training(planted, tmp_path):
+    sentences, topics = planted
+    fixed = Word2Vec(sentences, sg=1, shrink_windows=False, **FAST)
+    shrunk = Word2Vec(sentences, sg=1, **FAST)
+    assert not np.array_equal(fixed.syn0, shrunk.syn0)
+    assert topic_accuracy(fixed, topics) >= 0.95
+    assert Word2Vec.load(fixed.save(tmp_path / "m.npz")).shrink_windows is False
+    with pytest.raises(TypeError, match="shrink_windows must be True or False"):
+        Word2Vec(sentences, shrink_windows="no", **FAST)
+
+
 def test_min_count_with_a_given_vocabulary_drops_rare_ids():
     vocab = Vocabulary(["a", "b", "rare"])
     sentences = [np.array([0, 1, 0, 1, 2]), [1, 0, 1, 0]]
@@ -414,7 +454,7 @@ inline double __longlong_as_double(long long x) { double d; std::memcpy(&d, &x, 
 #define ARGS(T) unsigned threads, int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens, \
     const i64* ends, i64 n_sent, const i64* keep, const i64* ap, const int* ai, i64 n_alias, const int* points, \
     const unsigned char* codes, const int* lengths, i64 max_code, int hs, const T* tables, i64 n_table, T mx, T scale, \
-    i64 window, i64 negative, double a0, double a1, u64 seed, int* kept, i64* kept_at, T* reals, i64 br, i64* ints, \
+    i64 window, i64 negative, double a0, double a1, u64 seed, int shrink, int* kept, i64* kept_at, T* reals, i64 br, i64* ints, \
     i64 bi, double* loss, i64* trained
 #define LAUNCH(KERNEL)                                                                                      \
     blockDim = {threads, 1, 1}; gridDim = {1, 1, 1}; blockIdx = {0, 0, 0}; barrier_.n = threads;            \
@@ -422,7 +462,7 @@ inline double __longlong_as_double(long long x) { double d; std::memcpy(&d, &x, 
     for (unsigned t = 0; t < threads; t++) pool.emplace_back([=] { threadIdx = {t, 0, 0};                   \
         KERNEL(sg, syn0, syn1neg, syn1, D, tokens, n_tokens, ends, n_sent, keep, ap, ai, n_alias, points,   \
                codes, lengths, max_code, hs, tables, n_table, mx, scale, window, negative, a0, a1, seed,    \
-               kept, kept_at, reals, br, ints, bi, loss, trained); });                                      \
+               shrink, kept, kept_at, reals, br, ints, bi, loss, trained); });                                      \
     for (auto& th : pool) th.join();
 extern "C" void run_f32(ARGS(float)) { LAUNCH(word2vec_train_f32) }
 extern "C" void run_f64(ARGS(double)) { LAUNCH(word2vec_train_f64) }
@@ -453,7 +493,7 @@ def emulated_cuda(tmp_path_factory):
 
 
 def _run_emulated(lib, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes,
-                  lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed):
+                  lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows):
     import ctypes
 
     V, D = syn0.shape
@@ -482,7 +522,7 @@ def _run_emulated(lib, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, ali
         I(ends.shape[0]), p(keep), p(alias_prob), p(alias_index), I(alias_prob.shape[0]), p(points), p(codes),
         p(lengths), I(max_code), ctypes.c_int(hs), p(tables), I(T), C(real(max_exp)), C(real(T / (2.0 * max_exp))),
         I(window), I(negative), ctypes.c_double(alpha_start), ctypes.c_double(alpha_end), ctypes.c_uint64(seed),
-        p(scratch[2]), p(scratch[3]), p(scratch[0]), I(block_reals), p(scratch[1]), I(block_ints), p(loss), p(trained))
+        ctypes.c_int(bool(shrink_windows)), p(scratch[2]), p(scratch[3]), p(scratch[0]), I(block_reals), p(scratch[1]), I(block_ints), p(loss), p(trained))
     return float(loss[0]), int(trained[0])
 
 

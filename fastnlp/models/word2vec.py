@@ -145,7 +145,9 @@ class Word2Vec:
     gives the same vectors bit for bit on every run. ``workers > 1`` is Hogwild (threads update
     shared rows without locks): as good, faster, not reproducible bit for bit.
     Keyword-only: ``vocabulary``, ``max_vocab_size`` (prune rare words while counting, as
-    word2vec.c), ``ns_exponent``, ``callbacks`` (each called as ``callback(model, epoch,
+    word2vec.c), ``ns_exponent``, ``shrink_windows`` (True: each centre word's window is drawn
+    from 1..``window`` as in word2vec.c and gensim, weighting near contexts more; False: always
+    ``window`` words each side, as the book's CBOW), ``callbacks`` (each called as ``callback(model, epoch,
     loss)`` after every epoch), ``progress`` (a tqdm bar: epoch, words/s, alpha, ETA),
     ``batch_words`` (words per job).
 
@@ -159,7 +161,8 @@ class Word2Vec:
 
     def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, hs=0, sample=1e-3,
                  min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, vocabulary=None,
-                 max_vocab_size=None, ns_exponent=0.75, callbacks=(), progress=True, batch_words=10000):
+                 max_vocab_size=None, ns_exponent=0.75, shrink_windows=True, callbacks=(), progress=True,
+                 batch_words=10000):
         self.sg = _int_setting(int(sg) if isinstance(sg, bool) else sg, "sg", 0)
         self.hs = _int_setting(int(hs) if isinstance(hs, bool) else hs, "hs", 0)
         if self.sg > 1 or self.hs > 1:
@@ -185,6 +188,9 @@ class Word2Vec:
         self.seed = _int_setting(seed, "seed", 0)
         self.max_vocab_size = None if max_vocab_size is None else _int_setting(max_vocab_size, "max_vocab_size", 1)
         self.ns_exponent = _float_setting(ns_exponent, "ns_exponent")
+        if not isinstance(shrink_windows, (bool, np.bool_)):
+            raise TypeError(f"shrink_windows must be True or False, got {shrink_windows!r}")
+        self.shrink_windows = bool(shrink_windows)
         self.batch_words = _int_setting(batch_words, "batch_words", 1)
         self.callbacks = tuple(callbacks)
         for callback in self.callbacks:
@@ -328,7 +334,8 @@ class Word2Vec:
         if words_per_epoch == 0:
             raise ValueError("empty corpus: the sentences hold no words")
         kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
-                                           window=self.window, negative=self.negative)
+                                           window=self.window, negative=self.negative,
+                                           shrink_windows=self.shrink_windows)
         self.kernel_backend = kernel.backend
         encode = registry.kernel("word2vec_encode")  # resolved here: worker threads see no use_backend
         # An in-memory corpus is encoded once per call and its id arrays reused by later epochs;
@@ -518,7 +525,8 @@ class Word2Vec:
     # ----- saving ------------------------------------------------------------------------------
 
     _SETTINGS = ("sg", "vector_size", "window", "negative", "hs", "sample", "min_count", "alpha", "min_alpha",
-                 "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "batch_words", "progress")
+                 "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "shrink_windows", "batch_words",
+                 "progress")
 
     def save(self, path):
         """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and

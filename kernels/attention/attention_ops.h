@@ -4,7 +4,7 @@
  * Layout (validated by the caller, see __init__.py): hs (N, T, H), h and dc (N, Q, H),
  * a, da (N, Q, T), all C-contiguous with one float type, no output overlapping an input, T >= 1.
  * One batch item at a time, so hs[n] (T x H) stays in L1 while every query of the item is
- * served. Dot products keep their partial sums in arrays (16 or 32 lanes): GCC vectorises that
+ * served. Dot products keep their partial sums in arrays (16 lanes): GCC vectorises that
  * without -ffast-math, and the order of additions is fixed (the same in every clone up to FMA
  * contraction), though not BLAS's: results are held to the op's tolerance. */
 #include <math.h>
@@ -17,11 +17,18 @@
 #define FASTNLP_CLONES
 #endif
 
-#define FASTNLP_LANES 32
-
 #define FASTNLP_ATTENTION_OPS(T_, SUFFIX, EXP)                                                        \
-    /* out[q * T + t] = X[q] . Y[t] for q < Q, t < T; X (Q, H), Y (T, H). Four queries share     \
-     * each load of Y[t]; each keeps 16 partial sums (16 independent FMA chains in all). */         \
+    /* the sum of a[0..15], folded in halves (a[j] + a[j + 8], ...): a fixed order that GCC     \
+     * vectorises, where a running sum over j would be 16 dependent additions */                  \
+    static inline __attribute__((always_inline)) T_ att_fold16_##SUFFIX(T_* a) {                    \
+        for (int j = 0; j < 8; ++j) a[j] += a[j + 8];                                                 \
+        for (int j = 0; j < 4; ++j) a[j] += a[j + 4];                                                 \
+        return (a[0] + a[2]) + (a[1] + a[3]);                                                         \
+    }                                                                                                 \
+    /* out[q * T + t] = X[q] . Y[t] for q < Q, t < T; X (Q, H), Y (T, H). A block of four dot       \
+     * products at a time, each with 16 partial sums (16 independent FMA chains in all): four      \
+     * queries against one row of Y (one load of Y serves four FMAs), or, for the queries left      \
+     * over (a decoder step has one), one query against four rows. */                               \
     static inline __attribute__((always_inline)) void att_dots_##SUFFIX(                              \
         const T_* X, const T_* Y, T_* out, ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {                  \
         const ptrdiff_t Hb = H - H % 16;                                                              \
@@ -42,13 +49,8 @@
                         a2[j] += x2[k + j] * yk;                                                      \
                         a3[j] += x3[k + j] * yk;                                                      \
                     }                                                                                 \
-                T_ s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                    \
-                for (int j = 0; j < 16; ++j) {                                                        \
-                    s0 += a0[j];                                                                      \
-                    s1 += a1[j];                                                                      \
-                    s2 += a2[j];                                                                      \
-                    s3 += a3[j];                                                                      \
-                }                                                                                     \
+                T_ s0 = att_fold16_##SUFFIX(a0), s1 = att_fold16_##SUFFIX(a1);                        \
+                T_ s2 = att_fold16_##SUFFIX(a2), s3 = att_fold16_##SUFFIX(a3);                        \
                 for (ptrdiff_t k = Hb; k < H; ++k) {                                                  \
                     s0 += x0[k] * y[k];                                                               \
                     s1 += x1[k] * y[k];                                                               \
@@ -61,18 +63,45 @@
                 out[(q + 3) * T + t] = s3;                                                            \
             }                                                                                         \
         }                                                                                             \
-        const ptrdiff_t Hl = H - H % FASTNLP_LANES;                                                   \
         for (; q < Q; ++q) {                                                                          \
             const T_* __restrict x = X + q * H;                                                       \
-            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+            T_* row = out + q * T;                                                                    \
+            ptrdiff_t t = 0;                                                                          \
+            for (; t + 4 <= T; t += 4) {                                                              \
+                const T_* __restrict y0 = Y + t * H;                                                  \
+                const T_* __restrict y1 = y0 + H;                                                     \
+                const T_* __restrict y2 = y1 + H;                                                     \
+                const T_* __restrict y3 = y2 + H;                                                     \
+                T_ a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};                            \
+                for (ptrdiff_t k = 0; k < Hb; k += 16)                                                \
+                    for (int j = 0; j < 16; ++j) {                                                    \
+                        const T_ xk = x[k + j];                                                       \
+                        a0[j] += xk * y0[k + j];                                                      \
+                        a1[j] += xk * y1[k + j];                                                      \
+                        a2[j] += xk * y2[k + j];                                                      \
+                        a3[j] += xk * y3[k + j];                                                      \
+                    }                                                                                 \
+                T_ s0 = att_fold16_##SUFFIX(a0), s1 = att_fold16_##SUFFIX(a1);                        \
+                T_ s2 = att_fold16_##SUFFIX(a2), s3 = att_fold16_##SUFFIX(a3);                        \
+                for (ptrdiff_t k = Hb; k < H; ++k) {                                                  \
+                    s0 += x[k] * y0[k];                                                               \
+                    s1 += x[k] * y1[k];                                                               \
+                    s2 += x[k] * y2[k];                                                               \
+                    s3 += x[k] * y3[k];                                                               \
+                }                                                                                     \
+                row[t] = s0;                                                                          \
+                row[t + 1] = s1;                                                                      \
+                row[t + 2] = s2;                                                                      \
+                row[t + 3] = s3;                                                                      \
+            }                                                                                         \
+            for (; t < T; ++t) {                                                                      \
                 const T_* __restrict y = Y + t * H;                                                   \
-                T_ acc[FASTNLP_LANES] = {0};                                                          \
-                for (ptrdiff_t k = 0; k < Hl; k += FASTNLP_LANES)                                     \
-                    for (int j = 0; j < FASTNLP_LANES; ++j) acc[j] += x[k + j] * y[k + j];            \
-                T_ s = 0;                                                                             \
-                for (int j = 0; j < FASTNLP_LANES; ++j) s += acc[j];                                  \
-                for (ptrdiff_t k = Hl; k < H; ++k) s += x[k] * y[k];                                  \
-                out[q * T + t] = s;                                                                   \
+                T_ a[16] = {0};                                                                       \
+                for (ptrdiff_t k = 0; k < Hb; k += 16)                                                \
+                    for (int j = 0; j < 16; ++j) a[j] += x[k + j] * y[k + j];                         \
+                T_ s = att_fold16_##SUFFIX(a);                                                        \
+                for (ptrdiff_t k = Hb; k < H; ++k) s += x[k] * y[k];                                  \
+                row[t] = s;                                                                           \
             }                                                                                         \
         }                                                                                             \
     }                                                                                                 \

@@ -32,7 +32,8 @@ def _axpy(out, w, y):
 
 @numba.njit(inline="always", **_JIT)
 def _dots(X, hs_n, out):
-    """out[q, t] = X[q] . hs_n[t]; four queries per pass over hs_n[t] (one load serves four FMAs)."""
+    """out[q, t] = X[q] . hs_n[t]; four dot products at a time: four queries per pass over hs_n[t]
+    (one load serves four FMAs), then each query left over against four rows."""
     Q, T, H = X.shape[0], hs_n.shape[0], hs_n.shape[1]
     q = 0
     while q + 4 <= Q:
@@ -48,9 +49,23 @@ def _dots(X, hs_n, out):
                 s3 += x3[k] * yk
             out[q, t], out[q + 1, t], out[q + 2, t], out[q + 3, t] = s0, s1, s2, s3
         q += 4
-    while q < Q:
-        for t in range(T):
-            out[q, t] = _dot(X[q], hs_n[t])
+    while q < Q:  # the queries left over (a decoder step has one): one query against four rows
+        x = X[q]
+        t = 0
+        while t + 4 <= T:
+            y0, y1, y2, y3 = hs_n[t], hs_n[t + 1], hs_n[t + 2], hs_n[t + 3]
+            s0 = s1 = s2 = s3 = x.dtype.type(0.0)
+            for k in range(H):
+                xk = x[k]
+                s0 += xk * y0[k]
+                s1 += xk * y1[k]
+                s2 += xk * y2[k]
+                s3 += xk * y3[k]
+            out[q, t], out[q, t + 1], out[q, t + 2], out[q, t + 3] = s0, s1, s2, s3
+            t += 4
+        while t < T:
+            out[q, t] = _dot(x, hs_n[t])
+            t += 1
         q += 1
 
 

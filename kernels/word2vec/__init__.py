@@ -6,7 +6,7 @@ it; reference.py is it written as code)::
 
     word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative,
-                alpha_start, alpha_end, seed) -> (loss, trained)
+                alpha_start, alpha_end, seed, shrink_windows) -> (loss, trained)
 
     syn0 (V, D), syn1neg (V, D) or (0, D), syn1 (S, D) or (0, D): float32/float64 weights, one
         dtype, C-contiguous, not sharing memory; written in place (input vectors, negative
@@ -22,7 +22,8 @@ it; reference.py is it written as code)::
         hierarchical softmax.
     sigmoid_tables (3, T) of the weights' dtype: sigmoid(x), -log(1 - sigmoid(x)),
         -log sigmoid(x) at x = (i / T * 2 - 1) * max_exp (see sigmoid_tables()).
-    window >= 1, negative >= 0 ints; alpha_start, alpha_end floats; seed a uint64.
+    window >= 1, negative >= 0 ints; alpha_start, alpha_end floats; seed a uint64;
+        shrink_windows a bool (False: every window is ``window`` words each side, the book's).
     Returns the loss (float, sum of the -log sigmoid terms) and trained (int, the words kept
     after subsampling).
 
@@ -43,7 +44,9 @@ What one call does, sentence by sentence (word2vec.c's algorithm; the difference
   whatever the order tokens are visited in: a GPU kernel or another traversal can reproduce
   the same random choices;
 * subsampling drops word w when draw >> 32 >= keep_below[w]; the window runs over the kept
-  words only, reduced to r = 1 + ((draw >> 32) * window >> 32) words on each side;
+  words only, reduced to r = 1 + ((draw >> 32) * window >> 32) words on each side (word2vec.c,
+  which weights near contexts more), or r = window when ``shrink_windows`` is false (the book's
+  fixed window; the draw is then unused);
 * the outputs of a centre word are its Huffman path in syn1 (label 1 - code), then itself in
   syn1neg (label 1) and ``negative`` draws from the alias table (label 0): column
   c = (draw >> 32) * A >> 32, the word c if (draw & 0xffffffff) < alias_prob[c] else
@@ -248,7 +251,8 @@ class TrainingKernel:
     blocks apply); calls from several threads at once run Hogwild on the shared weights.
     """
 
-    def __init__(self, syn0, syn1neg, syn1, tables: Tables, *, sg: bool, window: int, negative: int):
+    def __init__(self, syn0, syn1neg, syn1, tables: Tables, *, sg: bool, window: int, negative: int,
+                 shrink_windows: bool = True):
         check_problem(syn0, syn1neg, syn1, tables, negative)
         if operator.index(window) < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -257,7 +261,7 @@ class TrainingKernel:
         self.function = registry.kernel(self.op)
         self.weights = (syn0, syn1neg, syn1)
         self.tables = tables.arrays()
-        self.window, self.negative = int(window), int(negative)
+        self.window, self.negative, self.shrink_windows = int(window), int(negative), bool(shrink_windows)
 
     def __call__(self, tokens, sentence_ends, alpha_start: float, alpha_end: float, seed: int):
         """Train on one job; returns ``(loss, trained words)``."""
@@ -268,7 +272,7 @@ class TrainingKernel:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
         return self.function(*self.weights, tokens, sentence_ends, *self.tables, self.window, self.negative,
-                             float(alpha_start), float(alpha_end), int(seed))
+                             float(alpha_start), float(alpha_end), int(seed), self.shrink_windows)
 
 
 # ----- specs: what the generated tests and benchmarks draw -----------------------------------
@@ -308,8 +312,9 @@ def _examples():
         alpha_start = draw(st.sampled_from([0.025, 0.5]))
         alpha_end = draw(st.sampled_from([0.0001, alpha_start]))
         seed = draw(st.integers(0, 2**64 - 1))
+        shrink_windows = draw(st.booleans())
         return (syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes, lengths_hs,
-                sigmoid_tables(dtype), MAX_EXP, window, negative, alpha_start, alpha_end, seed)
+                sigmoid_tables(dtype), MAX_EXP, window, negative, alpha_start, alpha_end, seed, shrink_windows)
 
     return problems()
 

@@ -305,8 +305,8 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                              const uint8_t* codes, const int32_t* code_lengths, Py_ssize_t max_code, bint hs,
                              const floating* tables, Py_ssize_t T, floating mx, floating scale, Py_ssize_t window,
                              Py_ssize_t negative, double alpha_start, double alpha_end, uint64_t seed,
-                             int32_t* kept, int64_t* kept_at, floating** ctx_ptr, floating** out_ptr,
-                             floating** in_ptr, floating* out_label, floating* G, floating* errors,
+                             bint shrink_windows, int32_t* kept, int64_t* kept_at, floating** ctx_ptr,
+                             floating** out_ptr, floating** in_ptr, floating* out_label, floating* G, floating* errors,
                              floating* h) noexcept nogil:
     # One job, sentence by sentence, in the order of reference._train: the sampling here, the
     # vector work of each centre word in w2v_step_*. Scratch (from _run_typed): kept/kept_at (N),
@@ -333,7 +333,10 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
             center = kept[i]
             t = kept_at[i]
             trained += 1
-            reduced = 1 + <Py_ssize_t>(((_draw(seed, t * stride + 1) >> 32) * <uint64_t>window) >> 32)
+            if shrink_windows:
+                reduced = 1 + <Py_ssize_t>(((_draw(seed, t * stride + 1) >> 32) * <uint64_t>window) >> 32)
+            else:
+                reduced = window
             lo = i - reduced if i > reduced else 0
             hi = i + reduced + 1 if i + reduced + 1 < n else n
             B = 0
@@ -381,7 +384,7 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
                                   const int32_t[:, ::1] points, const uint8_t[:, ::1] codes,
                                   const int32_t[::1] code_lengths, const floating[:, ::1] tables,
                                   double max_exp, Py_ssize_t window, Py_ssize_t negative, double alpha_start,
-                                  double alpha_end, uint64_t seed) except *:
+                                  double alpha_end, uint64_t seed, bint shrink_windows) except *:
     cdef Py_ssize_t D = syn0.shape[1], N = tokens.shape[0], T = tables.shape[1]
     cdef bint hs = code_lengths.shape[0] > 0
     cdef Py_ssize_t max_code = points.shape[1] if hs else 0
@@ -413,7 +416,7 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
                             &keep_below[0], alias_prob_p, alias_index_p, alias_prob.shape[0], points_p, codes_p,
                             lengths_p, max_code, hs, &tables[0, 0], T, <floating>max_exp,
                             <floating>(T / (2.0 * max_exp)), window, negative, alpha_start, alpha_end, seed,
-                            kept, kept_at, ctx_ptr, out_ptr, in_ptr, reals, reals + max_out,
+                            shrink_windows, kept, kept_at, ctx_ptr, out_ptr, in_ptr, reals, reals + max_out,
                             reals + max_out + max_in * max_out, reals + max_out + max_in * max_out + max_in * D)
     finally:
         free(kept)
@@ -427,33 +430,35 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
 
 def _run(bint sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
          codes, code_lengths, sigmoid_tables, double max_exp, Py_ssize_t window, Py_ssize_t negative,
-         double alpha_start, double alpha_end, uint64_t seed):
+         double alpha_start, double alpha_end, uint64_t seed, bint shrink_windows):
     cdef (double, int64_t) result
     if syn0.shape[0] == 0:
         return 0.0, 0
     if syn0.dtype == np.float32:
         result = _run_typed[float](sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
                                    alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
-                                   negative, alpha_start, alpha_end, seed)
+                                   negative, alpha_start, alpha_end, seed, shrink_windows)
     else:
         result = _run_typed[double](sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
                                     alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
-                                    negative, alpha_start, alpha_end, seed)
+                                    negative, alpha_start, alpha_end, seed, shrink_windows)
     return float(result[0]), int(result[1])
 
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed):
+                alpha_end, seed, shrink_windows):
     return _run(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed)
+                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
+                shrink_windows)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed):
+                  alpha_end, seed, shrink_windows):
     return _run(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed)
+                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
+                shrink_windows)
 
 
 def word2vec_encode(list sentences, dict word_to_id):

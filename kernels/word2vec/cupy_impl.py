@@ -18,7 +18,7 @@ THREADS = 128  # a multiple of 16: one dot product per 16 threads
 
 def train_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
                   codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
-                  blocks=1):
+                  shrink_windows=True, blocks=1):
     """One job on ``blocks`` thread blocks; returns (loss, trained) like the registered ops."""
     V, D = syn0.shape
     N = tokens.shape[0]
@@ -44,22 +44,22 @@ def train_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, al
          np.int64(sentence_ends.shape[0]), keep_below, alias_prob, alias_index, np.int64(alias_prob.shape[0]),
          points, codes, code_lengths, np.int64(max_code), np.int32(hs), sigmoid_tables, np.int64(T),
          real(max_exp), real(T / (2.0 * max_exp)), np.int64(window), np.int64(negative), np.float64(alpha_start),
-         np.float64(alpha_end), np.uint64(seed), kept, kept_at, reals, np.int64(block_reals), ints,
+         np.float64(alpha_end), np.uint64(seed), np.int32(bool(shrink_windows)), kept, kept_at, reals, np.int64(block_reals), ints,
          np.int64(block_ints), loss, trained))
     return float(loss.sum()), int(trained.sum())
 
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed):
+                alpha_end, seed, shrink_windows):
     return train_hogwild(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                          points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                         alpha_end, seed)
+                         alpha_end, seed, shrink_windows)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed):
+                  alpha_end, seed, shrink_windows):
     return train_hogwild(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                          points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                         alpha_end, seed)
+                         alpha_end, seed, shrink_windows)

@@ -123,7 +123,7 @@ def _add_to(y, yo, x, xo, D):
 
 @numba.njit(cache=True, nogil=True)
 def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-           codes, code_lengths, tables, mx, scale, window, negative, alpha_start, alpha_end, seed, zero, one):
+           codes, code_lengths, tables, mx, scale, window, negative, alpha_start, alpha_end, seed, shrink_windows, zero, one):
     n_tokens = tokens.shape[0]
     T = tables.shape[0] // 3
     hs = code_lengths.shape[0] > 0
@@ -163,7 +163,10 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
             center = kept[i]
             t = kept_at[i]
             trained += 1
-            reduced = 1 + np.int64(((_draw(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
+            if shrink_windows:
+                reduced = 1 + np.int64(((_draw(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
+            else:
+                reduced = np.int64(window)
             B = 0
             for j in range(max(0, i - reduced), min(n, i + reduced + 1)):
                 if j != i:
@@ -246,25 +249,25 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
 
 
 def _run(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points, codes,
-         code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed):
+         code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows):
     real = syn0.dtype.type
     T = sigmoid_tables.shape[1]
     loss, trained = _train(sg, syn0.reshape(-1), syn1neg.reshape(-1), syn1.reshape(-1), syn0.shape[1], tokens,
                            sentence_ends, keep_below, alias_prob, alias_index, points, codes, code_lengths,
                            sigmoid_tables.reshape(-1), real(max_exp), real(T / (2.0 * max_exp)), window, negative,
-                           float(alpha_start), float(alpha_end), np.uint64(seed), real(0), real(1))
+                           float(alpha_start), float(alpha_end), np.uint64(seed), bool(shrink_windows), real(0), real(1))
     return float(loss), int(trained)
 
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed):
+                alpha_end, seed, shrink_windows):
     return _run(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed)
+                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed):
+                  alpha_end, seed, shrink_windows):
     return _run(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed)
+                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows)

@@ -56,7 +56,7 @@ def _gradient(f, label, alpha, tables, max_exp, scale):
 
 def _train(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
            points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-           alpha_end, seed):
+           alpha_end, seed, shrink_windows):
     dtype = syn0.dtype.type
     hs = code_lengths.shape[0] > 0
     n_alias = alias_prob.shape[0]
@@ -77,7 +77,7 @@ def _train(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_pro
                 kept.append((word, t))
         for i, (center, t) in enumerate(kept):
             trained += 1
-            reduced = 1 + (((draw(seed, t * stride + 1) >> 32) * window) >> 32)
+            reduced = 1 + (((draw(seed, t * stride + 1) >> 32) * window) >> 32) if shrink_windows else window
             context = [kept[j][0] for j in range(max(0, i - reduced), min(len(kept), i + reduced + 1)) if j != i]
             if not context:
                 continue
@@ -127,22 +127,22 @@ def _train(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_pro
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed):
+                alpha_end, seed, shrink_windows):
     """Skip-gram with a window batch: the context words' input vectors against the outputs of
     the centre word (its Huffman path and/or itself plus shared negatives)."""
     return _train(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed)
+                  alpha_end, seed, shrink_windows)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed):
+                  alpha_end, seed, shrink_windows):
     """CBOW: the mean of the context words' input vectors against the centre word's outputs;
     the input error is added to every context word."""
     return _train(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed)
+                  alpha_end, seed, shrink_windows)
 
 
 def word2vec_encode(sentences, word_to_id):

@@ -41,8 +41,8 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
                            const i64* alias_prob, const int* alias_index, i64 n_alias, const int* points,
                            const unsigned char* codes, const int* code_lengths, i64 max_code, int hs,
                            const T* tables, i64 n_table, T mx, T scale, i64 window, i64 negative,
-                           double alpha_start, double alpha_end, u64 seed, int* kept, i64* kept_at,
-                           T* reals, i64 block_reals, i64* ints, i64 block_ints, double* loss_out,
+                           double alpha_start, double alpha_end, u64 seed, int shrink_windows, int* kept,
+                           i64* kept_at, T* reals, i64 block_reals, i64* ints, i64 block_ints, double* loss_out,
                            i64* trained_out) {
     const i64 max_out = max_code + (negative > 0 ? negative + 1 : 0);
     const i64 max_in = sg ? 2 * window : 1;
@@ -88,7 +88,8 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
             if (tid == 0) {
                 const i64 center = kept[start + i], t = kept_at[start + i];
                 trained++;
-                const i64 reduced = 1 + (i64)(((draw(seed, (u64)t * stride + 1) >> 32) * (u64)window) >> 32);
+                const i64 reduced = shrink_windows
+                    ? 1 + (i64)(((draw(seed, (u64)t * stride + 1) >> 32) * (u64)window) >> 32) : window;
                 const i64 lo = i > reduced ? i - reduced : 0;
                 const i64 hi = i + reduced + 1 < n ? i + reduced + 1 : n;
                 i64 B = 0, O = 0;
@@ -229,14 +230,15 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
                          const i64* alias_prob, const int* alias_index, i64 n_alias, const int* points, \
                          const unsigned char* codes, const int* code_lengths, i64 max_code, int hs,     \
                          const T* tables, i64 n_table, T mx, T scale, i64 window, i64 negative,         \
-                         double alpha_start, double alpha_end, u64 seed, int* kept, i64* kept_at,       \
+                         double alpha_start, double alpha_end, u64 seed, int shrink_windows, int* kept, \
+                         i64* kept_at,                                                                  \
                          T* reals, i64 block_reals, i64* ints, i64 block_ints, double* loss_out,        \
                          i64* trained_out) {                                                            \
         train_impl<T>(sg, syn0, syn1neg, syn1, D, tokens, n_tokens, sentence_ends, n_sentences,         \
                       keep_below, alias_prob, alias_index, n_alias, points, codes, code_lengths,        \
                       max_code, hs, tables, n_table, mx, scale, window, negative, alpha_start,          \
-                      alpha_end, seed, kept, kept_at, reals, block_reals, ints, block_ints, loss_out,   \
-                      trained_out);                                                                     \
+                      alpha_end, seed, shrink_windows, kept, kept_at, reals, block_reals, ints,         \
+                      block_ints, loss_out, trained_out);                                               \
     }
 
 extern "C" {
