@@ -175,6 +175,40 @@
             for (ptrdiff_t k = 0; k < H; ++k) out[k] += a1 * y1[k] + a2 * y2[k];                      \
         }                                                                                             \
     }                                                                                                 \
+    /* One query (a decoder step): dh = sum_t ds[t] hs[t] and dhs[t] = a[t] dc + ds[t] h in one   \
+     * pass over the rows of hs, 64 columns at a time, so dh, dc and h stay in registers while    \
+     * the rows stream by (summation order as att_combine's less its grouping by four). */          \
+    static inline __attribute__((always_inline)) void att_backward_one_query_##SUFFIX(              \
+        const T_* hs_n, const T_* a, const T_* ds, const T_* dc, const T_* h, ptrdiff_t T,            \
+        ptrdiff_t H, T_* __restrict dhs_n, T_* __restrict dh) {                                       \
+        ptrdiff_t kb = 0;                                                                             \
+        for (; kb + 64 <= H; kb += 64) {                                                              \
+            T_ acc[64], c[64], g[64];                                                                 \
+            for (int j = 0; j < 64; ++j) {                                                            \
+                acc[j] = 0;                                                                           \
+                c[j] = dc[kb + j];                                                                    \
+                g[j] = h[kb + j];                                                                     \
+            }                                                                                         \
+            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+                const T_ at = a[t], st = ds[t];                                                       \
+                const T_* __restrict y = hs_n + t * H + kb;                                           \
+                T_* __restrict out = dhs_n + t * H + kb;                                              \
+                for (int j = 0; j < 64; ++j) {                                                        \
+                    acc[j] += st * y[j];                                                              \
+                    out[j] = at * c[j] + st * g[j];                                                   \
+                }                                                                                     \
+            }                                                                                         \
+            for (int j = 0; j < 64; ++j) dh[kb + j] = acc[j];                                         \
+        }                                                                                             \
+        for (ptrdiff_t k = kb; k < H; ++k) {                                                          \
+            T_ acc = 0;                                                                               \
+            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
+                acc += ds[t] * hs_n[t * H + k];                                                       \
+                dhs_n[t * H + k] = a[t] * dc[k] + ds[t] * h[k];                                       \
+            }                                                                                         \
+            dh[k] = acc;                                                                              \
+        }                                                                                             \
+    }                                                                                                 \
     /* ds = a * (da - sum(a * da)) for each of the Q rows (length T) */                               \
     static inline __attribute__((always_inline)) void att_softmax_backward_##SUFFIX(const T_* a, const T_* da, T_* ds, ptrdiff_t Q,  \
                                                      ptrdiff_t T) {                                   \
@@ -241,6 +275,11 @@
             const T_* a_n = a + n * Q * T;                                                            \
             att_dots_##SUFFIX(dc + n * Q * H, hs_n, da, Q, T, H);                                     \
             att_softmax_backward_##SUFFIX(a_n, da, ds, Q, T);                                         \
+            if (Q == 1) {                                                                             \
+                att_backward_one_query_##SUFFIX(hs_n, a_n, ds, dc + n * H, h + n * H, T, H,           \
+                                                dhs + n * T * H, dh + n * H);                         \
+                continue;                                                                             \
+            }                                                                                         \
             for (ptrdiff_t q = 0; q < Q; ++q)                                                         \
                 att_combine_##SUFFIX(ds + q * T, 1, hs_n, T, H, dh + (n * Q + q) * H, 0);             \
             for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
