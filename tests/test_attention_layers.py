@@ -214,3 +214,22 @@ def test_garbage_never_crashes_and_every_backend_agrees(data):
                 np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
         else:
             assert value is reference
+
+
+@pytest.mark.parametrize("backend", CPU_AVAILABLE)
+def test_softmax_exponentials_are_within_a_few_ulp_of_float64(backend):
+    """The weights are exp(s - max) / sum: with one score at the maximum and the rest far below it
+    the sum rounds to exactly 1 in float32, so each weight is the backend's exp itself; two
+    scores per item cover the range near the maximum through the ratio a[1] / a[0]."""
+    eps = float(np.finfo(np.float32).eps)
+    far = np.concatenate([[0.0], np.linspace(-87.0, -30.0, 4001)]).astype(np.float32)
+    near = np.linspace(-30.0, 0.0, 3001).astype(np.float32)
+    with fastnlp.use_backend(backend):
+        a = kernels.attention_weights(far.reshape(1, -1, 1), np.ones((1, 1), np.float32))[0]
+        pair = np.stack([np.zeros_like(near), near], axis=1).reshape(-1, 2, 1)
+        b = kernels.attention_weights(pair, np.ones((len(near), 1), np.float32))
+    truth = np.exp(far.astype(np.float64))
+    assert a[0] == 1.0
+    assert np.max(np.abs(a[1:] / truth[1:] - 1)) <= 3 * eps
+    ratio = b[:, 1].astype(np.float64) / b[:, 0].astype(np.float64)
+    assert np.max(np.abs(ratio / np.exp(near.astype(np.float64)) - 1)) <= 6 * eps

@@ -17,6 +17,38 @@
 #define FASTNLP_CLONES
 #endif
 
+/* exp(x) in float, written so GCC vectorises the softmax loop that calls it (libm's expf is one
+ * call per element: 11 of the 82 us of the fused forward at the date task's size, 7 us this way):
+ * x = k ln2 + r with |r| <= ln2 / 2 (ln2 in two parts so r is exact), exp(r) by a degree-6
+ * polynomial, 2^k from exponent bits in two factors so neither overflows alone. Within 1.4 ulp of
+ * exp over the normal range (tests/test_attention_layers.py checks the weights it gives against
+ * float64); subnormal results are only approximate, below -103.97 the result is 0 as expf's,
+ * above 88.72 inf, and NaN stays NaN. */
+static inline __attribute__((always_inline)) float att_expf(float x) {
+    const float hi = 88.72283f, lo = -103.97208f, magic = 12582912.0f; /* 1.5 * 2^23 */
+    const float xc = x < lo ? lo : (x > hi ? hi : x); /* NaN compares false both times: kept */
+    float kf = xc * 1.44269504088896341f + magic;     /* round(x / ln2), in kf's low bits */
+    unsigned int kbits;
+    memcpy(&kbits, &kf, sizeof kbits);
+    kf -= magic;
+    float r = xc - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int k = (int)(kbits - 0x4B400000u), k1 = k / 2, k2 = k - k1;
+    const unsigned int b1 = ((unsigned int)k1 + 127u) << 23, b2 = ((unsigned int)k2 + 127u) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    const float y = p * s1 * s2;
+    return x < lo ? 0.0f : (x > hi ? __builtin_inff() : y);
+}
+
 #define FASTNLP_ATTENTION_OPS(T_, SUFFIX, EXP)                                                        \
     /* the sum of a[0..15], folded in halves (a[j] + a[j + 8], ...): a fixed order that GCC     \
      * vectorises, where a running sum over j would be 16 dependent additions */                  \
@@ -111,10 +143,8 @@
             T_* row = s + q * T;                                                                      \
             T_ top = row[0], total = 0;                                                               \
             for (ptrdiff_t t = 1; t < T; ++t) top = row[t] > top ? row[t] : top;                      \
-            for (ptrdiff_t t = 0; t < T; ++t) {                                                       \
-                row[t] = EXP(row[t] - top);                                                           \
-                total += row[t];                                                                      \
-            }                                                                                         \
+            for (ptrdiff_t t = 0; t < T; ++t) row[t] = EXP(row[t] - top); /* vectorised apart */      \
+            for (ptrdiff_t t = 0; t < T; ++t) total += row[t];                                        \
             for (ptrdiff_t t = 0; t < T; ++t) row[t] /= total;                                        \
         }                                                                                             \
     }                                                                                                 \
@@ -292,5 +322,5 @@
         }                                                                                             \
     }
 
-FASTNLP_ATTENTION_OPS(float, f32, expf)
+FASTNLP_ATTENTION_OPS(float, f32, att_expf)
 FASTNLP_ATTENTION_OPS(double, f64, exp)
