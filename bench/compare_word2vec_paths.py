@@ -3,13 +3,15 @@ fused trainer.
 
     python bench/compare_word2vec_paths.py [--data-dir ../shared/data] [--epochs 10] [--seeds 1,2,3]
                                            [--paths layer,fused,fused-shrunk] [--lazy]
+                                           [--alpha 0.05] [--sample 1e-3]
 
 * layer path: ``fastnlp.models.CBOW`` (Embedding in, NegativeSamplingLoss out) trained by
   ``fastnlp.Trainer`` with Adam on mini-batches of 100 (window 5, hidden 100, 5 negatives), as the
   book's ch. 4 does; ``--lazy`` uses lazy Adam (only the rows a batch touched are updated).
-* fused path: ``fastnlp.Word2Vec(sg=0)`` with the same window, size and negatives, no subsampling
-  and min_count 1 (the book has neither), the book's fixed window (``shrink_windows=False``), SGD
-  per window with alpha decaying linearly 0.025 -> 0.0001 as in word2vec.c.
+* fused path: ``fastnlp.Word2Vec(sg=0)`` with the same window, size and negatives, min_count 1,
+  the book's fixed window (``shrink_windows=False``), and word2vec.c's own CBOW training settings:
+  SGD per window with alpha decaying linearly from 0.05 to 0.0001 and subsampling 1e-3
+  (``--alpha 0.025 --sample 0``: gensim's rate, and every word of the corpus as the book uses it).
 * fused-shrunk: the same with word2vec.c's randomly shrunk windows (the default).
 
 The update rules differ (Adam on the mean loss of 100 windows against plain SGD per window with a
@@ -35,6 +37,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)}")
     parser.add_argument("--lazy", action="store_true", help="lazy Adam for the layer path")
+    parser.add_argument("--alpha", type=float, default=0.05, help="fused paths: starting learning rate")
+    parser.add_argument("--sample", type=float, default=1e-3, help="fused paths: subsampling threshold (0: off)")
     args = parser.parse_args(argv)
     paths = args.paths.split(",")
     unknown = set(paths) - set(PATHS)
@@ -69,16 +73,17 @@ def main(argv=None):
         return fastnlp.WordVectors(model.word_vecs, words)
 
     def fused(seed, shrink_windows=False):
-        model = fastnlp.Word2Vec(sg=0, vector_size=100, window=5, negative=5, sample=0, min_count=1,
-                                 epochs=args.epochs, workers=1, seed=seed, shrink_windows=shrink_windows,
-                                 progress=False)
+        model = fastnlp.Word2Vec(sg=0, vector_size=100, window=5, negative=5, sample=args.sample, min_count=1,
+                                 alpha=args.alpha, epochs=args.epochs, workers=1, seed=seed,
+                                 shrink_windows=shrink_windows, progress=False)
         model.build_vocab(sentences)
         model.train(sentences)
         return model.wv
 
     adam = "lazy Adam" if args.lazy else "Adam"
     runs = {"layer": (f"layer path: CBOW + Trainer, {adam}, batch 100", layer),
-            "fused": ("fused path: Word2Vec(sg=0, shrink_windows=False), SGD per window", fused),
+            "fused": (f"fused path: Word2Vec(sg=0, alpha={args.alpha:g}, sample={args.sample:g}, "
+                      "shrink_windows=False), SGD per window", fused),
             "fused-shrunk": ("fused path, word2vec.c's shrunk windows (shrink_windows=True)",
                              lambda seed: fused(seed, shrink_windows=True))}
     rows = []
@@ -95,7 +100,7 @@ def main(argv=None):
         rows.append((name, results))
 
     print(describe())
-    print(f"\nPTB train, {args.epochs} epochs, window 5, hidden 100, 5 negatives, no subsampling; "
+    print(f"\nPTB train, {args.epochs} epochs, window 5, hidden 100, 5 negatives, min_count 1; "
           f"seeds {args.seeds}\n")
     print("| path | wall s (median) | WordSim-353 Spearman (per seed; mean ± sd) | analogy accuracy (mean) |")
     print("| --- | ---: | ---: | ---: |")
