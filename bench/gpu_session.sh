@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared device run (for a session lent a GPU through the device tool): build the package
 # with the machine's own Python (which has CuPy, numba, Cython, hypothesis, pytest-benchmark), run
-# the whole test suite including the GPU tests, then the GPU benchmark; everything lands in $OUT.
+# the whole test suite including the GPU tests, then the GPU benchmarks; everything lands in $OUT.
 # Copy $OUT's files to bench/results/ and commit them with the device name.
 set -uo pipefail
 out="${OUT:-bench/results}"
@@ -18,5 +18,9 @@ echo "pytest exit $?" >> "$out/gpu-tests.txt"
 python3 -c "from fastnlp.kernels import registry; print(registry.matrix())" > "$out/gpu-matrix.txt" 2>&1
 python3 bench/compare_gpu.py --out "$out/gpu-bench.md" > "$out/gpu-bench.log" 2>&1
 echo "compare_gpu exit $?" >> "$out/gpu-bench.log"
-tail -3 "$out/gpu-ops.txt"; tail -3 "$out/gpu-tests.txt"; cat "$out/gpu-matrix.txt"
+# Every op's CuPy implementation at its working size (OpSpec.benchmark_args), device time.
+python3 -m pytest -q -p no:cacheprovider bench/test_bench_ops.py -k cupy --benchmark-json "$out/gpu-ops-bench.json" \
+    > "$out/gpu-ops-bench.txt" 2>&1
+echo "pytest exit $?" >> "$out/gpu-ops-bench.txt"
+tail -3 "$out/gpu-ops.txt"; tail -3 "$out/gpu-tests.txt"; tail -3 "$out/gpu-ops-bench.txt"; cat "$out/gpu-matrix.txt"
 cat "$out/gpu-bench.md" 2>/dev/null || tail -20 "$out/gpu-bench.log"

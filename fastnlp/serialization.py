@@ -176,8 +176,13 @@ def load_params(path, into=None, dtype=np.float32):
 
 
 def _read_param_arrays(path, dtype) -> list:
+    with open(Path(path), "rb") as handle:  # closed here even where numpy fails to parse the file
+        return _parse_param_arrays(handle, path, dtype)
+
+
+def _parse_param_arrays(handle, path, dtype) -> list:
     try:
-        data = np.load(Path(path), allow_pickle=False)
+        data = np.load(handle, allow_pickle=False)
     except (ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not an .npz written by save_params: {err}") from None
     if not isinstance(data, np.lib.npyio.NpzFile):

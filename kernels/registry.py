@@ -12,7 +12,8 @@ implementations are found by naming convention, one module per backend in the sa
 A backend module defines a function named like the op with the reference's signature; a
 backend may lack an op (the module is missing, or the function is). Calls resolve through
 :func:`kernel`, which falls back per op to the next backend that has it and logs that once.
-Tests (``tests/test_kernels_registry.py``) and benchmarks are generated from this registry.
+Tests (``tests/test_kernels_registry.py``) and benchmarks (``bench/test_bench_ops.py``) are
+generated from this registry.
 """
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ class OpSpec:
     reference's sequence of float operations on the CPU (``ordered`` backends) must match it
     bit for bit when ``exact``; unordered ones (GPU atomics, Hogwild threads) and inexact ops
     (transcendentals, another summation order) are held to the tolerance.
+
+    ``benchmark_args`` is a zero-argument callable returning the argument tuple of one call at a
+    size the library's models actually run (named in a comment beside each op's builder):
+    one fixed, seeded problem (``np.random.default_rng(0)``), float32 unless the op's contract
+    fixes another dtype, already in the validated form ``examples`` draws. Each call returns fresh
+    arrays, so an op that writes into its arguments cannot change the next caller's problem.
+    ``bench/test_bench_ops.py`` times every op on every backend with it.
     """
 
     name: str
@@ -59,6 +67,7 @@ class OpSpec:
     exact: bool
     tolerance: dict
     examples: object = None
+    benchmark_args: Callable | None = None  # () -> the args of one call at a working size
     writes: tuple = ()
     dtype_of: Callable | None = None  # args -> the float dtype that picks the tolerance
     preference: tuple = ("cython", "numba", "numpy")  # fastest first, measured (bench/README.md)

@@ -2,6 +2,7 @@
 
 A new op (an OpSpec with its examples) or a new backend needs no new test code here.
 """
+import inspect
 import logging
 from pathlib import Path
 
@@ -115,3 +116,24 @@ def test_matrix_lists_every_op_and_backend():
         assert op in table
     for backend in dispatch.BACKENDS:
         assert backend in table.splitlines()[0]
+
+
+@pytest.mark.parametrize("op", registry.ops())
+def test_benchmark_args_fit_the_contract_and_run(op):
+    """The problem bench/test_bench_ops.py times: the reference's arity, and one call on the op's
+    preferred compiled CPU backend that loads here, with finite outputs. The reference is not
+    called: some are pure Python loops that take seconds at working size."""
+    spec = registry.spec(op)
+    assert callable(spec.benchmark_args), f"{op}: OpSpec.benchmark_args is not set"
+    args = spec.benchmark_args()
+    assert isinstance(args, tuple) and len(args) == len(inspect.signature(spec.reference).parameters)
+    loaded = [b for b in spec.preference
+              if b != registry.REFERENCE and not isinstance(registry.implementations(op)[b], str)]
+    if not loaded:
+        pytest.skip(f"{op}: only the reference loads here; it is not run at working size")
+    returned = registry.implementations(op)[loaded[0]](*args)
+    outputs = [] if returned is None else list(returned) if isinstance(returned, tuple) else [returned]
+    for k, value in enumerate(outputs + [args[i] for i in spec.writes]):
+        value = np.asarray(value)
+        if value.dtype.kind == "f":
+            assert np.isfinite(value).all(), f"{op} on {loaded[0]}: output {k} is not finite"

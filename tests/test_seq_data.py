@@ -15,7 +15,9 @@ def book_load_data(path, seed=1984):
     """The book's dataset/sequence.py load_data, as it is (but with a fresh vocabulary)."""
     id_to_char, char_to_id = {}, {}
     questions, answers = [], []
-    for line in open(path):
+    with open(path) as f:
+        lines = f.readlines()
+    for line in lines:
         idx = line.find("_")
         questions.append(line[:idx])
         answers.append(line[idx:-1])

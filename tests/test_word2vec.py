@@ -14,6 +14,7 @@ import fastnlp
 from fastnlp import Vocabulary, Word2Vec, WordVectors
 from fastnlp.kernels import word2vec as ops
 from fastnlp.models.huffman import huffman_tree
+from conftest import CPU_AVAILABLE
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FAST = dict(vector_size=16, window=3, min_count=1, sample=0, epochs=5, progress=False)
@@ -148,7 +149,7 @@ def _window_pairs(sg, window, shrink_windows, n=10):
     return loss / math.log(2), trained
 
 
-@pytest.mark.parametrize("backend", [b for b, why in fastnlp.available_backends().items() if why is None and b != "cupy"])
+@pytest.mark.parametrize("backend", CPU_AVAILABLE)
 def test_fixed_windows_train_every_context_within_window_words(backend):
     n, window = 10, 3
     every = sum(min(i, window) + min(n - 1 - i, window) for i in range(n))

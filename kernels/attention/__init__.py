@@ -213,6 +213,31 @@ def _examples(kind):
     return strategy
 
 
+def _benchmark(kind):
+    """One decoder step of the date task (ch. 8, bench/test_bench_attention.py): N 128 items,
+    T 29 encoder states, H 256, Q 1 query per item, float32."""
+    def build():
+        from . import reference
+
+        N, T, H, Q = 128, 29, 256, 1
+        rng = np.random.default_rng(0)
+        hs = rng.standard_normal((N, T, H)).astype(np.float32)
+        h = (rng.standard_normal((N, Q, H)) / np.sqrt(H)).astype(np.float32)
+        if kind == "forward":
+            return hs, h
+        a = reference.attention_weights(hs, h)
+        if kind == "weights":
+            return hs, a
+        gradient = lambda shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+        if kind == "weights_backward":
+            return hs, h, a, gradient(a.shape)
+        if kind == "sum_backward":
+            return hs, a, gradient(h.shape)
+        return hs, h, a, gradient(h.shape)  # the fused backward
+
+    return build
+
+
 # bench/test_bench_attention.py (one thread, float32, N 128, T 29, H 256; Q 1 = one decoder step,
 # Q 10 = the date task's decoder at once), on a shared 2-core EPYC: Numba is fastest or within noise
 # of Cython on all six ops; NumPy is last on every op at Q 1 and within noise of the loops at Q 10,
@@ -229,5 +254,6 @@ for _name, _doc, _kind in (
         ("attention_context", "(a, c): weights and weighted sum in one pass", "forward"),
         ("attention_context_backward", "(dhs, dh) of the fused forward from dc", "context_backward")):
     registry.register(registry.OpSpec(name=_name, doc=_doc, examples=_examples(_kind),
+                                      benchmark_args=_benchmark(_kind),
                                       preference=("numba", "cython", "numpy"), **_COMMON))
 del _name, _doc, _kind

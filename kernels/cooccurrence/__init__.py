@@ -206,6 +206,41 @@ def _ppmi_examples():
     return problems()
 
 
+# Benchmark size: the book's ch. 2 pipeline (fastnlp.count.count_vectors, window 2) on a corpus of
+# 100,000 ids over V 10,000 (a ninth of PTB train), drawn from a Zipf-like unigram distribution.
+_BENCH_VOCAB, _BENCH_TOKENS, _BENCH_WINDOW = 10_000, 100_000, 2
+
+
+def _bench_corpus():
+    rng = np.random.default_rng(0)
+    p = 1.0 / np.arange(1, _BENCH_VOCAB + 1)
+    return rng.choice(_BENCH_VOCAB, _BENCH_TOKENS, p=p / p.sum()).astype(np.int64)
+
+
+def _cooccurrence_benchmark():
+    """Uniform window-2 counts of the whole 100k-id corpus in one chunk."""
+    return _bench_corpus(), 0, _BENCH_VOCAB, _BENCH_WINDOW, False, -1
+
+
+def _ppmi_benchmark():
+    """PPMI of that corpus' co-occurrence counts, prepared as ``ppmi`` prepares them."""
+    from scipy import sparse
+
+    tokens = _bench_corpus()
+    rows = np.concatenate([tokens[:-d] for d in range(1, _BENCH_WINDOW + 1)])
+    cols = np.concatenate([tokens[d:] for d in range(1, _BENCH_WINDOW + 1)])
+    ones = np.ones(2 * rows.size)
+    C = sparse.coo_matrix((ones, (np.concatenate([rows, cols]), np.concatenate([cols, rows]))),
+                          shape=(_BENCH_VOCAB, _BENCH_VOCAB)).tocsr()
+    C.sum_duplicates()
+    C.data /= C.data.max()
+    with np.errstate(divide="ignore"):  # words the corpus never drew have empty rows
+        log_rows = np.log2(np.asarray(C.sum(axis=1)).ravel())
+        log_cols = np.log2(np.asarray(C.sum(axis=0)).ravel())
+    return (C.indptr.astype(np.int64), C.indices.astype(np.int32), C.data.astype(np.float64), log_rows, log_cols,
+            float(np.log2(C.data.sum())), float(np.log2(1e-8)))
+
+
 _FLOAT64 = np.dtype(np.float64)
 registry.register(registry.OpSpec(
     name="cooccurrence", family="cooccurrence", doc="CSR parts of symmetric window counts",
@@ -213,11 +248,11 @@ registry.register(registry.OpSpec(
     # Harmonic weights (1/d) summed in another order differ in the last bits; uniform counts
     # are sums of ones and come out exact anyway.
     exact=False, tolerance={_FLOAT64: (0.0, 1e-13)},
-    examples=_cooccurrence_examples, dtype_of=lambda args: _FLOAT64,
+    examples=_cooccurrence_examples, benchmark_args=_cooccurrence_benchmark, dtype_of=lambda args: _FLOAT64,
     preference=("cython", "numba", "numpy")))
 registry.register(registry.OpSpec(
     name="ppmi_values", family="cooccurrence", doc="PPMI of every stored count, in log space",
     dtypes=(_FLOAT64,), deterministic=True,
     exact=False, tolerance={_FLOAT64: (1e-12, 1e-12)},  # log2 / exp2 of libm and NumPy may differ by an ulp
-    examples=_ppmi_examples, dtype_of=lambda args: _FLOAT64,
+    examples=_ppmi_examples, benchmark_args=_ppmi_benchmark, dtype_of=lambda args: _FLOAT64,
     preference=("cython", "numba", "numpy")))

@@ -114,19 +114,45 @@ def _gather_examples():
     return _scatter_examples().map(lambda problem: problem[:2])
 
 
+# Benchmark sizes (bench/test_bench_scatter_add.py): the book's CBOW, V 10000 x D 100 with a batch
+# of 100 targets x 10 context ids (ch. 4, window 5), and BetterRnnlm, V 10000 x D 650 with a batch
+# of 20 x 35 time steps (ch. 6).
+def _cbow_ids(rng):
+    return rng.integers(0, 10000, 100 * 10).astype(np.int64)
+
+
+def _scatter_benchmark():
+    """CBOW's embedding backward: dW (10000, 100) += the rows of 100 x 10 context ids."""
+    rng = np.random.default_rng(0)
+    idx = _cbow_ids(rng)
+    return np.zeros((10000, 100), np.float32), idx, rng.standard_normal((idx.size, 100)).astype(np.float32)
+
+
+def _gather_benchmark():
+    """BetterRnnlm's embedding lookup: W (10000, 650) at 20 x 35 ids."""
+    rng = np.random.default_rng(0)
+    W = 0.01 * rng.standard_normal((10000, 650), dtype=np.float32)
+    return W, rng.integers(0, 10000, 20 * 35).astype(np.int64)
+
+
+def _id_range_benchmark():
+    """The check before CBOW's scatter-add: 100 x 10 context ids."""
+    return (_cbow_ids(np.random.default_rng(0)),)
+
+
 registry.register(registry.OpSpec(
     name="scatter_add", family="embedding", doc="dW[idx[i]] += rows[i], duplicates summed",
     dtypes=FLOATS, deterministic=True, exact=True, tolerance=_ATOMIC_TOLERANCE,
-    examples=_scatter_examples, writes=(0,), dtype_of=lambda args: args[0].dtype,
+    examples=_scatter_examples, benchmark_args=_scatter_benchmark, writes=(0,), dtype_of=lambda args: args[0].dtype,
     # bench/README.md: Cython and Numba within noise at D = 100 and 650; Cython needs no JIT warm-up.
     preference=("cython", "numba", "numpy")))
 registry.register(registry.OpSpec(
     name="embedding_gather", family="embedding", doc="out[i] = W[idx[i]]",
     dtypes=FLOATS, deterministic=True, exact=True, tolerance=_EXACT,
-    examples=_gather_examples, dtype_of=lambda args: args[0].dtype,
+    examples=_gather_examples, benchmark_args=_gather_benchmark, dtype_of=lambda args: args[0].dtype,
     preference=("cython", "numba", "numpy")))
 registry.register(registry.OpSpec(
     name="id_range", family="embedding", doc="(min, max) of non-empty int64 ids",
     dtypes=(np.dtype(np.int64),), deterministic=True, exact=True, tolerance={np.dtype(np.int64): (0, 0)},
-    examples=_id_range_examples, dtype_of=lambda args: args[0].dtype,
+    examples=_id_range_examples, benchmark_args=_id_range_benchmark, dtype_of=lambda args: args[0].dtype,
     preference=("cython", "numba", "numpy")))

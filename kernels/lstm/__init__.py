@@ -174,6 +174,30 @@ def _backward_examples():
     return st.composite(lambda draw: _random_step(draw, True))()
 
 
+def _benchmark_step(with_gradients):
+    """One step of the book's BetterRnnlm (ch. 6): batch 20, hidden 650, float32."""
+    N, H = 20, 650
+    rng = np.random.default_rng(0)
+    A = (rng.standard_normal((N, 4 * H)) * 2).astype(np.float32)
+    c_prev = rng.standard_normal((N, H)).astype(np.float32)
+    h_next, c_next, tanh_c = (np.zeros((N, H), np.float32) for _ in range(3))
+    if not with_gradients:
+        return A, c_prev, h_next, c_next, tanh_c
+    from .reference import lstm_step_forward as forward
+
+    forward(A, c_prev, h_next, c_next, tanh_c)  # A now holds the gates
+    dh_next, dc_next = rng.standard_normal((2, N, H)).astype(np.float32)
+    return dh_next, dc_next, A, c_prev, tanh_c, np.zeros((N, 4 * H), np.float32), np.zeros((N, H), np.float32)
+
+
+def _forward_benchmark():
+    return _benchmark_step(False)
+
+
+def _backward_benchmark():
+    return _benchmark_step(True)
+
+
 # Measured with bench/test_bench_lstm.py (one thread, float32, medians in us at batch x hidden
 # 20 x 100 / 20 x 650 / 128 x 256): forward NumPy 18.3/42.2/95.1, Numba 4.0/15.7/39.7, Cython
 # 3.2/13.9/32.2 (the same math in torch ops: 23.3/82.0/193); backward NumPy 23.0/48.9/112, Numba
@@ -186,11 +210,13 @@ registry.register(registry.OpSpec(
     name="lstm_step_forward", family="lstm",
     doc="gates [f,g,i,o] activated in place; c_next, tanh(c_next), h_next from A and c_prev",
     dtypes=FLOATS, deterministic=True, exact=False, tolerance=_TOLERANCE,
-    examples=_forward_examples, writes=(0, 2, 3, 4), dtype_of=lambda args: args[0].dtype,
+    examples=_forward_examples, benchmark_args=_forward_benchmark, writes=(0, 2, 3, 4),
+    dtype_of=lambda args: args[0].dtype,
     preference=("cython", "numba", "numpy")))
 registry.register(registry.OpSpec(
     name="lstm_step_backward", family="lstm",
     doc="dA [f,g,i,o] and dc_prev from dh_next, dc_next and the forward's gates, c_prev, tanh_c",
     dtypes=FLOATS, deterministic=True, exact=False, tolerance=_TOLERANCE,
-    examples=_backward_examples, writes=(5, 6), dtype_of=lambda args: args[0].dtype,
+    examples=_backward_examples, benchmark_args=_backward_benchmark, writes=(5, 6),
+    dtype_of=lambda args: args[0].dtype,
     preference=("cython", "numba", "numpy")))

@@ -364,20 +364,49 @@ def _sample_examples():
     return problems()
 
 
+# Benchmark size (bench/test_bench_sgns.py): the book's CBOW with negative sampling (ch. 4), V 10000,
+# D 100, a batch of 100 targets, each scored against itself and 5 negatives (K = 6).
+_BENCH_V, _BENCH_D, _BENCH_N, _BENCH_NEGATIVES = 10000, 100, 100, 5
+
+
+def _dot_benchmark():
+    rng = np.random.default_rng(0)
+    W = (0.01 * rng.standard_normal((_BENCH_V, _BENCH_D))).astype(np.float32)
+    idx = rng.integers(0, _BENCH_V, (_BENCH_N, 1 + _BENCH_NEGATIVES)).astype(np.int64)
+    h = rng.standard_normal((_BENCH_N, _BENCH_D)).astype(np.float32)
+    dout = rng.standard_normal(idx.shape).astype(np.float32)
+    return W, idx, h, dout, np.zeros_like(W)
+
+
+def _gather_dot_benchmark():
+    return _dot_benchmark()[:3]
+
+
+def _sample_benchmark():
+    """5 negatives for each of 100 targets from the 0.75-power unigram table of Zipf-like counts."""
+    rng = np.random.default_rng(0)
+    counts = np.bincount(np.minimum(rng.zipf(1.2, 200_000) - 1, _BENCH_V - 1), minlength=_BENCH_V)
+    table = NoiseTable.from_counts(counts, 0.75)
+    target = rng.integers(0, _BENCH_V, _BENCH_N).astype(np.int64)
+    return (table.alias_prob, table.alias_index, table.cumulative, target, _BENCH_NEGATIVES, np.uint64(1),
+            np.uint64(0))
+
+
 registry.register(registry.OpSpec(
     name="gather_dot", family="sgns", doc="out[n, k] = W[idx[n, k]] . h[n] (16-lane dot)",
     dtypes=FLOATS, deterministic=True, exact=True, tolerance=_GPU_TOLERANCE,
-    examples=_gather_dot_examples, dtype_of=lambda args: args[0].dtype,
+    examples=_gather_dot_examples, benchmark_args=_gather_dot_benchmark, dtype_of=lambda args: args[0].dtype,
     preference=("cython", "numba", "numpy")))
 registry.register(registry.OpSpec(
     name="gather_dot_backward", family="sgns",
     doc="dh[n] = sum_k dout[n, k] W[idx[n, k]]; dW[idx[n, k]] += dout[n, k] h[n]",
     dtypes=FLOATS, deterministic=False, exact=True, tolerance=_GPU_TOLERANCE,
-    examples=_gather_dot_backward_examples, writes=(4,), dtype_of=lambda args: args[0].dtype,
+    examples=_gather_dot_backward_examples, benchmark_args=_dot_benchmark, writes=(4,),
+    dtype_of=lambda args: args[0].dtype,
     preference=("cython", "numba", "numpy")))
 registry.register(registry.OpSpec(
     name="sample_negatives", family="sgns",
     doc="alias-table negatives, never the target; counter-based splitmix64 draws",
     dtypes=(np.dtype(np.int64),), deterministic=True, exact=True, tolerance=_EXACT_IDS,
-    examples=_sample_examples, dtype_of=lambda args: args[3].dtype,
+    examples=_sample_examples, benchmark_args=_sample_benchmark, dtype_of=lambda args: args[3].dtype,
     preference=("cython", "numba", "numpy")))

@@ -319,6 +319,34 @@ def _examples():
     return problems()
 
 
+# Benchmark size: one job of the Word2Vec model with its defaults (batch_words 10,000 words,
+# vector_size 100, window 5, negative 5, sample 1e-3, no hierarchical softmax) over V 10,000 words:
+# a synthetic corpus drawn from a Zipf-like unigram distribution, in sentences of ~20 words (PTB's).
+_BENCH_V, _BENCH_D, _BENCH_WORDS = 10_000, 100, 10_000
+
+
+def _bench_sentences(rng, vocab):
+    """Zipf-distributed ids (p ~ 1/rank) over ``vocab`` words, cut into sentences of 1..39 words."""
+    p = 1.0 / np.arange(1, vocab + 1)
+    tokens = rng.choice(vocab, _BENCH_WORDS, p=p / p.sum())
+    ends = np.cumsum(rng.integers(1, 40, _BENCH_WORDS))
+    ends = np.append(ends[ends < _BENCH_WORDS], _BENCH_WORDS).astype(np.int64)
+    return tokens, ends
+
+
+def _training_benchmark():
+    """One job at the model's defaults; weights initialised as Word2Vec.build_vocab does."""
+    rng = np.random.default_rng(0)
+    tokens, ends = _bench_sentences(rng, _BENCH_V)
+    p = 1.0 / np.arange(1, _BENCH_V + 1)
+    counts = np.maximum(np.round(p / p.sum() * 1_000_000), 5).astype(np.int64)  # a ~1M-word corpus, min_count 5
+    tables = Tables.build(counts, sample=1e-3, negative=5)
+    syn0 = ((rng.random((_BENCH_V, _BENCH_D), dtype=np.float32) - np.float32(0.5)) / np.float32(_BENCH_D))
+    syn1neg = np.zeros((_BENCH_V, _BENCH_D), np.float32)
+    syn1 = np.zeros((0, _BENCH_D), np.float32)
+    return (syn0, syn1neg, syn1, tokens.astype(np.int32), ends, *tables.arrays(), 5, 5, 0.025, 0.0249, 1, True)
+
+
 # Ordered CPU backends follow the reference's operations exactly. The CUDA kernel, in its
 # one-block mode, does too (with _rn intrinsics, no FMA contraction); the tolerance is there
 # for a table index that a different rounding on the device could move by one.
@@ -328,8 +356,8 @@ for _op, _doc in (("word2vec_sg", "skip-gram step over a job of sentences (windo
                   ("word2vec_cbow", "CBOW step over a job of sentences")):
     registry.register(registry.OpSpec(
         name=_op, family="word2vec", doc=_doc, dtypes=FLOATS, deterministic=True, exact=True,
-        tolerance=_TOLERANCE, examples=_examples, writes=(0, 1, 2), dtype_of=lambda args: args[0].dtype,
-        preference=("cython", "numba", "numpy")))
+        tolerance=_TOLERANCE, examples=_examples, benchmark_args=_training_benchmark, writes=(0, 1, 2),
+        dtype_of=lambda args: args[0].dtype, preference=("cython", "numba", "numpy")))
 
 
 def _encode_examples():
@@ -341,7 +369,17 @@ def _encode_examples():
     return sentences.map(lambda batch: (batch, dict(known)))
 
 
+def _encode_benchmark():
+    """The sentences of one job (10,000 words) as token lists, against a vocabulary of 10,000
+    words; the Zipf tail beyond it (~2% of the tokens) is unknown, as min_count leaves it."""
+    tokens, ends = _bench_sentences(np.random.default_rng(0), _BENCH_V + 2_000)
+    words = [f"w{i}" for i in tokens.tolist()]
+    sentences = [words[start:end] for start, end in zip([0, *ends[:-1].tolist()], ends.tolist())]
+    return sentences, {f"w{i}": i for i in range(_BENCH_V)}
+
+
 registry.register(registry.OpSpec(
     name="word2vec_encode", family="word2vec", doc="ids and sentence ends of a batch of token lists",
     dtypes=(np.dtype(np.int32),), deterministic=True, exact=True, tolerance={np.dtype(np.int32): (0, 0)},
-    examples=_encode_examples, dtype_of=lambda args: np.dtype(np.int32), preference=("cython", "numpy")))
+    examples=_encode_examples, benchmark_args=_encode_benchmark, dtype_of=lambda args: np.dtype(np.int32),
+    preference=("cython", "numpy")))
