@@ -14,7 +14,7 @@ import numpy as np
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
 from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
-from .serialization import array_like, atomic_write, load_params, save_params, to_host
+from .serialization import array_like, atomic_write, load_params, open_npz, save_params, to_host
 from .trainer import progress_bar
 
 _STATE_KEY = "rnnlm_trainer_state"
@@ -233,7 +233,7 @@ class RnnlmTrainer:
     def load_checkpoint(self, path):
         """Restore what ``save_checkpoint`` wrote; the next ``fit`` / ``fit_with_lr_decay``
         with the same arguments continues the saved run."""
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path, "a checkpoint written by RnnlmTrainer.save_checkpoint") as data:
             if _STATE_KEY not in data.files:
                 raise ValueError(f"{path} is not a checkpoint written by RnnlmTrainer.save_checkpoint")
             state = json.loads(str(data[_STATE_KEY]))

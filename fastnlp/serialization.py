@@ -1,6 +1,7 @@
 """Saving and loading parameters as ``.npz`` (arrays only, never pickled code), atomically."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -175,19 +176,24 @@ def load_params(path, into=None, dtype=np.float32):
     return arrays
 
 
+@contextlib.contextmanager
+def open_npz(path, what: str):
+    """The archive at ``path`` as numpy's NpzFile (no pickle), closed with its file on leaving,
+    also where numpy fails to parse it; a ValueError naming ``what`` ("an .npz written by
+    save_params") when the file is not an .npz archive."""
+    with open(Path(path), "rb") as handle:
+        try:
+            data = np.load(handle, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not {what}: {err}") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} holds a single array (.npy), not {what}")
+        with data:
+            yield data
+
+
 def _read_param_arrays(path, dtype) -> list:
-    with open(Path(path), "rb") as handle:  # closed here even where numpy fails to parse the file
-        return _parse_param_arrays(handle, path, dtype)
-
-
-def _parse_param_arrays(handle, path, dtype) -> list:
-    try:
-        data = np.load(handle, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not an .npz written by save_params: {err}") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single array (.npy), not an .npz written by save_params")
-    with data:
+    with open_npz(path, "an .npz written by save_params") as data:
         # Numeric order: 'param_10000' sorts before 'param_9999' as text. Old files padded to
         # four digits and newer ones past 9999 parse alike.
         by_index = {}

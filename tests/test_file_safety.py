@@ -216,3 +216,27 @@ def test_write_failing_halfway_keeps_the_old_file(writer, tmp_path):
     writer.write(path)
     writer.check(path)
 
+
+
+@pytest.mark.parametrize("content", [b"", b"not numpy at all", b"PK\x03\x04 broken zip", "npy"],
+                         ids=["empty", "text", "zip", "npy"])
+def test_every_npz_loader_names_a_foreign_file_and_closes_it(tmp_path, content):
+    import warnings
+
+    from fastnlp.lm import RnnlmTrainer
+    from fastnlp.models import Rnnlm
+
+    path = tmp_path / "foreign.npz"
+    if content == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros(3))
+    else:
+        path.write_bytes(content)
+    trainer = RnnlmTrainer(Rnnlm(vocab_size=5, wordvec_size=2, hidden_size=2), fastnlp.optim.SGD())
+    loaders = {"load_params": fastnlp.load_params, "WordVectors.load": fastnlp.WordVectors.load,
+               "Word2Vec.load": fastnlp.Word2Vec.load, "RnnlmTrainer.load_checkpoint": trainer.load_checkpoint}
+    for name, load in loaders.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)  # an unclosed file would show here
+            with pytest.raises(ValueError, match="foreign.npz (is not|holds a single array)"):
+                load(path)

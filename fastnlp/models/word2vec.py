@@ -28,7 +28,6 @@ import os
 import queue
 import threading
 import types
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..kernels import registry
 from ..kernels import word2vec as kernel_ops
-from ..serialization import atomic_write
+from ..serialization import atomic_write, open_npz
 from ..text import Vocabulary
 from ..vectors import WordVectors
 from .huffman import huffman_tree
@@ -553,21 +552,13 @@ class Word2Vec:
     @classmethod
     def load(cls, path):
         """A model written by :meth:`save`, ready to train on (``train`` resumes its schedule)."""
-        with open(Path(path), "rb") as handle:  # closed here even where numpy fails to parse the file
-            try:
-                data = np.load(handle, allow_pickle=False)
-            except (ValueError, EOFError, zipfile.BadZipFile) as err:
-                raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save: {err}") from None
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save")
-            with data:
-                if "meta" not in data.files:
-                    raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save (no meta)")
-                meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-                if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
-                    raise ValueError(f"{path}: unknown format {meta.get('format')!r} "
-                                     f"version {meta.get('version')!r}")
-                arrays = {key: data[key] for key in data.files if key != "meta"}
+        with open_npz(path, "a Word2Vec file written by Word2Vec.save") as data:
+            if "meta" not in data.files:
+                raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save (no meta)")
+            meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+            if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+                raise ValueError(f"{path}: unknown format {meta.get('format')!r} version {meta.get('version')!r}")
+            arrays = {key: data[key] for key in data.files if key != "meta"}
         settings = meta["settings"]
         input_vocabulary = None
         if "remap" in arrays:

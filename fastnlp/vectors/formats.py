@@ -1,11 +1,9 @@
 """File formats of word vectors: word2vec text and binary (as gensim reads them) and .npz."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..serialization import atomic_write
+from ..serialization import atomic_write, open_npz
 
 # What the binary reader skips between rows: ASCII whitespace only, since the bytes of a UTF-8
 # word (such as those of U+00A0) must never be mistaken for a separator.
@@ -102,7 +100,7 @@ class FormatsMixin:
     def load(cls, path):
         """Load what ``save`` wrote (the vectors keep their saved dtype); files from versions
         that stored a ``words`` string array load too."""
-        with np.load(Path(path), allow_pickle=False) as data:
+        with open_npz(path, "a saved WordVectors file") as data:
             if "vectors" in data.files and {"word_bytes", "word_offsets"} <= set(data.files):
                 words = _decode_words(data["word_bytes"], data["word_offsets"], path)
             elif "vectors" in data.files and "words" in data.files:
