@@ -137,3 +137,41 @@ def test_benchmark_args_fit_the_contract_and_run(op):
         value = np.asarray(value)
         if value.dtype.kind == "f":
             assert np.isfinite(value).all(), f"{op} on {loaded[0]}: output {k} is not finite"
+
+
+@pytest.mark.parametrize("shape, dtype", [((128, 29, 256), np.float32), ((3, 5), np.float64), ((0, 4), np.float32),
+                                          (7, np.int32), ((), np.float64)])
+def test_aligned_arrays_start_on_a_cache_line_and_behave_as_empty_ones(shape, dtype):
+    from fastnlp.kernels.memory import aligned_copy, aligned_empty
+
+    many = [aligned_empty(shape, dtype) for _ in range(8)]  # malloc's offsets vary call to call
+    for a in many:
+        assert a.shape == np.empty(shape).shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert a.size == 0 or a.__array_interface__["data"][0] % 64 == 0
+    source = np.arange(np.prod(shape, dtype=int), dtype=dtype).reshape(shape)
+    if source.ndim >= 2:
+        source = source.swapaxes(0, 1)
+    copy = aligned_copy(source)
+    assert np.array_equal(copy, source) and copy.flags.c_contiguous and not np.shares_memory(copy, source)
+
+
+@pytest.mark.parametrize("backend", [b for b in dispatch.CPU_BACKENDS if b != registry.REFERENCE])
+def test_what_the_attention_kernels_stream_is_cache_line_aligned(backend):
+    """TimeLSTM's output (the encoder states hs) and the gradient dhs: a misaligned start makes
+    every 64-byte vector access of their rows cross cache lines (kernels/memory.py)."""
+    from fastnlp import kernels
+    from fastnlp.layers import TimeLSTM
+
+    rng = np.random.default_rng(0)
+    D, H = 3, 16
+    lstm = TimeLSTM(*(rng.standard_normal(s).astype(np.float32) for s in ((D, 4 * H), (H, 4 * H), (4 * H,))))
+    impl = registry.implementations("attention_context_backward")[backend]
+    if isinstance(impl, str):
+        pytest.skip(impl)
+    for n in range(1, 9):
+        hs = lstm.forward(rng.standard_normal((n, 5, D)).astype(np.float32))
+        assert hs.__array_interface__["data"][0] % 64 == 0
+        h, dc = hs[:, :1].copy(), hs[:, :1].copy()
+        a, _ = kernels.attention_context(hs, h)
+        dhs, _ = impl(hs, h, a, dc)
+        assert dhs.__array_interface__["data"][0] % 64 == 0

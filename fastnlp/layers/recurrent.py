@@ -19,6 +19,7 @@ import numpy as np
 
 from ..kernels import lstm_step_backward, lstm_step_forward
 from ..kernels.dispatch import array_module
+from ..kernels.memory import aligned_copy
 from ..kernels.validate import as_id_array, check_ids
 from .base import FLOAT, Layer, NonFiniteError, check_dout, check_input, check_param
 from .embedding import Embedding
@@ -246,7 +247,7 @@ class TimeRNN(_TimeRecurrent):
             np.tanh(A[t], out=hs[t + 1])
         self.h = hs[T]
         self._saved = (x_tm, hs)
-        return hs[1:].transpose(1, 0, 2).copy()
+        return aligned_copy(hs[1:].transpose(1, 0, 2), xp)  # aligned: the attention kernels stream it
 
     def backward(self, dhs):
         _, Wh, _ = self.params
@@ -286,7 +287,7 @@ class TimeLSTM(_TimeRecurrent):
             lstm_step_forward(A[t], cs[t], hs[t + 1], cs[t + 1], tanh_cs[t], overwrite_A=True)
         self.h, self.c = hs[T], cs[T]
         self._saved = (x_tm, A, hs, cs, tanh_cs)  # A now holds the gates
-        return hs[1:].transpose(1, 0, 2).copy()
+        return aligned_copy(hs[1:].transpose(1, 0, 2), xp)  # aligned: the attention kernels stream it
 
     def backward(self, dhs):
         _, Wh, _ = self.params
@@ -323,7 +324,7 @@ class TimeGRU(_TimeRecurrent):
             steps.append(saved)
         self.h = hs[T]
         self._saved = (x_tm, hs, steps)
-        return hs[1:].transpose(1, 0, 2).copy()
+        return aligned_copy(hs[1:].transpose(1, 0, 2), xp)  # aligned: the attention kernels stream it
 
     def backward(self, dhs):
         _, Wh, _ = self.params

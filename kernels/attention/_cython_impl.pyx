@@ -5,6 +5,8 @@ dtype (see __init__.py). Outputs are allocated here, never overlapping an input.
 """
 import numpy as np
 
+from ..memory import aligned_empty_like  # dhs, the one large output: rows streamed by vector stores
+
 
 cdef extern from "attention_ops.h" nogil:
     void attention_weights_f32(const float* hs, const float* h, float* a,
@@ -122,7 +124,7 @@ def attention_weights(hs, h):
 
 
 def attention_weights_backward(hs, h, a, da):
-    dhs, dh = np.empty_like(hs), np.empty_like(h)
+    dhs, dh = aligned_empty_like(hs), np.empty_like(h)
     _attention_weights_backward(hs, h, a, da, dhs, dh, np.empty(a.shape[1:], dtype=hs.dtype))
     return dhs, dh
 
@@ -134,7 +136,7 @@ def weighted_sum(hs, a):
 
 
 def weighted_sum_backward(hs, a, dc):
-    dhs, da = np.empty_like(hs), np.empty_like(a)
+    dhs, da = aligned_empty_like(hs), np.empty_like(a)
     _weighted_sum_backward(hs, a, dc, dhs, da)
     return dhs, da
 
@@ -147,7 +149,7 @@ def attention_context(hs, h):
 
 
 def attention_context_backward(hs, h, a, dc):
-    dhs, dh = np.empty_like(hs), np.empty_like(h)
+    dhs, dh = aligned_empty_like(hs), np.empty_like(h)
     scratch = a.shape[1:]
     _attention_context_backward(hs, h, a, dc, dhs, dh, np.empty(scratch, dtype=hs.dtype),
                                 np.empty(scratch, dtype=hs.dtype))

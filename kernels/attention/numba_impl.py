@@ -12,6 +12,8 @@ import math
 import numba
 import numpy as np
 
+from ..memory import aligned_empty_like  # dhs, the one large output: rows streamed by vector stores
+
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 
@@ -215,7 +217,7 @@ def attention_weights(hs, h):
 
 
 def attention_weights_backward(hs, h, a, da):
-    dhs, dh = np.empty_like(hs), np.empty_like(h)
+    dhs, dh = aligned_empty_like(hs), np.empty_like(h)
     _attention_weights_backward(hs, h, a, da, dhs, dh)
     return dhs, dh
 
@@ -227,7 +229,7 @@ def weighted_sum(hs, a):
 
 
 def weighted_sum_backward(hs, a, dc):
-    dhs, da = np.empty_like(hs), np.empty_like(a)
+    dhs, da = aligned_empty_like(hs), np.empty_like(a)
     _weighted_sum_backward(hs, a, dc, dhs, da)
     return dhs, da
 
@@ -240,6 +242,6 @@ def attention_context(hs, h):
 
 
 def attention_context_backward(hs, h, a, dc):
-    dhs, dh = np.empty_like(hs), np.empty_like(h)
+    dhs, dh = aligned_empty_like(hs), np.empty_like(h)
     _attention_context_backward(hs, h, a, dc, dhs, dh)
     return dhs, dh
