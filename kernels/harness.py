@@ -6,7 +6,8 @@ GPU session script alike, so there is one tolerance rule and one timer:
 * :func:`validate_result` passes when ``|result - reference| <= atol + rtol * |reference|``
   everywhere, with ``(atol, rtol)`` from the op's spec for the dtype and backend (0, 0: exact);
 * :func:`benchmark_kernel` returns the median time of one call, synchronising the device
-  around each timed block when the backend has one.
+  around each timed block when the backend has one;
+* :func:`zipf_probabilities` is the word distribution of the ops' synthetic benchmark corpora.
 """
 from __future__ import annotations
 
@@ -137,3 +138,10 @@ def _synchronizer(backend):
 
         return _cuda.synchronize
     return lambda: None
+
+
+def zipf_probabilities(vocab_size: int) -> np.ndarray:
+    """p(word of rank r) proportional to 1 / r over ``vocab_size`` words (Zipf's law, roughly
+    PTB's shape): the synthetic corpora of the ops' ``benchmark_args``."""
+    p = 1.0 / np.arange(1, vocab_size + 1)
+    return p / p.sum()

@@ -127,10 +127,18 @@ def ppmi(C, eps=1e-8, alpha=None, dtype=np.float32):
     C.sum_duplicates()
     if C.nnz and (not bool(xp.isfinite(C.data).all()) or float(C.data.min()) < 0):
         raise ValueError("co-occurrence counts must be finite and non-negative")
-    largest = float(C.data.max()) if C.nnz else 0.0
-    if largest == 0:
+    if not (C.nnz and float(C.data.max()) > 0):
         raise ValueError("co-occurrence matrix is all zeros")
-    C.data /= largest
+    values = registry.kernel("ppmi_values", C.data)(*_ppmi_arguments(C, eps, alpha, xp))
+    result = sparse.csr_matrix((values.astype(dtype), C.indices, C.indptr), shape=C.shape)
+    result.eliminate_zeros()
+    return result
+
+
+def _ppmi_arguments(C, eps, alpha, xp):
+    """The ``ppmi_values`` arguments of ``C`` (a float64 CSR matrix without duplicates, some count
+    positive), whose counts this scales by their maximum in place."""
+    C.data /= float(C.data.max())
     total = float(C.data.sum())
     with np.errstate(divide="ignore"):  # an empty row or column has log-sum -inf; no count uses it
         log_row_sums = xp.log2(xp.asarray(C.sum(axis=1)).ravel())
@@ -142,12 +150,8 @@ def ppmi(C, eps=1e-8, alpha=None, dtype=np.float32):
         peak = float(smoothed.max())
         log_norm = peak + float(xp.log2(xp.exp2(smoothed - peak).sum()))
         log_context_weights = np.log2(total) + smoothed - log_norm
-    values = registry.kernel("ppmi_values", C.data)(
-        C.indptr.astype(np.int64), C.indices.astype(np.int32), C.data, log_row_sums, log_context_weights,
-        float(np.log2(total)), float(np.log2(eps)))
-    result = sparse.csr_matrix((values.astype(dtype), C.indices, C.indptr), shape=C.shape)
-    result.eliminate_zeros()
-    return result
+    return (C.indptr.astype(np.int64), C.indices.astype(np.int32), C.data, log_row_sums, log_context_weights,
+            float(np.log2(total)), float(np.log2(eps)))
 
 
 def _positive_int(value, name, allow_zero=False):
@@ -212,9 +216,10 @@ _BENCH_VOCAB, _BENCH_TOKENS, _BENCH_WINDOW = 10_000, 100_000, 2
 
 
 def _bench_corpus():
+    from ..harness import zipf_probabilities
+
     rng = np.random.default_rng(0)
-    p = 1.0 / np.arange(1, _BENCH_VOCAB + 1)
-    return rng.choice(_BENCH_VOCAB, _BENCH_TOKENS, p=p / p.sum()).astype(np.int64)
+    return rng.choice(_BENCH_VOCAB, _BENCH_TOKENS, p=zipf_probabilities(_BENCH_VOCAB)).astype(np.int64)
 
 
 def _cooccurrence_benchmark():
@@ -223,22 +228,12 @@ def _cooccurrence_benchmark():
 
 
 def _ppmi_benchmark():
-    """PPMI of that corpus' co-occurrence counts, prepared as ``ppmi`` prepares them."""
+    """PPMI of that corpus' window-2 counts, prepared as ``ppmi`` prepares them."""
     from scipy import sparse
 
-    tokens = _bench_corpus()
-    rows = np.concatenate([tokens[:-d] for d in range(1, _BENCH_WINDOW + 1)])
-    cols = np.concatenate([tokens[d:] for d in range(1, _BENCH_WINDOW + 1)])
-    ones = np.ones(2 * rows.size)
-    C = sparse.coo_matrix((ones, (np.concatenate([rows, cols]), np.concatenate([cols, rows]))),
-                          shape=(_BENCH_VOCAB, _BENCH_VOCAB)).tocsr()
+    C = sparse.csr_matrix(cooccurrence(_bench_corpus(), _BENCH_VOCAB, window=_BENCH_WINDOW, dtype=np.float64))
     C.sum_duplicates()
-    C.data /= C.data.max()
-    with np.errstate(divide="ignore"):  # words the corpus never drew have empty rows
-        log_rows = np.log2(np.asarray(C.sum(axis=1)).ravel())
-        log_cols = np.log2(np.asarray(C.sum(axis=0)).ravel())
-    return (C.indptr.astype(np.int64), C.indices.astype(np.int32), C.data.astype(np.float64), log_rows, log_cols,
-            float(np.log2(C.data.sum())), float(np.log2(1e-8)))
+    return _ppmi_arguments(C, 1e-8, None, np)
 
 
 _FLOAT64 = np.dtype(np.float64)

@@ -327,8 +327,9 @@ _BENCH_V, _BENCH_D, _BENCH_WORDS = 10_000, 100, 10_000
 
 def _bench_sentences(rng, vocab):
     """Zipf-distributed ids (p ~ 1/rank) over ``vocab`` words, cut into sentences of 1..39 words."""
-    p = 1.0 / np.arange(1, vocab + 1)
-    tokens = rng.choice(vocab, _BENCH_WORDS, p=p / p.sum())
+    from ..harness import zipf_probabilities
+
+    tokens = rng.choice(vocab, _BENCH_WORDS, p=zipf_probabilities(vocab))
     ends = np.cumsum(rng.integers(1, 40, _BENCH_WORDS))
     ends = np.append(ends[ends < _BENCH_WORDS], _BENCH_WORDS).astype(np.int64)
     return tokens, ends
@@ -338,8 +339,9 @@ def _training_benchmark():
     """One job at the model's defaults; weights initialised as Word2Vec.build_vocab does."""
     rng = np.random.default_rng(0)
     tokens, ends = _bench_sentences(rng, _BENCH_V)
-    p = 1.0 / np.arange(1, _BENCH_V + 1)
-    counts = np.maximum(np.round(p / p.sum() * 1_000_000), 5).astype(np.int64)  # a ~1M-word corpus, min_count 5
+    from ..harness import zipf_probabilities
+
+    counts = np.maximum(np.round(zipf_probabilities(_BENCH_V) * 1_000_000), 5).astype(np.int64)  # ~1M words, min 5
     tables = Tables.build(counts, sample=1e-3, negative=5)
     syn0 = ((rng.random((_BENCH_V, _BENCH_D), dtype=np.float32) - np.float32(0.5)) / np.float32(_BENCH_D))
     syn1neg = np.zeros((_BENCH_V, _BENCH_D), np.float32)
