@@ -21,11 +21,12 @@ import tempfile
 import time
 
 from .kernels import BACKENDS, BackendUnavailableError
+from .serialization import is_writable
 
 # What the library documents that it raises for bad input or an unusable machine; anything else
 # is a bug and keeps its traceback.
 _REPORTED_ERRORS = (ValueError, TypeError, KeyError, IndexError, OSError, RuntimeError, ImportError,
-                    FloatingPointError, BackendUnavailableError)
+                    ArithmeticError, MemoryError, BackendUnavailableError)
 
 EXIT_USAGE = 2  # argparse's status for a bad command line
 EXIT_FAILURE = 1
@@ -117,8 +118,8 @@ def _check_output_file(path: str, option: str) -> None:
         raise UsageError(f"{option} {path!r}: folder {folder!r} does not exist")
     if not os.path.isdir(folder):
         raise UsageError(f"{option} {path!r}: {folder!r} is not a folder")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {path!r}: the file is not writable")
+    if os.path.exists(path) and not is_writable(path):  # the rule the writer applies, root included
+        raise UsageError(f"{option} {path!r}: the file is read-only")
     try:  # the only reliable test (permissions, read-only mounts, root): write something there
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".fastnlp-probe-"):
             pass
@@ -272,6 +273,8 @@ def _one_line(text: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):  # numpy's says what it could not allocate; a bare one says nothing
+        return "out of memory" + (f": {_one_line(str(exc))}" if str(exc) else "") + "; try smaller settings"
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         message = str(exc.args[0])  # str(KeyError) adds quotes around the message
     else:

@@ -203,7 +203,8 @@ class RnnlmTrainer:
         """Write parameters, optimizer state, hidden state and training position to one
         ``.npz``, atomically. ``fastnlp.load_params(path, into=model)`` reads its parameters."""
         arrays = {f"param_{i:04d}": to_host(p) for i, p in enumerate(self.model.params)}
-        optimizer_state = {"lr": self.optimizer.lr, "iter": getattr(self.optimizer, "iter", None), "buffers": []}
+        optimizer_state = {"type": _optimizer_kind(self.optimizer), "lr": self.optimizer.lr,
+                           "iter": getattr(self.optimizer, "iter", None), "buffers": []}
         for name in _OPTIMIZER_BUFFERS:
             buffers = getattr(self.optimizer, name, None)
             if isinstance(buffers, list):
@@ -238,15 +239,16 @@ class RnnlmTrainer:
                 raise ValueError(f"{path} is not a checkpoint written by RnnlmTrainer.save_checkpoint")
             state = json.loads(str(data[_STATE_KEY]))
             arrays = {key: data[key] for key in data.files if not key.startswith("param_")}
-        load_params(path, into=self.model, dtype=None)  # checks count and shapes before copying
         optimizer_state = state["optimizer"]
+        buffers = {name: _numbered(arrays, f"optimizer_{name}_") for name in optimizer_state["buffers"]}
+        self._check_optimizer_matches(path, optimizer_state, buffers)
+        load_params(path, into=self.model, dtype=None)  # checks count and shapes before copying
         self.optimizer.lr = optimizer_state["lr"]
         if optimizer_state["iter"] is not None:
             self.optimizer.iter = optimizer_state["iter"]
         xp_like = self.model.params[0]
-        for name in optimizer_state["buffers"]:
-            keys = sorted(k for k in arrays if k.startswith(f"optimizer_{name}_"))
-            setattr(self.optimizer, name, [array_like(arrays[k], xp_like) for k in keys])
+        for name, saved in buffers.items():
+            setattr(self.optimizer, name, [array_like(b, xp_like) for b in saved])
         model_state = []
         for k, (has_h, has_c) in enumerate(state["model_state"]):
             model_state.append((array_like(arrays[f"state_h_{k:02d}"], xp_like) if has_h else None,
@@ -264,6 +266,44 @@ class RnnlmTrainer:
         self._run = state["run"]
         self._resuming = True
         return self
+
+
+    def _check_optimizer_matches(self, path, optimizer_state, buffers):
+        """Refuse, before anything changes, a checkpoint of another optimizer type (an Adam
+        checkpoint into SGD would silently swap the learning rate and drop the moments) or
+        whose optimizer state does not fit this model's parameters."""
+        ours = _optimizer_kind(self.optimizer)
+        saved = optimizer_state.get("type")  # checkpoints before the type was recorded lack it
+        if saved is not None and saved != ours:
+            raise ValueError(f"{path} was saved with optimizer {saved}, but this trainer's optimizer is {ours}; "
+                             f"resume with {saved}")
+        for name in buffers:
+            if saved is None and name not in type(self.optimizer).state_names:
+                raise ValueError(f"{path} holds optimizer state {name!r}, which {ours} does not keep: it was "
+                                 "saved with another optimizer type")
+        shapes = [tuple(p.shape) for p in self.model.params]
+        for name, saved_buffers in buffers.items():
+            saved_shapes = [tuple(b.shape) for b in saved_buffers]
+            if saved_shapes != shapes:
+                raise ValueError(f"{path}: the optimizer state {name!r} holds {len(saved_shapes)} arrays of shapes "
+                                 f"{saved_shapes}, but the model has {len(shapes)} params of shapes {shapes}")
+
+
+def _optimizer_kind(optimizer) -> str:
+    """The library optimizer ``optimizer`` is (a user's subclass of SGD is an SGD): the name
+    of the nearest class of ``fastnlp.optim`` it derives from, else its own class name."""
+    from . import optim
+
+    for cls in type(optimizer).__mro__:
+        if cls.__module__ == optim.__name__ and cls is not optim.Optimizer:
+            return cls.__name__
+    return type(optimizer).__name__
+
+
+def _numbered(arrays, prefix):
+    """The arrays named ``prefix + number``, in numeric order ('_10000' sorts before '_9999' as text)."""
+    keys = [k for k in arrays if k.startswith(prefix) and k[len(prefix):].isdigit()]
+    return [arrays[k] for k in sorted(keys, key=lambda k: int(k[len(prefix):]))]
 
 
 _NEVER = 2**62  # a checkpoint interval no run reaches: fit_with_lr_decay saves after validation

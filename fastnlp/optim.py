@@ -57,7 +57,10 @@ class Optimizer:
     """``update(params, grads)`` changes every ``params[i]`` in place from ``grads[i]``.
 
     Per-parameter state is keyed by position, so pass the lists in the same order each step.
+    ``state_names`` names the per-parameter buffer lists a subclass keeps (checkpoints save them).
     """
+
+    state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float):
         self.lr = check_positive_finite("learning rate", lr)
@@ -121,6 +124,8 @@ class SGD(Optimizer):
 
 
 class Momentum(Optimizer):
+    state_names = ("v",)
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.9):
         super().__init__(lr)
         self.momentum = _check_fraction("momentum", momentum)
@@ -135,6 +140,8 @@ class Momentum(Optimizer):
 class Nesterov(Optimizer):
     """Nesterov accelerated gradient in the book's reformulation (Sutskever et al. 2013)."""
 
+    state_names = ("v",)
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.9):
         super().__init__(lr)
         self.momentum = _check_fraction("momentum", momentum)
@@ -148,6 +155,8 @@ class Nesterov(Optimizer):
 
 
 class AdaGrad(Optimizer):
+    state_names = ("h",)
+
     def __init__(self, lr: float = 0.01, eps: float = 1e-7):
         super().__init__(lr)
         self.eps = check_positive_finite("eps", eps)
@@ -168,6 +177,8 @@ class AdaGrad(Optimizer):
 
 
 class RMSprop(Optimizer):
+    state_names = ("h",)
+
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7):
         super().__init__(lr)
         self.decay_rate = _check_fraction("decay_rate", decay_rate)
@@ -190,6 +201,8 @@ class Adam(Optimizer):
     book's CBOW (PTB, batch 100) the lazy update costs about a tenth of the dense one per step;
     its loss trails early (3.03 against 2.73 after 600 steps) and meets it by 3000 (2.47 both).
     """
+
+    state_names = ("m", "v")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7,
                  lazy: bool = False):

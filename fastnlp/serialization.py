@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .kernels.dispatch import is_device_array
+from .kernels.validate import cast_exactly
 
 # Array kinds a parameter file may hold: bool, signed and unsigned int, float, complex. The rest
 # (object, bytes, str, structured, datetime) are not parameters, and objects would need pickle.
@@ -134,7 +135,8 @@ def save_params(path, params, dtype=None) -> Path:
 
     Only numeric arrays are accepted (anything else would need pickle); they are checked before
     the file is touched. ``dtype=np.float16`` stores half-precision weights (half the file);
-    values beyond the range of ``dtype`` raise ``OverflowError`` instead of becoming inf.
+    values beyond the range of ``dtype`` raise ``OverflowError`` instead of becoming inf or
+    wrapping, and an integer ``dtype`` refuses fractions, NaN and inf (nothing is written).
     """
     params = getattr(params, "params", params)
     target = None if dtype is None else np.dtype(dtype)
@@ -146,12 +148,7 @@ def save_params(path, params, dtype=None) -> Path:
         if a.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"param {i} has dtype {a.dtype}; only numeric arrays can be saved (nothing was written)")
         if target is not None:
-            with np.errstate(over="ignore"):
-                cast = a.astype(target)
-            if target.kind == "f" and a.dtype.kind == "f" and np.any(np.isinf(cast) & np.isfinite(a)):
-                raise OverflowError(f"param {i} has values beyond the {target} range; save it as "
-                                    f"{a.dtype} or float32")
-            a = cast
+            a = cast_exactly(a, target, what=f"param {i}")
         arrays[f"param_{i:04d}"] = a
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 

@@ -72,3 +72,52 @@ def check_same_device(*arrays) -> None:
     on_device = [dispatch.is_device_array(a) for a in arrays if hasattr(a, "shape")]
     if any(on_device) and not all(on_device):
         raise TypeError("arrays live on different devices (numpy, cupy); move them to one first")
+
+
+def cast_exactly(array, dtype, what: str = "array"):
+    """``array`` as ``dtype``, refusing a cast that would change values without a word.
+
+    NumPy's ``astype`` wraps integers (1000 -> -24 as int8), truncates fractions, turns finite
+    floats into inf, NaN into an arbitrary integer and drops imaginary parts. Here each of those
+    raises: ``OverflowError`` for values outside ``dtype``'s range, ``ValueError`` for NaN/inf
+    or fractions going to an integer type and for complex values with an imaginary part going
+    to a real type. Rounding a float to a narrower float (float64 -> float16) is allowed: that
+    is what a float target means.
+    """
+    xp = np if type(array) is np.ndarray else dispatch.array_module(array)
+    array = xp.asarray(array)
+    target = np.dtype(dtype)
+    source = array.dtype
+    if target == source or array.size == 0:
+        return array.astype(target)
+    if source.kind == "c" and target.kind != "c":
+        if bool(xp.any(array.imag != 0)):
+            raise ValueError(f"{what} has complex values; casting to {target} would drop their imaginary parts")
+        array, source = array.real, array.real.dtype
+    if target.kind == "b":
+        if not bool(xp.all((array == 0) | (array == 1))):
+            raise ValueError(f"{what} has values other than 0 and 1, which {target} cannot hold")
+        return array.astype(target)
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        if source.kind == "f":
+            if not bool(xp.all(xp.isfinite(array))):
+                raise ValueError(f"{what} has NaN or inf values, which {target} cannot hold")
+            if not bool(xp.all(array == xp.floor(array))):
+                raise ValueError(f"{what} has fractional values; casting to {target} would truncate them "
+                                 "(use a float dtype)")
+        low, high = array.min(), array.max()
+        # Compared as Python ints: exact for every integer kind and every finite float.
+        if int(low) < info.min or int(high) > info.max:
+            raise OverflowError(f"{what} has values in [{low}, {high}], beyond the {target} range "
+                                f"[{info.min}, {info.max}]")
+        return array.astype(target)
+    if target.kind == "f":
+        with np.errstate(over="ignore"):
+            cast = array.astype(target)
+        finite_source = xp.isfinite(array) if source.kind == "f" else True  # integers are always finite
+        if bool(xp.any(xp.isinf(cast) & finite_source)):
+            raise OverflowError(f"{what} has values beyond the {target} range (largest "
+                                f"{np.finfo(target).max:g}); they would become inf")
+        return cast
+    return array.astype(target)

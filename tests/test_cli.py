@@ -4,6 +4,7 @@ non-zero exit status, never a traceback (unless --debug asks for it).
 Most cases run ``fastnlp.cli.main`` in-process; a few run ``python -m fastnlp`` in a subprocess,
 for what only a fresh process shows (the environment variable, the traceback, the real entry point).
 """
+import argparse
 import os
 import subprocess
 import sys
@@ -80,6 +81,9 @@ BAD_ARGS = {
     "spiral-lr-inf": ["spiral", "--lr", "inf"],
     "spiral-hidden-zero": ["spiral", "--hidden", "0"],
     "spiral-plot-missing-folder": ["spiral", "--quiet", "--epochs", "1", "--plot", "{tmp}/missing/dir/x.png"],
+    "spiral-hidden-beyond-memory": ["spiral", "--quiet", "--hidden", "200000000000"],
+    "spiral-plot-read-only": ["spiral", "--quiet", "--epochs", "1", "--plot", "{read_only}"],
+    "count-save-read-only": ["count", "--data-dir", "{tmp}", "--save", "{read_only}"],
     "no-job": [],
     "unknown-job": ["train"],
 }
@@ -88,12 +92,60 @@ BAD_ARGS = {
 @pytest.mark.parametrize("argv", BAD_ARGS.values(), ids=BAD_ARGS.keys())
 def test_mistake_is_one_error_line(argv, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder\n")
-    fill = {"tmp": str(tmp_path)}
+    read_only = tmp_path / "read-only.png"
+    read_only.write_bytes(b"keep me")
+    read_only.chmod(0o444)
+    fill = {"tmp": str(tmp_path), "read_only": str(read_only)}
     if any("{unwritable}" in arg for arg in argv):
         fill["unwritable"] = _unwritable_folder(tmp_path)
     code, out, err = run_main([arg.format(**fill) for arg in argv], capsys)
     assert_one_error_line(code, err)
     assert out == ""
+
+
+def test_memory_error_is_one_line_naming_the_allocation(capsys):
+    code, out, err = run_main(["spiral", "--quiet", "--hidden", "200000000000"], capsys)
+    assert_one_error_line(code, err)
+    assert "out of memory: Unable to allocate" in err
+
+
+# ---- every job and option, found from the parser: a new command is covered by default --------
+
+
+def _jobs():
+    from fastnlp.cli import build_parser
+
+    (subparsers,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return subparsers.choices
+
+
+def _typed_options():
+    return [(job, action.option_strings[-1]) for job, parser in _jobs().items() for action in parser._actions
+            if action.option_strings and action.type is not None]
+
+
+def _output_options():
+    return [(job, action.option_strings[-1]) for job, parser in _jobs().items() for action in parser._actions
+            if action.dest in ("save", "plot")]
+
+
+@pytest.mark.parametrize("job, option", _typed_options())
+def test_every_typed_option_refuses_garbage_in_one_line(job, option, capsys):
+    code, out, err = run_main([job, option, "no-such-value"], capsys)
+    assert_one_error_line(code, err)
+    assert code == 2 and option in err and out == ""
+
+
+@pytest.mark.parametrize("job, option", _output_options())
+def test_every_output_option_refuses_a_read_only_file_before_the_work(job, option, tmp_path, capsys):
+    read_only = tmp_path / "out.png"
+    read_only.write_bytes(b"keep me")
+    read_only.chmod(0o444)
+    code, out, err = run_main([job, option, str(read_only)], capsys)
+    assert_one_error_line(code, err)
+    # 2, not 1: a usage check before the job ran, not a failure after it.
+    assert code == 2 and option in err and "read-only" in err and out == ""
+    assert read_only.read_bytes() == b"keep me"
 
 
 @pytest.mark.skipif(not UNAVAILABLE, reason="every backend loads here")

@@ -262,3 +262,46 @@ def test_family_ops_on_valid_shapes_with_extreme_values(op, data):
     with np.errstate(all="ignore"):
         _agree_within_tolerance(op, _on_every_backend(
             lambda: function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])))
+
+
+# ---- casts to a caller's dtype: refuse what would change values ----------------------------
+
+CAST_TARGETS = st.sampled_from([np.int8, np.uint8, np.int32, np.int64, np.uint64, np.float16, np.float32,
+                                np.float64, np.bool_, np.complex64])
+
+
+@settings(max_examples=300, deadline=None)
+@given(array=garbage_arrays(), target=CAST_TARGETS)
+def test_cast_exactly_raises_or_keeps_every_value(array, target):
+    from fastnlp.kernels.validate import cast_exactly
+
+    target = np.dtype(target)
+    try:
+        cast = cast_exactly(array, target, what="x")
+    except (OverflowError, ValueError) as exc:
+        assert str(exc).startswith("x ")
+        return
+    assert cast.dtype == target and cast.shape == array.shape
+    if target.kind in "biu":  # exact: the values come back unchanged
+        np.testing.assert_array_equal(cast.astype(np.complex128), array.astype(np.complex128))
+    elif target.kind == "f":  # rounded, but finite stays finite and NaN stays NaN
+        with np.errstate(all="ignore"):
+            source = array.real if array.dtype.kind == "c" else array
+            assert not np.any(np.isinf(cast) & np.isfinite(source.astype(np.float64)))
+            assert np.array_equal(np.isnan(cast), np.isnan(source.astype(np.float64)))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+def test_cooccurrence_refuses_an_integer_dtype_too_narrow_for_the_counts(cpu_backend, dtype):
+    corpus = np.zeros(100_000, dtype=np.int64)  # one word next to itself: 400k pairs at window 2
+    with pytest.raises(OverflowError, match=f"co-occurrence matrix .*beyond the {np.dtype(dtype)} range"):
+        cooccurrence(corpus, 3, window=2, dtype=dtype)
+    counts = cooccurrence(corpus, 3, window=2, dtype=np.int32)
+    assert counts.dtype == np.int32 and counts[0, 0] == 2 * (99_999 + 99_998)
+
+
+def test_harmonic_counts_are_not_truncated_to_integers(cpu_backend):
+    with pytest.raises(ValueError, match="fractional values; casting to int32 would truncate"):
+        cooccurrence([0, 1, 2, 1], 3, window=2, weighting="harmonic", dtype=np.int32)
+    with pytest.raises(ValueError, match="PPMI matrix has fractional values"):
+        ppmi(cooccurrence([0, 1, 2, 1], 3, window=2), dtype=np.int32)

@@ -169,16 +169,30 @@ def test_damaged_local_copy_is_refused_and_not_cached(writable_ptb, damage):
         load_ptb_vocabulary(writable_ptb)
 
 
-def test_damage_is_caught_even_when_a_cache_matches_the_file(writable_ptb):
+def test_damage_is_caught_even_when_size_and_mtime_are_kept(writable_ptb):
     train = writable_ptb / "ptb" / "ptb.train.txt"
     load_ptb("train", data_dir=writable_ptb)  # builds the cache
-    # Same size and modification time, so the cache key still matches: only the sum can tell.
-    before, key = train.stat(), ptb._source_key(train)
+    before = train.stat()
     _flip_one_byte(train, 2_000_000)
     os.utime(train, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert ptb._source_key(train) == key
     with pytest.raises(ChecksumError, match="ptb.train.txt"):
         load_ptb("train", data_dir=writable_ptb)
+
+
+def test_cache_follows_the_content_not_size_and_mtime(fake_ptb):
+    """An edit that keeps the file's size and modification time still rebuilds the ids."""
+    train_file = fake_ptb / "ptb" / "ptb.train.txt"
+    old_ids, old_word_to_id, _ = load_ptb("train", data_dir=fake_ptb, verify=False)  # cached now
+    before = train_file.stat()
+    text = train_file.read_text(encoding="utf-8")
+    assert "cat" in text
+    train_file.write_text(text.replace("cat", "cow"), encoding="utf-8")  # same length
+    os.utime(train_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert train_file.stat().st_size == before.st_size
+    ids, word_to_id, _ = load_ptb("train", data_dir=fake_ptb, verify=False)
+    assert "cow" in word_to_id and "cat" not in word_to_id and "cat" in old_word_to_id
+    np.testing.assert_array_equal(ids, old_ids)  # same positions, new word
+    assert len(list((fake_ptb / "ptb").glob("ptb.train.*.npy"))) == 1
 
 
 def test_damaged_other_split_is_refused(writable_ptb):

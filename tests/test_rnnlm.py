@@ -276,3 +276,63 @@ def test_rnnlm_learns_on_a_slice_of_ptb():
     assert ppl[-1] < 0.5 * ppl[0] and ppl[-1] < 1500
     text = fastnlp.generate_text(model, "the", word_to_id, id_to_word, length=10, skip_words=["<unk>"], seed=0)
     assert text.split()[0] == "the" and "<unk>" not in text
+
+
+def _checkpoint_after_training(path, optimizer, model=None):
+    corpus = _corpus(200)
+    trainer = fastnlp.RnnlmTrainer(model or Rnnlm(V, 4, 4, seed=0), optimizer)
+    trainer.fit(corpus[:-1], corpus[1:], max_epoch=1, batch_size=2, time_size=5, progress=False, checkpoint=path)
+    return trainer
+
+
+def _params_and_lr(trainer):
+    return [p.copy() for p in trainer.model.params], trainer.optimizer.lr
+
+
+@pytest.mark.parametrize("saved, resumed", [
+    (fastnlp.optim.Adam(lr=0.01), SGD(lr=5.0)),
+    (SGD(lr=5.0), fastnlp.optim.Adam(lr=0.01)),
+    (fastnlp.optim.Momentum(lr=1.0), fastnlp.optim.AdaGrad(lr=1.0)),
+])
+def test_checkpoint_of_another_optimizer_type_is_refused_naming_both(tmp_path, saved, resumed):
+    path = tmp_path / "run.npz"
+    _checkpoint_after_training(path, saved)
+    trainer = fastnlp.RnnlmTrainer(Rnnlm(V, 4, 4, seed=1), resumed)
+    before = _params_and_lr(trainer)
+    with pytest.raises(ValueError, match=f"saved with optimizer {type(saved).__name__}, but this trainer's "
+                                         f"optimizer is {type(resumed).__name__}"):
+        trainer.load_checkpoint(path)
+    after = _params_and_lr(trainer)
+    assert after[1] == before[1] and all(np.array_equal(a, b) for a, b in zip(after[0], before[0]))
+
+
+def test_checkpoint_without_a_recorded_type_is_still_checked_by_its_state(tmp_path):
+    import json
+    path = tmp_path / "run.npz"
+    _checkpoint_after_training(path, fastnlp.optim.Adam(lr=0.01))
+    with np.load(path) as data:  # as written before the optimizer type was recorded
+        arrays = dict(data)
+    state = json.loads(str(arrays[lm._STATE_KEY]))
+    del state["optimizer"]["type"]
+    arrays[lm._STATE_KEY] = np.array(json.dumps(state))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="optimizer state '[mv]', which SGD does not keep"):
+        fastnlp.RnnlmTrainer(Rnnlm(V, 4, 4, seed=1), SGD(lr=1.0)).load_checkpoint(path)
+    fastnlp.RnnlmTrainer(Rnnlm(V, 4, 4, seed=1), fastnlp.optim.Adam(lr=0.01)).load_checkpoint(path)
+
+
+def test_checkpoint_of_another_model_shape_is_refused_before_any_change(tmp_path):
+    path = tmp_path / "run.npz"
+    _checkpoint_after_training(path, fastnlp.optim.Adam(lr=0.01))
+    trainer = fastnlp.RnnlmTrainer(Rnnlm(V, 4, 6, seed=1), fastnlp.optim.Adam(lr=0.5))
+    before = _params_and_lr(trainer)
+    with pytest.raises(ValueError, match="model has .* params of shapes"):
+        trainer.load_checkpoint(path)
+    after = _params_and_lr(trainer)
+    assert after[1] == before[1] and all(np.array_equal(a, b) for a, b in zip(after[0], before[0]))
+    assert getattr(trainer.optimizer, "m", None) is None
+
+
+def test_optimizer_state_loads_in_numeric_order():
+    arrays = {f"optimizer_v_{i:04d}": np.full(1, i) for i in (9999, 10000, 2)}
+    assert [int(a[0]) for a in lm._numbered(arrays, "optimizer_v_")] == [2, 9999, 10000]

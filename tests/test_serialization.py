@@ -183,3 +183,26 @@ def test_npz_with_damaged_word_offsets_is_reported(tmp_path, offsets, message):
     np.savez(path, vectors=np.eye(3), word_bytes=np.frombuffer(b"abc", np.uint8), word_offsets=np.array(offsets))
     with pytest.raises(ValueError, match=message):
         fastnlp.WordVectors.load(path)
+
+
+@pytest.mark.parametrize("values, dtype, error, message", [
+    ([1000.7], np.int8, ValueError, "fractional values"),
+    ([1000.0], np.int8, OverflowError, "beyond the int8 range"),
+    ([-1.0], np.uint16, OverflowError, "beyond the uint16 range"),
+    ([np.nan], np.int32, ValueError, "NaN or inf"),
+    ([2.0], np.bool_, ValueError, "other than 0 and 1"),
+    ([70000], np.float16, OverflowError, "float16 range"),
+])
+def test_integer_and_narrow_targets_refuse_instead_of_wrapping(tmp_path, values, dtype, error, message):
+    path = tmp_path / "params.npz"
+    fastnlp.save_params(path, [np.ones(2, np.float32)])
+    before = path.read_bytes()
+    with pytest.raises(error, match=f"param 1 .*{message}"):
+        fastnlp.save_params(path, [np.zeros(1), np.array(values)], dtype=dtype)
+    assert path.read_bytes() == before  # checked before the file is touched
+
+
+def test_integer_target_keeps_integral_values_exactly(tmp_path):
+    path = fastnlp.save_params(tmp_path / "ints.npz", [np.array([-128.0, 0.0, 127.0])], dtype=np.int8)
+    (loaded,) = fastnlp.load_params(path, dtype=None)
+    assert loaded.dtype == np.int8 and loaded.tolist() == [-128, 0, 127]

@@ -110,6 +110,8 @@ def test_noise_table_samples_the_weights():
 @pytest.mark.parametrize("weights, match", [
     ([1.0], "at least two words"),
     ([0.0, 3.0, 0.0], "at least two words"),
+    ([1e12, 1.0, 1.0], "positive for 3 words, but the largest is 1e\\+12 times the next, beyond the alias "
+                       "table's resolution"),
     ([1.0, -1.0], "non-negative"),
     ([1.0, np.nan], "finite"),
     ([0.0, 0.0], "positive"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
-from ..validate import check_ids
+from ..validate import cast_exactly, check_ids
 
 MAX_WINDOW = 255  # kernels keep pair distances in one byte
 
@@ -34,7 +34,8 @@ def cooccurrence(corpus, vocab_size, window=1, weighting="uniform", boundary_id=
     memory-mapped array split into pieces, say) treated as one stream with the same result; a
     generator may refill one buffer between chunks. Nothing of size V x V is ever allocated.
     Indices are sorted and duplicate-free (canonical CSR); values are summed in float64 and
-    returned as ``dtype``. A CuPy corpus gives a ``cupyx.scipy.sparse.csr_matrix`` on the device.
+    returned as ``dtype``; an integer ``dtype`` too narrow for the counts (or harmonic weights
+    with fractions) raises instead of wrapping or truncating. A CuPy corpus gives a ``cupyx.scipy.sparse.csr_matrix`` on the device.
     """
     vocab_size = _positive_int(vocab_size, "vocab_size")
     window = _positive_int(window, "window")
@@ -71,7 +72,9 @@ def cooccurrence(corpus, vocab_size, window=1, weighting="uniform", boundary_id=
         tail = tokens[-window:].copy()  # a copy: the caller may refill this chunk's buffer
     if n_tokens == 0:
         raise ValueError("empty corpus: no token ids to count")
-    return _merge(parts, vocab_size, xp).astype(dtype)
+    counts = _merge(parts, vocab_size, xp)
+    values = cast_exactly(counts.data, dtype, what="the co-occurrence matrix")
+    return _sparse_module(xp).csr_matrix((values, counts.indices, counts.indptr), shape=counts.shape)
 
 
 def _merge(parts, vocab_size, xp):
@@ -130,7 +133,8 @@ def ppmi(C, eps=1e-8, alpha=None, dtype=np.float32):
     if not (C.nnz and float(C.data.max()) > 0):
         raise ValueError("co-occurrence matrix is all zeros")
     values = registry.kernel("ppmi_values", C.data)(*_ppmi_arguments(C, eps, alpha, xp))
-    result = sparse.csr_matrix((values.astype(dtype), C.indices, C.indptr), shape=C.shape)
+    result = sparse.csr_matrix((cast_exactly(values, dtype, what="the PPMI matrix"), C.indices, C.indptr),
+                               shape=C.shape)
     result.eliminate_zeros()
     return result
 

@@ -68,6 +68,14 @@ _EXACT_IDS = {np.dtype(np.int64): (0, 0)}
 
 # ----- the noise distribution ---------------------------------------------------------------
 
+def _integer_mass(alias_prob, alias_index):
+    """Each word's share of the table, in units of 2**-32 of a column: its own column's
+    threshold plus what the other columns alias to it."""
+    mass = np.asarray(alias_prob, dtype=np.int64).copy()
+    np.add.at(mass, np.asarray(alias_index, dtype=np.int64), ALWAYS - np.asarray(alias_prob, dtype=np.int64))
+    return mass
+
+
 @dataclass(frozen=True, eq=False)
 class NoiseTable:
     """Walker's alias table of a noise distribution over V words, built once (Vose's method).
@@ -99,8 +107,7 @@ class NoiseTable:
         if n and (alias.min() < 0 or alias.max() >= n):
             raise ValueError(f"alias_index must lie in [0, {n})")
         prob, alias = prob.astype(np.int64), alias.astype(np.int64)
-        mass = prob.copy()
-        np.add.at(mass, alias, ALWAYS - prob)
+        mass = _integer_mass(prob, alias)
         if np.count_nonzero(mass) < 2:
             raise ValueError("the noise distribution must give a positive probability to at least two "
                              "words: a negative sample can never be its own target")
@@ -126,7 +133,17 @@ class NoiseTable:
         total = weights.sum()
         if not total > 0 or not np.isfinite(total):
             raise ValueError("noise weights must have a positive, finite sum")
-        return cls(*vose_alias(weights))
+        positive = np.count_nonzero(weights)
+        if positive < 2:
+            raise ValueError(f"noise weights must be positive for at least two words, got {positive}: a negative "
+                             "sample can never be its own target")
+        table = vose_alias(weights)
+        if np.count_nonzero(_integer_mass(*table)) < 2:
+            second, first = np.partition(weights, -2)[-2:]
+            raise ValueError(f"noise weights are positive for {positive} words, but the largest is {first / second:.3g} "
+                             "times the next, beyond the alias table's resolution of 2**-32: every draw would "
+                             "be one word. Flatten the weights (a smaller power) or drop that word")
+        return cls(*table)
 
     @classmethod
     def from_counts(cls, counts, power: float = 0.75) -> "NoiseTable":
