@@ -137,6 +137,12 @@ def _spiral(args) -> int:
         _check_output_file(args.plot, "--plot")
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib: pip install 'fastnlp[plot]'")
+        from fastnlp.plot import check_figure_path
+
+        try:
+            check_figure_path(args.plot)
+        except ValueError as exc:
+            raise UsageError(f"--plot {args.plot!r}: {_describe(exc)}") from None
 
     import fastnlp
     from fastnlp.datasets import load_spiral
@@ -154,7 +160,8 @@ def _spiral(args) -> int:
     print(f"spiral: {args.epochs} epochs in {time.perf_counter() - start:.2f} s, "
           f"final loss {history[-1]:.4f}, training accuracy {model.accuracy(x, t):.1%}")
     if args.plot:
-        print(f"loss curve written to {trainer.plot(args.plot)}")
+        trainer.plot(args.plot)
+        print(f"loss curve written to {args.plot}")
     return 0
 
 

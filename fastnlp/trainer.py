@@ -92,23 +92,23 @@ class Trainer:
         return loss
 
     def plot(self, path="loss.png", ylim=None):
-        """Save the loss curve as a PNG (needs matplotlib: pip install 'fastnlp[plot]')."""
-        try:
-            import matplotlib
+        """The loss curve as a matplotlib Figure, also saved to ``path`` unless it is None
+        (atomically, in the format of its suffix: ``.png``, ``.pdf``, ``.svg``, ...; a bad suffix
+        is refused before anything is drawn). Needs matplotlib: pip install 'fastnlp[plot]'."""
+        from .plot import check_figure_path, new_figure, save_figure
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError("Trainer.plot needs matplotlib: pip install 'fastnlp[plot]'") from exc
-        fig, ax = plt.subplots()
+        if path is not None:
+            check_figure_path(path, "the loss curve")
+        fig = new_figure("Trainer.plot")
+        ax = fig.subplots()
         ax.plot(np.arange(len(self.loss_list)), self.loss_list, label="train")
         ax.set_xlabel(f"iterations (x{self.eval_interval})")
         ax.set_ylabel("loss")
         if ylim is not None:
             ax.set_ylim(*ylim)
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        if path is not None:
+            save_figure(fig, path, "the loss curve")
+        return fig
 
 
 class _NoBar:

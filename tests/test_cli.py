@@ -82,6 +82,7 @@ BAD_ARGS = {
     "spiral-hidden-zero": ["spiral", "--hidden", "0"],
     "spiral-plot-missing-folder": ["spiral", "--quiet", "--epochs", "1", "--plot", "{tmp}/missing/dir/x.png"],
     "spiral-hidden-beyond-memory": ["spiral", "--quiet", "--hidden", "200000000000"],
+    "spiral-plot-not-a-figure-format": ["spiral", "--quiet", "--epochs", "1", "--plot", "{tmp}/loss.txt"],
     "spiral-plot-read-only": ["spiral", "--quiet", "--epochs", "1", "--plot", "{read_only}"],
     "count-save-read-only": ["count", "--data-dir", "{tmp}", "--save", "{read_only}"],
     "no-job": [],
@@ -173,6 +174,25 @@ def test_save_is_checked_before_the_work(data_dir, tmp_path, capsys, monkeypatch
                               capsys)
     assert_one_error_line(code, err)
     assert "--save" in err
+
+
+def test_plot_format_is_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained before checking --plot")
+
+    monkeypatch.setattr(fastnlp.Trainer, "fit", must_not_train)
+    code, out, err = run_main(["spiral", "--quiet", "--plot", str(tmp_path / "loss.txt")], capsys)
+    assert_one_error_line(code, err)
+    assert code == 2 and "--plot" in err and ".png" in err and not (tmp_path / "loss.txt").exists()
+
+
+def test_spiral_plot_names_the_file_it_wrote(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "loss.png"
+    code, out, err = run_main(["spiral", "--quiet", "--epochs", "2", "--plot", str(target)], capsys)
+    assert code == 0, err
+    assert f"loss curve written to {target}" in out
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_short_spiral_run_reports_a_loss(capsys):

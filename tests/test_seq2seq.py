@@ -74,6 +74,18 @@ def test_attention_weights_are_kept_for_every_generated_step():
     assert model.attention_weights.shape == (3, 3, 5)
 
 
+@pytest.mark.parametrize("name", ["AttentionSeq2seq", "AttentionSeq2seq-bidirectional", "Transformer"])
+def test_attention_weights_belong_to_the_last_generate_only(name):
+    model = MODELS[name]()
+    model.generate(XS, 2, 6)
+    model.generate(XS[:2], 2, 0)
+    assert model.attention_weights.shape == (2, 0, 5)  # no steps, not the previous call's 6
+    model.generate(XS, 2, 3)
+    with pytest.raises(ValueError, match="one per question"):
+        model.generate(XS, [1, 2], 3)
+    assert model.attention_weights is None
+
+
 def test_eval_seq2seq_and_batched_accuracy_agree(capsys):
     model = PeekySeq2seq(V, 3, 4, seed=0)
     id_to_char = {i: "abcdef"[i] for i in range(V)}
@@ -115,17 +127,125 @@ def test_bad_input_is_refused_clearly():
         seq2seq_accuracy(model, XS, TS, show_wrong=1)
 
 
+def test_seq2seq_accuracy_checks_its_batch_size_and_answers_before_decoding(monkeypatch):
+    model = Seq2seq(V, 3, 4, seed=0)
+    monkeypatch.setattr(model, "generate", lambda *a, **k: pytest.fail("decoded despite bad arguments"))
+    for batch_size in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            seq2seq_accuracy(model, XS, TS, batch_size=batch_size)
+    with pytest.raises(ValueError, match=r"answers must be .* got shape \(3, 1\)"):
+        seq2seq_accuracy(model, XS, TS[:, :1])  # the start column alone: nothing to compare
+    with pytest.raises(ValueError, match=r"answers must be .* got shape \(3,\)"):
+        seq2seq_accuracy(model, XS, TS[:, 0])
+    with pytest.raises(ValueError, match=r"questions must be .* got shape \(5,\)"):
+        seq2seq_accuracy(model, XS[0], TS[:1])
+    with pytest.raises(ValueError, match="3 questions but 2 answers"):
+        seq2seq_accuracy(model, XS, TS[:2])
+    with pytest.raises(ValueError, match="no questions"):
+        seq2seq_accuracy(model, XS[:0], TS[:0])
+    monkeypatch.undo()
+    assert 0 <= seq2seq_accuracy(model, XS, TS, batch_size=np.int64(2)) <= 1
+
+
+ID_TO_CHAR = {i: "0123_ "[i] for i in range(V)}
+
+
 def test_plot_attention_saves_a_heat_map(tmp_path):
     pytest.importorskip("matplotlib")
-    id_to_char = {i: "0123_ "[i] for i in range(V)}
+    from matplotlib.image import imread
+
+    id_to_char = ID_TO_CHAR
     for model in (AttentionSeq2seq(V, 3, 4, seed=0), MODELS["Transformer"]()):
         path, answer, weights = fastnlp.plot_attention(model, XS[0], tmp_path / "map.png", id_to_char=id_to_char,
                                                        start_id=4, sample_size=3, is_reverse=True)
         assert path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert imread(path).ndim == 3
         assert len(answer) == 3 and weights.shape == (3, 5)
+        assert [p.name for p in tmp_path.iterdir()] == ["map.png"]  # no temporary file left behind
     with pytest.raises(ValueError, match="keeps no attention weights"):
         fastnlp.plot_attention(Seq2seq(V, 3, 4), XS[0], tmp_path / "x.png", id_to_char=id_to_char, start_id=4,
                                sample_size=3)
+
+
+def plot_kwargs(**changes):
+    return {"id_to_char": ID_TO_CHAR, "start_id": 4, "sample_size": 3, **changes}
+
+
+def test_plot_attention_draws_one_question_and_refuses_a_batch(tmp_path):
+    pytest.importorskip("matplotlib")
+    model = AttentionSeq2seq(V, 3, 4, seed=0)
+    _, answer, weights = fastnlp.plot_attention(model, XS[1:2], tmp_path / "one.png", **plot_kwargs())
+    assert answer == "".join(ID_TO_CHAR[int(i)] for i in model.generate(XS[1:2], 4, 3)[0])
+    with pytest.raises(ValueError, match=r"one question.*x\[i:i\+1\]"):
+        fastnlp.plot_attention(model, XS[:2], tmp_path / "two.png", **plot_kwargs())
+    with pytest.raises(ValueError, match="one question"):
+        fastnlp.plot_attention(model, XS[:1, None], tmp_path / "two.png", **plot_kwargs())
+    assert not (tmp_path / "two.png").exists()
+
+
+def test_plot_attention_scales_the_colours_to_the_weights_and_labels_them(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from fastnlp import plot
+
+    figures = []
+    save_figure = plot.save_figure
+    monkeypatch.setattr(plot, "save_figure", lambda fig, *a, **k: figures.append(fig) or save_figure(fig, *a, **k))
+    _, _, weights = fastnlp.plot_attention(AttentionSeq2seq(V, 3, 4, seed=0), XS[0], tmp_path / "map.png",
+                                           **plot_kwargs())
+    assert weights.max() < 0.5  # an untrained model looks everywhere: on a 0-1 scale all of it is dark
+    image_axes, colorbar_axes = figures[0].axes
+    assert image_axes.images[0].get_clim() == pytest.approx((weights.min(), weights.max()))
+    assert image_axes.get_title() and colorbar_axes.get_ylabel() == "attention weight"
+
+
+def test_plot_attention_stops_at_the_end_symbol(tmp_path):
+    pytest.importorskip("matplotlib")
+    model = AttentionSeq2seq(V, 3, 4, seed=0)
+    plain = model.generate(XS[:1], 4, 6)[0]
+    end_id = int(plain[1])
+    stop = int(np.argmax(plain == end_id))
+    _, answer, weights = fastnlp.plot_attention(model, XS[0], tmp_path / "map.png",
+                                                **plot_kwargs(sample_size=6, end_id=end_id))
+    assert answer == "".join(ID_TO_CHAR[int(i)] for i in plain[:stop + 1]) and weights.shape == (stop + 1, 5)
+
+
+def test_plot_attention_checks_the_file_name_before_decoding(tmp_path):
+    pytest.importorskip("matplotlib")
+    model = AttentionSeq2seq(V, 3, 4, seed=0)
+    with pytest.raises(ValueError, match=r"\.txt.*use one of.*\.png"):
+        fastnlp.plot_attention(model, XS[0], tmp_path / "map.txt", **plot_kwargs())
+    assert model.attention_weights is None and list(tmp_path.iterdir()) == []
+
+
+def test_plot_attention_writes_atomically(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    model = AttentionSeq2seq(V, 3, 4, seed=0)
+    read_only = tmp_path / "read-only.png"
+    read_only.write_bytes(b"old picture")
+    read_only.chmod(0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        fastnlp.plot_attention(model, XS[0], read_only, **plot_kwargs())
+    assert read_only.read_bytes() == b"old picture"
+
+    def write_half_then_fail(self, target, **kwargs):
+        file = target if hasattr(target, "write") else open(target, "wb")  # savefig takes either
+        try:
+            file.write(b"\x89PNG half of it")
+            file.flush()
+            raise OSError(28, "No space left on device")
+        finally:
+            if file is not target:
+                file.close()
+
+    path = tmp_path / "map.png"
+    path.write_bytes(b"old picture")
+    monkeypatch.setattr(Figure, "savefig", write_half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        fastnlp.plot_attention(model, XS[0], path, **plot_kwargs())
+    assert path.read_bytes() == b"old picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png", "read-only.png"]
 
 
 @pytest.mark.parametrize("name", ["reversed + Peeky", "attention"])

@@ -136,10 +136,92 @@ def test_trainer_progress_bar_and_clipping_run(capsys):
     assert len(history) == 4
 
 
-def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
+def trained_trainer():
     x, t = load_spiral()
     trainer = fastnlp.Trainer(fastnlp.TwoLayerNet(2, 4, 3, seed=0), optim.SGD(1.0), seed=0)
     trainer.fit(x, t, max_epoch=3, batch_size=30, progress=False)
-    path = trainer.plot(tmp_path / "loss.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return trainer
+
+
+def test_plot_returns_the_figure_and_writes_a_valid_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    trainer = trained_trainer()
+    fig = trainer.plot(tmp_path / "loss.png")
+    assert isinstance(fig, Figure)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), trainer.loss_list)
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert imread(tmp_path / "loss.png").ndim == 3  # decodes as a whole image
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]  # no temporary file left behind
+    assert isinstance(trainer.plot(None), Figure) and len(list(tmp_path.iterdir())) == 1
+    trainer.plot(tmp_path / "loss.SVG")
+    assert b"<svg" in (tmp_path / "loss.SVG").read_bytes()[:1000]
+
+
+def test_plot_refuses_a_name_that_is_not_an_image_before_drawing(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from fastnlp import plot
+
+    assert plot.check_figure_path("curve.PNG") == "png" and plot.check_figure_path("a/b.pdf") == "pdf"
+    monkeypatch.setattr(plot, "new_figure", lambda *a, **k: pytest.fail("drew a figure for a bad name"))
+    for name in ("loss.txt", "loss"):
+        with pytest.raises(ValueError, match=r"\.png.*\.svg"):
+            trained_trainer().plot(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_refuses_a_read_only_file_and_leaves_it_unchanged(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "loss.png"
+    path.write_bytes(b"old picture")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        trained_trainer().plot(path)  # also as root, which the OS would let overwrite it
+    assert path.read_bytes() == b"old picture" and oct(path.stat().st_mode & 0o777) == "0o444"
+
+
+def test_plot_failing_midway_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "loss.png"
+    path.write_bytes(b"old picture")
+
+    def write_half_then_fail(self, target, **kwargs):
+        file = target if hasattr(target, "write") else open(target, "wb")  # savefig takes either
+        try:
+            file.write(b"\x89PNG half of it")
+            file.flush()
+            raise OSError(28, "No space left on device")
+        finally:
+            if file is not target:
+                file.close()
+
+    monkeypatch.setattr(Figure, "savefig", write_half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        trained_trainer().plot(path)
+    assert path.read_bytes() == b"old picture"
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]
+
+
+def test_plot_over_the_file_size_limit_leaves_the_old_file_intact(tmp_path):
+    """``ulimit -f 8``: the write fails with EFBIG (Python ignores SIGXFSZ) after 8 KiB."""
+    pytest.importorskip("matplotlib")
+    resource = pytest.importorskip("resource")
+    trainer = trained_trainer()
+    path = tmp_path / "loss.png"
+    trainer.plot(path)
+    old = path.read_bytes()
+    assert len(old) > 8 * 1024
+    trainer.loss_list.append(0.0)  # a different picture
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024, hard))
+    try:
+        with pytest.raises(OSError):
+            trainer.plot(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]

@@ -111,6 +111,47 @@ def test_bad_input_is_refused_clearly():
         LayerNorm.ones(D).backward(np.ones((1, D)))
 
 
+def test_a_mask_may_not_make_the_output_larger():
+    x = np.ones((1, 3, D), np.float32)
+    attention = MultiHeadAttention.random(D, 2, 0)
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 1, 3, 3\) does not broadcast to the scores "
+                                         r"\(1, 2, 3, 3\)"):
+        attention.forward(x, x, np.ones((2, 1, 3, 3), dtype=bool))  # would return a batch of 2
+    with pytest.raises(ValueError, match=r"MultiHeadAttention.*\(1, 4, 3, 3\).*\(1, 2, 3, 3\)"):
+        attention.forward(x, x, np.ones((1, 4, 3, 3), dtype=bool))  # more heads than the layer has
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 3, 3\) does not broadcast to the scores \(1, 3, 3\)"):
+        ScaledDotProductAttention().forward(x[..., :4], x[..., :4], x[..., :4], np.ones((2, 3, 3), dtype=bool))
+    for mask in (causal_mask(3), np.ones((1, 1, 1, 3), dtype=bool), np.ones((1, 2, 3, 3), dtype=bool)):
+        assert attention.forward(x, x, mask).shape == x.shape  # masks that fit still broadcast
+
+
+def test_numpy_integers_are_sizes_but_bools_and_floats_are_not():
+    i, V = np.int64, 7
+    same = Transformer(V, d_model=i(4), n_heads=i(2), d_ff=i(8), n_layers=i(1), pad_id=i(0), seed=0)
+    plain = Transformer(V, d_model=4, n_heads=2, d_ff=8, n_layers=1, pad_id=0, seed=0)
+    for a, b in zip(same.params, plain.params):
+        np.testing.assert_array_equal(a, b)
+    assert MultiHeadAttention.random(i(D), i(4)).n_heads == 4
+    assert LayerNorm.ones(i(D)).params[0].shape == (D,)
+    assert PositionwiseFeedForward.random(i(D), i(16)).params[0].shape == (D, 16)
+    assert PositionalEncoding(i(D)).forward(np.zeros((1, 2, D))).shape == (1, 2, D)
+    for bad in (2.0, True, np.float64(2)):
+        with pytest.raises(TypeError, match="n_heads must be an integer"):
+            Transformer(V, d_model=4, n_heads=bad, d_ff=8, n_layers=1)
+        with pytest.raises(TypeError, match="n_heads must be an integer"):
+            MultiHeadAttention.random(D, bad)
+    with pytest.raises(ValueError, match="positive divisor of d_model = 4, got 3"):
+        Transformer(V, d_model=4, n_heads=i(3), d_ff=8, n_layers=1)
+    for make in (lambda: LayerNorm.ones(8.0), lambda: PositionalEncoding(True),
+                 lambda: PositionwiseFeedForward.random(D, 16.0), lambda: MultiHeadAttention.random(8.0, 2)):
+        with pytest.raises(TypeError, match="must be an integer"):
+            make()
+    with pytest.raises(TypeError, match="pad_id must be None or an integer"):
+        Transformer(V, d_model=4, n_heads=2, d_ff=8, n_layers=1, pad_id=True)
+    with pytest.raises(ValueError, match="pad_id 7 is outside the vocabulary of 7"):
+        Transformer(V, d_model=4, n_heads=2, d_ff=8, n_layers=1, pad_id=7)
+
+
 def test_transformer_gradients_and_generation():
     V = 7
     xs, ts = rng.integers(0, V, (3, 5)), rng.integers(0, V, (3, 4))

@@ -10,6 +10,8 @@ masks, the attention ops of ``fastnlp.kernels`` do not apply here.
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ..kernels.dispatch import array_module
@@ -49,12 +51,29 @@ def _check_mask(mask, scores_shape, who):
     mask = xp.asarray(mask)
     if mask.dtype != bool:
         raise TypeError(f"{who}: mask must be boolean (True = may attend), got dtype {mask.dtype}")
+    # To the scores' shape, not merely with it: a mask with a larger batch or more heads would
+    # silently make the output larger than the input.
     try:
-        np.broadcast_shapes(tuple(mask.shape), tuple(scores_shape))
+        fits = np.broadcast_shapes(tuple(mask.shape), tuple(scores_shape)) == tuple(scores_shape)
     except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"{who}: mask of shape {tuple(mask.shape)} does not broadcast to the scores "
-                         f"{tuple(scores_shape)}") from None
+                         f"{tuple(scores_shape)}")
     return mask
+
+
+def _positive_int(who, name, value) -> int:
+    """``value`` as an int: a Python or NumPy integer >= 1 (bools and floats are refused)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{who}: {name} must be an integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{who}: {name} must be an integer, got {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{who}: {name} must be a positive integer, got {value}")
+    return value
 
 
 # ---- attention ---------------------------------------------------------------------------------
@@ -113,7 +132,8 @@ class MultiHeadAttention(Layer):
         D = Wq.shape[0]
         if any(W.shape != (D, D) for W in params[0::2]) or any(b.shape != (D,) for b in params[1::2]):
             raise ValueError(f"MultiHeadAttention: every W must be ({D}, {D}) and every b ({D},)")
-        if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1 or D % n_heads:
+        n_heads = _positive_int("MultiHeadAttention", "n_heads", n_heads)
+        if D % n_heads:
             raise ValueError(f"MultiHeadAttention: n_heads must be a positive divisor of D = {D}, got {n_heads!r}")
         self.params, self.grads = params, [np.zeros_like(p) for p in params]
         self.n_heads = n_heads
@@ -123,6 +143,7 @@ class MultiHeadAttention(Layer):
     @classmethod
     def random(cls, D: int, n_heads: int, rng=None, dtype=np.float32):
         """Glorot-scaled weights, zero biases."""
+        D = _positive_int("MultiHeadAttention.random", "D", D)
         rng = np.random.default_rng(rng)
         W = lambda: (rng.standard_normal((D, D)) / np.sqrt(D)).astype(dtype)  # noqa: E731
         b = lambda: np.zeros(D, dtype=dtype)  # noqa: E731
@@ -153,6 +174,8 @@ class MultiHeadAttention(Layer):
                 raise ValueError(f"{who}: {name} must be (N, T, {D}), got shape {tuple(x.shape)}")
         if x_q.shape[0] != x_kv.shape[0]:
             raise ValueError(f"{who}: x_q has batch {x_q.shape[0]} but x_kv has {x_kv.shape[0]}")
+        # Checked here as well, so that an error names this layer and its heads.
+        _check_mask(mask, (x_q.shape[0], self.n_heads, x_q.shape[1], x_kv.shape[1]), who)
         heads = self.attention.forward(self._split(x_q @ Wq + bq), self._split(x_kv @ Wk + bk),
                                        self._split(x_kv @ Wv + bv), mask)
         self.merged = self._merge(heads)
@@ -203,6 +226,7 @@ class LayerNorm(Layer):
 
     @classmethod
     def ones(cls, D: int, dtype=np.float32):
+        D = _positive_int("LayerNorm.ones", "D", D)
         return cls(np.ones(D, dtype=dtype), np.zeros(D, dtype=dtype))
 
     def forward(self, x):
@@ -239,6 +263,8 @@ class PositionwiseFeedForward(Layer):
 
     @classmethod
     def random(cls, D: int, F: int, rng=None, dtype=np.float32):
+        who = "PositionwiseFeedForward.random"
+        D, F = _positive_int(who, "D", D), _positive_int(who, "F", F)
         rng = np.random.default_rng(rng)
         return cls((rng.standard_normal((D, F)) * np.sqrt(2.0 / D)).astype(dtype), np.zeros(F, dtype=dtype),
                    (rng.standard_normal((F, D)) / np.sqrt(F)).astype(dtype), np.zeros(D, dtype=dtype))
@@ -260,7 +286,7 @@ class PositionalEncoding(Layer):
 
     def __init__(self, D: int, scale: float = 1.0):
         super().__init__()
-        self.D, self.scale = D, float(scale)
+        self.D, self.scale = _positive_int("PositionalEncoding", "D", D), float(scale)
         self.table = positional_encoding(0, D, np.float64)
         self.shape = None
 

@@ -359,8 +359,13 @@ class AttentionDecoder:
         return denc_hs
 
     def generate(self, enc_hs, start_id, sample_size, end_id=None, h=None):
+        """Greedy ids (N, sample_size); afterwards ``attention.attention_weights`` holds the
+        weights of the steps decoded (N, steps, T_in): fewer than ``sample_size`` when every
+        row reached ``end_id`` early, none for ``sample_size=0``."""
+        self.attention.attention_weights = None  # first: a failed call must not show the last call's weights
         self.lstm.set_state(enc_hs[:, -1] if h is None else h)
-        start = _start_ids(start_id, enc_hs.shape[0], array_module(enc_hs))
+        xp = array_module(enc_hs)
+        start = _start_ids(start_id, enc_hs.shape[0], xp)
         weights = []
 
         def step(ids):
@@ -369,8 +374,9 @@ class AttentionDecoder:
             return score
 
         out = _greedy(step, start, _sample_size(sample_size), end_id)
-        if weights:
-            self.attention.attention_weights = np.concatenate(weights, axis=1)
+        N, T_in = enc_hs.shape[:2]
+        self.attention.attention_weights = (xp.concatenate(weights, axis=1) if weights
+                                            else xp.empty((N, 0, T_in), dtype=enc_hs.dtype))
         return out
 
 
@@ -399,6 +405,7 @@ class AttentionSeq2seq(_Seq2seqBase):
         self.encoder.backward(denc_hs)
 
     def generate(self, xs, start_id, sample_size, end_id=None):
+        self.decoder.attention.attention_weights = None  # first: a refused call must not show the last call's
         xs = self._check(xs, who="generate")
         enc_hs = self.encoder.forward(xs)
         h = self.encoder.initial_state(enc_hs) if self.encoder.bidirectional else None
@@ -406,7 +413,8 @@ class AttentionSeq2seq(_Seq2seqBase):
 
     @property
     def attention_weights(self):
-        """(N, T_out, T_in): the decoder's attention weights of the last forward or generate."""
+        """(N, T_out, T_in): the decoder's attention weights of the last forward or generate (of
+        the steps it decoded: T_out is 0 after ``sample_size=0``); None after a refused call."""
         return self.decoder.attention.attention_weights
 
 
@@ -434,8 +442,18 @@ def seq2seq_accuracy(model, x, t, id_to_char=None, batch_size: int = 1000, is_re
                      file=None, end_id=None):
     """Exact-match accuracy over questions ``x`` (N, T_in) and answers ``t`` (N, 1 + T_out),
     decoded ``batch_size`` at a time (greedy). Prints the first ``show_wrong`` wrong answers
-    (needs ``id_to_char``) to ``file`` (default stdout). Returns a float in [0, 1]."""
+    (needs ``id_to_char``) to ``file`` (default stdout). Returns a float in [0, 1].
+
+    Checked before anything is decoded: ``batch_size`` a positive integer, ``x`` (N, T_in) and
+    ``t`` (N, 1 + T_out) with the same N >= 1 and at least one id after the start column."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     x, t = np.asarray(x), np.asarray(t)
+    if x.ndim != 2:
+        raise ValueError(f"questions must be ids of shape (N, T_in), got shape {x.shape}")
+    if t.ndim != 2 or t.shape[1] < 2:
+        raise ValueError(f"answers must be ids of shape (N, 1 + T_out): the start symbol and at least one id, "
+                         f"got shape {t.shape}")
     if len(x) != len(t):
         raise ValueError(f"{len(x)} questions but {len(t)} answers")
     if len(x) == 0:

@@ -15,19 +15,31 @@ import numpy as np
 from ..kernels.dispatch import array_module
 from ..layers.recurrent import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.transformer import (LayerNorm, PositionalEncoding, TransformerDecoderBlock, TransformerEncoderBlock,
-                                  causal_mask, padding_mask)
+                                  _positive_int, causal_mask, padding_mask)
 from .seq2seq import _greedy, _ids, _sample_size, _sizes, _start_ids
 
 
 class Transformer:
     """``Transformer(vocab_size, d_model=64, n_heads=4, d_ff=128, n_layers=2)``: the defaults learn the date
-    task to over 99% in a few epochs (bench/train_seq2seq.py)."""
+    task to over 99% in a few epochs (bench/train_seq2seq.py).
+
+    The sizes are Python or NumPy integers; ``n_heads`` must divide ``d_model``. ``pad_id``: None
+    or an id in the vocabulary."""
 
     def __init__(self, vocab_size, d_model: int = 64, n_heads: int = 4, d_ff: int = 128, n_layers: int = 2,
                  pad_id: int | None = None, seed=None, dtype=np.float32):
         V, D, F = _sizes(vocab_size, d_model, d_ff)
         if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
             raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+        n_heads = _positive_int("Transformer", "n_heads", n_heads)
+        if D % n_heads:
+            raise ValueError(f"Transformer: n_heads must be a positive divisor of d_model = {D}, got {n_heads}")
+        if pad_id is not None:
+            if isinstance(pad_id, (bool, np.bool_)) or not isinstance(pad_id, (int, np.integer)):
+                raise TypeError(f"Transformer: pad_id must be None or an integer id, got {pad_id!r}")
+            if not 0 <= pad_id < V:
+                raise ValueError(f"Transformer: pad_id {pad_id} is outside the vocabulary of {V}")
+            pad_id = int(pad_id)
         rng = np.random.default_rng(seed)
         # Embeddings N(0, 1/D): unit size once PositionalEncoding scales them by sqrt(D).
         embed = lambda: (rng.standard_normal((V, D)) / np.sqrt(D)).astype(dtype)  # noqa: E731
@@ -97,6 +109,7 @@ class Transformer:
         """Greedy answers (N, sample_size), all questions decoded together. Incremental: each
         step runs the decoder on the newest position only, against cached keys and values (the
         encoder's, once; the earlier positions', which causal attention never changes)."""
+        self._step_weights = []  # first: a refused call shows no weights rather than the last call's
         xs = _ids(xs, "Transformer.generate", self.vocab_size)
         memory = self.encode(xs)
         memory_kv = [block.cross_attention.keys_values(memory) for block in self.decoder_blocks]
@@ -111,14 +124,18 @@ class Transformer:
             self._step_weights.append(self.decoder_blocks[-1].cross_attention.attention_weights)
             return self.affine.forward(self.decoder_norm.forward(h))
 
-        start = _start_ids(start_id, xs.shape[0], array_module(memory))
-        self._step_weights = []
+        xp = array_module(memory)
+        start = _start_ids(start_id, xs.shape[0], xp)
+        # No steps yet, but shaped (N, heads, 0, T_in): sample_size=0 then gives (N, 0, T_in) weights.
+        heads = self.decoder_blocks[-1].cross_attention.n_heads
+        self._step_weights = [xp.empty((xs.shape[0], heads, 0, xs.shape[1]), dtype=memory.dtype)]
         return _greedy(step, start, _sample_size(sample_size), end_id)
 
     @property
     def attention_weights(self):
         """(N, T_out, T_in): the last decoder block's attention over the question, heads averaged,
-        of the last forward or of every step of the last generate (None before either)."""
+        of the last forward or of every step of the last generate (T_out = the steps decoded: 0
+        for ``sample_size=0``); None before either and after a refused generate."""
         if self._step_weights:
             return array_module(self._step_weights[0]).concatenate(self._step_weights, axis=2).mean(axis=1)
         weights = self.decoder_blocks[-1].cross_attention.attention_weights
