@@ -1,5 +1,6 @@
 """WordVectors: neighbours against a brute-force sort, analogies, evaluations, file formats, book helpers."""
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -91,6 +92,105 @@ def test_zero_rows_stay_zero_without_warnings():
     assert unit.dtype == np.float32
 
 
+@pytest.mark.parametrize("vectors", [
+    np.array([[1 + 2j, 0], [0, 1]]),
+    np.eye(2, dtype=bool),
+    np.array([[1.0, 2.0], [3.0, 4.0]], dtype=object),
+    np.array([["1", "2"], ["3", "4"]]),
+], ids=["complex", "bool", "object", "str"])
+def test_constructor_refuses_non_real_dtypes(vectors):
+    """Complex vectors used to lose their imaginary part with only a ComplexWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match=f"vectors must hold real numbers .* got dtype {vectors.dtype}$"):
+            WordVectors(vectors, ["a", "b"])
+
+
+@pytest.mark.parametrize("dtype, stored", [(np.int32, np.float32), (np.uint8, np.float32), (np.int64, np.float32),
+                                           (np.float16, np.float16), (np.float64, np.float64)])
+def test_constructor_keeps_accepting_real_dtypes(dtype, stored):
+    wv = WordVectors(np.array([[1, 2], [3, 4]], dtype=dtype), ["a", "b"])
+    assert wv.vectors.dtype == stored
+    np.testing.assert_array_equal(wv.vectors, [[1, 2], [3, 4]])
+
+
+def test_complex_query_vector_is_refused(random_wv):
+    with pytest.raises(TypeError, match="query vector must hold real numbers .* got dtype complex"):
+        random_wv.most_similar(random_wv["w1"] + 1j)
+    with pytest.raises(TypeError, match="query 1 must hold real numbers"):
+        random_wv.most_similar(["w1", random_wv["w1"] + 1j])
+
+
+# ----- norms at extreme magnitudes ------------------------------------------------------------------
+
+def test_float16_norms_do_not_overflow():
+    """float16 squares overflow above a norm of 256: such words used to get zero unit vectors."""
+    wv = WordVectors(np.array([[300, 300], [300, 300], [1, -1]], np.float16), ["a", "b", "c"])
+    assert wv.vectors.dtype == np.float16 and wv.unit_vectors.dtype == np.float16  # storage dtype kept
+    assert wv.similarity("a", "b") == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(wv.unit_vectors, np.array([[1, 1], [1, 1], [1, -1]]) / np.sqrt(2), rtol=1e-3)
+    assert wv.most_similar("a", top=1) == [("b", pytest.approx(1.0, abs=1e-3))]
+
+
+def test_float16_norms_do_not_underflow():
+    """float16 squares below 6e-8 vanish: norms below about 3e-4 used to come out as 0."""
+    wv = WordVectors(np.array([[1e-4, 1e-4], [2e-4, 2e-4], [1e-4, -1e-4]], np.float16), ["a", "b", "c"])
+    assert wv.similarity("a", "b") == pytest.approx(1.0, abs=1e-3)
+    assert wv.similarity("a", "c") == pytest.approx(0.0, abs=1e-3)
+
+
+def test_float16_count_vectors_rank_like_float64():
+    """Co-occurrence counts run into the thousands; cast to float16 to save memory, every word
+    used to have a "zero vector"."""
+    counts = np.random.default_rng(5).integers(0, 5000, (40, 30)).astype(np.float16)
+    words = [f"w{i}" for i in range(40)]
+    half, exact = WordVectors(counts, words), WordVectors(counts.astype(np.float64), words)
+    np.testing.assert_allclose(half.unit_vectors, exact.unit_vectors, atol=1e-3)
+    for word in words:
+        got = half.most_similar(word, top=3)
+        assert [s for _, s in got] == pytest.approx([exact.similarity(word, w) for w, _ in got], abs=2e-3)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e37), (np.float32, 1e20), (np.float32, 1e-20),
+                                          (np.float32, 1e-37), (np.float64, 1e300), (np.float64, 1e-300)])
+def test_norms_at_extreme_magnitudes(dtype, scale):
+    """float32 squares overflow past a norm of about 1e19 and lose precision (then vanish) below
+    about 1e-19; float64 likewise near 1e154 and 1e-154."""
+    directions = np.array([[3, 4, 0], [4, 3, 0], [0, 0, 1], [-3, -4, 0]], dtype=np.float64)
+    wv = WordVectors((directions * scale).astype(dtype), list("abcd"))
+    assert wv.unit_vectors.dtype == dtype
+    np.testing.assert_allclose(wv.unit_vectors, directions / 5 ** (directions[:, :1] != 0), rtol=1e-6, atol=1e-7)
+    assert wv.similarity("a", "b") == pytest.approx(24 / 25, rel=1e-6)
+    assert wv.most_similar("a", top=3) == [
+        ("b", pytest.approx(24 / 25, rel=1e-6)), ("c", pytest.approx(0, abs=1e-7)), ("d", pytest.approx(-1, rel=1e-6))]
+
+
+def test_norm_beyond_the_dtype_range_and_mixed_magnitudes():
+    """The norm of (3.4e38, 3.4e38) is itself beyond float32; a row may mix huge and tiny values."""
+    wv = WordVectors(np.array([[3.4e38, 3.4e38], [1, 1], [3e38, 1e-30], [0, 0]], np.float32), list("abcz"))
+    assert wv.similarity("a", "b") == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_array_equal(wv.unit_vectors[2:], [[1, 0], [0, 0]])
+
+
+def test_every_normalising_path_handles_float16_magnitudes(royal_wv, tmp_path):
+    """most_similar (word and vector queries), similarity, analogy and the evaluations all
+    normalise through the same routine; with the float16 overflow each of them broke."""
+    big = WordVectors((royal_wv.vectors * 1000).astype(np.float16), royal_wv.words)
+    for method in ("3cosadd", "3cosmul"):
+        assert big.analogy("man", "woman", "king", method=method)[0][0] == "queen"
+    assert big.similarity("king", "prince") == pytest.approx(royal_wv.similarity("king", "prince"), abs=1e-3)
+    assert big.most_similar("king", top=1)[0][0] == "prince"
+    # 1e5 is beyond float16: the query is normalised before it is cast to the vectors' dtype.
+    query = royal_wv["queen"].astype(np.float64) * 1e5
+    assert big.most_similar(query, top=1) == [("queen", pytest.approx(1.0, abs=1e-3))]
+    questions = tmp_path / "questions.txt"
+    questions.write_text(ANALOGY_FILE)
+    assert big.evaluate_analogies(questions)["correct"] == royal_wv.evaluate_analogies(questions)["correct"]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("man\twoman\t5\nking\tqueen\t6\nking\tprince\t9\napple\tcar\t1\n")
+    assert big.evaluate_word_pairs(pairs)["spearman"] == pytest.approx(royal_wv.evaluate_word_pairs(pairs)["spearman"])
+
+
 # ----- most_similar / similarity --------------------------------------------------------------------
 
 def test_most_similar_matches_brute_force_sort(random_wv):
@@ -136,6 +236,24 @@ def test_exclude(random_wv):
     assert not set(dropped) & {w for w, _ in got}
     assert got[0] == first[2]
     assert random_wv.most_similar("w9", top=1, exclude=dropped[0])[0] == first[1]
+
+
+@pytest.mark.parametrize("make", [np.array, set, tuple, iter, dict.fromkeys], ids=["ndarray", "set", "tuple",
+                                                                               "iterator", "dict"])
+def test_exclude_accepts_any_iterable_of_words(random_wv, make):
+    """A NumPy array used to fail with "the truth value of an array ... is ambiguous"."""
+    dropped = [w for w, _ in random_wv.most_similar("w9", top=2)]
+    expected = random_wv.most_similar("w9", top=3, exclude=dropped)
+    assert not set(dropped) & {w for w, _ in expected}
+    assert random_wv.most_similar("w9", top=3, exclude=make(dropped)) == expected
+    assert random_wv.most_similar(["w9"], top=3, exclude=make(dropped)) == [expected]
+    assert random_wv.most_similar("w9", top=3, exclude=np.array([], dtype=str)) == random_wv.most_similar("w9", top=3)
+
+
+@pytest.mark.parametrize("exclude", [5, 2.5, object()])
+def test_exclude_must_be_a_word_or_an_iterable_of_words(random_wv, exclude):
+    with pytest.raises(TypeError, match="exclude must be a word or an iterable of words, got "):
+        random_wv.most_similar("w9", exclude=exclude)
 
 
 def test_top_larger_than_vocabulary_returns_every_other_word():
@@ -457,12 +575,14 @@ def test_we_read_gensim_files(unicode_wv, tmp_path, binary):
     (b"", False, "header"),
     (b"two 3\na 1 2 3\n", False, "header"),
     (b"2\na 1 2\n", False, "header"),
-    (b"1 3\na 1 2\n", False, r":2: expected a word and 3 values, got 2"),
+    # Words and values long enough that the file could hold what the header announces, so that
+    # the row checks (not the header-size check) find these.
+    (b"1 3\nalpha 1.5 2.5\n", False, r":2: expected a word and 3 values, got 2"),
     (b"1 3\na 1 2 x\n", False, "not all numbers"),
-    (b"2 3\na 1 2 3\n", False, "announces 2 rows but the file has 1"),
+    (b"2 3\nalpha 1.5 2.5 3.5\n", False, "announces 2 rows but the file has 1"),
     (b"1 3\na 1 2 3\nb 4 5 6\n", False, "more rows"),
-    (b"1 3\na " + b"\0" * 8, True, "truncated"),
-    (b"2 1\na " + b"\0" * 4 + b"\n", True, "truncated"),
+    (b"1 3\nalphabet " + b"\0" * 8, True, r"truncated: word 0 \(b'alphabet'\) has fewer than 3 values"),
+    (b"2 1\nalphabet " + b"\0" * 4 + b"\n", True, "truncated: word 1 of 2 is missing its ' ' separator"),
     (b"1 1\na " + b"\0" * 8 + b"\n", True, "data after"),
 ])
 def test_malformed_word2vec_files(tmp_path, content, binary, message):
@@ -470,6 +590,82 @@ def test_malformed_word2vec_files(tmp_path, content, binary, message):
     path.write_bytes(content)
     with pytest.raises(ValueError, match=message):
         WordVectors.load_word2vec_format(path, binary=binary)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_word2vec_invalid_utf8_names_the_line_or_row(tmp_path, binary):
+    """The UnicodeDecodeError used to give no line, though the docstring promised one."""
+    path = tmp_path / "latin1.w2v"
+    if binary:
+        rows = np.ones((2, 2), dtype="<f4")
+        path.write_bytes(b"2 2\nok " + rows[0].tobytes() + b"\ncaf\xe9 " + rows[1].tobytes() + b"\n")
+        where = "latin1.w2v: row 1"
+    else:
+        path.write_bytes(b"2 2\nok 1 2\ncaf\xe9 3 4\n")
+        where = "latin1.w2v:3"
+    with pytest.raises(ValueError, match=re.escape(f"{where}: the word {b'caf' + bytes([0xe9])!r} is not valid UTF-8")
+                       + ".*unicode_errors='replace'"):
+        WordVectors.load_word2vec_format(path, binary=binary)
+    assert WordVectors.load_word2vec_format(path, binary=binary, unicode_errors="replace").words == ("ok", "caf\ufffd")
+    assert WordVectors.load_word2vec_format(path, binary=binary, unicode_errors="ignore").words == ("ok", "caf")
+
+
+def test_word2vec_unknown_unicode_errors_handler(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_bytes(b"1 1\na 1\n")
+    with pytest.raises(ValueError, match="unknown unicode_errors 'bogus'"):
+        WordVectors.load_word2vec_format(path, unicode_errors="bogus")
+
+
+def test_word2vec_value_beyond_float32_names_line_and_word(tmp_path):
+    """1e39 used to be reported as "vectors contain NaN or inf", with no line or word."""
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"3 2\na 1 2\n\nb 3 -1e39\nc 3 4\n")
+    with pytest.raises(ValueError, match=r"big.txt:4: word 'b' has the value -1e\+39, beyond the float32 range"):
+        WordVectors.load_word2vec_format(path)
+    assert WordVectors.load_word2vec_format(path, dtype=np.float64)["b"][1] == -1e39
+
+
+def test_word2vec_non_finite_and_out_of_range_values_name_the_row(tmp_path):
+    text = tmp_path / "nan.txt"
+    text.write_bytes(b"2 2\na 1 2\nb nan 4\n")
+    with pytest.raises(ValueError, match=r"nan.txt:3: word 'b' has the value nan; vectors must be finite"):
+        WordVectors.load_word2vec_format(text)
+    binary = tmp_path / "v.bin"
+    rows = np.array([[1, 2], [3, 1e5]], dtype="<f4")
+    binary.write_bytes(b"2 2\na " + rows[0].tobytes() + b"\nb " + rows[1].tobytes() + b"\n")
+    assert WordVectors.load_word2vec_format(binary, binary=True)["b"][1] == 1e5
+    with pytest.raises(ValueError, match=r"v.bin: row 1: word 'b' has the value 100000, beyond the float16 range"):
+        WordVectors.load_word2vec_format(binary, binary=True, dtype=np.float16)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("header, n_words, dim", [
+    (b"99999999999 2", 99999999999, 2),
+    (b"1 99999999999", 1, 99999999999),
+    (b"3 2", 3, 2),
+])
+def test_word2vec_header_announcing_more_rows_than_the_file_holds(tmp_path, binary, header, n_words, dim):
+    """99,999,999,999 words in the header used to end in a MemoryError allocating them."""
+    path = tmp_path / "v.w2v"
+    if binary:
+        rows = np.ones((2, 2), dtype="<f4")
+        path.write_bytes(header + b"\na " + rows[0].tobytes() + b"\nb " + rows[1].tobytes() + b"\n")
+    else:
+        path.write_bytes(header + b"\na 1 2\nb 3 4\n")
+    with pytest.raises(ValueError, match=rf"v.w2v:1: the header '{header.decode()}' announces {n_words} rows of "
+                                         rf"{dim} values, but the \d+ bytes after it have room for at most \d+"):
+        WordVectors.load_word2vec_format(path, binary=binary)
+
+
+def test_word2vec_shortest_possible_rows_pass_the_header_size_check(tmp_path):
+    text = tmp_path / "v.txt"
+    text.write_bytes(b"2 2\na 1 2\nb 3 4")  # no final newline
+    np.testing.assert_array_equal(WordVectors.load_word2vec_format(text).vectors, [[1, 2], [3, 4]])
+    rows = np.arange(4, dtype="<f4").reshape(2, 2)
+    binary = tmp_path / "v.bin"
+    binary.write_bytes(b"2 2\na " + rows[0].tobytes() + b"b " + rows[1].tobytes())  # no newlines
+    np.testing.assert_array_equal(WordVectors.load_word2vec_format(binary, binary=True).vectors, rows)
 
 
 @pytest.mark.parametrize("word", ["two words", "tab\there", "", "new\nline", "nb\u00a0sp"])
@@ -556,3 +752,26 @@ def test_book_analogy_prints_like_the_book(royal_wv, capsys):
     assert shown[0][0] == "queen" and out[3].startswith(" queen: ")
     assert analogy("man", "woman", "zebra", word_to_id, id_to_word, royal_wv.unit_vectors) is None
     assert capsys.readouterr().out == "zebra is not found\n"
+
+
+def test_book_helpers_handle_float16_counts_above_256(capsys):
+    """The book's x / sqrt(sum(x ** 2)) overflows in float16 past a norm of 256: such words were
+    zero vectors, with cosine 0 to everything."""
+    counts = np.array([[300, 300, 0], [600, 590, 10], [0, 1, 1], [400, 0, 400]], dtype=np.float16)
+    exact = counts.astype(np.float64)
+    unit = exact / np.linalg.norm(exact, axis=1, keepdims=True)
+    word_to_id = {"a": 0, "b": 1, "c": 2, "d": 3}
+    id_to_word = {i: w for w, i in word_to_id.items()}
+    assert cos_similarity(counts[0], counts[1]) == pytest.approx(unit[0] @ unit[1], abs=1e-3)
+    shown = most_similar("a", word_to_id, id_to_word, counts, top=1)
+    assert shown == [("b", pytest.approx(unit[0] @ unit[1], abs=1e-3))]
+    target = exact[1] - exact[0] + exact[3]
+    shown = analogy("a", "b", "d", word_to_id, id_to_word, counts, top=1)
+    assert shown == [("c", pytest.approx(exact[2] @ target / np.linalg.norm(target), rel=1e-2))]
+    capsys.readouterr()
+
+
+def test_book_cos_similarity_of_int32_counts_beyond_46340():
+    """int32 squares wrap around past 46340: the book's formula gave NaN."""
+    counts = np.array([[50000, 0], [50000, 1]], dtype=np.int32)
+    assert cos_similarity(counts[0], counts[1]) == pytest.approx(1.0)

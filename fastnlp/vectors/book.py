@@ -3,11 +3,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ranking import row_norms
+
+
+def _unit_rows(matrix, eps):
+    """The book's ``x / (np.sqrt(np.sum(x ** 2)) + eps)`` for each row of a 2-D ``matrix``.
+
+    Rows whose squares overflow or underflow in the matrix's dtype (float16 counts above 256,
+    say, which the book's formula turns into zero vectors) are divided by a norm computed
+    without such squares instead. Integers are squared as float64: int32 squares wrap around."""
+    x = np.asarray(matrix)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # such rows are redone below
+        sum_sq = np.sum(x ** 2, axis=1, keepdims=True)
+        unit = x / (np.sqrt(sum_sq) + eps)
+    info = np.finfo(sum_sq.dtype)
+    risky = ~((sum_sq >= info.tiny / info.eps) & (sum_sq <= info.max))[:, 0]
+    if risky.any():
+        rows = x[risky]
+        unit[risky] = rows / (row_norms(rows)[:, None] + eps)
+    return unit
+
 
 def cos_similarity(x, y, eps=1e-8):
     """Cosine similarity of two vectors; ``eps`` keeps a zero vector from dividing by zero."""
-    x_unit = x / (np.sqrt(np.sum(x ** 2)) + eps)
-    y_unit = y / (np.sqrt(np.sum(y ** 2)) + eps)
+    x_unit = _unit_rows(np.asarray(x)[None, :], eps)[0]
+    y_unit = _unit_rows(np.asarray(y)[None, :], eps)[0]
     return np.dot(x_unit, y_unit)
 
 
@@ -23,7 +45,7 @@ def most_similar(query, word_to_id, id_to_word, word_matrix, top=5):
     query_id = word_to_id[query]
     word_matrix = np.asarray(word_matrix)
     # All cosines at once, with the same eps placement as cos_similarity.
-    unit_rows = word_matrix / (np.sqrt(np.sum(word_matrix ** 2, axis=1, keepdims=True)) + 1e-8)
+    unit_rows = _unit_rows(word_matrix, 1e-8)
     similarity = unit_rows @ unit_rows[query_id]
     shown = []
     for i in np.argsort(-similarity, kind="stable"):
@@ -50,7 +72,7 @@ def analogy(a, b, c, word_to_id, id_to_word, word_matrix, top=5, answer=None):
     print("\n[analogy] " + a + ":" + b + " = " + c + ":?")
     word_matrix = np.asarray(word_matrix)
     query = word_matrix[word_to_id[b]] - word_matrix[word_to_id[a]] + word_matrix[word_to_id[c]]
-    query = query / np.sqrt(np.sum(query ** 2))
+    query = _unit_rows(query[None, :], 0.0)[0]
     similarity = word_matrix @ query
     if answer is not None:
         print("==>" + answer + ":" + str(np.dot(word_matrix[word_to_id[answer]], query)))

@@ -1,6 +1,10 @@
 """File formats of word vectors: word2vec text and binary (as gensim reads them) and .npz."""
 from __future__ import annotations
 
+import codecs
+import os
+import stat
+
 import numpy as np
 
 from ..serialization import atomic_write, open_npz
@@ -19,6 +23,57 @@ def _parse_header(line, path):
     if n_words < 0 or dim < 1:
         raise ValueError(f"{path}: malformed word2vec header {line[:80]!r}; need n_words >= 0 and dim >= 1")
     return n_words, dim
+
+
+def _check_header_fits(f, header, n_words, dim, binary, path):
+    """ValueError when the rest of ``f`` is too short to hold the rows the header announces, before
+    an ``n_words x dim`` matrix is allocated for them (a damaged header is a MemoryError otherwise).
+
+    The shortest text row is a 1-byte word and ``dim`` 1-byte values, each after a separator, with
+    a newline but on the last row; the shortest binary row is a 1-byte word, a space and ``dim``
+    float32 values."""
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        return  # a pipe, say, has no size to check against
+    body_bytes = info.st_size - f.tell()
+    if binary:
+        max_rows = body_bytes // (2 + 4 * dim)
+    else:
+        max_rows = (body_bytes + 1) // (2 + 2 * dim)
+    if n_words > max_rows:
+        raise ValueError(f"{path}:1: the header {header.strip()[:80]!r} announces {n_words} rows of {dim} values, "
+                         f"but the {body_bytes} bytes after it have room for at most {max_rows} "
+                         "(a wrong header, or a truncated file?)")
+
+
+def _decode_word(raw, unicode_errors, where):
+    try:
+        return raw.decode("utf-8", unicode_errors)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: the word {raw[:50]!r} is not valid UTF-8 ({err.reason} at its byte {err.start}); "
+                         "pass unicode_errors='replace' (or 'ignore') to load it anyway") from None
+
+
+def _checked_values(vectors, dtype, words, path, line_numbers):
+    """``vectors`` cast to ``dtype``; a ValueError naming the row (its line in a text file) and the
+    word when a value is NaN or inf, or is beyond the range of a floating ``dtype`` (where the cast
+    would make it inf, and the constructor would only say "NaN or inf")."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = vectors.astype(dtype, copy=False)
+    bad_source = ~np.isfinite(vectors).all(axis=1)
+    bad_cast = ~np.isfinite(cast).all(axis=1) if cast.dtype.kind == "f" else bad_source
+    bad = bad_source | bad_cast
+    if not bad.any():
+        return cast
+    row = int(np.argmax(bad))
+    where = f"{path}:{line_numbers[row]}" if line_numbers is not None else f"{path}: row {row}"
+    if bad_source[row]:
+        value = vectors[row][~np.isfinite(vectors[row])][0]
+        raise ValueError(f"{where}: word {words[row]!r} has the value {value}; vectors must be finite")
+    value = vectors[row][~np.isfinite(cast[row])][0]
+    raise ValueError(f"{where}: word {words[row]!r} has the value {value:g}, beyond the {cast.dtype} range "
+                     f"(magnitude up to {np.finfo(cast.dtype).max:.4g}); pass a wider dtype (such as "
+                     "np.float64) to load it")
 
 
 class FormatsMixin:
@@ -68,20 +123,31 @@ class FormatsMixin:
         return atomic_write(path, write)
 
     @classmethod
-    def load_word2vec_format(cls, path, binary=False, dtype=np.float32):
+    def load_word2vec_format(cls, path, binary=False, dtype=np.float32, unicode_errors="strict"):
         """Read the word2vec text or binary format (see ``save_word2vec_format``).
 
         Tolerates trailing spaces, ``\\r\\n`` line ends and a missing final newline; raises
-        ValueError naming the line (or word) for a malformed header, a row with the wrong number
-        of values, a truncated file or a word count that disagrees with the header."""
+        ValueError naming the line (or word) for a malformed header, a header announcing more
+        rows than the file could hold, a row with the wrong number of values, a word that is not
+        UTF-8, a value that is NaN, inf or beyond the range of ``dtype``, a truncated file or a
+        word count that disagrees with the header. ``unicode_errors`` is the ``bytes.decode``
+        error handler for the words (as in gensim): "replace" or "ignore" load words that are
+        not UTF-8."""
+        try:
+            codecs.lookup_error(unicode_errors)
+        except (LookupError, TypeError):
+            raise ValueError(f"unknown unicode_errors {unicode_errors!r}; expected 'strict', 'replace' "
+                             "or 'ignore'") from None
         with open(path, "rb") as f:
             header = f.readline().decode("utf-8", errors="replace")
             n_words, dim = _parse_header(header, path)
+            _check_header_fits(f, header, n_words, dim, binary, path)
             if binary:
-                words, vectors = _read_binary_rows(f.read(), n_words, dim, path)
+                words, vectors = _read_binary_rows(f.read(), n_words, dim, path, unicode_errors)
+                line_numbers = None
             else:
-                words, vectors = _read_text_rows(f, n_words, dim, path)
-        return cls(vectors.astype(dtype, copy=False), words)
+                words, vectors, line_numbers = _read_text_rows(f, n_words, dim, path, unicode_errors)
+        return cls(_checked_values(vectors, dtype, words, path, line_numbers), words)
 
     # ----- npz --------------------------------------------------------------------------------
     def save(self, path):
@@ -124,8 +190,9 @@ def _decode_words(word_bytes, offsets, path):
         raise ValueError(f"{path}: a word is not valid UTF-8 ({err})") from None
 
 
-def _read_text_rows(f, n_words, dim, path):
-    words, vectors = [], np.empty((n_words, dim), dtype=np.float64)
+def _read_text_rows(f, n_words, dim, path, unicode_errors):
+    """(words, float64 vectors, the line number of each row)."""
+    words, vectors, line_numbers = [], np.empty((n_words, dim), dtype=np.float64), []
     line_no = 1
     for line_no, line in enumerate(f, 2):
         fields = line.split()  # bytes.split: ASCII whitespace only, so UTF-8 words stay whole
@@ -139,13 +206,14 @@ def _read_text_rows(f, n_words, dim, path):
             vectors[len(words)] = np.array(fields[1:], dtype=np.float64)
         except ValueError:
             raise ValueError(f"{path}:{line_no}: values are not all numbers") from None
-        words.append(fields[0].decode("utf-8"))
+        words.append(_decode_word(fields[0], unicode_errors, f"{path}:{line_no}"))
+        line_numbers.append(line_no)
     if len(words) != n_words:
         raise ValueError(f"{path}: the header announces {n_words} rows but the file has {len(words)}")
-    return words, vectors
+    return words, vectors, line_numbers
 
 
-def _read_binary_rows(data, n_words, dim, path):
+def _read_binary_rows(data, n_words, dim, path, unicode_errors):
     words, vectors = [], np.empty((n_words, dim), dtype=np.float32)
     row_bytes = 4 * dim
     pos = 0
@@ -158,7 +226,7 @@ def _read_binary_rows(data, n_words, dim, path):
             raise ValueError(f"{path}: truncated: word {i} of {n_words} is missing its ' ' separator")
         if space + 1 + row_bytes > len(data):
             raise ValueError(f"{path}: truncated: word {i} ({data[pos:space][:50]!r}) has fewer than {dim} values")
-        words.append(data[pos:space].decode("utf-8"))
+        words.append(_decode_word(data[pos:space], unicode_errors, f"{path}: row {i}"))
         vectors[i] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
         pos = space + 1 + row_bytes
     if data[pos:].strip(_ASCII_WHITESPACE):

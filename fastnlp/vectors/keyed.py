@@ -19,7 +19,7 @@ class WordVectors(EvaluationMixin, FormatsMixin):
     """
 
     def __init__(self, vectors, words):
-        vectors = np.asarray(vectors)
+        vectors = _real_array(vectors, "vectors")
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be 2-D (n_words, dim), got shape {vectors.shape}")
         if not np.issubdtype(vectors.dtype, np.floating):
@@ -92,12 +92,13 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         if isinstance(query, str):
             i = self._id(query)
             return self.unit_vectors[i], i
-        vector = np.asarray(query, dtype=self._vectors.dtype)
+        vector = _real_array(query, label)
         if vector.shape != (self.vector_size,):
             raise ValueError(f"{label} must have shape ({self.vector_size},), got {vector.shape}")
         if not np.isfinite(vector).all():
             raise ValueError(f"{label} contains NaN or inf")
-        return _row_normalize(vector[None, :])[0], None
+        # Normalised before the cast to the vectors' dtype, which might not hold its values.
+        return _row_normalize(vector[None, :])[0].astype(self._vectors.dtype, copy=False), None
 
     def _query_direction(self, query, label="query vector"):
         """``_unit_query`` for a ranking: a zero vector has no direction, so every word would tie
@@ -128,9 +129,7 @@ class WordVectors(EvaluationMixin, FormatsMixin):
             return []
         unit_queries, self_ids = zip(*(self._query_direction(q, f"query {k}" if batched else "query vector")
                                        for k, q in enumerate(queries)))
-        if isinstance(exclude, str):
-            exclude = [exclude]  # one word, not its characters
-        excluded = [self._id(w) for w in (exclude or ())]
+        excluded = self._excluded_ids(exclude)
 
         scores = np.stack(unit_queries) @ self.unit_vectors.T
         scores[:, excluded] = -np.inf
@@ -138,6 +137,18 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         scores[rows, [self_ids[r] for r in rows]] = -np.inf
         results = self._ranked(scores, top)
         return results if batched else results[0]
+
+    def _excluded_ids(self, exclude):
+        """Ids of ``exclude``: None, one word, or any iterable of words (a NumPy array too)."""
+        if exclude is None:
+            return []
+        if isinstance(exclude, str):
+            return [self._id(exclude)]  # one word, not its characters
+        try:
+            words = list(exclude)
+        except TypeError:
+            raise TypeError(f"exclude must be a word or an iterable of words, got {type(exclude).__name__}") from None
+        return [self._id(w) for w in words]
 
     def _ranked(self, scores, top):
         ids, best = _top_k(scores, top)
@@ -186,6 +197,16 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         scores = self._analogy_scores([ids[0]], [ids[1]], [ids[2]], method)
         scores[0, ids] = -np.inf
         return self._ranked(scores, top)[0]
+
+
+def _real_array(values, label):
+    """``values`` as an array of real numbers (integer or floating dtype), else TypeError: casting
+    complex numbers to float silently drops their imaginary part, and bool, str or object arrays
+    are not coordinates."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{label} must hold real numbers (an integer or floating dtype), got dtype {array.dtype}")
+    return array
 
 
 def _is_single_vector(query):
