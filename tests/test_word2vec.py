@@ -5,6 +5,7 @@ The kernels themselves are checked against the reference by tests/test_kernels_r
 import json
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +78,12 @@ def test_workers_2_hogwild_learns_as_well_as_one_worker(planted, sg):
 def test_cpu_backends_train_the_same_model_bit_for_bit(planted):
     sentences = planted[0][:60]
     results = {}
-    for backend, why in fastnlp.available_backends().items():
-        if why is None and backend != "cupy":
-            with fastnlp.use_backend(backend):
-                model = Word2Vec(sentences, sg=1, hs=1, negative=2, vector_size=8, window=2, min_count=1, epochs=1,
-                                 progress=False)
-            results[backend] = model
-            assert model.kernel_backend == backend
+    for backend in CPU_AVAILABLE:  # the compute backends (matrix-library ones serve only matrix products)
+        with fastnlp.use_backend(backend):
+            model = Word2Vec(sentences, sg=1, hs=1, negative=2, vector_size=8, window=2, min_count=1, epochs=1,
+                             progress=False)
+        results[backend] = model
+        assert model.kernel_backend == backend
     reference = results.pop("numpy")
     for backend, model in results.items():
         assert np.array_equal(model.syn0, reference.syn0), backend
@@ -133,6 +133,45 @@ def test_a_file_path_and_id_arrays_train_the_same_model_as_token_lists(planted, 
     assert from_file.vocabulary.id_to_word == from_lists.vocabulary.id_to_word == from_ids.vocabulary.id_to_word
     assert np.array_equal(from_file.syn0, from_lists.syn0)
     assert np.array_equal(from_ids.syn0, from_lists.syn0)
+
+
+def test_a_2d_array_of_str_trains_as_one_sentence_a_row(planted):
+    sentences = planted[0][:300]  # all of one length
+    from_lists = Word2Vec(sentences, sg=1, **FAST)
+    from_array = Word2Vec(np.array(sentences), sg=1, **FAST)
+    assert from_array.vocabulary.id_to_word == from_lists.vocabulary.id_to_word
+    assert all(type(word) is str for word in from_array.vocabulary.id_to_word)
+    assert np.array_equal(from_array.syn0, from_lists.syn0)
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [["a", "b", "a"], ["b", "a"]]
+    assert Word2Vec(ragged, **FAST).vocabulary.id_to_word == ["a", "b"]
+    with pytest.raises(TypeError, match="1-D array of str is one sentence"):
+        Word2Vec(np.array(sentences[0]), **FAST)
+    with pytest.raises(ValueError, match="1-D .* or 2-D .* got shape \\(2, 2, 2\\)"):
+        Word2Vec(np.array([[["a", "b"]] * 2] * 2), **FAST)
+
+
+def test_a_given_vocabulary_s_unseen_words_keep_their_initial_vectors_unless_dropped(tmp_path):
+    # the vocabulary's counts are used, not the corpus's; "ghost" never occurs in the corpus
+    vocab = Vocabulary(["a", "b", "c", "ghost"], counts=[10, 8, 6, 20])
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(0, 3, 12) for _ in range(50)]
+    settings = dict(vocabulary=vocab, min_count=1, vector_size=8, window=2, sample=0, epochs=3, progress=False)
+    untrained = Word2Vec(**settings).build_vocab(ids)
+    kept = Word2Vec(ids, **settings)
+    assert kept.vocabulary.id_to_word == ["ghost", "a", "b", "c"] and kept.vocabulary.counts.tolist() == [20, 10, 8, 6]
+    assert np.array_equal(kept.wv["ghost"], untrained.wv["ghost"])  # never trained
+    assert not np.array_equal(kept.wv["a"], untrained.wv["a"])
+    dropped = Word2Vec(ids, drop_unseen=True, **settings)
+    assert dropped.vocabulary.id_to_word == ["a", "b", "c"] and dropped.vocabulary.counts.tolist() == [10, 8, 6]
+    assert "ghost" not in dropped.wv and len(dropped.wv) == 3
+    assert "ghost" not in {w for w, _ in dropped.wv.most_similar("a", top=5)}
+    assert Word2Vec.load(dropped.save(tmp_path / "m.npz")).drop_unseen is True
+    with pytest.raises(ValueError, match="min_count=9 removes every word: the most frequent word seen in the corpus "
+                                         "occurs 8 times"):
+        Word2Vec([[1, 2]], **dict(settings, min_count=9, drop_unseen=True))
+    with pytest.raises(TypeError, match="drop_unseen must be True or False"):
+        Word2Vec(ids, drop_unseen="yes", **settings)
 
 
 def _window_pairs(sg, window, shrink_windows, n=10):
@@ -249,16 +288,51 @@ def test_subsampling_keeps_word2vec_c_s_fraction_of_each_word():
         assert abs(trained - p * n) < 4 * math.sqrt(n * p * (1 - p))
 
 
-def test_alias_table_samples_the_unigram_distribution_to_the_power_0_75():
+def alias_distribution(prob, index):
+    """The exact distribution an alias table draws: column c with probability 1/V, then c or its alias."""
+    n = prob.shape[0]
+    assert np.all((0 <= prob) & (prob <= 2**32)) and np.all((0 <= index) & (index < n))
+    dist = np.zeros(n)
+    for c in range(n):
+        dist[c] += prob[c] / 2.0**32 / n
+        dist[index[c]] += (1 - prob[c] / 2.0**32) / n
+    return dist
+
+
+@pytest.mark.parametrize("exponent", [0.75, 0.0, -1.0, 3.0, 40.0])
+def test_alias_table_samples_the_unigram_distribution_to_the_power_ns_exponent(exponent):
     counts = np.array([1000, 100, 10, 1, 500])
-    prob, index = ops.alias_table(counts, 0.75)
-    # exact distribution of the alias table: column c with probability 1/V, then c or its alias
-    dist = np.zeros(5)
-    for c in range(5):
-        dist[c] += prob[c] / 2.0**32 / 5
-        dist[index[c]] += (1 - prob[c] / 2.0**32) / 5
-    target = counts**0.75 / (counts**0.75).sum()
-    assert np.allclose(dist, target, atol=1e-9)
+    target = counts.astype(np.float64) ** exponent
+    assert np.allclose(alias_distribution(*ops.alias_table(counts, exponent)), target / target.sum(), atol=1e-9)
+
+
+def test_huge_ns_exponents_give_the_limit_distribution_not_a_uniform_one():
+    # counts**1000 overflows to inf; the limit puts all the mass on the most (or least) frequent words
+    counts = np.array([1000, 100, 1000, 1, 0])
+    for exponent, target in ((1000.0, [0.5, 0, 0.5, 0, 0]), (1e308, [0.5, 0, 0.5, 0, 0]),
+                             (-1000.0, [0, 0, 0, 1, 0]), (0.0, [0.25, 0.25, 0.25, 0.25, 0])):
+        weights = ops.noise_weights(counts, exponent)
+        assert np.all(np.isfinite(weights)) and weights.max() == 1.0
+        assert np.allclose(alias_distribution(*ops.alias_table(counts, exponent)), target, atol=1e-9), exponent
+    # a few survivors of underflow among many zeros still make a valid table
+    many = np.ones(1000, np.int64)
+    many[[3, 500]] = 2
+    assert np.allclose(alias_distribution(*ops.alias_table(many, 5000.0))[[3, 500]], 0.5, atol=1e-9)
+    with pytest.raises(ValueError, match="positive count"):
+        ops.alias_table(np.zeros(3, np.int64), 0.75)
+    with pytest.raises(ValueError, match="exponent.*finite"):
+        ops.alias_table(counts, math.inf)
+
+
+def test_the_model_s_noise_distribution_follows_ns_exponent(planted):
+    sentences = [["common"] * 5 + ["rare"]] * 20 + planted[0][:50]
+    model = Word2Vec(sentences, ns_exponent=1000, **FAST)
+    dist = alias_distribution(model._tables.alias_prob, model._tables.alias_index)
+    assert model.vocabulary.id_to_word[0] == "common" and dist[0] == pytest.approx(1.0)
+    rare_first = Word2Vec(sentences, ns_exponent=-1000, **FAST)
+    dist = alias_distribution(rare_first._tables.alias_prob, rare_first._tables.alias_index)
+    rarest = rare_first.vocabulary.counts == rare_first.vocabulary.counts.min()
+    assert dist[rarest].sum() == pytest.approx(1.0) and np.allclose(dist[rarest], dist[rarest][0])
 
 
 def test_learning_rate_decays_linearly_over_all_words_of_all_epochs(planted, monkeypatch):
@@ -372,6 +446,10 @@ def test_vectors_save_in_word2vec_format_that_gensim_reads(planted, tmp_path):
     (dict(epochs=0), ValueError, "epochs must be >= 1"),
     (dict(sample=-1), ValueError, "sample must be >= 0"),
     (dict(window=2.5), TypeError, "window must be an integer"),
+    (dict(negative=2**31), ValueError, "negative must be <= 1024"),
+    (dict(negative=np.int64(1025)), ValueError, "negative must be <= 1024"),
+    (dict(window=2**32), ValueError, "window must be <= 4294967295"),
+    (dict(ns_exponent=math.inf), ValueError, "ns_exponent must be finite"),
 ])
 def test_bad_settings_raise_clear_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -399,6 +477,118 @@ def test_bad_corpora_raise_clear_errors(tmp_path):
         Word2Vec([[0, 5]], vocabulary=Vocabulary(["a", "b"]), min_count=1, progress=False)
     with pytest.raises(RuntimeError, match="build_vocab"):
         Word2Vec(progress=False).train([["a"]])
+
+
+@pytest.mark.parametrize("corpus, match", [
+    ([["a", 1, "b"]], "sentence 0 holds 1 of type int; for integer ids pass the vocabulary"),
+    ([["a", "b"], ["c", None]], "sentence 1 holds None of type NoneType"),
+    ([["a"], ["b"], ["c", b"d"]], "sentence 2 holds b'd' of type bytes"),
+    ([["a"], ["b", np.float64(0.5)]], "sentence 1 holds .*0.5.* of type float64"),
+    ([["a", ["x"]]], "sentence 0 must be a list of str tokens: unhashable type: 'list'"),
+    ([["a"], None], "sentence 1 must be a list of str tokens"),
+    ([["a"], 7], "sentence 1 must be a list of str tokens"),
+])
+def test_every_token_is_checked_while_counting_the_vocabulary(corpus, match):
+    with pytest.raises(TypeError, match=match):
+        Word2Vec(corpus, min_count=1, progress=False)
+
+
+def test_a_bad_token_is_found_even_where_max_vocab_size_would_prune_it():
+    corpus = [["a", "a"], ["b", None, "c"]] + [["a", "b"]] * 5
+    with pytest.raises(TypeError, match="sentence 1 holds None"):
+        Word2Vec(corpus, min_count=1, max_vocab_size=2, progress=False)
+
+
+def test_max_vocab_size_that_prunes_every_word_says_so_and_numpy_integers_are_settings():
+    with pytest.raises(ValueError, match="max_vocab_size=1 pruned every word while counting"):
+        Word2Vec([["a", "b"], ["c", "d"]], min_count=1, max_vocab_size=1, progress=False)
+    with pytest.raises(ValueError, match="max_vocab_size=1 pruned every word"):
+        Word2Vec([["a", "b"], ["c", "d"]], min_count=1, max_vocab_size=np.int64(1), progress=False)
+    model = Word2Vec([["a", "b", "a"], ["a", "c"]] * 3, min_count=np.int32(1), max_vocab_size=np.int64(2),
+                     window=np.int16(2), negative=np.uint8(3), vector_size=np.int64(4), epochs=np.int8(1),
+                     progress=False)
+    assert model.vocabulary.id_to_word[0] == "a" and model.window == 2 and type(model.negative) is int
+
+
+def test_ids_sentences_name_the_sentence_that_is_wrong():
+    vocab = Vocabulary(["a", "b"])
+    with pytest.raises(IndexError, match="sentence 1: id 5 is out of range"):
+        Word2Vec([[0, 1], [0, 5]], vocabulary=vocab, min_count=1, progress=False)
+    with pytest.raises(TypeError, match="sentence 0: .*integer ids"):
+        Word2Vec([["a", 1, "b"]], vocabulary=vocab, min_count=1, progress=False)
+
+
+@pytest.mark.parametrize("backend", CPU_AVAILABLE)
+def test_a_window_longer_than_every_sentence_costs_nothing_and_trains_as_the_longest(planted, backend):
+    sentences = planted[0][:40]  # 8 words each: a window of 7 already reaches every word
+    settings = dict(FAST, sg=1, epochs=1)
+    with fastnlp.use_backend(backend):
+        huge = Word2Vec(sentences, **dict(settings, window=2**31, shrink_windows=False))
+        longest = Word2Vec(sentences, **dict(settings, window=7, shrink_windows=False))
+        shrunk = Word2Vec(sentences, **dict(settings, window=ops.MAX_WINDOW))
+    assert huge.kernel_backend == backend
+    assert np.array_equal(huge.syn0, longest.syn0) and huge.loss_history == longest.loss_history
+    assert np.all(np.isfinite(shrunk.syn0))
+
+
+def test_a_window_whose_scratch_cannot_be_had_raises_before_training():
+    # one sentence of 100,000 words: skip-gram with a window over all of it needs 2 * 100,000
+    # inputs of 2,000 floats each (1.6 GB) in one job
+    rng = np.random.default_rng(0)
+    sentence = [f"w{i}" for i in rng.integers(0, 50, 100_000)]
+    model = Word2Vec(sg=1, vector_size=2000, window=2**20, min_count=1, sample=0, progress=False)
+    model.build_vocab([sentence])
+    before = model.syn0.copy()
+    with pytest.raises(ValueError, match=r"window=1048576 cannot be honoured: a job of 100000 tokens would need "
+                                         r"\d+ MiB of scratch"):
+        model.train([sentence])
+    assert model.epochs_trained == 0 and np.array_equal(model.syn0, before)
+
+
+def test_a_worker_that_fails_to_start_stops_the_others_and_the_model_trains_again(planted, monkeypatch):
+    sentences = planted[0][:200]
+
+    def word2vec_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("word2vec-")]
+
+    model = Word2Vec(workers=4, **FAST).build_vocab(sentences)
+    before = model.syn0.copy()
+    real_start, starts = threading.Thread.start, []
+
+    def start_two_then_fail(thread):
+        if thread.name.startswith("word2vec-"):
+            starts.append(thread.name)
+            if len(starts) > 2:
+                raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_two_then_fail)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        model.train(sentences)
+    monkeypatch.undo()
+    assert len(starts) == 3 and word2vec_threads() == []
+    assert np.array_equal(model.syn0, before) and model.epochs_trained == 0  # all workers or none
+    model.train(sentences)
+    assert model.epochs_trained == FAST["epochs"] and not np.array_equal(model.syn0, before)
+    assert word2vec_threads() == []
+
+
+def test_the_kernel_entry_refuses_negative_and_window_it_cannot_run():
+    tables = ops.Tables.build([3, 2], sample=0, negative=2)
+    syn0, syn1neg, syn1 = np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32), np.zeros((0, 4), np.float32)
+    with pytest.raises(ValueError, match="negative must be in \\[0, 1024\\]"):
+        ops.TrainingKernel(syn0, syn1neg, syn1, tables, sg=True, window=2, negative=2**31)
+    with pytest.raises(ValueError, match="window must be in \\[1, 4294967295\\]"):
+        ops.TrainingKernel(syn0, syn1neg, syn1, tables, sg=True, window=2**32, negative=2)
+    kernel = ops.TrainingKernel(syn0, syn1neg, syn1, tables, sg=True, window=ops.MAX_WINDOW, negative=2)
+    loss, trained = kernel(np.array([0, 1, 0], np.int32), np.array([3], np.int64), 0.1, 0.1, 1)
+    assert trained == 3 and math.isfinite(loss)
+    kernel.check_scratch(10**6)  # 2 * 10**6 context words with 3 outputs and 4 floats each: 88 MB
+    with pytest.raises(ValueError, match="window=4294967295 cannot be honoured"):
+        kernel.check_scratch(10**8)
+    assert ops.scratch_bytes(sg=True, window=2**31, negative=5, max_code=0, vector_size=100, n_tokens=10,
+                             itemsize=4) == ops.scratch_bytes(sg=True, window=10, negative=5, max_code=0,
+                                                              vector_size=100, n_tokens=10, itemsize=4)
 
 
 def test_the_kernel_entry_checks_what_makes_its_loops_safe():
@@ -504,9 +694,10 @@ def _run_emulated(lib, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, ali
     hs = lengths.shape[0] > 0
     max_code = points.shape[1] if hs else 0
     max_out = max_code + (negative + 1 if negative > 0 else 0)
-    max_in = 2 * window if sg else 1
+    span = min(window, N)
+    max_in = 2 * span if sg else 1
     block_reals = max_out + max_in * max_out + max_in * D + D + threads  # as cupy_impl.train_hogwild
-    block_ints = 2 * window + max_out + max_in + 3
+    block_ints = 2 * span + max_out + max_in + 3
     real = syn0.dtype.type
     C = ctypes.c_float if syn0.dtype == np.float32 else ctypes.c_double
     scratch = [np.zeros(block_reals, syn0.dtype), np.zeros(block_ints, np.int64), np.zeros(N, np.int32),

@@ -56,11 +56,13 @@ def job_seed(seed: int, epoch: int, job: int) -> int:
     return _mix64((_mix64((_mix64(seed & _MASK64) + epoch) & _MASK64) + job) & _MASK64)
 
 
-def _int_setting(value, name, low):
+def _int_setting(value, name, low, high=None, why=""):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}{why}, got {value}")
     return int(value)
 
 
@@ -74,12 +76,30 @@ def _float_setting(value, name):
     return value
 
 
+def _check_token_types(counter, corpus):
+    """Raise TypeError if a key of ``counter`` (the distinct tokens counted so far) is not a str,
+    naming the first sentence of ``corpus`` that holds such a token (a second pass, on error only)."""
+    if all(issubclass(kind, str) for kind in set(map(type, counter))):
+        return
+    for index, sentence in enumerate(corpus):
+        for token in sentence:
+            if not isinstance(token, str):
+                hint = ("; for integer ids pass the vocabulary they index with vocabulary="
+                        if isinstance(token, (int, np.integer)) else "")
+                raise TypeError(f"tokens must be str: sentence {index} holds {token!r} of type "
+                                f"{type(token).__name__}{hint}")
+    raise TypeError("tokens must be str, but the corpus held a token of another type while the vocabulary was "
+                    "counted and no longer does: does iterating it give the same sentences every time?")
+
+
 class _Corpus:
     """The sentences of one training call: re-iterable, each pass yields lists/arrays of tokens."""
 
     def __init__(self, sentences, ids: bool):
         self.ids = ids
         self.path = None
+        self.stream = False  # a 1-D array of ids, cut into pieces
+        self.rows_to_lists = False  # a 2-D array of tokens, one sentence a row
         if isinstance(sentences, (str, os.PathLike)):
             path = Path(sentences)
             if not path.is_file():
@@ -87,9 +107,22 @@ class _Corpus:
                                         "but no such file exists")
             self.path = path
             self.source = None
-        elif isinstance(sentences, np.ndarray) and sentences.ndim == 1:
-            if not ids:
-                raise TypeError("a 1-D array of ids needs the vocabulary= it was encoded with")
+        elif isinstance(sentences, np.ndarray) and not (sentences.ndim == 1 and sentences.dtype == object):
+            # (a 1-D object array holds sentences, like a list: the branch below)
+            if sentences.ndim not in (1, 2):
+                raise ValueError(f"sentences as an array must be 1-D (a stream of ids, with vocabulary=) or 2-D "
+                                 f"(one sentence a row), got shape {sentences.shape}")
+            if sentences.ndim == 1:
+                if sentences.dtype.kind in "US":
+                    raise TypeError("a 1-D array of str is one sentence: pass a list of sentences, or a 2-D array "
+                                    "with one sentence a row")
+                if not ids:
+                    raise TypeError("a 1-D array of ids needs the vocabulary= it was encoded with")
+                self.stream = True
+            else:
+                # Rows of ids stay arrays (vocabulary= reads them as such); rows of tokens become
+                # lists of Python str, what the token path expects.
+                self.rows_to_lists = not ids
             self.source = sentences
         else:
             try:
@@ -111,9 +144,12 @@ class _Corpus:
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
                     yield line.split()
-        elif isinstance(self.source, np.ndarray) and self.source.ndim == 1:
+        elif self.stream:
             for start in range(0, self.source.shape[0], self.STREAM_PIECE):
                 yield self.source[start:start + self.STREAM_PIECE]
+        elif self.rows_to_lists:
+            for row in self.source:
+                yield row.tolist()
         else:
             yield from self.source
 
@@ -130,14 +166,26 @@ class Word2Vec:
     """word2vec trained on ``sentences`` at construction, like gensim's ``Word2Vec``.
 
     ``sentences``: a re-iterable of token lists (a list of lists of str; a generator raises
-    TypeError since every epoch reads the corpus again), a path to a text file with one
-    sentence a line (tokens split on whitespace), or, with ``vocabulary=`` (a
-    :class:`fastnlp.Vocabulary`), sentences of integer ids in it (arrays or lists; a single 1-D
-    array is one stream, cut into 10,000-word sentences). Without ``sentences`` nothing is
-    trained: call :meth:`build_vocab` and :meth:`train`.
+    TypeError since every epoch reads the corpus again; every token must be a str, checked
+    while the vocabulary is counted), a 2-D array of str (one sentence a row), a path to a text
+    file with one sentence a line (tokens split on whitespace), or, with ``vocabulary=`` (a
+    :class:`fastnlp.Vocabulary`), sentences of integer ids in it (arrays or lists, or a 2-D
+    array with one sentence a row; a single 1-D array is one stream, cut into 10,000-word
+    sentences). Without ``sentences`` nothing is trained: call :meth:`build_vocab` and
+    :meth:`train`.
+
+    With ``vocabulary=``, a vocabulary that has counts supplies them (for ``min_count``,
+    subsampling, the noise distribution, the Huffman tree) in place of the corpus's. Its words
+    that never occur in the corpus are kept but never trained: they keep their random initial
+    vectors and still turn up in ``wv`` (``most_similar`` among them). ``drop_unseen=True``
+    removes them from the model's vocabulary before training.
 
     ``sg=1`` skip-gram, ``sg=0`` CBOW (the mean of the context vectors); ``negative`` noise
-    words per target (unigram**``ns_exponent``), ``hs=1`` hierarchical softmax (both may be on);
+    words per target, at most 1024 (drawn from unigram**``ns_exponent``: 0 is uniform, a
+    negative exponent favours rare words, a large one the most frequent), ``hs=1`` hierarchical
+    softmax (both may be on); ``window`` context words each side, below 2**32 (a window longer
+    than the sentences costs nothing; one whose scratch would pass 1 GiB over very long
+    sentences raises ValueError);
     ``sample`` the subsampling threshold (0: off); ``min_count`` drops rarer words;
     ``alpha`` decays linearly to ``min_alpha`` over all words of all epochs; ``workers``
     training threads; ``seed`` fixes initial vectors and every random draw, so ``workers=1``
@@ -148,7 +196,7 @@ class Word2Vec:
     from 1..``window`` as in word2vec.c and gensim, weighting near contexts more; False: always
     ``window`` words each side, as the book's CBOW), ``callbacks`` (each called as ``callback(model, epoch,
     loss)`` after every epoch), ``progress`` (a tqdm bar: epoch, words/s, alpha, ETA),
-    ``batch_words`` (words per job).
+    ``batch_words`` (words per job), ``drop_unseen`` (see above).
 
     After training: ``wv`` (WordVectors), ``vocabulary`` (counts), ``syn0``, ``syn1neg``,
     ``syn1`` (the weights), ``loss_history`` (the loss of every epoch: the sum of the
@@ -161,14 +209,17 @@ class Word2Vec:
     def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, hs=0, sample=1e-3,
                  min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, vocabulary=None,
                  max_vocab_size=None, ns_exponent=0.75, shrink_windows=True, callbacks=(), progress=True,
-                 batch_words=10000):
+                 batch_words=10000, drop_unseen=False):
         self.sg = _int_setting(int(sg) if isinstance(sg, bool) else sg, "sg", 0)
         self.hs = _int_setting(int(hs) if isinstance(hs, bool) else hs, "hs", 0)
         if self.sg > 1 or self.hs > 1:
             raise ValueError(f"sg and hs are 0 or 1, got sg={sg}, hs={hs}")
         self.vector_size = _int_setting(vector_size, "vector_size", 1)
-        self.window = _int_setting(window, "window", 1)
-        self.negative = _int_setting(negative, "negative", 0)
+        self.window = _int_setting(window, "window", 1, kernel_ops.MAX_WINDOW,
+                                   " (the kernels draw each reduced window from 32 random bits)")
+        self.negative = _int_setting(negative, "negative", 0, kernel_ops.MAX_NEGATIVE,
+                                     " (5-20 noise words are usual; each costs a dot product and an update per "
+                                     "context word)")
         if self.negative == 0 and self.hs == 0:
             raise ValueError("negative=0 with hs=0 trains nothing: use negative sampling (negative > 0), "
                              "hierarchical softmax (hs=1) or both")
@@ -191,6 +242,9 @@ class Word2Vec:
             raise TypeError(f"shrink_windows must be True or False, got {shrink_windows!r}")
         self.shrink_windows = bool(shrink_windows)
         self.batch_words = _int_setting(batch_words, "batch_words", 1)
+        if not isinstance(drop_unseen, (bool, np.bool_)):
+            raise TypeError(f"drop_unseen must be True or False, got {drop_unseen!r}")
+        self.drop_unseen = bool(drop_unseen)
         self.callbacks = tuple(callbacks)
         for callback in self.callbacks:
             if not callable(callback):
@@ -242,21 +296,30 @@ class Word2Vec:
     def _count_tokens(self, corpus):
         counter: Counter = Counter()
         total, min_reduce = 0, 1
-        for sentence in corpus:
+        for index, sentence in enumerate(corpus):
             if isinstance(sentence, (str, bytes)):
-                raise TypeError("each sentence must be a list of tokens, got a str; split it first (text.split())")
-            if sentence and total == 0 and not isinstance(next(iter(sentence)), str):
-                raise TypeError(f"tokens must be str, got {type(next(iter(sentence))).__name__}; for integer ids pass "
-                                "the vocabulary they index with vocabulary=")
-            counter.update(sentence)
-            total += len(sentence)
+                raise TypeError(f"sentence {index} is a {type(sentence).__name__}, not a list of tokens; split it "
+                                "first (text.split())")
+            try:
+                counter.update(sentence)
+                total += len(sentence)
+            except TypeError as exc:  # not iterable, no len, or an unhashable token
+                raise TypeError(f"sentence {index} must be a list of str tokens: {exc}") from None
             if self.max_vocab_size is not None and len(counter) > self.max_vocab_size:
+                # Every token passes through the counter, so checking its distinct keys (here, before
+                # pruning drops some, and at the end) checks every token at a fraction of the cost.
+                _check_token_types(counter, corpus)
                 # word2vec.c's ReduceVocab: drop the rarest words, raising the bar each time.
                 for word in [w for w, c in counter.items() if c <= min_reduce]:
                     del counter[word]
                 min_reduce += 1
         if total == 0:
             raise ValueError("empty corpus: the sentences hold no words")
+        _check_token_types(counter, corpus)
+        if not counter:
+            raise ValueError(f"max_vocab_size={self.max_vocab_size} pruned every word while counting: whenever more "
+                             "than max_vocab_size distinct words are held, word2vec.c's rule drops all those seen at "
+                             "most k times (k = 1, 2, ... rising each time); raise max_vocab_size or leave it None")
         kept = [(w, c) for w, c in counter.items() if c >= self.min_count]
         if not kept:
             raise ValueError(f"min_count={self.min_count} removes every word: the most frequent word occurs "
@@ -269,18 +332,24 @@ class Word2Vec:
         n = len(vocab)
         counts = np.zeros(n, dtype=np.int64)
         total = 0
-        for sentence in corpus:
-            ids = self._as_ids(sentence, n)
+        for index, sentence in enumerate(corpus):
+            try:
+                ids = self._as_ids(sentence, n)
+            except (TypeError, IndexError) as exc:
+                raise type(exc)(f"sentence {index}: {exc}") from None
             counts += np.bincount(ids, minlength=n)
             total += ids.shape[0]
         if total == 0:
             raise ValueError("empty corpus: the sentences hold no words")
+        seen = counts > 0
         if vocab.counts.sum() > 0:  # the vocabulary's own counts, if it has them
             counts = vocab.counts.astype(np.int64)
-        keep = np.flatnonzero(counts >= self.min_count)
+        candidates = seen if self.drop_unseen else np.ones(n, dtype=bool)
+        keep = np.flatnonzero(candidates & (counts >= self.min_count))
         if keep.size == 0:
-            raise ValueError(f"min_count={self.min_count} removes every word: the most frequent word occurs "
-                             f"{int(counts.max())} times")
+            which = "word seen in the corpus" if self.drop_unseen else "word"
+            raise ValueError(f"min_count={self.min_count} removes every word: the most frequent {which} occurs "
+                             f"{int(counts[candidates].max())} times")
         keep = keep[np.argsort(-counts[keep], kind="stable")]
         remap = np.full(n, -1, dtype=np.int32)
         remap[keep] = np.arange(keep.size, dtype=np.int32)
@@ -329,12 +398,20 @@ class Word2Vec:
         callbacks = self.callbacks if callbacks is None else tuple(callbacks)
         progress = self.progress if progress is None else bool(progress)
 
-        words_per_epoch = sum(len(s) for s in corpus)
+        words_per_epoch = longest = 0
+        for sentence in corpus:
+            length = len(sentence)
+            words_per_epoch += length
+            if length > longest:
+                longest = length
         if words_per_epoch == 0:
             raise ValueError("empty corpus: the sentences hold no words")
         kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
                                            window=self.window, negative=self.negative,
                                            shrink_windows=self.shrink_windows)
+        # A job gathers sentences until it holds batch_words words: refuse a window whose scratch
+        # for the largest job cannot be had now, not in a worker halfway through an epoch.
+        kernel.check_scratch(min(words_per_epoch, self.batch_words - 1 + longest))
         self.kernel_backend = kernel.backend
         encode = registry.kernel("word2vec_encode")  # resolved here: worker threads see no use_backend
         # An in-memory corpus is encoded once per call and its id arrays reused by later epochs;
@@ -456,8 +533,7 @@ class Word2Vec:
                     done.put((job, None, exc))
 
         threads = [threading.Thread(target=work, name=f"word2vec-{i}", daemon=True) for i in range(self.workers)]
-        for thread in threads:
-            thread.start()
+        started = []  # all workers start before any job is sent; those started are stopped on every path
         sent = received = 0
 
         def collect(block):
@@ -474,6 +550,9 @@ class Word2Vec:
                 block = False
 
         try:
+            for thread in threads:
+                thread.start()
+                started.append(thread)
             for job in self._jobs(corpus, words_per_epoch, encoded):
                 while True:
                     try:
@@ -491,7 +570,7 @@ class Word2Vec:
             stop.set()
             raise
         finally:
-            for _ in threads:
+            for _ in started:
                 while True:
                     try:
                         todo.put(None, timeout=0.05)
@@ -501,7 +580,7 @@ class Word2Vec:
                             todo.get_nowait()
                         except queue.Empty:
                             pass
-            for thread in threads:
+            for thread in started:
                 thread.join()
         return total_loss
 
@@ -525,7 +604,7 @@ class Word2Vec:
 
     _SETTINGS = ("sg", "vector_size", "window", "negative", "hs", "sample", "min_count", "alpha", "min_alpha",
                  "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "shrink_windows", "batch_words",
-                 "progress")
+                 "progress", "drop_unseen")
 
     def save(self, path):
         """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and

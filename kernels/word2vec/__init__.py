@@ -22,8 +22,12 @@ it; reference.py is it written as code)::
         hierarchical softmax.
     sigmoid_tables (3, T) of the weights' dtype: sigmoid(x), -log(1 - sigmoid(x)),
         -log sigmoid(x) at x = (i / T * 2 - 1) * max_exp (see sigmoid_tables()).
-    window >= 1, negative >= 0 ints; alpha_start, alpha_end floats; seed a uint64;
+    window in [1, 2**32), negative >= 0 ints; alpha_start, alpha_end floats; seed a uint64;
         shrink_windows a bool (False: every window is ``window`` words each side, the book's).
+        A context never holds more than the job's N tokens, so scratch that grows with the
+        window is sized by min(window, N) (``context_span``): a window longer than every
+        sentence costs nothing. TrainingKernel, the entry the model uses, also caps negative
+        at MAX_NEGATIVE and refuses a job whose scratch would pass MAX_SCRATCH_BYTES.
     Returns the loss (float, sum of the -log sigmoid terms) and trained (int, the words kept
     after subsampling).
 
@@ -83,6 +87,14 @@ from .. import registry
 from ..alias import ALWAYS, vose_alias
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# The reduced window is drawn as (32 random bits * window) >> 32 in 64-bit integers.
+MAX_WINDOW = 2**32 - 1
+# word2vec.c and gensim suggest 5-20 noise words; each costs a dot product and a row update per
+# context word, so far beyond this a job only runs (nearly) forever: 2**31 took over 10 minutes.
+MAX_NEGATIVE = 1024
+# A worker's scratch for one job that grows with the window (see scratch_bytes); past this the
+# window cannot be honoured and training raises ValueError instead of a bare MemoryError.
+MAX_SCRATCH_BYTES = 1 << 30
 MAX_EXP = 6.0
 TABLE_SIZE = 1000
 OPS = ("word2vec_sg", "word2vec_cbow")  # the training steps (word2vec_encode is the third op)
@@ -114,15 +126,33 @@ def keep_thresholds(counts, sample: float) -> np.ndarray:
     return keep
 
 
-def alias_table(counts, exponent: float = 0.75):
-    """Walker's alias table (Vose's construction) of the noise distribution counts**exponent:
-    ``(alias_prob int64 thresholds out of 2**32, alias_index int32)``. Sampling costs one draw
-    and two look-ups whatever the vocabulary size."""
-    weights = np.asarray(counts, dtype=np.float64) ** exponent
-    n = weights.shape[0]
-    if n == 0 or not weights.sum() > 0:
+def noise_weights(counts, exponent: float = 0.75) -> np.ndarray:
+    """counts**exponent scaled so the largest weight is 1 (float64), words of count 0 weighing 0.
+
+    Computed in log space, exp(exponent * (log c - log c_ref)) with c_ref the count that weighs
+    most (the largest for exponent > 0, the smallest positive one for exponent < 0), so every
+    exponent is finite: counts**1000 would overflow to inf, and the table turn uniform. Large
+    exponents concentrate the weight on the most frequent words (the rest underflow to 0),
+    negative ones favour rare words, 0 is uniform over the words seen."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if not math.isfinite(exponent):
+        raise ValueError(f"the noise distribution's exponent (ns_exponent) must be finite, got {exponent}")
+    seen = counts > 0
+    if not seen.any():
         raise ValueError("the noise distribution needs at least one word with a positive count")
-    thresholds, alias = vose_alias(weights)
+    log_counts = np.log(counts[seen])
+    reference = log_counts.max() if exponent >= 0 else log_counts.min()
+    weights = np.zeros(counts.shape[0])
+    with np.errstate(over="ignore", under="ignore"):  # overflow to -inf gives weight 0, as it should
+        weights[seen] = np.exp(exponent * (log_counts - reference))
+    return weights
+
+
+def alias_table(counts, exponent: float = 0.75):
+    """Walker's alias table (Vose's construction) of the noise distribution counts**exponent
+    (see ``noise_weights``): ``(alias_prob int64 thresholds out of 2**32, alias_index int32)``.
+    Sampling costs one draw and two look-ups whatever the vocabulary size."""
+    thresholds, alias = vose_alias(noise_weights(counts, exponent))
     return thresholds, alias.astype(np.int32)
 
 
@@ -179,6 +209,23 @@ def _check_range(array, low, high, name):
         raise ValueError(f"{name} must lie in [{low}, {high}), found {int(array.min())}..{int(array.max())}")
 
 
+def context_span(window: int, n_tokens: int) -> int:
+    """Context words on each side that scratch must hold for a job of ``n_tokens`` tokens: a
+    window never reaches past the job, so min(window, n_tokens), at least 1."""
+    return max(1, min(window, n_tokens))
+
+
+def scratch_bytes(*, sg: bool, window: int, negative: int, max_code: int, vector_size: int, n_tokens: int,
+                  itemsize: int) -> int:
+    """Bytes of the scratch that grows with the window in one job of ``n_tokens`` tokens (the
+    Cython layout; the others need no more): context pointers, and for skip-gram one input per
+    context word with its error row and its gradients against every output."""
+    span = context_span(window, n_tokens)
+    inputs = 2 * span if sg else 1
+    outputs = max_code + (negative + 1 if negative > 0 else 0)
+    return 8 * (2 * span + inputs) + itemsize * inputs * (outputs + vector_size)
+
+
 def check_problem(syn0, syn1neg, syn1, tables: Tables, negative: int) -> None:
     """Check weights and tables once: what makes the kernels' unchecked indexing safe."""
     if not isinstance(syn0, np.ndarray) or syn0.dtype not in FLOATS:
@@ -196,8 +243,8 @@ def check_problem(syn0, syn1neg, syn1, tables: Tables, negative: int) -> None:
     for a, b in ((syn0, syn1neg), (syn0, syn1), (syn1neg, syn1)):
         if a.size and b.size and np.may_share_memory(a, b):
             raise ValueError("syn0, syn1neg and syn1 must not share memory")
-    if operator.index(negative) < 0:
-        raise ValueError(f"negative must be >= 0, got {negative}")
+    if not 0 <= operator.index(negative) <= MAX_NEGATIVE:
+        raise ValueError(f"negative must be in [0, {MAX_NEGATIVE}] (noise words per target), got {negative}")
     _check_array(tables.keep_below, "keep_below", np.int64, 1)
     if tables.keep_below.shape[0] != V:
         raise ValueError(f"keep_below has {tables.keep_below.shape[0]} entries for {V} words")
@@ -254,18 +301,33 @@ class TrainingKernel:
     def __init__(self, syn0, syn1neg, syn1, tables: Tables, *, sg: bool, window: int, negative: int,
                  shrink_windows: bool = True):
         check_problem(syn0, syn1neg, syn1, tables, negative)
-        if operator.index(window) < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        if not 1 <= operator.index(window) <= MAX_WINDOW:
+            raise ValueError(f"window must be in [1, {MAX_WINDOW}], got {window}")
         self.op = "word2vec_sg" if sg else "word2vec_cbow"
         self.backend = registry.backend_for(self.op)
         self.function = registry.kernel(self.op)
         self.weights = (syn0, syn1neg, syn1)
         self.tables = tables.arrays()
+        self.sg = bool(sg)
         self.window, self.negative, self.shrink_windows = int(window), int(negative), bool(shrink_windows)
+
+    def check_scratch(self, n_tokens: int) -> None:
+        """Raise ValueError naming the window when a job of ``n_tokens`` tokens would need more
+        than MAX_SCRATCH_BYTES of scratch (a huge window over a huge sentence)."""
+        syn0 = self.weights[0]
+        max_code = self.tables[3].shape[1] if self.tables[5].shape[0] else 0
+        needed = scratch_bytes(sg=self.sg, window=self.window, negative=self.negative, max_code=max_code,
+                               vector_size=syn0.shape[1], n_tokens=n_tokens, itemsize=syn0.itemsize)
+        if needed > MAX_SCRATCH_BYTES:
+            raise ValueError(
+                f"window={self.window} cannot be honoured: a job of {n_tokens} tokens would need "
+                f"{needed / 2**20:.0f} MiB of scratch per worker for its {2 * context_span(self.window, n_tokens)} "
+                f"context words (at most {MAX_SCRATCH_BYTES >> 20} MiB): lower window or cut the long sentences")
 
     def __call__(self, tokens, sentence_ends, alpha_start: float, alpha_end: float, seed: int):
         """Train on one job; returns ``(loss, trained words)``."""
         check_job(tokens, sentence_ends, self.weights[0].shape[0])
+        self.check_scratch(tokens.shape[0])
         if not (0 <= seed < 2**64):
             raise ValueError(f"seed must be a uint64, got {seed}")
         for name, value in (("alpha_start", alpha_start), ("alpha_end", alpha_end)):

@@ -310,7 +310,7 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                              floating* h) noexcept nogil:
     # One job, sentence by sentence, in the order of reference._train: the sampling here, the
     # vector work of each centre word in w2v_step_*. Scratch (from _run_typed): kept/kept_at (N),
-    # ctx_ptr (2 window context rows), out_ptr/out_label (outputs: rows of syn1 or syn1neg),
+    # ctx_ptr (2 min(window, N) context rows), out_ptr/out_label (outputs: rows of syn1 or syn1neg),
     # in_ptr (inputs), G (inputs x outputs), errors (inputs x D), h (D).
     cdef double loss = 0.0
     cdef int64_t trained = 0
@@ -389,12 +389,14 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
     cdef bint hs = code_lengths.shape[0] > 0
     cdef Py_ssize_t max_code = points.shape[1] if hs else 0
     cdef Py_ssize_t max_out = max_code + (negative + 1 if negative > 0 else 0)
-    cdef Py_ssize_t max_in = 2 * window if sg else 1
+    # A context never reaches past the job's N tokens: a huge window must not size the scratch.
+    cdef Py_ssize_t span = window if window < N else N
+    cdef Py_ssize_t max_in = 2 * span if sg else 1
     cdef floating dummy = 0
     # One block of scratch per job (never per word); +1 keeps every size non-zero.
     cdef int32_t* kept = <int32_t*>malloc((N + 1) * sizeof(int32_t))
     cdef int64_t* kept_at = <int64_t*>malloc((N + 1) * sizeof(int64_t))
-    cdef floating** ctx_ptr = <floating**>malloc((2 * window + 1) * sizeof(floating*))
+    cdef floating** ctx_ptr = <floating**>malloc((2 * span + 1) * sizeof(floating*))
     cdef floating** out_ptr = <floating**>malloc((max_out + 1) * sizeof(floating*))
     cdef floating** in_ptr = <floating**>malloc((max_in + 1) * sizeof(floating*))
     cdef floating* reals = <floating*>malloc((max_out + max_in * max_out + max_in * D + D + 1) * sizeof(floating))

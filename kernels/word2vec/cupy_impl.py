@@ -27,9 +27,10 @@ def train_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, al
     hs = code_lengths.shape[0] > 0
     max_code = points.shape[1] if hs else 0
     max_out = max_code + (negative + 1 if negative > 0 else 0)
-    max_in = 2 * window if sg else 1
+    span = min(window, N)  # as word2vec.cu lays out a block's scratch
+    max_in = 2 * span if sg else 1
     block_reals = max_out + max_in * max_out + max_in * D + D + THREADS
-    block_ints = 2 * window + max_out + max_in + 3
+    block_ints = 2 * span + max_out + max_in + 3
     reals = cupy.empty(blocks * block_reals, dtype=syn0.dtype)
     ints = cupy.empty(blocks * block_ints, dtype=cupy.int64)
     kept = cupy.empty(N, dtype=cupy.int32)

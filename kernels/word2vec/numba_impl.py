@@ -130,10 +130,11 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
     n_alias = np.uint64(alias_prob.shape[0])
     max_code = points.shape[1] if hs else 0
     max_out = max_code + (negative + 1 if negative > 0 else 0)
-    max_in = 2 * window if sg else 1
+    span = min(window, n_tokens)  # a context never reaches past the job: a huge window must not size scratch
+    max_in = 2 * span if sg else 1
     kept = np.empty(n_tokens, np.int32)
     kept_at = np.empty(n_tokens, np.int64)
-    context = np.empty(2 * window, np.int64)
+    context = np.empty(2 * span, np.int64)
     out_row = np.empty(max_out, np.int64)  # row * D
     in_row = np.empty(max_in, np.int64)  # row * D
     out_label = np.empty(max_out, syn0.dtype)

@@ -45,15 +45,17 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
                            i64* kept_at, T* reals, i64 block_reals, i64* ints, i64 block_ints, double* loss_out,
                            i64* trained_out) {
     const i64 max_out = max_code + (negative > 0 ? negative + 1 : 0);
-    const i64 max_in = sg ? 2 * window : 1;
+    // a context never reaches past the job's tokens, so a huge window does not size the scratch
+    const i64 span = window < n_tokens ? window : n_tokens;
+    const i64 max_in = sg ? 2 * span : 1;
     // this block's scratch
     T* out_label = reals + (i64)blockIdx.x * block_reals;  // max_out
     T* G = out_label + max_out;                             // max_in * max_out
     T* errors = G + max_in * max_out;                       // max_in * D
     T* h = errors + max_in * D;                             // D
     T* lanes = h + D;                                       // 16 * blockDim.x / 16 (one dot per 16 threads)
-    i64* context = ints + (i64)blockIdx.x * block_ints;     // 2 * window
-    i64* out_row = context + 2 * window;                    // max_out: row * D
+    i64* context = ints + (i64)blockIdx.x * block_ints;     // 2 * span
+    i64* out_row = context + 2 * span;                      // max_out: row * D
     i64* in_row = out_row + max_out;                        // max_in: row * D (-1: h)
     i64* shape = in_row + max_in;                           // [B, O, n_hs]
     const int tid = threadIdx.x, nthreads = blockDim.x;
