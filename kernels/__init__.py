@@ -23,6 +23,7 @@ from .dispatch import (
     use_backend,
 )
 from .embedding import embedding_gather, scatter_add
+from .gemm import gemm
 from .lstm import lstm_step_backward, lstm_step_forward
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
@@ -40,6 +41,7 @@ __all__ = [
     "embedding_gather",
     "gather_dot",
     "gather_dot_backward",
+    "gemm",
     "get_backend",
     "lstm_step_backward",
     "lstm_step_forward",

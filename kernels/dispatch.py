@@ -16,8 +16,12 @@ import os
 
 import numpy
 
-BACKENDS = ("numpy", "numba", "cython", "cupy")
-CPU_BACKENDS = ("numpy", "numba", "cython")
+BACKENDS = ("numpy", "numba", "cython", "mkl", "onednn", "cupy")
+CPU_BACKENDS = ("numpy", "numba", "cython")  # compute backends: every op family has them
+# Optional matrix libraries (pip install "fastnlp[accel]"): host backends that implement only
+# the matrix-product ops; choosing one runs those there and every other op as without a choice.
+LIBRARY_BACKENDS = ("mkl", "onednn")
+HOST_BACKENDS = CPU_BACKENDS + LIBRARY_BACKENDS
 # When one name is asked for (get_backend without a choice): Cython needs no JIT warm-up (Numba
 # spends ~0.3 s per kernel per process loading its cache), which matters for one-shot jobs.
 _DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
@@ -65,6 +69,12 @@ def _probe(name: str) -> str | None:
         from . import _cuda
 
         return _cuda.unavailable_reason()
+    if name in LIBRARY_BACKENDS:
+        try:
+            from .gemm import _libraries
+        except ImportError as exc:
+            return f"the library loader kernels/gemm/_libraries.py does not import ({exc})"
+        return _libraries.unavailable_reason(name)
     raise ValueError(f"unknown backend {name!r}")
 
 

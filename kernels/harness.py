@@ -32,7 +32,7 @@ def to_backend(value, backend: str):
     caller's array); anything else unchanged."""
     if isinstance(value, np.ndarray):
         xp = array_module_of(backend)
-        return xp.array(value, copy=True)
+        return xp.array(value, copy=True, order="C")  # row-major, as the op wrappers hand arrays over
     if hasattr(value, "tocsr") and backend == "cupy":  # a scipy.sparse matrix
         from cupyx.scipy import sparse
 

@@ -8,6 +8,8 @@ implementations are found by naming convention, one module per backend in the sa
     numba  -> <family>/numba_impl.py
     cython -> <family>/_cython_impl.pyx  (compiled at install time)
     cupy   -> <family>/cupy_impl.py      (+ the family's .cu source)
+    mkl    -> <family>/mkl_impl.py       (matrix libraries: only the ops they serve, e.g. gemm)
+    onednn -> <family>/onednn_impl.py
 
 A backend module defines a function named like the op with the reference's signature; a
 backend may lack an op (the module is missing, or the function is). Calls resolve through
@@ -18,6 +20,7 @@ generated from this registry.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -34,6 +37,8 @@ _MODULE_OF_BACKEND = {
     "numba": "numba_impl",
     "cython": "_cython_impl",
     "cupy": "cupy_impl",
+    "mkl": "mkl_impl",
+    "onednn": "onednn_impl",
 }
 REFERENCE = "numpy"
 
@@ -57,6 +62,11 @@ class OpSpec:
     fixes another dtype, already in the validated form ``examples`` draws. Each call returns fresh
     arrays, so an op that writes into its arguments cannot change the next caller's problem.
     ``bench/test_bench_ops.py`` times every op on every backend with it.
+
+    ``absent`` maps a backend the family deliberately lacks to the reason (shown by
+    ``fastnlp backends``; no fallback warning). ``calibration``, when set, replaces the fixed
+    ``preference`` by a measured one: ``calibration(variant)`` returns the backends fastest
+    first for one class of calls (the op's wrapper names the class, e.g. 'float32/step').
     """
 
     name: str
@@ -71,7 +81,16 @@ class OpSpec:
     writes: tuple = ()
     dtype_of: Callable | None = None  # args -> the float dtype that picks the tolerance
     preference: tuple = ("cython", "numba", "numpy")  # fastest first, measured (bench/README.md)
+    absent: dict = field(default_factory=dict)  # backend -> why this family has no implementation
+    calibration: Callable | None = None  # variant -> backends fastest first, measured here
     reference: Callable = field(default=None, repr=False)
+
+    def preference_for(self, variant: str | None) -> tuple:
+        """Backends fastest first for calls of class ``variant``: measured when the op has a
+        calibration, else the fixed ``preference``."""
+        if self.calibration is None or variant is None:
+            return self.preference
+        return tuple(self.calibration(variant))
 
     def tolerance_for(self, dtype, backend: str):
         """(atol, rtol) a result on ``backend`` must meet for ``dtype``; (0, 0) is exact."""
@@ -81,11 +100,11 @@ class OpSpec:
 
 
 # Backends whose loops run one thread in the reference's order (exact results possible).
-BACKEND_IS_ORDERED = {"numpy": True, "numba": True, "cython": True, "cupy": False}
+BACKEND_IS_ORDERED = {"numpy": True, "numba": True, "cython": True, "cupy": False, "mkl": False, "onednn": False}
 
 _specs: dict[str, OpSpec] = {}
 _implementations: dict[tuple[str, str], object] = {}  # (op, backend) -> function or reason string
-_resolved: dict[tuple[str, str | None], tuple[str, Callable]] = {}
+_resolved: dict[tuple[str, str | None, str | None], tuple[str, Callable]] = {}
 _fallbacks_logged: set = set()
 
 
@@ -131,10 +150,15 @@ def _implementation(op: str, backend: str):
 
 
 def _find_implementation(op: str, backend: str):
+    absent = _specs[op].absent.get(backend)
+    if absent is not None:
+        return absent
+    family = _specs[op].family
+    if backend in dispatch.LIBRARY_BACKENDS and not _has_module(family, backend):
+        return f"{backend} is a matrix library; it serves only the ops of kernels/gemm"
     reason = dispatch.backend_reason(backend)
     if reason is not None:
         return reason
-    family = _specs[op].family
     try:
         module = _family_module(family, backend)
     except ImportError as exc:
@@ -148,17 +172,30 @@ def _find_implementation(op: str, backend: str):
     return function
 
 
+def lacks_on_purpose(op: str, backend: str) -> bool:
+    """True when ``op``'s family does without ``backend`` by design (a matrix library for a
+    non-matrix op, a loop backend for gemm): nothing to test or time there, not a failure."""
+    op_spec = spec(op)
+    return backend in op_spec.absent or (backend in dispatch.LIBRARY_BACKENDS
+                                         and not _has_module(op_spec.family, backend))
+
+
+def _has_module(family: str, backend: str) -> bool:
+    return importlib.util.find_spec(f"fastnlp.kernels.{family}.{_MODULE_OF_BACKEND[backend]}") is not None
+
+
 def _family_module(family: str, backend: str):
     return importlib.import_module(f"fastnlp.kernels.{family}.{_MODULE_OF_BACKEND[backend]}")
 
 
-def kernel(op: str, like=None) -> Callable:
+def kernel(op: str, like=None, variant: str | None = None) -> Callable:
     """The function that runs ``op`` now for arrays like ``like``.
 
     Device (CuPy) arrays always run on the cupy implementation. Host arrays run on the active
     backend (``use_backend`` / ``set_backend`` / ``FASTNLP_BACKEND``); without a choice, on the
-    op's fastest backend here. A backend lacking the op falls back to the next in the op's
-    preference order, logged once per (op, backend).
+    op's fastest backend here (for ops with a calibration, the fastest measured for calls of
+    class ``variant``). A backend lacking the op falls back to the next in that order, logged
+    once per (op, backend) unless the op's family lacks it on purpose (``OpSpec.absent``).
     """
     if like is not None and type(like) is not np.ndarray and dispatch.is_device_array(like):
         function = _implementation(op, "cupy")
@@ -166,30 +203,31 @@ def kernel(op: str, like=None) -> Callable:
             raise dispatch.BackendUnavailableError(f"op {op!r} cannot run on CuPy arrays: {function}")
         return function
     chosen = dispatch.chosen_backend()
-    key = (op, chosen)
+    key = (op, chosen, variant)
     resolved = _resolved.get(key)
     if resolved is None:
-        resolved = _resolved[key] = _resolve_host(op, chosen)
+        resolved = _resolved[key] = _resolve_host(op, chosen, variant)
     return resolved[1]
 
 
-def backend_for(op: str, like=None) -> str:
+def backend_for(op: str, like=None, variant: str | None = None) -> str:
     """Name of the backend :func:`kernel` picks for ``op`` now."""
     if like is not None and dispatch.is_device_array(like):
         return "cupy"
-    kernel(op, like)
-    return _resolved[(op, dispatch.chosen_backend())][0]
+    kernel(op, like, variant)
+    return _resolved[(op, dispatch.chosen_backend(), variant)][0]
 
 
-def _resolve_host(op: str, chosen: str | None):
-    order = spec(op).preference
-    if chosen is not None and chosen in dispatch.CPU_BACKENDS:
+def _resolve_host(op: str, chosen: str | None, variant: str | None = None):
+    op_spec = spec(op)
+    order = op_spec.preference_for(variant)
+    if chosen is not None and chosen in dispatch.HOST_BACKENDS:
         order = (chosen,) + tuple(b for b in order if b != chosen)
     for backend in order + (REFERENCE,):
         function = _implementation(op, backend)
         if not isinstance(function, str):
-            wanted = chosen if chosen in dispatch.CPU_BACKENDS else order[0]
-            if backend != wanted and (op, wanted) not in _fallbacks_logged:
+            wanted = chosen if chosen in dispatch.HOST_BACKENDS else order[0]
+            if backend != wanted and not lacks_on_purpose(op, wanted) and (op, wanted) not in _fallbacks_logged:
                 _fallbacks_logged.add((op, wanted))
                 log.warning("fastnlp: op %s runs on %s: %s lacks it (%s)", op, backend, wanted,
                             _implementation(op, wanted))

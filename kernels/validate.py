@@ -88,8 +88,10 @@ def cast_exactly(array, dtype, what: str = "array"):
     array = xp.asarray(array)
     target = np.dtype(dtype)
     source = array.dtype
-    if target == source or array.size == 0:
-        return array.astype(target)
+    if target == source:
+        return array
+    if array.size == 0:
+        return xp.empty(array.shape, dtype=target)
     if source.kind == "c" and target.kind != "c":
         if bool(xp.any(array.imag != 0)):
             raise ValueError(f"{what} has complex values; casting to {target} would drop their imaginary parts")
@@ -112,12 +114,11 @@ def cast_exactly(array, dtype, what: str = "array"):
             raise OverflowError(f"{what} has values in [{low}, {high}], beyond the {target} range "
                                 f"[{info.min}, {info.max}]")
         return array.astype(target)
-    if target.kind == "f":
-        with np.errstate(over="ignore"):
-            cast = array.astype(target)
-        finite_source = xp.isfinite(array) if source.kind == "f" else True  # integers are always finite
-        if bool(xp.any(xp.isinf(cast) & finite_source)):
-            raise OverflowError(f"{what} has values beyond the {target} range (largest "
-                                f"{np.finfo(target).max:g}); they would become inf")
-        return cast
-    return array.astype(target)
+    # A float or complex target: rounding is what it means, turning finite values into inf is not.
+    with np.errstate(over="ignore"):
+        cast = array.astype(target)
+    finite_source = xp.isfinite(array) if source.kind in "fc" else True  # integers are always finite
+    if bool(xp.any(xp.isinf(cast) & finite_source)):
+        raise OverflowError(f"{what} has values beyond the {target} range (largest "
+                            f"{np.finfo(target).max:g}); they would become inf")
+    return cast

@@ -23,6 +23,8 @@ def _cases(include_reference=False):
         for backend, impl in registry.implementations(op).items():
             if backend == registry.REFERENCE and not include_reference:
                 continue  # the reference compared with itself tests nothing
+            if registry.lacks_on_purpose(op, backend):
+                continue  # e.g. a matrix library for a non-matrix op: nothing to compare
             missing = impl if isinstance(impl, str) else None
             cases.append(pytest.param(op, backend, id=f"{op}-{backend}",
                                       marks=pytest.mark.skipif(missing is not None, reason=f"{backend}: {missing}")))
@@ -48,7 +50,7 @@ def test_registry_walk_every_op_is_fully_specified():
         spec = registry.spec(op)
         assert spec.reference is registry.implementations(op)[registry.REFERENCE]
         assert spec.doc and spec.dtypes and set(spec.dtypes) <= set(spec.tolerance)
-        assert set(spec.preference) <= set(dispatch.CPU_BACKENDS)
+        assert set(spec.preference) <= set(dispatch.HOST_BACKENDS)
         implementations = registry.implementations(op)
         assert set(implementations) == set(dispatch.BACKENDS)
         for backend, impl in implementations.items():
@@ -56,13 +58,21 @@ def test_registry_walk_every_op_is_fully_specified():
 
 
 def test_every_family_folder_holds_every_version_side_by_side():
-    families = {registry.spec(op).family for op in registry.ops()}
-    for family in families:
+    import importlib
+
+    files = {"numba": "numba_impl.py", "cython": "_cython_impl.pyx", "cupy": "cupy_impl.py"}
+    families = {registry.spec(op).family: registry.spec(op) for op in registry.ops()}
+    for family, spec in families.items():
         folder = KERNELS_DIR / family
         names = {p.name for p in folder.iterdir()}
-        for required in ("__init__.py", "reference.py", "numba_impl.py", "_cython_impl.pyx", "cupy_impl.py"):
-            assert required in names, f"kernels/{family}/ lacks {required}"
-        assert any(name.endswith(".cu") for name in names), f"kernels/{family}/ has no .cu source"
+        # A backend the family lacks on purpose says why in its spec instead of shipping a file.
+        required = ["__init__.py", "reference.py"] + [f for b, f in files.items() if b not in spec.absent]
+        for name in required:
+            assert name in names, f"kernels/{family}/ lacks {name}"
+        for backend in spec.absent:
+            assert files[backend] not in names, f"kernels/{family}/{files[backend]} exists but {backend} is absent"
+        if getattr(importlib.import_module(f"fastnlp.kernels.{family}"), "CUDA_LIBRARY", None) is None:
+            assert any(name.endswith(".cu") for name in names), f"kernels/{family}/ has no .cu source"
 
 
 def test_harness_catches_a_wrong_implementation(monkeypatch):
@@ -127,7 +137,8 @@ def test_benchmark_args_fit_the_contract_and_run(op):
     assert callable(spec.benchmark_args), f"{op}: OpSpec.benchmark_args is not set"
     args = spec.benchmark_args()
     assert isinstance(args, tuple) and len(args) == len(inspect.signature(spec.reference).parameters)
-    loaded = [b for b in spec.preference
+    candidates = spec.preference + tuple(b for b in dispatch.HOST_BACKENDS if b not in spec.preference)
+    loaded = [b for b in candidates
               if b != registry.REFERENCE and not isinstance(registry.implementations(op)[b], str)]
     if not loaded:
         pytest.skip(f"{op}: only the reference loads here; it is not run at working size")

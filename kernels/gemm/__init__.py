@@ -1,0 +1,311 @@
+"""Matrix products: one contract, run on the fastest matrix library of the machine at hand.
+
+The recurrent, attention and softmax layers spend most of their time here, and the libraries
+differ by CPU: NumPy's OpenBLAS, Intel's MKL and oneDNN (optional, ``pip install
+"fastnlp[accel]"``), cuBLAS through CuPy on a GPU. None is fastest everywhere, so the choice is
+measured: a short calibration at the models' shapes (``calibration.py``), cached per CPU,
+library versions and thread count, picks an implementation per *shape class*; ``FASTNLP_BACKEND``
+/ ``use_backend`` still force one.
+
+The contract of the backend-level op (every implementation in this folder follows it):
+
+    gemm(a, b, out, trans_a, trans_b, accumulate)
+        a (M, K), or (K, M) stored when ``trans_a``; b (K, N), or (N, K) when ``trans_b``; or
+        all three batched, (B, ., .), one product per batch item. ``out`` (M, N) / (B, M, N)
+        is written: out = op(a) @ op(b), or ``out += op(a) @ op(b)`` with ``accumulate``.
+        The last two axes of a and b are C-contiguous (the row stride of a single-row matrix
+        may be anything); a batch stride may be anything, 0 too (a 2-D operand shared by the
+        batch). ``out`` is C-contiguous and overlaps neither.
+        a and b share one dtype: float32, float64 or bfloat16 (``ml_dtypes``); out is float64
+        for float64 inputs and float32 otherwise (bfloat16 products accumulate in float32).
+        M, N, K and B are never 0 (the wrapper handles empty products). Returns None.
+
+The layers call :func:`gemm`, which validates once, turns transposed views into the trans
+flags instead of copying, and accepts bfloat16 outputs (rounded once, at the end).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dispatch, registry
+from ..validate import check_same_device
+
+try:
+    from ml_dtypes import bfloat16 as _bfloat16
+
+    BFLOAT16 = np.dtype(_bfloat16)
+except ImportError:  # ml_dtypes is a dependency; a broken install still multiplies float32/64
+    BFLOAT16 = None
+
+FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+INPUT_DTYPES = (FLOAT32, FLOAT64) + ((BFLOAT16,) if BFLOAT16 is not None else ())
+
+# Shape classes the calibration measures separately. Products at or below SMALL_MACS
+# multiply-adds are dominated by call overhead; a side of at most STEP_ROWS rows is one time
+# step of a recurrent model (20 x 650 x 2600), where libraries' blocking differs most.
+SMALL_MACS = 1 << 20
+STEP_ROWS = 64
+SHAPE_CLASSES = ("small", "step", "large", "batched")
+
+# On a GPU the product is cuBLAS's (cupy.matmul): no .cu source of this family's own.
+CUDA_LIBRARY = "cuBLAS"
+# Backends without a gemm of their own, and why: these loops would only call a BLAS library.
+ABSENT = {
+    "numba": "matrix products run on a BLAS library (numpy, mkl, onednn), not a Numba loop",
+    "cython": "matrix products run on a BLAS library (numpy, mkl, onednn), not a Cython loop",
+}
+
+
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_dtype=None):
+    """``op(a) @ op(b)`` on the fastest matrix library here, where ``op(x)`` is ``x.T`` when
+    the matching ``trans_`` flag is set (``x.swapaxes(-1, -2)`` for batches).
+
+    ``a`` and ``b`` are matrices or stacks of them (leading axes broadcast as in
+    ``np.matmul``: a 2-D operand is shared by the whole batch), with one dtype: float32,
+    float64 or bfloat16. Transposed views (``x.T``, ``swapaxes(-1, -2)``) cost nothing: they
+    become the flags. ``out`` receives the product (a new array when None); ``accumulate=True``
+    adds it instead (``dW += x.T @ dout`` is ``gemm(x, dout, dW, trans_a=True,
+    accumulate=True)``). The result dtype is float64 for float64 inputs and float32 for the
+    others, or ``out_dtype`` / ``out``'s dtype where that is bfloat16: products then
+    accumulate in float32 and round once.
+    """
+    # The layers' common case, checked in a few attribute reads: a recurrent step's product
+    # takes ~10 us, and the general path below would add a third to it.
+    if (type(out) is np.ndarray and type(a) is np.ndarray and type(b) is np.ndarray and out_dtype is None
+            and a.ndim == 2 and b.ndim == 2 and out.ndim == 2 and (trans_a is False or trans_a is True)
+            and (trans_b is False or trans_b is True) and (accumulate is False or accumulate is True)):
+        dtype = a.dtype
+        if (dtype is b.dtype and dtype is out.dtype and (dtype is FLOAT32 or dtype is FLOAT64)
+                and a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous
+                and out.flags.writeable):
+            M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+            K_b, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+            if (K == K_b and out.shape == (M, N) and M and N and K
+                    and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
+                variant = _FAST_VARIANTS.get((dtype, _fast_class(M, N, K)))
+                if variant is not None:
+                    registry.kernel("gemm", None, variant)(a, b, out, trans_a, trans_b, accumulate)
+                    return out
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        a, b = _check_arrays(a, b, out)
+    if a.dtype != b.dtype or a.dtype not in INPUT_DTYPES:
+        _refuse_dtypes(a, b)
+    trans_a, trans_b, accumulate = _flag(trans_a, "trans_a"), _flag(trans_b, "trans_b"), _flag(accumulate, "accumulate")
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"gemm multiplies matrices or stacks of them, got a {a.shape} and b {b.shape}")
+    a, trans_a = _as_row_major(a, trans_a)
+    b, trans_b = _as_row_major(b, trans_b)
+    M, K = (a.shape[-1], a.shape[-2]) if trans_a else a.shape[-2:]
+    K_b, N = (b.shape[-1], b.shape[-2]) if trans_b else b.shape[-2:]
+    if K != K_b:
+        raise ValueError(f"gemm: op(a) is {M} x {K} but op(b) is {K_b} x {N} (trans_a={trans_a}, "
+                         f"trans_b={trans_b}); inner sizes must match")
+    compute = FLOAT64 if a.dtype == FLOAT64 else FLOAT32
+    if a.ndim == 2 and b.ndim == 2:
+        lead, batch = (), None
+    else:
+        lead, batch = _batch_shape(a, b), None
+    shape = lead + (M, N)
+    out, result_dtype = _check_out(out, out_dtype, shape, compute, a.dtype, accumulate)
+    if out.size == 0:
+        return out
+    xp = np if type(out) is np.ndarray else dispatch.array_module(out)
+    target = out if result_dtype == compute else (out.astype(compute) if accumulate else xp.empty(shape, compute))
+    if K == 0:
+        if not accumulate:
+            target[...] = 0
+    else:
+        if xp.may_share_memory(target, a):
+            a = a.copy()
+        if xp.may_share_memory(target, b):
+            b = b.copy()
+        rows, product = M, target
+        if lead and b.ndim == 2 and not trans_a and a.flags.c_contiguous and a.shape[:-2] == lead:
+            # A contiguous stack times one shared matrix is a single product of B*M rows.
+            a, product, rows = a.reshape(-1, K), target.reshape(-1, N), a.size // K
+        elif lead:
+            batch = int(np.prod(lead))
+            a, b, product = _stacked(a, lead, xp), _stacked(b, lead, xp), target.reshape(batch, M, N)
+        kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K))
+        kernel(a, b, product, trans_a, trans_b, accumulate)
+    if target is not out:
+        out[...] = target.astype(result_dtype)
+    return out
+
+
+def variant_of(dtype, batch, M: int, N: int, K: int) -> str:
+    """The calibration's class of a product, e.g. 'float32/step' (see SHAPE_CLASSES)."""
+    key = (dtype, shape_class(batch, M, N, K))
+    name = _VARIANT_NAMES.get(key)
+    if name is None:  # formatted once: dtype.name alone costs more than a small product's dispatch
+        name = _VARIANT_NAMES[key] = f"{np.dtype(dtype).name}/{key[1]}"
+    return name
+
+
+_VARIANT_NAMES: dict = {}
+_FAST_VARIANTS = {(dtype, c): f"{dtype.name}/{c}" for dtype in (FLOAT32, FLOAT64) for c in SHAPE_CLASSES}
+
+
+def _fast_class(M, N, K):
+    if M * N * K <= SMALL_MACS:
+        return "small"
+    return "step" if M <= STEP_ROWS or N <= STEP_ROWS else "large"
+
+
+def shape_class(batch, M: int, N: int, K: int) -> str:
+    """The calibration's class of a product: 'batched', 'small', 'step' or 'large'."""
+    if batch is not None:
+        return "batched"
+    if M * N * K <= SMALL_MACS:
+        return "small"
+    if min(M, N) <= STEP_ROWS:
+        return "step"
+    return "large"
+
+
+def _check_arrays(a, b, out):
+    for name, value in (("a", a), ("b", b)):
+        if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+            raise TypeError(f"gemm: {name} must be an array, got {type(value).__name__}")
+    check_same_device(a, b, *(() if out is None else (out,)))
+    return a, b
+
+
+def _refuse_dtypes(a, b):
+    names = ", ".join(str(d) for d in INPUT_DTYPES)
+    if a.dtype != b.dtype:
+        raise TypeError(f"gemm: a is {a.dtype} but b is {b.dtype}; both must have one dtype ({names})")
+    raise TypeError(f"gemm takes {names} inputs, got {a.dtype}"
+                    + ("" if BFLOAT16 is not None else " (bfloat16 needs ml_dtypes: pip install ml_dtypes)"))
+
+
+def _flag(value, name):
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"gemm: {name} must be True or False, got {value!r}")
+
+
+def _as_row_major(x, trans):
+    """``x`` with C-contiguous last two axes: a transposed view flips the flag instead of being
+    copied; anything else is copied once."""
+    item = x.itemsize
+    rows_contiguous = x.strides[-1] == item and (x.strides[-2] == x.shape[-1] * item or x.shape[-2] <= 1)
+    if rows_contiguous:
+        return x, trans
+    cols_contiguous = x.strides[-2] == item and (x.strides[-1] == x.shape[-2] * item or x.shape[-1] <= 1)
+    if cols_contiguous:
+        return x.swapaxes(-1, -2), not trans
+    xp = np if type(x) is np.ndarray else dispatch.array_module(x)
+    return xp.ascontiguousarray(x), trans
+
+
+def _batch_shape(a, b) -> tuple:
+    try:
+        return tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    except ValueError:
+        raise ValueError(f"gemm: the batch axes of a {a.shape} and b {b.shape} do not broadcast") from None
+
+
+def _stacked(x, lead, xp):
+    """``x`` as one (B, rows, cols) stack over the batch axes ``lead``: a view where the axes
+    allow (a shared matrix gets batch stride 0), else a copy."""
+    return xp.broadcast_to(x, lead + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
+
+
+def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate):
+    allowed = (compute,) + ((BFLOAT16,) if input_dtype == BFLOAT16 else ())
+    if out_dtype is not None:
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype not in allowed:
+            raise TypeError(f"gemm: out_dtype {out_dtype} is not available for {input_dtype} inputs; "
+                            f"choose {' or '.join(str(d) for d in allowed)}")
+    if out is None:
+        if accumulate:
+            raise ValueError("gemm: accumulate=True adds into out, so out must be given")
+        return np.empty(shape, dtype=out_dtype or compute), out_dtype or compute
+    if not (hasattr(out, "dtype") and hasattr(out, "shape")):
+        raise TypeError(f"gemm: out must be an array, got {type(out).__name__}")
+    if out_dtype is not None and out.dtype != out_dtype:
+        raise TypeError(f"gemm: out is {out.dtype} but out_dtype is {out_dtype}")
+    if out.dtype not in allowed:
+        raise TypeError(f"gemm: out must be {' or '.join(str(d) for d in allowed)} for {input_dtype} inputs, "
+                        f"got {out.dtype}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"gemm: out has shape {tuple(out.shape)}, the product is {shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError("gemm: out must be C-contiguous")
+    if type(out) is np.ndarray and not out.flags.writeable:
+        raise ValueError("gemm: out is read-only")
+    return out, out.dtype
+
+
+# ---- registration -------------------------------------------------------------------------------
+
+# float32: products of K terms summed in another order (blocking, FMA) than OpenBLAS's: a
+# few ulp of the sum of |terms|, which the examples keep near 1 per term. bfloat16 inputs are
+# exact in float32, so their products differ from the reference's only by that summation.
+_TOLERANCE = {FLOAT32: (2e-5, 2e-5), FLOAT64: (1e-12, 1e-12)}
+if BFLOAT16 is not None:
+    _TOLERANCE[BFLOAT16] = (2e-5, 2e-5)
+
+
+def gemm_problem(M, K, N, dtype, trans_a=False, trans_b=False, accumulate=False, *, batch=None, shared=None,
+                 seed=0):
+    """The backend-level arguments ``(a, b, out, trans_a, trans_b, accumulate)`` of one product
+    with entries in [-1, 1) (``out`` random too, so accumulation shows): a batch of ``batch``
+    products when given, with ``shared`` ("a" or "b") a 2-D operand broadcast over it."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+
+    def operand(rows, cols, trans, is_shared):
+        shape = (cols, rows) if trans else (rows, cols)
+        if batch is not None and not is_shared:
+            shape = (batch,) + shape
+        x = (rng.random(shape) * 2 - 1).astype(dtype)
+        return np.broadcast_to(x, (batch,) + shape) if batch is not None and is_shared else x
+
+    a = operand(M, K, trans_a, shared == "a")
+    b = operand(K, N, trans_b, shared == "b")
+    out_dtype = FLOAT64 if dtype == FLOAT64 else FLOAT32
+    out = (rng.random((M, N) if batch is None else (batch, M, N)) * 2 - 1).astype(out_dtype)
+    return a, b, out, trans_a, trans_b, accumulate
+
+
+def _gemm_examples():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def problems(draw):
+        dtype = draw(st.sampled_from(INPUT_DTYPES))
+        batch = draw(st.sampled_from([None, None, 1, 3]))
+        shared = draw(st.sampled_from([None, "a", "b"])) if batch else None
+        M, K, N = (draw(st.integers(1, 40)) for _ in range(3))
+        trans_a, trans_b, accumulate = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+        seed = draw(st.integers(0, 2**32 - 1))
+        return gemm_problem(M, K, N, dtype, trans_a, trans_b, accumulate, batch=batch, shared=shared, seed=seed)
+
+    return problems()
+
+
+def _gemm_benchmark():
+    # One LSTM step of BetterRnnlm: 20 sequences, h (650) times Wh (650 x 2600).
+    return gemm_problem(20, 650, 2600, FLOAT32, False, False, False)
+
+
+def _calibrated_preference(variant):
+    """The backends fastest first for ``variant`` (e.g. 'float32/step'), measured here once."""
+    from . import calibration
+
+    return calibration.preference(variant)
+
+
+registry.register(registry.OpSpec(
+    name="gemm", family="gemm",
+    doc="out (+)= op(a) @ op(b): 2-D or batched, float32/float64/bfloat16 inputs, float32/64 out",
+    dtypes=INPUT_DTYPES, deterministic=False, exact=False, tolerance=_TOLERANCE,
+    examples=_gemm_examples, benchmark_args=_gemm_benchmark, writes=(2,),
+    dtype_of=lambda args: args[0].dtype,
+    preference=("numpy",), absent=ABSENT, calibration=_calibrated_preference,
+))

@@ -1,0 +1,218 @@
+"""Which matrix library is fastest here: measured once per machine, cached on disk.
+
+Each *variant* of the gemm op (input dtype / shape class, e.g. ``float32/step``) is timed on
+every host backend that has the op and loads, at one problem of the size the models run, the
+first time a product of that class is asked for. The ranking is kept in
+``<user cache>/calibration/gemm-<key>.json``, where the key covers what decides the ranking:
+the CPU (model name and the instruction sets that matter), the library versions and their
+thread counts. Another machine, an upgraded library or another thread count gets a fresh file.
+
+``FASTNLP_CALIBRATION=off`` skips measuring (NumPy everywhere, as without the accel extra);
+:func:`calibrate` measures everything now (``fastnlp backends --calibrate``), ``refresh=True``
+measures again. The thread counts are read once per process: after changing them (threadpoolctl)
+call :func:`forget` so the next product is ranked for the new count.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import threading
+import time
+
+import numpy as np
+
+from .. import dispatch, registry
+
+log = logging.getLogger("fastnlp.kernels")
+
+ENV_VAR = "FASTNLP_CALIBRATION"
+_FORMAT = 1
+# One problem per shape class, (batch, M, K, N), at the sizes the models multiply.
+PROBLEMS = {
+    "small": (None, 20, 100, 400),  # one Rnnlm step (H 100): 20 sequences x Wh (100 x 400)
+    "step": (None, 20, 650, 2600),  # one BetterRnnlm step (H 650)
+    "large": (None, 280, 650, 2600),  # a BetterRnnlm input projection (8 of its 35 steps, kept short)
+    "batched": (128, 1, 256, 29),  # one attention step: 128 queries against 29 encoder states
+}
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+_MIN_SECONDS = 0.004  # per timed block; 5 blocks per backend keep a variant near 0.1 s
+
+_lock = threading.Lock()
+_state: dict = {}  # "key", "path", "variants": {variant: [[backend, gflops], ...]}
+
+
+def preference(variant: str) -> tuple:
+    """Backends fastest first for products of ``variant`` ('float32/step', ...)."""
+    if os.environ.get(ENV_VAR, "").strip().lower() in ("off", "0", "no"):
+        return registry.spec("gemm").preference
+    ranking = measurements().get(variant)
+    if ranking is None:
+        ranking = _measure_and_store(variant)
+    return tuple(backend for backend, _ in ranking)
+
+
+def measurements() -> dict:
+    """``{variant: [(backend, GFLOP/s), ...]}`` measured so far on this machine, fastest first."""
+    with _lock:
+        if not _state:
+            _load()
+        return {variant: [tuple(pair) for pair in ranking] for variant, ranking in _state["variants"].items()}
+
+
+def calibrate(refresh: bool = False) -> dict:
+    """Measure every variant now (``refresh``: again, even where measured) and return
+    :func:`measurements`."""
+    from . import INPUT_DTYPES, SHAPE_CLASSES
+
+    if refresh:
+        forget()
+        with _lock:
+            _load()
+            _state["variants"] = {}  # the file is rewritten as the variants are measured again
+    known = measurements()
+    for dtype in INPUT_DTYPES:
+        for shape_class in SHAPE_CLASSES:
+            variant = f"{dtype.name}/{shape_class}"
+            if variant not in known:
+                _measure_and_store(variant)
+    return measurements()
+
+
+def forget() -> None:
+    """Drop what this process knows (thread counts included): the next product reads the cache
+    file of the machine as it is now, or measures."""
+    with _lock:
+        _state.clear()
+    registry.forget_resolutions()
+
+
+def machine_key() -> dict:
+    """What the ranking depends on: CPU, library versions, thread counts."""
+    key = {"format": _FORMAT, "cpu": _cpu_model(), "flags": _cpu_flags(), "machine": platform.machine(),
+           "numpy": np.__version__, "threads": _thread_counts()}
+    for name in dispatch.LIBRARY_BACKENDS:
+        if dispatch.backend_reason(name) is None:
+            from . import _libraries
+
+            key[name] = _libraries.version(name)
+    return key
+
+
+def _measure_and_store(variant: str) -> list:
+    ranking = _measure(variant)
+    with _lock:
+        if not _state:
+            _load()
+        _state["variants"][variant] = ranking
+        _save()
+    log.info("fastnlp: gemm %s calibrated: %s", variant,
+             ", ".join(f"{backend} {gflops:.0f} GFLOP/s" for backend, gflops in ranking))
+    return ranking
+
+
+def _measure(variant: str) -> list:
+    from . import gemm_problem
+
+    dtype_name, shape_class = variant.split("/")
+    batch, M, K, N = PROBLEMS[shape_class]
+    args = gemm_problem(M, K, N, np.dtype(dtype_name), batch=batch, seed=0)
+    flops = 2.0 * M * K * N * (batch or 1)
+    ranking = []
+    for backend, function in registry.implementations("gemm").items():
+        if backend not in dispatch.HOST_BACKENDS or isinstance(function, str):
+            continue
+        seconds = _best_seconds(function, args)
+        ranking.append([backend, flops / seconds / 1e9])
+    ranking.sort(key=lambda pair: -pair[1])
+    return ranking
+
+
+def _best_seconds(function, args, blocks: int = 5) -> float:
+    """Seconds per call, the best of ``blocks`` short timed blocks: the minimum, not the median,
+    because another process on a 2-core machine only ever slows a block down."""
+    function(*args)  # warm-up: first-touch of buffers, library initialisation
+    start = time.perf_counter()
+    function(*args)
+    calls = max(1, int(_MIN_SECONDS / max(time.perf_counter() - start, 1e-7)))
+    best = float("inf")
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(calls):
+            function(*args)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def _load() -> None:
+    key = machine_key()
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    path = _cache_folder() / f"gemm-{digest}.json"
+    variants = {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            variants = {v: r for v, r in saved["variants"].items() if _valid_ranking(r)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing or damaged: measure again
+    _state.update(key=key, path=path, variants=variants)
+
+
+def _valid_ranking(ranking) -> bool:
+    return isinstance(ranking, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and pair[0] in dispatch.HOST_BACKENDS for pair in ranking)
+
+
+def _save() -> None:
+    from fastnlp.serialization import atomic_write
+
+    path = _state["path"]
+    text = json.dumps({"key": _state["key"], "variants": _state["variants"], "saved": time.time()}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    except OSError as err:  # a cache: failing to write it costs a re-measure next time, nothing more
+        log.warning("fastnlp: could not save the gemm calibration to %s (%s)", path, err)
+
+
+def _cache_folder():
+    from fastnlp.datasets._files import cache_home
+
+    return cache_home() / "calibration"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list:
+    present = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return [flag for flag in _CPU_FLAGS if flag in present]
+
+
+def _thread_counts() -> dict:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"cpus": os.cpu_count()}
+    counts = {}
+    for pool in threadpool_info():
+        counts[f"{pool.get('internal_api')}:{os.path.basename(pool.get('filepath', ''))}"] = pool.get("num_threads")
+    return dict(sorted(counts.items()))

@@ -1,0 +1,206 @@
+"""The public matrix product: its contract on every matrix library, bfloat16 against a float64
+product, bad input, and the calibration that picks the library (the generated registry tests
+compare every implementation with the reference on hypothesis inputs)."""
+import json
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastnlp
+from fastnlp.kernels import dispatch, gemm, registry
+
+from fastnlp.kernels.gemm import calibration
+
+gemm_family = sys.modules["fastnlp.kernels.gemm"]  # the attribute fastnlp.kernels.gemm is the function
+BF16 = gemm_family.BFLOAT16
+HOST = [b for b in dispatch.HOST_BACKENDS if not isinstance(registry.implementations("gemm")[b], str)]
+
+
+@pytest.fixture(params=HOST)
+def host_backend(request):
+    with fastnlp.use_backend(request.param):
+        yield request.param
+
+
+def _random(shape, dtype=np.float32, seed=0):
+    return (np.random.default_rng(seed).random(shape) * 2 - 1).astype(dtype)
+
+
+def _product64(a, b):
+    return np.matmul(a.astype(np.float64), b.astype(np.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(M=st.integers(1, 30), K=st.integers(1, 30), N=st.integers(1, 30), lead_a=st.sampled_from([(), (3,), (2, 3)]),
+       lead_b=st.sampled_from([(), (3,), (1, 3)]), view_a=st.booleans(), view_b=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_any_layout_and_batch_equals_matmul(M, K, N, lead_a, lead_b, view_a, view_b, dtype):
+    """Transposed views and broadcast batches give np.matmul's answer on every library."""
+    a = _random(lead_a + (K, M), dtype, 1).swapaxes(-1, -2) if view_a else _random(lead_a + (M, K), dtype, 1)
+    b = _random(lead_b + (N, K), dtype, 2).swapaxes(-1, -2) if view_b else _random(lead_b + (K, N), dtype, 2)
+    expected = np.matmul(a, b)
+    for backend in HOST:
+        with fastnlp.use_backend(backend):
+            result = gemm(a, b)
+        assert result.shape == expected.shape and result.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(result, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5,
+                                   err_msg=backend)
+
+
+def test_flags_accumulate_and_out(host_backend):
+    x, dout = _random((7, 5)), _random((7, 3), seed=1)
+    dW = _random((5, 3), seed=2)
+    before = dW.copy()
+    assert gemm(x, dout, dW, trans_a=True, accumulate=True) is dW
+    np.testing.assert_allclose(dW, before + x.T @ dout, rtol=1e-5, atol=1e-6)
+    W = _random((4, 3), seed=3)
+    np.testing.assert_allclose(gemm(dout, W, trans_b=True), dout @ W.T, rtol=1e-5, atol=1e-6)
+    x_view = x.T.copy().T  # x's values in a transposed layout: the view becomes a flag, no copy
+    np.testing.assert_allclose(gemm(x_view, dout, trans_a=True), x.T @ dout, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (20, 650, 260), (33, 17, 5)])
+def test_bfloat16_products_equal_a_float64_product_of_the_same_values(host_backend, M, K, N):
+    a, b = _random((M, K)).astype(BF16), _random((K, N), seed=1).astype(BF16)
+    result = gemm(a, b)
+    assert result.dtype == np.float32
+    expected = _product64(a, b)
+    # Each bf16 product is exact in float32; what differs is float32 summation of K terms.
+    np.testing.assert_allclose(result, expected, rtol=0, atol=2e-6 * K * max(1.0, np.abs(expected).max()))
+    rounded = gemm(a, b, out_dtype=BF16)
+    assert rounded.dtype == BF16
+    np.testing.assert_array_equal(rounded, result.astype(BF16))  # rounded once, at the end
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
+def test_bfloat16_output_accumulates_in_float32_then_rounds(host_backend):
+    a, b = _random((4, 6)).astype(BF16), _random((6, 5), seed=1).astype(BF16)
+    out = _random((4, 5), seed=2).astype(BF16)
+    expected = (out.astype(np.float64) + _product64(a, b)).astype(np.float32).astype(BF16)
+    gemm(a, b, out, accumulate=True)
+    np.testing.assert_allclose(out.astype(np.float32), expected.astype(np.float32), rtol=1e-2)
+
+
+def test_empty_products_and_empty_inner_size(host_backend):
+    assert gemm(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32)).shape == (0, 4)
+    out = np.full((2, 4), 7.0, np.float32)
+    gemm(np.ones((2, 0), np.float32), np.ones((0, 4), np.float32), out)
+    np.testing.assert_array_equal(out, 0)  # the empty sum
+    out[...] = 7
+    gemm(np.ones((2, 0), np.float32), np.ones((0, 4), np.float32), out, accumulate=True)
+    np.testing.assert_array_equal(out, 7)
+    assert gemm(np.ones((0, 2, 3)), np.ones((3, 4))).shape == (0, 2, 4)
+
+
+def test_out_overlapping_an_input_is_read_before_it_is_written(host_backend):
+    a = _random((4, 4))
+    expected = a @ a
+    assert gemm(a, a, a) is a
+    np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: gemm([[1.0]], np.ones((1, 1))), TypeError, "a must be an array"),
+    (lambda: gemm(np.ones((2, 2), np.float32), np.ones((2, 2))), TypeError, "both must have one dtype"),
+    (lambda: gemm(np.ones((2, 2), np.int64), np.ones((2, 2), np.int64)), TypeError, "gemm takes"),
+    (lambda: gemm(np.ones(3), np.ones((3, 2))), ValueError, "matrices or stacks"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((2, 3))), ValueError, "inner sizes must match"),
+    (lambda: gemm(np.ones((2, 2, 3)), np.ones((3, 3, 2))), ValueError, "do not broadcast"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((3, 3))), ValueError, "out has shape"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2), np.float32)), TypeError, "out must be float64"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 4))[:, ::2]), ValueError, "C-contiguous"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((3, 2)), accumulate=True), ValueError, "out must be given"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((3, 2)), trans_a=1), TypeError, "trans_a must be True or False"),
+    (lambda: gemm(np.ones((2, 3)), np.ones((3, 2)), out_dtype=np.float16), TypeError, "out_dtype float16"),
+])
+def test_bad_input_is_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_read_only_out_is_refused():
+    out = np.zeros((2, 2))
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        gemm(np.ones((2, 3)), np.ones((3, 2)), out)
+
+
+def test_shape_classes():
+    assert gemm_family.variant_of(np.dtype(np.float32), None, 20, 400, 100) == "float32/small"
+    assert gemm_family.variant_of(np.dtype(np.float32), None, 20, 2600, 650) == "float32/step"
+    assert gemm_family.variant_of(np.dtype(np.float64), None, 700, 2600, 650) == "float64/large"
+    assert gemm_family.variant_of(np.dtype(np.float32), 128, 1, 29, 256) == "float32/batched"
+
+
+# ---- calibration ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_calibration(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(calibration.ENV_VAR, raising=False)
+    calibration.forget()
+    yield tmp_path / "fastnlp" / "calibration"
+    calibration.forget()
+
+
+def test_calibration_measures_once_caches_on_disk_and_is_read_back(fresh_calibration, monkeypatch):
+    order = calibration.preference("float32/small")
+    assert set(order) == set(HOST) and order[-1] != order[0] or len(HOST) == 1
+    (saved,) = fresh_calibration.glob("gemm-*.json")
+    content = json.loads(saved.read_text())
+    assert content["key"] == calibration.machine_key() and "float32/small" in content["variants"]
+    calibration.forget()  # a new process: the file answers, nothing is timed again
+    monkeypatch.setattr(calibration, "_measure", lambda variant: pytest.fail(f"{variant} was measured again"))
+    assert calibration.preference("float32/small") == order
+
+
+def test_calibration_of_another_machine_is_not_used(fresh_calibration, monkeypatch):
+    calibration.preference("float32/small")
+    calibration.forget()
+    monkeypatch.setattr(calibration, "_cpu_model", lambda: "another CPU")
+    measured = []
+    real = calibration._measure
+    monkeypatch.setattr(calibration, "_measure", lambda variant: measured.append(variant) or real(variant))
+    calibration.preference("float32/small")
+    assert measured == ["float32/small"] and len(list(fresh_calibration.glob("gemm-*.json"))) == 2
+
+
+def test_damaged_calibration_file_is_measured_again(fresh_calibration):
+    calibration.preference("float32/small")
+    (saved,) = fresh_calibration.glob("gemm-*.json")
+    saved.write_text("{not json")
+    calibration.forget()
+    assert calibration.preference("float32/small")
+    assert json.loads(saved.read_text())["variants"]["float32/small"]
+
+
+def test_calibration_picks_the_fastest_and_forcing_a_backend_wins(fresh_calibration, monkeypatch):
+    fake = [[b, float(i + 1)] for i, b in enumerate(HOST)]  # the last listed "fastest"
+    monkeypatch.setattr(calibration, "_measure", lambda variant: sorted(fake, key=lambda p: -p[1]))
+    registry.forget_resolutions()
+    assert registry.backend_for("gemm", variant="float32/step") == HOST[-1]
+    with fastnlp.use_backend("numpy"):
+        assert registry.backend_for("gemm", variant="float32/step") == "numpy"
+    monkeypatch.setenv(calibration.ENV_VAR, "off")
+    assert calibration.preference("float32/step") == ("numpy",)
+
+
+def test_calibrate_covers_every_variant_and_refresh_measures_again(fresh_calibration, monkeypatch):
+    monkeypatch.setattr(calibration, "PROBLEMS", {k: (b and 2, 3, 4, 5) for k, (b, *_) in calibration.PROBLEMS.items()})
+    result = calibration.calibrate()
+    expected = {f"{d.name}/{c}" for d in gemm_family.INPUT_DTYPES for c in gemm_family.SHAPE_CLASSES}
+    assert set(result) == expected
+    for ranking in result.values():
+        assert [b for b, _ in ranking] and all(g > 0 for _, g in ranking)
+    measured = []
+    real = calibration._measure
+    monkeypatch.setattr(calibration, "_measure", lambda variant: measured.append(variant) or real(variant))
+    calibration.calibrate()
+    assert measured == []
+    calibration.calibrate(refresh=True)
+    assert set(measured) == expected
