@@ -41,7 +41,10 @@ def as_labels(t, scores_shape):
     """Class ids from either ids (shape ``scores_shape[:-1]``) or one-hot rows (shape
     ``scores_shape``); the book's losses accept both. One-hot rows must hold a single 1 and
     zeros otherwise: argmax of anything else (soft or NaN targets) would be a silent guess."""
-    t = array_module(t).asarray(t)
+    if not (hasattr(t, "dtype") and hasattr(t, "shape")):
+        from .layers.base import list_as_array
+
+        t = list_as_array(t, "targets")
     if tuple(t.shape) == tuple(scores_shape):
         if t.dtype.kind not in "biuf":
             raise TypeError(f"one-hot targets must be numbers, got dtype {t.dtype}")

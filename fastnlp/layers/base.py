@@ -49,13 +49,25 @@ class Layer:
         return values[0] if len(names) == 1 else values
 
 
+def list_as_array(x, what: str):
+    """A list (or other array-like) as a NumPy array; a ragged or mixed list raises TypeError
+    naming ``what`` instead of NumPy's 'inhomogeneous shape' ValueError or an object array."""
+    try:
+        array = np.asarray(x)
+    except ValueError:
+        array = None
+    if array is None or (array.dtype == object and isinstance(x, (list, tuple))):
+        raise TypeError(f"{what} must be a rectangular list of numbers or an array; got a ragged or mixed list")
+    return array
+
+
 def check_input(x, who: str, kinds: str = REAL, what: str = "input"):
     """``x`` as an array (lists are converted) of a dtype in ``kinds`` with no NaN or inf.
 
     Raises TypeError naming the dtype, or NonFiniteError; ``who`` ("Sigmoid.forward") starts the message.
     """
     if not (hasattr(x, "dtype") and hasattr(x, "shape")):  # NumPy and CuPy arrays pass as they are
-        x = np.asarray(x)
+        x = list_as_array(x, f"{who}: {what}")
     if x.dtype.kind not in kinds:
         raise TypeError(f"{who}: {what} must be {_KIND_NAMES[kinds]} array, got dtype {x.dtype}")
     # One pass over the data; NaN in, NaN out would otherwise surface only as a NaN loss, far

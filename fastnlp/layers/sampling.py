@@ -125,10 +125,18 @@ class NegativeSamplingLoss(Layer):
 
     def forward(self, h, target):
         target = as_id_array(target, like=self.params[0])
+        who = "NegativeSamplingLoss.forward"
         if target.ndim not in (1, 2):
-            raise ValueError(f"NegativeSamplingLoss.forward: target must be (N,) or (N, C) ids, got shape "
-                             f"{tuple(target.shape)}")
-        negatives = self.sampler.get_negative_sample(target)  # (N, [C,] S)
+            raise ValueError(f"{who}: target must be (N,) or (N, C) ids, got shape {tuple(target.shape)}")
+        if target.size == 0:
+            raise ValueError(f"{who}: empty batch (target of shape {tuple(target.shape)}): nothing to score")
+        # h is checked here, before the sampler draws: a refused call must not use up negatives.
+        h = check_input(h, who, what="h")
+        D = self.params[0].shape[1]
+        if h.ndim != 2 or tuple(h.shape) != (target.shape[0], D):
+            raise ValueError(f"{who}: h must have shape ({target.shape[0]}, {D}) (one row per target row), got "
+                             f"shape {tuple(h.shape)}")
+        negatives = self.sampler.get_negative_sample(target)  # (N, [C,] S); checks the ids first
         xp = array_module(negatives)
         idx = xp.concatenate([target.reshape(target.shape + (1,)).astype(np.int64), negatives], axis=-1)
         idx = idx.reshape(target.shape[0], -1)  # (N, C * (1 + S)): positive, then its negatives

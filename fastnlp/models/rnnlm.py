@@ -9,9 +9,14 @@ zero biases); ``seed`` makes it reproducible.
 """
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
+
 import numpy as np
 
 from .. import functions as F
+from ..kernels.dispatch import array_module
+from ..kernels.validate import as_id_array, check_ids
 from ..layers.recurrent import (TimeAffine, TimeDropout, TimeEmbedding, TimeLSTM, TimeRNN,
                                 TimeSoftmaxWithLoss)
 
@@ -43,14 +48,51 @@ class _LanguageModel:
 
     def predict(self, xs, train_flg: bool | None = None):
         """Scores (N, T, V) for ids (N, T); ``train_flg`` sets the mode first, as in the book."""
+        xs = self._check_xs(xs, f"{type(self).__name__}.predict")
         if train_flg is not None:
             self.train(train_flg)
-        for layer in self.layers:
+        for layer in self.layers:  # the embedding, first, checks the ids' range
             xs = layer.forward(xs)
         return xs
 
     def forward(self, xs, ts, train_flg: bool | None = None):
+        """The mean cross-entropy of predicting ``ts`` (ids (N, T), -1 for padding, or one-hot
+        (N, T, V)) from ``xs`` (ids (N, T)). Both are checked before anything runs, so a refused
+        call leaves the carried state (and the dropout generators) as they were."""
+        who = f"{type(self).__name__}.forward"
+        xs = self._check_xs(xs, who)
+        ts = self._check_ts(ts, xs.shape, who)
         return self.loss_layer.forward(self.predict(xs, train_flg), ts)
+
+    def _check_xs(self, xs, who):
+        """Integer ids (N, T) with N, T >= 1 (the range is the embedding's check, which runs first)."""
+        xs = _as_ids(xs, self.params[0], who, "xs")
+        if xs.ndim != 2:
+            raise ValueError(f"{who}: xs must be ids of shape (N, T), got shape {tuple(xs.shape)}")
+        if xs.size == 0:
+            raise ValueError(f"{who}: empty batch: xs must be ids (N, T) with N >= 1 and T >= 1, got shape "
+                             f"{tuple(xs.shape)}")
+        return xs
+
+    def _check_ts(self, ts, shape, who):
+        """Labels of xs's shape in [0, V) (or the loss's ignore label, -1: padding), or one-hot
+        rows (N, T, V); returns the labels."""
+        V = self.vocab_size
+        ts = _as_array(ts, self.params[0], who, "ts")
+        if ts.ndim == 3 and tuple(ts.shape) == tuple(shape) + (V,):
+            return F.as_labels(ts, tuple(shape) + (V,))  # one-hot rows: numbers, one 1 per row
+        if tuple(ts.shape) != tuple(shape):
+            raise ValueError(f"{who}: ts of shape {tuple(ts.shape)} do not fit xs of shape {tuple(shape)}: ts must be "
+                             f"labels of xs's shape (or one-hot rows of shape {tuple(shape) + (V,)})")
+        if ts.dtype.kind not in "iu":
+            raise TypeError(f"{who}: ts must be integer labels, got dtype {ts.dtype}")
+        labels, ignore = ts, self.loss_layer.ignore_label
+        if ignore is not None:
+            keep = ts != ignore
+            if not bool(keep.all()):
+                labels = array_module(ts).where(keep, ts, 0)
+        check_ids(labels, V, what="label")  # IndexError naming the label
+        return ts
 
     def backward(self, dout=1):
         dout = self.loss_layer.backward(dout)
@@ -73,7 +115,8 @@ class _LanguageModel:
     def generate(self, start_ids, length: int = 100, skip_ids=None, sampling: str = "greedy",
                  temperature: float = 1.0, top_k: int | None = None, seed: int | None = None) -> list:
         """Continue ``start_ids`` (an id or a list of ids) by ``length`` ids; returns the start
-        ids followed by the new ones.
+        ids followed by the new ones. Ids are integers (Python or NumPy): floats, bools and
+        strings, as start ids or ``skip_ids``, raise TypeError.
 
         ``sampling="greedy"`` takes the most probable next id, ``"sample"`` draws from the
         softmax of ``scores / temperature`` restricted to the ``top_k`` best ids (all when
@@ -81,8 +124,8 @@ class _LanguageModel:
         produced. The model runs in evaluation mode from a fresh state, and its own state and
         mode are restored afterwards, so generating in the middle of training changes nothing.
         """
-        start = [int(i) for i in np.atleast_1d(np.asarray(start_ids)).reshape(-1)]
-        if not start:
+        start = _generation_ids(start_ids, "start_ids")
+        if start.size == 0:
             raise ValueError("generate needs at least one start id")
         if sampling not in ("greedy", "sample"):
             raise ValueError(f"sampling must be 'greedy' or 'sample', got {sampling!r}")
@@ -93,15 +136,17 @@ class _LanguageModel:
         V = self.vocab_size
         if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= V):
             raise ValueError(f"top_k must be an integer in [1, {V}], got {top_k!r}")
-        for i in start:
-            if not 0 <= i < V:
-                raise IndexError(f"start id {i} is out of range for a vocabulary of {V}")
+        outside = start[(start < 0) | (start >= V)]
+        if outside.size:
+            raise IndexError(f"start id {int(outside[0])} is out of range for a vocabulary of {V}")
+        start = start.astype(np.int64).tolist()
         banned = np.zeros(V, dtype=bool)
         if skip_ids is not None:
-            skip = np.asarray(list(skip_ids), dtype=np.int64)
-            if skip.size and (skip.min() < 0 or skip.max() >= V):
-                raise IndexError(f"skip_ids must lie in [0, {V})")
-            banned[skip] = True
+            skip = _generation_ids(skip_ids, "skip_ids")
+            outside = skip[(skip < 0) | (skip >= V)]
+            if outside.size:
+                raise IndexError(f"skip_ids must lie in [0, {V}), got {int(outside[0])}")
+            banned[skip.astype(np.int64)] = True
         if banned.all():
             raise ValueError("skip_ids exclude every word; nothing can be generated")
         rng = np.random.default_rng(seed)
@@ -132,6 +177,44 @@ class _LanguageModel:
             return int(np.argmax(scores))
         p = F.softmax(scores / temperature)
         return int(rng.choice(p.size, p=p / p.sum()))
+
+
+def _as_array(x, like, who, what):
+    """``x`` as an array on ``like``'s device (lists of ints allowed; a ragged one raises
+    TypeError naming it)."""
+    try:
+        return as_id_array(x, like=like)
+    except TypeError as exc:
+        raise TypeError(f"{who}: {what}: {exc}") from None
+
+
+def _as_ids(x, like, who, what):
+    x = _as_array(x, like, who, what)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{who}: {what} must be integer ids, got dtype {x.dtype}")
+    return x
+
+
+def _generation_ids(ids, what):
+    """``ids`` (an integer, or a list, tuple, iterable or array of them) as a flat host integer
+    array; TypeError naming the type or dtype of anything else (floats, bools, strings, None)."""
+    if hasattr(ids, "get") and hasattr(ids, "dtype"):  # a device array
+        ids = ids.get()
+    direct = (list, tuple, np.ndarray, np.generic, numbers.Number)  # what np.asarray reads as it is
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, direct + (Iterable,)):
+        raise TypeError(f"{what} must be integer ids (an int, a list of ints or an integer array), got "
+                        f"{type(ids).__name__}")
+    if not isinstance(ids, direct):
+        ids = list(ids)  # a set, a generator, dict keys ...
+    try:
+        array = np.asarray(ids)
+    except ValueError:
+        raise TypeError(f"{what} must be integer ids in a flat or rectangular list; got a ragged list") from None
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integer ids, got dtype {array.dtype}")
+    return array.reshape(-1)
 
 
 def _init(rng, shape, scale, dtype):

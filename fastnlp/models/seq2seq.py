@@ -421,14 +421,37 @@ class AttentionSeq2seq(_Seq2seqBase):
 # ---- evaluation ----------------------------------------------------------------------------------
 
 def _to_text(ids, id_to_char):
-    return "".join(id_to_char[int(i)] for i in np.asarray(ids).reshape(-1))
+    ids = np.asarray(ids.get() if hasattr(ids, "get") else ids).reshape(-1)
+    if ids.size and int(ids.min()) < 0:  # a list or str id_to_char would read it from the end
+        raise IndexError(f"id {int(ids.min())} is out of range: ids are >= 0")
+    return "".join(id_to_char[int(i)] for i in ids)
+
+
+def _correct_ids(correct, vocab_size):
+    """The correct answer of eval_seq2seq as a flat integer array: the start symbol and at least
+    one id, every id inside the vocabulary (when the model says how large it is)."""
+    correct = as_id_array(correct.get() if hasattr(correct, "get") else correct)
+    if correct.dtype.kind not in "iu":
+        raise TypeError(f"eval_seq2seq: the correct answer must be integer ids, got dtype {correct.dtype}")
+    correct = np.asarray(correct).reshape(-1)
+    if correct.size < 2:
+        raise ValueError(f"eval_seq2seq: the correct answer needs the start symbol and at least one id, got "
+                         f"{correct.size} id(s)")
+    low, high = int(correct.min()), int(correct.max())
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        bad = low if low < 0 else high
+        where = f"for the vocabulary of {vocab_size}" if vocab_size is not None else "(ids are >= 0)"
+        raise IndexError(f"eval_seq2seq: id {bad} of the correct answer is out of range {where}")
+    return correct
 
 
 def eval_seq2seq(model, question, correct, id_to_char, verbose=False, is_reverse=False):
     """1 if ``model`` answers ``question`` (ids (1, T) or (T,)) exactly as ``correct`` (ids whose
-    first is the start symbol), else 0. ``verbose`` prints question, answer and guess as the book
-    does (``is_reverse``: the question was fed reversed and is printed the right way round)."""
-    correct = np.asarray(correct).reshape(-1)
+    first is the start symbol, then at least one more), else 0. ``verbose`` prints question,
+    answer and guess as the book does (``is_reverse``: the question was fed reversed and is
+    printed the right way round). Float ids raise TypeError, ids outside the model's vocabulary
+    IndexError, an answer of the start symbol alone ValueError."""
+    correct = _correct_ids(correct, getattr(model, "vocab_size", None))
     question = np.asarray(question).reshape(1, -1)
     start_id, correct = int(correct[0]), correct[1:]
     guess = _to_text(model.generate(question, start_id, len(correct)), id_to_char)

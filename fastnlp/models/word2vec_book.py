@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functions as F
 from ..kernels.dispatch import array_module
+from ..kernels.validate import check_ids
 from ..layers import Embedding, MatMul, NegativeSamplingLoss, SoftmaxWithLoss
+from ..layers.base import check_input
 
 
 def _weights(rng, shape, dtype):
@@ -29,17 +32,70 @@ def _sampler_seed(rng):
     return int(rng.integers(0, 2**63))
 
 
-def _check_contexts(contexts, window_size, who):
-    if contexts.ndim < 2 or contexts.shape[1] != 2 * window_size:
-        raise ValueError(f"{who}: contexts must have {2 * window_size} columns (2 * window_size), got shape "
-                         f"{tuple(contexts.shape)}")
+def _as_array(x, like, who, what):
+    """``x`` as an array on ``like``'s device: arrays pass as they are, lists and tuples (of ids
+    or of one-hot rows) become arrays; a ragged list raises TypeError naming it."""
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        return x
+    if not isinstance(x, (list, tuple)):
+        raise TypeError(f"{who}: {what} must be an array or a (rectangular) list, got {type(x).__name__}")
+    try:
+        array = np.asarray(x)
+    except ValueError:  # NumPy >= 1.24: inhomogeneous
+        array = None
+    if array is None or array.dtype == object:
+        raise TypeError(f"{who}: {what} must be a rectangular list (or an array); got a ragged or mixed list")
+    if array.size == 0 and array.dtype.kind == "f":  # an empty list: no floats in it
+        array = array.astype(np.int64)
+    return array_module(like).asarray(array)
+
+
+def _ids(x, like, who, what):
+    """Integer ids (an array or a list of ints): TypeError naming any other dtype."""
+    x = _as_array(x, like, who, what)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{who}: {what} must be integer ids, got dtype {x.dtype}")
+    return x
+
+
+def _check_ids_in_range(x, upper, who, what):
+    if x.size:
+        try:
+            check_ids(x, upper, what=what)  # IndexError naming the id
+        except IndexError as exc:
+            raise IndexError(f"{who}: {exc}") from None
+
+
+def _columns(window_size):
+    return f"{2 * window_size} columns (2 * window_size)"
+
+
+def _labels(t, N, V, like, who, what):
+    """Class ids (N,) from ids (N,) or one-hot rows (N, V), checked (dtype, shape, range)."""
+    t = _as_array(t, like, who, what)
+    if t.ndim == 2 and tuple(t.shape) == (N, V):
+        return F.as_labels(t, (N, V))  # numbers, exactly one 1 per row
+    if t.ndim != 1 or t.shape[0] != N:
+        raise ValueError(f"{who}: {what} must be ids of shape ({N},) or one-hot rows of shape ({N}, {V}), "
+                         f"got shape {tuple(t.shape)}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{who}: {what} ids must be integers, got dtype {t.dtype}")
+    _check_ids_in_range(t, V, who, f"{what} id")
+    return t
+
+
+def _non_empty(N, who, shape):
+    if N == 0:
+        raise ValueError(f"{who}: empty batch (contexts of shape {tuple(shape)}): there is nothing to learn from")
 
 
 class SimpleCBOW:
     """Chapter 3's CBOW: the mean of the one-hot contexts through W_in, W_out, softmax.
 
-    ``forward(contexts, target)``: contexts one-hot (N, 2 * window_size, V), target one-hot
-    (N, V) or ids (N,) (``convert_one_hot`` of ``create_contexts_target``'s output)."""
+    ``forward(contexts, target)``: contexts one-hot (N, 2 * window_size, V) of any real dtype,
+    target one-hot (N, V) or ids (N,) (``convert_one_hot`` of ``create_contexts_target``'s
+    output). Lists work as arrays; every input is checked (dtype, shape, range) before any
+    layer runs."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int = 1, seed: int | None = None,
                  dtype=np.float32):
@@ -55,9 +111,22 @@ class SimpleCBOW:
         self.grads = [g for layer in layers for g in layer.grads]
         self.word_vecs = W_in
 
+    @property
+    def vocab_size(self) -> int:
+        return self.word_vecs.shape[0]
+
     def forward(self, contexts, target):
-        _check_contexts(contexts, self.window_size, "SimpleCBOW.forward")
-        dtype = self.word_vecs.dtype
+        who, W, V, C = "SimpleCBOW.forward", self.word_vecs, self.vocab_size, 2 * self.window_size
+        # Every check comes before the first layer runs: the input is cast to W's dtype below,
+        # which would turn bool, complex or str arrays into numbers without a word.
+        contexts = check_input(_as_array(contexts, W, who, "contexts"), who, what="contexts")
+        if contexts.ndim != 3 or contexts.shape[1] != C or contexts.shape[2] != V:
+            raise ValueError(f"{who}: contexts must be one-hot rows of shape (N, {C}, {V}) "
+                             f"({_columns(self.window_size)}, each a one-hot row over the vocabulary of {V}), "
+                             f"got shape {tuple(contexts.shape)}")
+        _non_empty(contexts.shape[0], who, contexts.shape)
+        target = _labels(target, contexts.shape[0], V, W, who, "target")
+        dtype = W.dtype
         h = sum(layer.forward(contexts[:, i].astype(dtype, copy=False)) for i, layer in enumerate(self.in_layers))
         h *= 1 / len(self.in_layers)
         score = self.out_layer.forward(h)
@@ -74,7 +143,11 @@ class SimpleCBOW:
 
 class SimpleSkipGram:
     """Chapter 3's skip-gram: the one-hot target through W_in, W_out, a softmax loss per
-    context position (summed). ``forward(contexts, target)`` as SimpleCBOW's."""
+    context position (summed).
+
+    ``forward(contexts, target)``: target one-hot (N, V); contexts one-hot (N, 2 * window_size, V)
+    or ids (N, 2 * window_size) (``convert_one_hot`` of ``create_contexts_target``'s output, as in
+    the book, or the contexts left as ids)."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int = 1, seed: int | None = None,
                  dtype=np.float32):
@@ -89,9 +162,30 @@ class SimpleSkipGram:
         self.grads = self.in_layer.grads + self.out_layer.grads
         self.word_vecs = W_in
 
+    @property
+    def vocab_size(self) -> int:
+        return self.word_vecs.shape[0]
+
     def forward(self, contexts, target):
-        _check_contexts(contexts, self.window_size, "SimpleSkipGram.forward")
-        h = self.in_layer.forward(target.astype(self.word_vecs.dtype, copy=False))
+        who, W, V, C = "SimpleSkipGram.forward", self.word_vecs, self.vocab_size, 2 * self.window_size
+        target = check_input(_as_array(target, W, who, "target"), who, what="target")  # before the cast below
+        if target.ndim != 2 or target.shape[1] != V:
+            raise ValueError(f"{who}: target must be one-hot rows of shape (N, {V}) (one row over the vocabulary "
+                             f"of {V} per target word), got shape {tuple(target.shape)}")
+        N = target.shape[0]
+        contexts = _as_array(contexts, W, who, "contexts")
+        if contexts.ndim == 3 and tuple(contexts.shape) == (N, C, V):
+            contexts = F.as_labels(contexts, (N, C, V))  # one-hot rows, as the book passes them
+        elif contexts.ndim == 2 and tuple(contexts.shape) == (N, C):
+            if contexts.dtype.kind not in "iu":
+                raise TypeError(f"{who}: contexts ids must be integers, got dtype {contexts.dtype}")
+            _check_ids_in_range(contexts, V, who, "context id")
+        else:
+            raise ValueError(f"{who}: contexts must be ids of shape ({N}, {C}) or one-hot rows of shape "
+                             f"({N}, {C}, {V}) ({_columns(self.window_size)}, a row per target row), got shape "
+                             f"{tuple(contexts.shape)}")
+        _non_empty(N, who, contexts.shape)
+        h = self.in_layer.forward(target.astype(W.dtype, copy=False))
         s = self.out_layer.forward(h)
         return sum(layer.forward(s, contexts[:, i]) for i, layer in enumerate(self.loss_layers))
 
@@ -118,6 +212,29 @@ class _NegativeSamplingModel:
         self.grads = self.in_layer.grads + self.ns_loss.grads
         self.word_vecs = W_in
 
+    @property
+    def vocab_size(self) -> int:
+        return self.word_vecs.shape[0]
+
+    def _batch(self, contexts, target, who):
+        """Both inputs as integer arrays of the documented shapes, checked before anything runs
+        (so a refused call draws no negatives). Ranges are checked by the Embedding and the
+        sampler, both before anything changes."""
+        W, C = self.word_vecs, 2 * self.window_size
+        contexts = _ids(contexts, W, who, "contexts")
+        target = _ids(target, W, who, "target")
+        if contexts.ndim != 2 or contexts.shape[1] != C:
+            raise ValueError(f"{who}: contexts must be ids (N, {C}) with {_columns(self.window_size)}, got shape "
+                             f"{tuple(contexts.shape)}")
+        if target.ndim != 1:
+            raise ValueError(f"{who}: target must be ids of shape (N,) (one word per row), got shape "
+                             f"{tuple(target.shape)}")
+        if target.shape[0] != contexts.shape[0]:
+            raise ValueError(f"{who}: contexts of shape {tuple(contexts.shape)} and target of shape "
+                             f"{tuple(target.shape)} differ in their number of rows")
+        _non_empty(contexts.shape[0], who, contexts.shape)
+        return contexts, target
+
 
 class CBOW(_NegativeSamplingModel):
     """Chapter 4's CBOW: the mean of the context words' W_in rows, negative sampling over W_out.
@@ -127,7 +244,7 @@ class CBOW(_NegativeSamplingModel):
     negatives, each a mean over the batch)."""
 
     def forward(self, contexts, target):
-        _check_contexts(contexts, self.window_size, "CBOW.forward")
+        contexts, target = self._batch(contexts, target, "CBOW.forward")
         h = self.in_layer.forward(contexts).sum(axis=1)  # (N, 2w, H) -> (N, H), in order of position
         h *= 1 / contexts.shape[1]
         return self.ns_loss.forward(h, target)
@@ -146,7 +263,7 @@ class SkipGram(_NegativeSamplingModel):
     ``forward(contexts, target)`` as CBOW's."""
 
     def forward(self, contexts, target):
-        _check_contexts(contexts, self.window_size, "SkipGram.forward")
+        contexts, target = self._batch(contexts, target, "SkipGram.forward")
         h = self.in_layer.forward(target)
         return self.ns_loss.forward(h, contexts)  # each context word a positive, with its negatives
 
