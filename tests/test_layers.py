@@ -1,4 +1,6 @@
 """Every layer passes a float64 numerical gradient check; layer-specific behaviour."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -201,3 +203,127 @@ def test_layers_keep_float32():
     assert layer.forward(x).dtype == np.float32
     assert layer.backward(np.ones((4, 2), np.float32)).dtype == np.float32
     assert layer.grads[0].dtype == np.float32
+
+
+# ----- every matrix product of the layers runs on fastnlp.kernels.gemm -------------------------------
+
+@pytest.fixture
+def gemm_calls(monkeypatch):
+    """The shapes (a, b, out) of every product the gemm op runs, by wrapping the registry's
+    lookup: gemm resolves its kernel per call, so no product escapes the count."""
+    from fastnlp.kernels import registry
+
+    calls, lookup = [], registry.kernel
+
+    def counting_kernel(op, like=None, variant=None):
+        function = lookup(op, like, variant)
+        if op != "gemm":
+            return function
+
+        def counted(a, b, out, *flags):
+            calls.append((a.shape, b.shape, out.shape))
+            return function(a, b, out, *flags)
+
+        return counted
+
+    monkeypatch.setattr(registry, "kernel", counting_kernel)
+    return calls
+
+
+def _recurrent(cls, gates, N=2, T=4, D=3, H=5, cell=False, stateful=False):
+    def make(r):
+        W = (r.standard_normal((D, gates * H)), r.standard_normal((H, gates * H)) * 0.5, r.standard_normal(gates * H))
+        if cell:
+            states = (r.standard_normal((N, H)),) * (2 if gates == 4 else 1)
+            return cls(*W), (r.standard_normal((N, D)),) + states
+        return cls(*W, stateful=stateful), (r.standard_normal((N, T, D)),)
+    return make
+
+
+def _bilstm(r, N=2, T=4, D=3, H=5):
+    W = [r.standard_normal(s) for s in ((D, 4 * H), (H, 4 * H), (4 * H,))] * 2
+    return L.TimeBiLSTM(*W), (r.standard_normal((N, T, D)),)
+
+
+# (name, layer + inputs from a Generator, gemm calls in forward, in backward). The counts are the
+# layers' matrix products: a product computed any other way (``@``, np.dot) lowers them.
+# T = 4 steps for the Time layers.
+GEMM_LAYERS = [
+    ("MatMul", lambda r: (L.MatMul(r.standard_normal((4, 3))), (r.standard_normal((5, 4)),)), 1, 2),
+    ("MatMul", lambda r: (L.MatMul(r.standard_normal((4, 3))), (r.standard_normal((2, 5, 4)),)), 1, 2),
+    ("Affine", lambda r: (L.Affine(r.standard_normal((4, 3)), r.standard_normal(3)), (r.standard_normal((2, 5, 4)),)),
+     1, 2),
+    ("RNN", _recurrent(L.RNN, 1, cell=True), 2, 4),  # h Wh, x Wx; dWx, dWh, dx, dh
+    ("LSTM", _recurrent(L.LSTM, 4, cell=True), 2, 4),
+    ("GRU", _recurrent(L.GRU, 3, cell=True), 3, 6),  # x Wx, h Wh_zr, rh Wh_h; 2 per step, 3 grads, dx
+    ("TimeRNN", _recurrent(L.TimeRNN, 1), 5, 7),  # xs Wx once, h Wh per step; dh per step, dWx, dWh, dxs
+    ("TimeRNN", _recurrent(L.TimeRNN, 1, stateful=True), 5, 7),
+    ("TimeLSTM", _recurrent(L.TimeLSTM, 4), 5, 7),
+    ("TimeGRU", _recurrent(L.TimeGRU, 3), 9, 12),
+    ("TimeBiLSTM", _bilstm, 10, 14),
+    ("TimeAffine", lambda r: (L.TimeAffine(r.standard_normal((3, 7)), r.standard_normal(7)),
+                              (r.standard_normal((2, 4, 3)),)), 1, 2),
+    ("TimeAffine", lambda r: (L.TimeAffine(r.standard_normal((7, 3)).T, r.standard_normal(7)),  # tied: embed_W.T
+                              (r.standard_normal((2, 4, 3)),)), 1, 2),
+    ("ScaledDotProductAttention",
+     lambda r: (L.ScaledDotProductAttention(), (r.standard_normal((2, 2, 3, 4)), r.standard_normal((2, 2, 5, 4)),
+                                                r.standard_normal((2, 2, 5, 6)))), 2, 4),
+    ("MultiHeadAttention", lambda r: (L.MultiHeadAttention.random(8, 2, r, np.float64),
+                                      (r.standard_normal((2, 3, 8)), r.standard_normal((2, 5, 8)))), 6, 12),
+    ("PositionwiseFeedForward", lambda r: (L.PositionwiseFeedForward.random(8, 16, r, np.float64),
+                                           (r.standard_normal((2, 3, 8)),)), 2, 4),
+    ("TransformerEncoderBlock", lambda r: (L.TransformerEncoderBlock.random(8, 2, 16, r, np.float64),
+                                           (r.standard_normal((2, 3, 8)), L.causal_mask(3))), 8, 16),
+    ("TransformerDecoderBlock", lambda r: (L.TransformerDecoderBlock.random(8, 2, 16, r, np.float64),
+                                           (r.standard_normal((2, 3, 8)), r.standard_normal((2, 4, 8)),
+                                            L.causal_mask(3))), 14, 28),
+]
+# Layers that multiply no matrices: elementwise, gathers, or the fused attention / sampling kernels.
+NO_MATRIX_PRODUCT = {"Dropout", "Embedding", "ReLU", "Sigmoid", "SigmoidWithLoss", "Softmax", "SoftmaxWithLoss",
+                     "TimeDropout", "TimeEmbedding", "TimeSoftmaxWithLoss", "EmbeddingDot", "NegativeSamplingLoss",
+                     "Attention", "AttentionWeight", "TimeAttention", "WeightSum", "LayerNorm", "PositionalEncoding"}
+
+
+def test_every_public_layer_is_in_the_gemm_table_or_multiplies_no_matrices():
+    """A new layer must be classified: one that multiplies matrices joins GEMM_LAYERS."""
+    public = {name for name in L.__all__
+              if isinstance(getattr(L, name), type) and issubclass(getattr(L, name), L.Layer)
+              and getattr(L, name) is not L.Layer}
+    in_table = {name for name, *_ in GEMM_LAYERS}
+    assert not in_table & NO_MATRIX_PRODUCT
+    assert public == in_table | NO_MATRIX_PRODUCT, (
+        f"unclassified: {sorted(public - in_table - NO_MATRIX_PRODUCT)}; "
+        f"not layers: {sorted((in_table | NO_MATRIX_PRODUCT) - public)}")
+
+
+@pytest.mark.parametrize("name, make, n_forward, n_backward", GEMM_LAYERS,
+                         ids=[f"{entry[0]}-{k}" for k, entry in enumerate(GEMM_LAYERS)])
+def test_forward_and_backward_multiply_through_gemm(gemm_calls, name, make, n_forward, n_backward):
+    layer, inputs = make(np.random.default_rng(7))
+    assert type(layer).__name__ == name
+    y = layer.forward(*inputs)
+    assert len(gemm_calls) == n_forward, gemm_calls
+    outputs = y if isinstance(y, tuple) else (y,)
+    del gemm_calls[:]
+    dx = layer.backward(*(np.ones_like(v) for v in outputs))
+    assert len(gemm_calls) == n_backward, gemm_calls
+    for d in dx if isinstance(dx, tuple) else (dx,):
+        assert np.isfinite(d).all()
+
+
+@pytest.mark.parametrize("name, make, n_forward, n_backward", GEMM_LAYERS,
+                         ids=[f"{entry[0]}-{k}" for k, entry in enumerate(GEMM_LAYERS)])
+def test_gemm_layers_give_the_numpy_reference_answer(name, make, n_forward, n_backward):
+    """Whatever library gemm picks here (calibrated), forward, backward and gradients equal the
+    reference backend's (NumPy's matmul, what the layers computed with ``@``) to float64 rounding."""
+    results = []
+    for backend in (None, "numpy"):
+        layer, inputs = make(np.random.default_rng(7))
+        with fastnlp.use_backend(backend) if backend else contextlib.nullcontext():
+            y = layer.forward(*inputs)
+            outputs = y if isinstance(y, tuple) else (y,)
+            dx = layer.backward(*(np.ones_like(v) for v in outputs))
+        dx = dx if isinstance(dx, tuple) else (dx,)
+        results.append([np.array(v) for v in outputs + dx] + [g.copy() for g in layer.grads])
+    for fast, reference in zip(*results):
+        np.testing.assert_allclose(fast, reference, rtol=1e-9, atol=1e-12)

@@ -192,3 +192,67 @@ def test_transformer_learns_to_reverse_short_sequences():
     fastnlp.Trainer(model, optim.Adam(0.003), seed=0).fit(x[:1792], t[:1792], max_epoch=6, batch_size=64,
                                                            max_grad=5.0, progress=False)
     assert seq2seq_accuracy(model, x[1792:], t[1792:]) > 0.9
+
+
+# ----- the attention's products are stacked gemm calls, transposes as flags ---------------------------
+
+@pytest.fixture
+def gemm_kernel_calls(monkeypatch):
+    """(a shape, b shape, out shape, trans_a, trans_b, accumulate) of every product gemm runs."""
+    from fastnlp.kernels import registry
+
+    calls, lookup = [], registry.kernel
+
+    def counting_kernel(op, like=None, variant=None):
+        function = lookup(op, like, variant)
+        if op != "gemm":
+            return function
+
+        def counted(a, b, out, trans_a, trans_b, accumulate):
+            calls.append((a.shape, b.shape, out.shape, trans_a, trans_b, accumulate))
+            return function(a, b, out, trans_a, trans_b, accumulate)
+
+        return counted
+
+    monkeypatch.setattr(registry, "kernel", counting_kernel)
+    return calls
+
+
+def test_attention_products_are_one_batched_gemm_each_with_transposes_as_flags(gemm_kernel_calls):
+    N, heads, T_q, T_k, d = 2, 3, 4, 5, 6
+    q, k, v = (rng.standard_normal((N, heads, T, d)) for T in (T_q, T_k, T_k))
+    layer = ScaledDotProductAttention()
+    out = layer.forward(q, k, v)
+    B = N * heads
+    assert gemm_kernel_calls == [((B, T_q, d), (B, T_k, d), (B, T_q, T_k), False, True, False),  # q k^T
+                                 ((B, T_q, T_k), (B, T_k, d), (B, T_q, d), False, False, False)]  # a v
+    del gemm_kernel_calls[:]
+    layer.backward(np.ones_like(out))
+    assert gemm_kernel_calls == [((B, T_q, T_k), (B, T_q, d), (B, T_k, d), True, False, False),  # dv = a^T dout
+                                 ((B, T_q, d), (B, T_k, d), (B, T_q, T_k), False, True, False),  # da = dout v^T
+                                 ((B, T_q, T_k), (B, T_k, d), (B, T_q, d), False, False, False),  # dq = ds k
+                                 ((B, T_q, T_k), (B, T_q, d), (B, T_k, d), True, False, False)]  # dk = ds^T q
+
+
+def test_multi_head_projections_are_one_product_over_all_positions(gemm_kernel_calls):
+    layer = MultiHeadAttention.random(D, 2, rng=0, dtype=np.float64)
+    x_q, x_kv = x_of(N=2, T=3), x_of(N=2, T=4)
+    layer.forward(x_q, x_kv)
+    two_d = [call for call in gemm_kernel_calls if len(call[0]) == 2]
+    assert [call[:3] for call in two_d] == [((6, D), (D, D), (6, D)), ((8, D), (D, D), (8, D)),
+                                            ((8, D), (D, D), (8, D)), ((6, D), (D, D), (6, D))]
+    del gemm_kernel_calls[:]
+    dx_q, dx_kv = layer.backward(np.ones((2, 3, D)))
+    # dx_kv = dk Wk^T, then + dv Wv^T added in place (accumulate), no temporary
+    assert gemm_kernel_calls[-3][2:] == ((8, D), False, True, False)
+    assert gemm_kernel_calls[-2][2:] == ((8, D), False, True, True)
+
+
+def test_incremental_decoding_multiplies_through_gemm_and_matches_forward(gemm_kernel_calls):
+    block = TransformerDecoderBlock.random(D, 2, 16, rng=1, dtype=np.float64)
+    y, memory = x_of(N=2, T=3), x_of(N=2, T=4)
+    full = block.forward(y, memory, causal_mask(3))
+    cache, memory_kv = {}, block.cross_attention.keys_values(memory)
+    steps = [block.step(y[:, t:t + 1], cache, memory_kv) for t in range(3)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-10, atol=1e-12)
+    assert len(gemm_kernel_calls) > 0

@@ -12,16 +12,22 @@ does not depend on the previous step is batched over all T steps: the input proj
 each after the backward loop. Only ``h_prev @ Wh`` stays per step. The LSTM's elementwise step
 is the fused kernel ``fastnlp.kernels.lstm_step_forward/backward`` (gate blocks [f, g, i, o]);
 the GRU's gate blocks are the book's [z, r, h].
+
+Every matrix product is ``fastnlp.kernels.gemm`` (the machine's fastest matrix library): the
+per-step ``h_prev @ Wh`` is added straight into the step's pre-activations (``accumulate``),
+the backward's ``dA[t] @ Wh.T`` straight into the previous step's ``dh``, and the weight
+gradients are written into the gradient buffers.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import lstm_step_backward, lstm_step_forward
+from ..kernels import gemm, lstm_step_backward, lstm_step_forward
 from ..kernels.dispatch import array_module
 from ..kernels.memory import aligned_copy
 from ..kernels.validate import as_id_array, check_ids
 from .base import FLOAT, Layer, NonFiniteError, check_dout, check_input, check_param
+from .core import gemm_ready, product, product_into, rows
 from .embedding import Embedding
 
 
@@ -74,7 +80,10 @@ class RNN(Layer):
         Wx, Wh, b = self.params
         x = _input(x, "RNN.forward", Wx.shape[0], Wx.dtype, 2)
         h_prev = _state(h_prev, "RNN.forward", "h_prev", x.shape[0], Wh.shape[0], Wx.dtype, array_module(x))
-        h_next = np.tanh(h_prev @ Wh + x @ Wx + b)
+        h_next = product(h_prev, Wh)
+        product_into(x, Wx, h_next, accumulate=True)
+        h_next += b
+        np.tanh(h_next, out=h_next)
         self.cache = (x, h_prev, h_next)
         return h_next
 
@@ -82,10 +91,10 @@ class RNN(Layer):
         Wx, Wh, _ = self.params
         x, h_prev, h_next = self.saved("cache")
         dt = check_dout(dh_next, h_next.shape, "RNN.backward") * (1 - h_next ** 2)
-        self.grads[0][...] = x.T @ dt
-        self.grads[1][...] = h_prev.T @ dt
+        product_into(x, dt, self.grads[0], trans_a=True)
+        product_into(h_prev, dt, self.grads[1], trans_a=True)
         self.grads[2][...] = dt.sum(axis=0)
-        return dt @ Wx.T, dt @ Wh.T
+        return product(dt, Wx, trans_b=True), product(dt, Wh, trans_b=True)
 
 
 class LSTM(Layer):
@@ -103,7 +112,9 @@ class LSTM(Layer):
         N, H, xp = x.shape[0], Wh.shape[0], array_module(x)
         h_prev = _state(h_prev, "LSTM.forward", "h_prev", N, H, Wx.dtype, xp)
         c_prev = _state(c_prev, "LSTM.forward", "c_prev", N, H, Wx.dtype, xp)
-        A = x @ Wx + h_prev @ Wh + b
+        A = product(x, Wx)
+        product_into(h_prev, Wh, A, accumulate=True)
+        A += b
         gates, h_next, c_next, tanh_c = lstm_step_forward(A, c_prev, overwrite_A=True)
         self.cache = (x, h_prev, c_prev, gates, tanh_c)
         return h_next, c_next
@@ -114,42 +125,54 @@ class LSTM(Layer):
         dh_next = check_dout(dh_next, c_prev.shape, "LSTM.backward").astype(Wx.dtype, copy=False)
         dc_next = check_dout(dc_next, c_prev.shape, "LSTM.backward").astype(Wx.dtype, copy=False)
         dA, dc_prev = lstm_step_backward(dh_next, dc_next, gates, c_prev, tanh_c)
-        self.grads[0][...] = x.T @ dA
-        self.grads[1][...] = h_prev.T @ dA
+        product_into(x, dA, self.grads[0], trans_a=True)
+        product_into(h_prev, dA, self.grads[1], trans_a=True)
         self.grads[2][...] = dA.sum(axis=0)
-        return dA @ Wx.T, dA @ Wh.T, dc_prev
+        return product(dA, Wx, trans_b=True), product(dA, Wh, trans_b=True), dc_prev
 
 
-def _gru_step(ax, h_prev, Wh):
-    """GRU step from the input projection ``ax = x Wx + b`` (N, 3H), blocks [z, r, h]."""
+def _gru_blocks(Wh):
+    """The [z, r] and candidate column blocks of Wh (H, 3H) as C-contiguous matrices, made once
+    per call: gemm would copy a column slice at every product."""
+    H, xp = Wh.shape[0], array_module(Wh)
+    return xp.ascontiguousarray(Wh[:, :2 * H]), xp.ascontiguousarray(Wh[:, 2 * H:])
+
+
+def _gru_step(ax, h_prev, Wh_zr, Wh_h):
+    """GRU step from the input projection ``ax = x Wx + b`` (N, 3H), blocks [z, r, h]; Wh_zr
+    and Wh_h are the blocks of Wh (``_gru_blocks``)."""
     H = h_prev.shape[1]
-    zr = _sigmoid(ax[:, :2 * H] + h_prev @ Wh[:, :2 * H])
+    zr = product(h_prev, Wh_zr)
+    zr += ax[:, :2 * H]
+    zr = _sigmoid(zr)
     z, r = zr[:, :H], zr[:, H:]
     rh = r * h_prev
-    h_hat = np.tanh(ax[:, 2 * H:] + rh @ Wh[:, 2 * H:])
+    h_hat = product(rh, Wh_h)
+    h_hat += ax[:, 2 * H:]
+    np.tanh(h_hat, out=h_hat)
     h_next = h_prev + z * (h_hat - h_prev)  # = (1 - z) h_prev + z h_hat
     return h_next, (z, r, h_hat, rh)
 
 
-def _gru_step_backward(dh_next, h_prev, saved, Wh, dA):
+def _gru_step_backward(dh_next, h_prev, saved, Wh_zr, Wh_h, dA):
     """Fill dA (N, 3H) with the gradient of the pre-activations; return dh_prev."""
     z, r, h_hat, _ = saved
     H = h_prev.shape[1]
     dt = dh_next * z * (1 - h_hat ** 2)  # through tanh
     dA[:, 2 * H:] = dt
-    drh = dt @ Wh[:, 2 * H:].T
+    drh = product(dt, Wh_h, trans_b=True)
     dA[:, :H] = dh_next * (h_hat - h_prev) * z * (1 - z)  # update gate
     dA[:, H:2 * H] = drh * h_prev * r * (1 - r)  # reset gate
-    return dh_next * (1 - z) + drh * r + dA[:, :2 * H] @ Wh[:, :2 * H].T
+    return dh_next * (1 - z) + drh * r + product(dA[:, :2 * H], Wh_zr, trans_b=True)
 
 
 def _gru_weight_grads(grads, x2, h_prev2, rh2, dA2):
     """Wx, Wh, b gradients from (rows, .) matrices: the z and r blocks of Wh see h_prev, the
     candidate block sees r * h_prev."""
     H = h_prev2.shape[1]
-    grads[0][...] = x2.T @ dA2
-    grads[1][:, :2 * H] = h_prev2.T @ dA2[:, :2 * H]
-    grads[1][:, 2 * H:] = rh2.T @ dA2[:, 2 * H:]
+    product_into(x2, dA2, grads[0], trans_a=True)
+    grads[1][:, :2 * H] = product(h_prev2, dA2[:, :2 * H], trans_a=True)
+    grads[1][:, 2 * H:] = product(rh2, dA2[:, 2 * H:], trans_a=True)
     grads[2][...] = dA2.sum(axis=0)
 
 
@@ -166,7 +189,9 @@ class GRU(Layer):
         Wx, Wh, b = self.params
         x = _input(x, "GRU.forward", Wx.shape[0], Wx.dtype, 2)
         h_prev = _state(h_prev, "GRU.forward", "h_prev", x.shape[0], Wh.shape[0], Wx.dtype, array_module(x))
-        h_next, saved = _gru_step(x @ Wx + b, h_prev, Wh)
+        ax = product(x, Wx)
+        ax += b
+        h_next, saved = _gru_step(ax, h_prev, *_gru_blocks(Wh))
         self.cache = (x, h_prev, saved)
         return h_next
 
@@ -175,9 +200,9 @@ class GRU(Layer):
         x, h_prev, saved = self.saved("cache")
         dh_next = check_dout(dh_next, h_prev.shape, "GRU.backward")
         dA = array_module(x).empty((x.shape[0], Wx.shape[1]), dtype=Wx.dtype)
-        dh_prev = _gru_step_backward(dh_next, h_prev, saved, Wh, dA)
+        dh_prev = _gru_step_backward(dh_next, h_prev, saved, *_gru_blocks(Wh), dA)
         _gru_weight_grads(self.grads, x, h_prev, saved[3], dA)
-        return dA @ Wx.T, dh_prev
+        return product(dA, Wx, trans_b=True), dh_prev
 
 
 # ----- Time layers: whole sequences ------------------------------------------------------------
@@ -214,7 +239,8 @@ class _TimeRecurrent(Layer):
             raise ValueError(f"{who}: empty batch or sequence, input of shape {tuple(xs.shape)}")
         xp = array_module(xs)
         x_tm = xp.ascontiguousarray(xs.transpose(1, 0, 2))
-        A = (x_tm.reshape(T * N, D) @ Wx).reshape(T, N, -1)
+        A = xp.empty((T, N, Wx.shape[1]), dtype=Wx.dtype)
+        product_into(x_tm.reshape(T * N, D), Wx, A.reshape(T * N, -1))
         A += b
         h0 = _state(self.h if self.stateful else None, who, "the carried state h", N, self.H, Wx.dtype, xp)
         return xp, x_tm, A, h0
@@ -222,15 +248,26 @@ class _TimeRecurrent(Layer):
     def _check_dhs(self, dhs, T, N):
         return check_dout(dhs, (N, T, self.H), f"{type(self).__name__}.backward")
 
+    def _step_product(self, dtype):
+        """What the time loops call per step, ``(a, b, out, trans_b=, accumulate=)``: gemm
+        itself for the dtypes it multiplies, else the promoting :func:`product_into`."""
+        return gemm if gemm_ready(dtype, self.params[1].dtype) else product_into
+
+    def _Wh_T(self, xp):
+        """Wh.T as a C-contiguous (gates*H, H) copy for the backward's per-step ``dA[t] @ Wh.T``:
+        one copy per backward, where a transposed operand at one step's rows (M = N) runs on
+        a slower path of BLAS (OpenBLAS: ~1.6x at BetterRnnlm's 20 x 2600 x 650) at every step."""
+        return xp.ascontiguousarray(self.params[1].T)
+
     def _finish_backward(self, x_tm, h_prev_tm, dA):
         """Weight gradients of all steps in one product each; dxs back in (N, T, D)."""
         Wx, _, _ = self.params
         T, N, D = x_tm.shape
-        dA2, xp = dA.reshape(T * N, -1), array_module(dA)
-        xp.matmul(x_tm.reshape(T * N, D).T, dA2, out=self.grads[0])  # straight into the buffers
-        xp.matmul(h_prev_tm.reshape(T * N, -1).T, dA2, out=self.grads[1])
+        dA2 = dA.reshape(T * N, -1)
+        product_into(x_tm.reshape(T * N, D), dA2, self.grads[0], trans_a=True)  # straight into the buffers
+        product_into(h_prev_tm.reshape(T * N, -1), dA2, self.grads[1], trans_a=True)
         self.grads[2][...] = dA2.sum(axis=0)
-        return (dA2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2).copy()
+        return product(dA2, Wx, trans_b=True).reshape(T, N, D).transpose(1, 0, 2).copy()
 
 
 class TimeRNN(_TimeRecurrent):
@@ -242,24 +279,28 @@ class TimeRNN(_TimeRecurrent):
         T, N, _ = A.shape
         hs = xp.empty((T + 1, N, self.H), dtype=A.dtype)  # hs[0] = initial state, hs[t + 1] = step t
         hs[0] = h0
+        step = self._step_product(A.dtype)
         for t in range(T):
-            A[t] += hs[t] @ Wh
+            step(hs[t], Wh, A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
             np.tanh(A[t], out=hs[t + 1])
         self.h = hs[T]
         self._saved = (x_tm, hs)
         return aligned_copy(hs[1:].transpose(1, 0, 2), xp)  # aligned: the attention kernels stream it
 
     def backward(self, dhs):
-        _, Wh, _ = self.params
         x_tm, hs = self.saved("_saved")
         T, N = hs.shape[0] - 1, hs.shape[1]
-        dH = array_module(hs).array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
-        dA = array_module(hs).empty_like(dH)
+        xp = array_module(hs)
+        dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
+        dA = xp.empty_like(dH)
+        Wh_T, step = self._Wh_T(xp), self._step_product(hs.dtype)
+        dh = xp.empty((N, self.H), dtype=hs.dtype)
         for t in reversed(range(T)):
             dA[t] = dH[t] * (1 - hs[t + 1] ** 2)
-            dh = dA[t] @ Wh.T
             if t:
-                dH[t - 1] += dh
+                step(dA[t], Wh_T, dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
+            else:
+                step(dA[t], Wh_T, dh)
         self.dh = dh
         return self._finish_backward(x_tm, hs[:-1], dA)
 
@@ -282,26 +323,29 @@ class TimeLSTM(_TimeRecurrent):
         cs = xp.empty((T + 1, N, H), dtype=A.dtype)
         tanh_cs = xp.empty((T, N, H), dtype=A.dtype)
         hs[0], cs[0] = h0, c0
+        step = self._step_product(A.dtype)
         for t in range(T):
-            A[t] += hs[t] @ Wh
+            step(hs[t], Wh, A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
             lstm_step_forward(A[t], cs[t], hs[t + 1], cs[t + 1], tanh_cs[t], overwrite_A=True)
         self.h, self.c = hs[T], cs[T]
         self._saved = (x_tm, A, hs, cs, tanh_cs)  # A now holds the gates
         return aligned_copy(hs[1:].transpose(1, 0, 2), xp)  # aligned: the attention kernels stream it
 
     def backward(self, dhs):
-        _, Wh, _ = self.params
         x_tm, gates, hs, cs, tanh_cs = self.saved("_saved")
         T, N, H = tanh_cs.shape
         xp = array_module(gates)
         dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=gates.dtype, order="C")
         dA = xp.empty_like(gates)
         dc, dc_prev = xp.zeros((N, H), dtype=gates.dtype), xp.empty((N, H), dtype=gates.dtype)
+        Wh_T, step = self._Wh_T(xp), self._step_product(gates.dtype)
+        dh = xp.empty((N, H), dtype=gates.dtype)
         for t in reversed(range(T)):
             lstm_step_backward(dH[t], dc, gates[t], cs[t], tanh_cs[t], dA[t], dc_prev)
-            dh = dA[t] @ Wh.T
             if t:
-                dH[t - 1] += dh
+                step(dA[t], Wh_T, dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
+            else:
+                step(dA[t], Wh_T, dh)
             dc, dc_prev = dc_prev, dc
         self.dh = dh
         return self._finish_backward(x_tm, hs[:-1], dA)
@@ -319,8 +363,9 @@ class TimeGRU(_TimeRecurrent):
         hs = xp.empty((T + 1, N, H), dtype=A.dtype)
         hs[0] = h0
         steps = []
+        Wh_zr, Wh_h = _gru_blocks(Wh)
         for t in range(T):
-            hs[t + 1], saved = _gru_step(A[t], hs[t], Wh)
+            hs[t + 1], saved = _gru_step(A[t], hs[t], Wh_zr, Wh_h)
             steps.append(saved)
         self.h = hs[T]
         self._saved = (x_tm, hs, steps)
@@ -333,8 +378,9 @@ class TimeGRU(_TimeRecurrent):
         xp = array_module(hs)
         dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
         dA = xp.empty((T, N, 3 * H), dtype=hs.dtype)
+        Wh_zr, Wh_h = _gru_blocks(Wh)
         for t in reversed(range(T)):
-            dh = _gru_step_backward(dH[t], hs[t], steps[t], Wh, dA[t])
+            dh = _gru_step_backward(dH[t], hs[t], steps[t], Wh_zr, Wh_h, dA[t])
             if t:
                 dH[t - 1] += dh
         self.dh = dh
@@ -342,7 +388,7 @@ class TimeGRU(_TimeRecurrent):
         _gru_weight_grads(self.grads, x_tm.reshape(T * N, -1), hs[:-1].reshape(T * N, H),
                           rhs.reshape(T * N, H), dA.reshape(T * N, -1))
         Wx = self.params[0]
-        return (dA.reshape(T * N, -1) @ Wx.T).reshape(T, N, -1).transpose(1, 0, 2).copy()
+        return product(dA.reshape(T * N, -1), Wx, trans_b=True).reshape(T, N, -1).transpose(1, 0, 2).copy()
 
 
 class TimeBiLSTM(Layer):
@@ -397,7 +443,7 @@ class TimeAffine(Layer):
             raise ValueError(f"TimeAffine.forward: input of shape {tuple(xs.shape)} needs a last axis of "
                              f"{W.shape[0]} to multiply W of shape {tuple(W.shape)}")
         self.x = xs = xs.astype(W.dtype, copy=False)
-        out = xs.reshape(-1, W.shape[0]) @ W
+        out = product(rows(xs), W)  # a transposed (tied) W is gemm's trans_b flag, not a copy
         out += b
         return out.reshape(xs.shape[:-1] + (W.shape[1],))
 
@@ -413,13 +459,13 @@ class TimeAffine(Layer):
         # replaces a pass over all N*T*V values, before any gradient is written.
         if not bool(array_module(db).isfinite(db).all()):
             raise NonFiniteError("TimeAffine.backward: dout contains NaN or inf")
-        dW, xp = self.grads[0], array_module(x2)
+        dW = self.grads[0]
         if dW.flags.c_contiguous:
-            xp.matmul(x2.T, d2, out=dW)
+            product_into(x2, d2, dW, trans_a=True)
         else:  # the transpose of a C-contiguous (V, D) block: write dW.T = d2.T @ x2 straight into it
-            xp.matmul(d2.T, x2, out=dW.T)
+            product_into(d2, x2, dW.T, trans_a=True)
         self.grads[1][...] = db
-        return (d2 @ W.T).reshape(x.shape)
+        return product(d2, W, trans_b=True).reshape(x.shape)
 
 
 class TimeSoftmaxWithLoss(Layer):

@@ -5,8 +5,10 @@
 ``TransformerDecoderBlock`` (pre-norm: ``x + sublayer(LayerNorm(x))``, which trains without
 learning-rate warm-up). Masks are boolean, True where a query may look at a key, and broadcast
 against the scores (N, heads, T_q, T_k): ``padding_mask`` hides padded keys, ``causal_mask`` the
-future. Batched products are NumPy's ``matmul`` (BLAS): with keys different from values and
-masks, the attention ops of ``fastnlp.kernels`` do not apply here.
+future. Every matrix product is ``fastnlp.kernels.gemm``: the projections one product over all
+positions, the attention's batched (N, heads, ., .) products one stacked call each, transposes
+as gemm's flags. (With keys different from values and masks, the attention ops of
+``fastnlp.kernels`` do not apply here.)
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..kernels.dispatch import array_module
 from .base import FLOAT, Layer, check_dout, check_input, check_param
-from .core import Affine, ReLU
+from .core import Affine, ReLU, add_bias, product, product_into, rows
 
 
 # ---- masks and encodings ----------------------------------------------------------------------
@@ -97,7 +99,8 @@ class ScaledDotProductAttention(Layer):
             raise ValueError(f"{who}: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not fit "
                              "(..., T_q, d), (..., T_k, d), (..., T_k, d_v)")
         self.scale = 1.0 / np.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
-        scores = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(self.scale)
+        scores = product(q, k, trans_b=True)  # q k^T
+        scores *= q.dtype.type(self.scale)
         mask = _check_mask(mask, scores.shape, who)
         if mask is not None:
             scores = array_module(scores).where(mask, scores, np.finfo(scores.dtype).min)
@@ -105,15 +108,15 @@ class ScaledDotProductAttention(Layer):
         a = np.exp(scores)
         a /= a.sum(axis=-1, keepdims=True)
         self.q, self.k, self.v, self.attention_weights = q, k, v, a
-        return np.matmul(a, v)
+        return product(a, v)
 
     def backward(self, dout):
         q, k, v, a = self.saved("q", "k", "v", "attention_weights")
         dout = check_dout(dout, a.shape[:-1] + v.shape[-1:], "ScaledDotProductAttention.backward")
-        dv = np.matmul(np.swapaxes(a, -1, -2), dout)
-        da = np.matmul(dout, np.swapaxes(v, -1, -2))
+        dv = product(a, dout, trans_a=True)  # a^T dout
+        da = product(dout, v, trans_b=True)  # dout v^T
         ds = a * (da - (a * da).sum(axis=-1, keepdims=True)) * a.dtype.type(self.scale)  # masked: a = 0
-        return np.matmul(ds, k), np.matmul(np.swapaxes(ds, -1, -2), q), dv
+        return product(ds, k), product(ds, q, trans_a=True), dv
 
 
 class MultiHeadAttention(Layer):
@@ -154,9 +157,11 @@ class MultiHeadAttention(Layer):
         """(N, heads, T_q, T_k) weights of the last forward."""
         return self.attention.attention_weights
 
-    def _split(self, x):  # (N, T, D) -> (N, heads, T, D / heads)
+    def _split(self, x):  # (N, T, D) -> (N, heads, T, D / heads), C-contiguous
+        # Copied once here: the head views' rows are D apart, not D / heads, and gemm would copy
+        # them at each of the (two or three) products that read them.
         N, T, D = x.shape
-        return x.reshape(N, T, self.n_heads, D // self.n_heads).transpose(0, 2, 1, 3)
+        return array_module(x).ascontiguousarray(x.reshape(N, T, self.n_heads, D // self.n_heads).transpose(0, 2, 1, 3))
 
     @staticmethod
     def _merge(x):  # (N, heads, T, d) -> (N, T, heads * d)
@@ -176,39 +181,40 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"{who}: x_q has batch {x_q.shape[0]} but x_kv has {x_kv.shape[0]}")
         # Checked here as well, so that an error names this layer and its heads.
         _check_mask(mask, (x_q.shape[0], self.n_heads, x_q.shape[1], x_kv.shape[1]), who)
-        heads = self.attention.forward(self._split(x_q @ Wq + bq), self._split(x_kv @ Wk + bk),
-                                       self._split(x_kv @ Wv + bv), mask)
+        heads = self.attention.forward(self._split(add_bias(product(x_q, Wq), bq)),
+                                       self._split(add_bias(product(x_kv, Wk), bk)),
+                                       self._split(add_bias(product(x_kv, Wv), bv)), mask)
         self.merged = self._merge(heads)
         self.x_q, self.x_kv = x_q, x_kv
-        return self.merged @ Wo + bo
+        return add_bias(product(self.merged, Wo), bo)
 
     # ---- inference with cached keys and values (incremental decoding; no backward) ----------
 
     def keys_values(self, x_kv):
         """The projected keys and values of ``x_kv`` (N, T_k, D), split into heads."""
         _, _, Wk, bk, Wv, bv, _, _ = self.params
-        return self._split(x_kv @ Wk + bk), self._split(x_kv @ Wv + bv)
+        return self._split(add_bias(product(x_kv, Wk), bk)), self._split(add_bias(product(x_kv, Wv), bv))
 
     def attend(self, x_q, keys, values, mask=None):
         """``forward`` for queries ``x_q`` against keys and values from ``keys_values``."""
         Wq, bq, _, _, _, _, Wo, bo = self.params
-        heads = self.attention.forward(self._split(x_q @ Wq + bq), keys, values, mask)
-        return self._merge(heads) @ Wo + bo
+        heads = self.attention.forward(self._split(add_bias(product(x_q, Wq), bq)), keys, values, mask)
+        return add_bias(product(self._merge(heads), Wo), bo)
 
     def backward(self, dout):
         Wq, bq, Wk, bk, Wv, bv, Wo, bo = self.params
         x_q, x_kv, merged = self.saved("x_q", "x_kv", "merged")
-        D = Wq.shape[0]
         dout = check_dout(dout, merged.shape, "MultiHeadAttention.backward")
-        flat = lambda x: x.reshape(-1, D)  # noqa: E731
         g = self.grads
-        g[6][...] = flat(merged).T @ flat(dout)
-        g[7][...] = flat(dout).sum(axis=0)
-        dq, dk, dv = (self._merge(d) for d in self.attention.backward(self._split(dout @ Wo.T)))
+        product_into(rows(merged), rows(dout), g[6], trans_a=True)  # straight into the buffers
+        g[7][...] = rows(dout).sum(axis=0)
+        dq, dk, dv = (self._merge(d) for d in self.attention.backward(self._split(product(dout, Wo, trans_b=True))))
         for i, x, d in ((0, x_q, dq), (2, x_kv, dk), (4, x_kv, dv)):
-            g[i][...] = flat(x).T @ flat(d)
-            g[i + 1][...] = flat(d).sum(axis=0)
-        return dq @ Wq.T, dk @ Wk.T + dv @ Wv.T
+            product_into(rows(x), rows(d), g[i], trans_a=True)
+            g[i + 1][...] = rows(d).sum(axis=0)
+        dx_kv = product(dk, Wk, trans_b=True)
+        product_into(dv, Wv, dx_kv, trans_b=True, accumulate=True)  # + dv Wv^T, no temporary
+        return product(dq, Wq, trans_b=True), dx_kv
 
 
 # ---- per-position layers ------------------------------------------------------------------------

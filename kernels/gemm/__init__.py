@@ -106,7 +106,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
     else:
         lead, batch = _batch_shape(a, b), None
     shape = lead + (M, N)
-    out, result_dtype = _check_out(out, out_dtype, shape, compute, a.dtype, accumulate)
+    out, result_dtype = _check_out(out, out_dtype, shape, compute, a.dtype, accumulate, a)
     if out.size == 0:
         return out
     xp = np if type(out) is np.ndarray else dispatch.array_module(out)
@@ -214,7 +214,7 @@ def _stacked(x, lead, xp):
     return xp.broadcast_to(x, lead + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
 
 
-def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate):
+def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate, like):
     allowed = (compute,) + ((BFLOAT16,) if input_dtype == BFLOAT16 else ())
     if out_dtype is not None:
         out_dtype = np.dtype(out_dtype)
@@ -224,7 +224,8 @@ def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate):
     if out is None:
         if accumulate:
             raise ValueError("gemm: accumulate=True adds into out, so out must be given")
-        return np.empty(shape, dtype=out_dtype or compute), out_dtype or compute
+        xp = np if type(like) is np.ndarray else dispatch.array_module(like)  # on the inputs' device
+        return xp.empty(shape, dtype=out_dtype or compute), out_dtype or compute
     if not (hasattr(out, "dtype") and hasattr(out, "shape")):
         raise TypeError(f"gemm: out must be an array, got {type(out).__name__}")
     if out_dtype is not None and out.dtype != out_dtype:

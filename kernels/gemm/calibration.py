@@ -91,8 +91,10 @@ def forget() -> None:
 
 def machine_key() -> dict:
     """What the ranking depends on: CPU, library versions, thread counts."""
+    implementations = sorted(backend for backend, function in registry.implementations("gemm").items()
+                             if backend in dispatch.HOST_BACKENDS and not isinstance(function, str))
     key = {"format": _FORMAT, "cpu": _cpu_model(), "flags": _cpu_flags(), "machine": platform.machine(),
-           "numpy": np.__version__, "threads": _thread_counts()}
+           "numpy": np.__version__, "implementations": implementations, "threads": _thread_counts()}
     for name in dispatch.LIBRARY_BACKENDS:
         if dispatch.backend_reason(name) is None:
             from . import _libraries
@@ -207,12 +209,13 @@ def _cpu_flags() -> list:
     return [flag for flag in _CPU_FLAGS if flag in present]
 
 
-def _thread_counts() -> dict:
+def _thread_counts() -> int:
+    """The threads the matrix libraries use now (the most any of them uses): which other
+    libraries happen to be loaded (torch's OpenMP, say) must not change the key."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return {"cpus": os.cpu_count()}
-    counts = {}
-    for pool in threadpool_info():
-        counts[f"{pool.get('internal_api')}:{os.path.basename(pool.get('filepath', ''))}"] = pool.get("num_threads")
-    return dict(sorted(counts.items()))
+        return os.cpu_count() or 1
+    counts = [pool.get("num_threads") or 1 for pool in threadpool_info()
+              if pool.get("user_api") == "blas" or pool.get("internal_api") in ("openmp", "mkl")]
+    return max(counts, default=os.cpu_count() or 1)
