@@ -38,3 +38,16 @@ def pytest_report_header(config):
     lines = [f"fastnlp backends: {', '.join(AVAILABLE)} (default {fastnlp.get_backend()})"]
     lines += [f"  {name} unavailable: {why}" for name, why in reasons.items() if why]
     return lines
+
+
+def savefig_writing_half_then_failing(self, target, **kwargs):
+    """A stand-in for matplotlib's Figure.savefig that writes part of a PNG and then fails as a
+    full disk would: what an atomic save must survive."""
+    file = target if hasattr(target, "write") else open(target, "wb")  # savefig takes either
+    try:
+        file.write(b"\x89PNG half of it")
+        file.flush()
+        raise OSError(28, "No space left on device")
+    finally:
+        if file is not target:
+            file.close()

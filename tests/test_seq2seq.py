@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastnlp
+from conftest import savefig_writing_half_then_failing
 from fastnlp import optim
 from fastnlp.datasets import encode_sequences, generate_additions
 from fastnlp.gradcheck import check_layer
@@ -229,19 +230,9 @@ def test_plot_attention_writes_atomically(tmp_path, monkeypatch):
         fastnlp.plot_attention(model, XS[0], read_only, **plot_kwargs())
     assert read_only.read_bytes() == b"old picture"
 
-    def write_half_then_fail(self, target, **kwargs):
-        file = target if hasattr(target, "write") else open(target, "wb")  # savefig takes either
-        try:
-            file.write(b"\x89PNG half of it")
-            file.flush()
-            raise OSError(28, "No space left on device")
-        finally:
-            if file is not target:
-                file.close()
-
     path = tmp_path / "map.png"
     path.write_bytes(b"old picture")
-    monkeypatch.setattr(Figure, "savefig", write_half_then_fail)
+    monkeypatch.setattr(Figure, "savefig", savefig_writing_half_then_failing)
     with pytest.raises(OSError, match="No space"):
         fastnlp.plot_attention(model, XS[0], path, **plot_kwargs())
     assert path.read_bytes() == b"old picture"

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import fastnlp
+from conftest import savefig_writing_half_then_failing
 from fastnlp import optim
 from fastnlp.datasets import load_spiral
 
@@ -189,17 +190,7 @@ def test_plot_failing_midway_leaves_the_old_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "loss.png"
     path.write_bytes(b"old picture")
 
-    def write_half_then_fail(self, target, **kwargs):
-        file = target if hasattr(target, "write") else open(target, "wb")  # savefig takes either
-        try:
-            file.write(b"\x89PNG half of it")
-            file.flush()
-            raise OSError(28, "No space left on device")
-        finally:
-            if file is not target:
-                file.close()
-
-    monkeypatch.setattr(Figure, "savefig", write_half_then_fail)
+    monkeypatch.setattr(Figure, "savefig", savefig_writing_half_then_failing)
     with pytest.raises(OSError, match="No space"):
         trained_trainer().plot(path)
     assert path.read_bytes() == b"old picture"

@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from . import _libraries
+from . import _libraries, reference
 
 _dnnl = _libraries.load("onednn")
 
@@ -119,7 +119,7 @@ def gemm_call(a, b, out, trans_a, trans_b, accumulate):
     """The product through ``dnnl_sgemm`` / ``dnnl_gemm_bf16bf16f32``; batches loop."""
     dtype = a.dtype
     if dtype == _F64:
-        return _numpy_gemm(a, b, out, trans_a, trans_b, accumulate)
+        return reference.gemm(a, b, out, trans_a, trans_b, accumulate)  # oneDNN has no CPU float64 matmul
     if dtype != _F32 and _BF16_WIDEN:
         a, b = _widen(a), _widen(b)
         dtype = _F32
@@ -210,16 +210,6 @@ def _widen(x):
     if x.ndim == 3 and x.strides[0] == 0:
         return np.broadcast_to(x[0].astype(_F32, order="C"), x.shape)
     return x.astype(_F32, order="C")
-
-
-def _numpy_gemm(a, b, out, trans_a, trans_b, accumulate):
-    """float64: oneDNN has no CPU f64 matmul, so NumPy's (the reference's own path)."""
-    left = a.swapaxes(-1, -2) if trans_a else a
-    right = b.swapaxes(-1, -2) if trans_b else b
-    if accumulate:
-        out += np.matmul(left, right)
-    else:
-        np.matmul(left, right, out=out)
 
 
 # --- matmul primitives -----------------------------------------------------------------------
