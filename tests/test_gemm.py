@@ -217,5 +217,23 @@ def test_one_thread_picks_per_class_more_threads_one_library_per_dtype(fresh_cal
     monkeypatch.setattr(calibration, "_threads", lambda: 1)
     assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "lib", "numpy"]
     monkeypatch.setattr(calibration, "_threads", lambda: 2)
-    # The large product's time dominates the sum: one library, "lib", for every class.
+    # Weighed by calls per training step, the step and large classes decide: "lib" for every class.
     assert {calibration.preference(f"float32/{c}")[0] for c in speeds} == {"lib"}
+
+
+def test_a_tie_within_three_percent_goes_to_the_reference(fresh_calibration, monkeypatch):
+    speeds = {"small": {"numpy": 98.0, "lib": 100.0}, "step": {"numpy": 90.0, "lib": 100.0},
+              "large": {"numpy": 99.0, "lib": 100.0}, "batched": {"numpy": 10.0, "lib": 10.0}}
+    tie = {**speeds, "step": {"numpy": 99.0, "lib": 100.0}}
+    monkeypatch.setattr(calibration, "_measure", lambda variant: sorted(
+        ([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
+    monkeypatch.setattr(calibration, "_threads", lambda: 1)
+    assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "numpy", "numpy"]
+    monkeypatch.setattr(calibration, "_threads", lambda: 2)
+    # Weighed by calls per step, the step class's 10% decides for the library...
+    assert calibration.preference("float32/step")[0] == "lib"
+    calibration.forget()
+    for saved in fresh_calibration.glob("gemm-*.json"):
+        saved.unlink()
+    speeds.update(tie)  # ...and at 1% over every class together, the reference keeps it
+    assert calibration.preference("float32/step")[0] == "numpy"
