@@ -101,10 +101,8 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
         raise ValueError(f"gemm: op(a) is {M} x {K} but op(b) is {K_b} x {N} (trans_a={trans_a}, "
                          f"trans_b={trans_b}); inner sizes must match")
     compute = FLOAT64 if a.dtype == FLOAT64 else FLOAT32
-    if a.ndim == 2 and b.ndim == 2:
-        lead, batch = (), None
-    else:
-        lead, batch = _batch_shape(a, b), None
+    lead = () if a.ndim == 2 and b.ndim == 2 else _batch_shape(a, b)
+    batch = None  # set below when the product runs as a stack
     shape = lead + (M, N)
     out, result_dtype = _check_out(out, out_dtype, shape, compute, a.dtype, accumulate, a)
     if out.size == 0:
