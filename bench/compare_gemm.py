@@ -15,7 +15,6 @@ in float32 everywhere (PyTorch's bf16 matmul writes bf16; that is the only diffe
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +47,7 @@ def main(argv=None):
     from machine import describe
 
     import fastnlp
-    from fastnlp.kernels import dispatch, gemm, registry
+    from fastnlp.kernels import dispatch, gemm, harness, registry
     from fastnlp.kernels.gemm import BFLOAT16, calibration, variant_of
 
     try:
@@ -79,7 +78,8 @@ def main(argv=None):
             calls["fastnlp.gemm"] = lambda: gemm(a, b, out, trans_a=trans_a, trans_b=trans_b)
             if torch is not None:
                 calls["torch"] = _torch_call(torch, np, a, b, trans_a, trans_b, dtype == BFLOAT16)
-            speed = {column: flops / _best_seconds(call, args.seconds) / 1e9 for column, call in calls.items()}
+            speed = {column: flops / harness.best_seconds(call, min_seconds=args.seconds) / 1e9
+                     for column, call in calls.items()}
             fastest = max(v for k, v in speed.items() if k != "torch")
             variant = variant_of(a.dtype, batch, M, N, K)
             picked = registry.backend_for("gemm", variant=variant)
@@ -102,20 +102,6 @@ def _torch_call(torch, np, a, b, trans_a, trans_b, bf16):
     tb = tb.transpose(-1, -2) if trans_b else tb
     out = torch.empty(torch.matmul(ta, tb).shape, dtype=ta.dtype)
     return lambda: torch.matmul(ta, tb, out=out)
-
-
-def _best_seconds(call, seconds, blocks=5):
-    call()
-    start = time.perf_counter()
-    call()
-    number = max(1, int(seconds / max(time.perf_counter() - start, 1e-7)))
-    best = float("inf")
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(number):
-            call()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
 
 
 if __name__ == "__main__":

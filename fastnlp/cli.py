@@ -215,9 +215,7 @@ def _library_details(name, why) -> str:
         return ""
     from fastnlp.kernels.gemm import _libraries
 
-    bf16 = _libraries.bf16_support(name)
-    return (f" ({_libraries.version(name)}, {_libraries.threading_layer(name)} threads; bfloat16 "
-            + ("native" if bf16 is None else f"not native: {bf16}") + ")")
+    return f" ({_libraries.describe(name)})"
 
 
 def _backends(args) -> int:

@@ -70,10 +70,8 @@ def _probe(name: str) -> str | None:
 
         return _cuda.unavailable_reason()
     if name in LIBRARY_BACKENDS:
-        try:
-            from .gemm import _libraries
-        except ImportError as exc:
-            return f"the library loader kernels/gemm/_libraries.py does not import ({exc})"
+        from .gemm import _libraries
+
         return _libraries.unavailable_reason(name)
     raise ValueError(f"unknown backend {name!r}")
 

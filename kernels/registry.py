@@ -150,12 +150,9 @@ def _implementation(op: str, backend: str):
 
 
 def _find_implementation(op: str, backend: str):
-    absent = _specs[op].absent.get(backend)
-    if absent is not None:
-        return absent
+    if lacks_on_purpose(op, backend):
+        return _specs[op].absent.get(backend) or f"{backend} is a matrix library; it serves only the ops of kernels/gemm"
     family = _specs[op].family
-    if backend in dispatch.LIBRARY_BACKENDS and not _has_module(family, backend):
-        return f"{backend} is a matrix library; it serves only the ops of kernels/gemm"
     reason = dispatch.backend_reason(backend)
     if reason is not None:
         return reason

@@ -162,7 +162,7 @@ def test_calibration_measures_once_caches_on_disk_and_is_read_back(fresh_calibra
 def test_calibration_of_another_machine_is_not_used(fresh_calibration, monkeypatch):
     calibration.preference("float32/small")
     calibration.forget()
-    monkeypatch.setattr(calibration, "_cpu_model", lambda: "another CPU")
+    monkeypatch.setattr(calibration.cpu, "model_name", lambda: "another CPU")
     measured = []
     real = calibration._measure
     monkeypatch.setattr(calibration, "_measure", lambda variant: measured.append(variant) or real(variant))

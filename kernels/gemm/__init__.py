@@ -82,10 +82,9 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
             K_b, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
             if (K == K_b and out.shape == (M, N) and M and N and K
                     and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
-                variant = _FAST_VARIANTS.get((dtype, _fast_class(M, N, K)))
-                if variant is not None:
-                    registry.kernel("gemm", None, variant)(a, b, out, trans_a, trans_b, accumulate)
-                    return out
+                variant = variant_of(dtype, None, M, N, K)
+                registry.kernel("gemm", None, variant)(a, b, out, trans_a, trans_b, accumulate)
+                return out
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         a, b = _check_arrays(a, b, out)
     if a.dtype != b.dtype or a.dtype not in INPUT_DTYPES:
@@ -133,21 +132,15 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
 
 def variant_of(dtype, batch, M: int, N: int, K: int) -> str:
     """The calibration's class of a product, e.g. 'float32/step' (see SHAPE_CLASSES)."""
-    key = (dtype, shape_class(batch, M, N, K))
-    name = _VARIANT_NAMES.get(key)
-    if name is None:  # formatted once: dtype.name alone costs more than a small product's dispatch
-        name = _VARIANT_NAMES[key] = f"{np.dtype(dtype).name}/{key[1]}"
-    return name
+    # Names looked up, not formatted: dtype.name alone costs more than a small product's dispatch.
+    return _VARIANT_NAMES[dtype, shape_class(batch, M, N, K)]
 
 
-_VARIANT_NAMES: dict = {}
-_FAST_VARIANTS = {(dtype, c): f"{dtype.name}/{c}" for dtype in (FLOAT32, FLOAT64) for c in SHAPE_CLASSES}
+def variant_name(dtype_name: str, shape_class_name: str) -> str:
+    return f"{dtype_name}/{shape_class_name}"
 
 
-def _fast_class(M, N, K):
-    if M * N * K <= SMALL_MACS:
-        return "small"
-    return "step" if M <= STEP_ROWS or N <= STEP_ROWS else "large"
+_VARIANT_NAMES = {(dtype, c): variant_name(dtype.name, c) for dtype in INPUT_DTYPES for c in SHAPE_CLASSES}
 
 
 def shape_class(batch, M: int, N: int, K: int) -> str:

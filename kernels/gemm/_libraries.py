@@ -43,6 +43,8 @@ import sys
 import sysconfig
 import threading
 
+from .. import cpu
+
 NAMES = ("mkl", "onednn")
 INSTALL_HINT = 'pip install "fastnlp[accel]"'
 
@@ -148,7 +150,7 @@ def bf16_support(name: str) -> str | None:
     reason = unavailable_reason(name)
     if reason is not None:
         return reason
-    flags = _cpu_flags()
+    flags = cpu.flags()
     if flags is None:
         return "cannot read this CPU's features (no /proc/cpuinfo flags, no NumPy CPU feature table)"
     if not flags & {"amx_bf16", "avx512_bf16"}:
@@ -216,6 +218,13 @@ def _array_data_offset():
     offset = object.__basicsize__
     read = ctypes.c_void_p.from_address
     return offset if all(read(id(view) + offset).value == view.ctypes.data for view in views) else None
+
+
+def describe(name: str) -> str:
+    """One line for tables and ``fastnlp backends``: version, threading, how bfloat16 runs."""
+    bf16 = bf16_support(name)
+    return (f"{version(name)}, {threading_layer(name)} threads; bfloat16 "
+            + ("native" if bf16 is None else f"not native ({bf16})"))
 
 
 def threading_layer(name: str) -> str:
@@ -363,33 +372,3 @@ def _mkl_version(lib):
 
 def _dnnl_version(lib):
     return lib.dnnl_version().contents
-
-
-_cpu_flag_cache: list = []
-
-
-def _cpu_flags() -> frozenset | None:
-    """This CPU's feature flags, Linux /proc/cpuinfo spelling; None when they cannot be read."""
-    if not _cpu_flag_cache:
-        _cpu_flag_cache.append(_read_cpu_flags())
-    return _cpu_flag_cache[0]
-
-
-def _read_cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    # Elsewhere NumPy's run-time CPU detection (cpuid): it knows AVX512-BF16 but not AMX,
-    # which is enough, since every CPU with AMX-BF16 also has AVX512-BF16.
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:
-        try:
-            from numpy.core._multiarray_umath import __cpu_features__
-        except ImportError:
-            return None
-    return frozenset({"avx512_bf16"} if __cpu_features__.get("AVX512BF16") else ())

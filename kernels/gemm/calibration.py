@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from .. import dispatch, registry
+from .. import cpu, dispatch, registry
 
 log = logging.getLogger("fastnlp.kernels")
 
@@ -41,7 +41,6 @@ PROBLEMS = {
 # step for the per-step classes (35 in the book's BPTT window, 29 decoder steps of attention),
 # a few batched products a layer. The one-library choice weighs each class's time by it.
 CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "batched": 29}
-_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 # Another library must beat NumPy's by more than 3% to be preferred: closer than that is the
 # timing's noise, and NumPy's call costs least.
 TIE = 0.97
@@ -64,28 +63,33 @@ def preference(variant: str) -> tuple:
     if os.environ.get(ENV_VAR, "").strip().lower() in ("off", "0", "no"):
         return registry.spec("gemm").preference
     if _threads() <= 1:
-        ranking = _ranking(variant)
-        speed = dict((backend, gflops) for backend, gflops in ranking)
-        order = [backend for backend, _ in ranking]
-        # A tie goes to the reference: the lowest call overhead and one library fewer in play.
-        if registry.REFERENCE in speed and speed[registry.REFERENCE] >= TIE * ranking[0][1]:
-            order.remove(registry.REFERENCE)
-            order.insert(0, registry.REFERENCE)
-        return tuple(order)
-    from . import SHAPE_CLASSES
+        seconds = {backend: 1.0 / gflops for backend, gflops in _ranking(variant)}
+    else:
+        from . import SHAPE_CLASSES, variant_name
 
-    dtype_name = variant.split("/")[0]
-    seconds: dict = {}
-    for shape_class in SHAPE_CLASSES:
-        batch, M, K, N = PROBLEMS[shape_class]
-        flops = 2.0 * M * K * N * (batch or 1) * CALLS_PER_STEP[shape_class]
-        for backend, gflops in _ranking(f"{dtype_name}/{shape_class}"):
-            seconds[backend] = seconds.get(backend, 0.0) + flops / (gflops * 1e9)
+        dtype_name = variant.split("/")[0]
+        seconds = {}
+        for shape_class in SHAPE_CLASSES:
+            work = _flops(shape_class) * CALLS_PER_STEP[shape_class]
+            for backend, gflops in _ranking(variant_name(dtype_name, shape_class)):
+                seconds[backend] = seconds.get(backend, 0.0) + work / (gflops * 1e9)
     order = sorted(seconds, key=seconds.get)
+    # A tie goes to the reference: the lowest call overhead and one library fewer in play.
     if registry.REFERENCE in seconds and seconds[registry.REFERENCE] * TIE <= seconds[order[0]]:
         order.remove(registry.REFERENCE)
         order.insert(0, registry.REFERENCE)
     return tuple(order)
+
+
+def _flops(shape_class: str) -> float:
+    batch, M, K, N = PROBLEMS[shape_class]
+    return 2.0 * M * K * N * (batch or 1)
+
+
+def _host_implementations() -> dict:
+    """``{backend: function}`` of the gemm implementations that run on the host here."""
+    return {backend: function for backend, function in registry.implementations("gemm").items()
+            if backend in dispatch.HOST_BACKENDS and not isinstance(function, str)}
 
 
 def _ranking(variant: str) -> list:
@@ -111,7 +115,7 @@ def measurements() -> dict:
 def calibrate(refresh: bool = False) -> dict:
     """Measure every variant now (``refresh``: again, even where measured) and return
     :func:`measurements`."""
-    from . import INPUT_DTYPES, SHAPE_CLASSES
+    from . import INPUT_DTYPES, SHAPE_CLASSES, variant_name
 
     if refresh:
         forget()
@@ -121,7 +125,7 @@ def calibrate(refresh: bool = False) -> dict:
     known = measurements()
     for dtype in INPUT_DTYPES:
         for shape_class in SHAPE_CLASSES:
-            variant = f"{dtype.name}/{shape_class}"
+            variant = variant_name(dtype.name, shape_class)
             if variant not in known:
                 _measure_and_store(variant)
     return measurements()
@@ -137,10 +141,9 @@ def forget() -> None:
 
 def machine_key() -> dict:
     """What the ranking depends on: CPU, library versions, thread counts."""
-    implementations = sorted(backend for backend, function in registry.implementations("gemm").items()
-                             if backend in dispatch.HOST_BACKENDS and not isinstance(function, str))
-    key = {"format": _FORMAT, "cpu": _cpu_model(), "flags": _cpu_flags(), "machine": platform.machine(),
-           "numpy": np.__version__, "implementations": implementations, "threads": _thread_counts()}
+    key = {"format": _FORMAT, "cpu": cpu.model_name(), "flags": cpu.matrix_features(),
+           "machine": platform.machine(), "numpy": np.__version__,
+           "implementations": sorted(_host_implementations()), "threads": _thread_count()}
     for name in dispatch.LIBRARY_BACKENDS:
         if dispatch.backend_reason(name) is None:
             from . import _libraries
@@ -162,36 +165,18 @@ def _measure_and_store(variant: str) -> list:
 
 
 def _measure(variant: str) -> list:
+    from .. import harness
     from . import gemm_problem
 
     dtype_name, shape_class = variant.split("/")
     batch, M, K, N = PROBLEMS[shape_class]
     args = gemm_problem(M, K, N, np.dtype(dtype_name), batch=batch, seed=0)
-    flops = 2.0 * M * K * N * (batch or 1)
     ranking = []
-    for backend, function in registry.implementations("gemm").items():
-        if backend not in dispatch.HOST_BACKENDS or isinstance(function, str):
-            continue
-        seconds = _best_seconds(function, args)
-        ranking.append([backend, flops / seconds / 1e9])
+    for backend, function in _host_implementations().items():
+        seconds = harness.best_seconds(function, *args, min_seconds=_MIN_SECONDS)
+        ranking.append([backend, _flops(shape_class) / seconds / 1e9])
     ranking.sort(key=lambda pair: -pair[1])
     return ranking
-
-
-def _best_seconds(function, args, blocks: int = 5) -> float:
-    """Seconds per call, the best of ``blocks`` short timed blocks: the minimum, not the median,
-    because another process on a 2-core machine only ever slows a block down."""
-    function(*args)  # warm-up: first-touch of buffers, library initialisation
-    start = time.perf_counter()
-    function(*args)
-    calls = max(1, int(_MIN_SECONDS / max(time.perf_counter() - start, 1e-7)))
-    best = float("inf")
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(calls):
-            function(*args)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 def _load() -> None:
@@ -231,31 +216,7 @@ def _cache_folder():
     return cache_home() / "calibration"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list:
-    present = set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return [flag for flag in _CPU_FLAGS if flag in present]
-
-
-def _thread_counts() -> int:
+def _thread_count() -> int:
     """The threads the matrix libraries use now (the most any of them uses): which other
     libraries happen to be loaded (torch's OpenMP, say) must not change the key."""
     try:
