@@ -305,3 +305,47 @@ def test_harmonic_counts_are_not_truncated_to_integers(cpu_backend):
         cooccurrence([0, 1, 2, 1], 3, window=2, weighting="harmonic", dtype=np.int32)
     with pytest.raises(ValueError, match="PPMI matrix has fractional values"):
         ppmi(cooccurrence([0, 1, 2, 1], 3, window=2), dtype=np.int32)
+
+
+# ---- matrix products: every host implementation, the matrix libraries included ----------------
+
+def _gemm_backends():
+    from fastnlp.kernels import dispatch, registry
+
+    return [b for b, f in registry.implementations("gemm").items()
+            if b in dispatch.HOST_BACKENDS and not isinstance(f, str)]
+
+
+def _gemm_on_every_backend(call):
+    outcomes = {}
+    for backend in _gemm_backends():
+        with fastnlp.use_backend(backend):
+            try:
+                outcomes[backend] = ("ok", call())
+            except DOCUMENTED as exc:
+                assert str(exc), f"{type(exc).__name__} without a message on {backend}"
+                outcomes[backend] = ("error", type(exc))
+    return outcomes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=garbage_arrays(), b=garbage_arrays(), trans_a=st.booleans(), trans_b=st.booleans())
+def test_gemm_on_garbage(a, b, trans_a, trans_b):
+    from fastnlp.kernels import gemm
+
+    _agree_within_tolerance("gemm", _gemm_on_every_backend(
+        lambda: gemm(a.copy(), b.copy(), trans_a=trans_a, trans_b=trans_b)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), odd=st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e300, -1e30]))
+def test_gemm_with_extreme_values_agrees_on_every_library(data, odd):
+    from fastnlp.kernels import gemm, registry
+
+    a, b, out, trans_a, trans_b, accumulate = data.draw(registry.spec("gemm").examples(), label="args")
+    a = np.array(a)  # an own copy to poison (the examples may share a broadcast operand)
+    with np.errstate(over="ignore"):
+        a.flat[data.draw(st.integers(0, a.size - 1), label="position")] = odd
+    with np.errstate(all="ignore"):
+        _agree_within_tolerance("gemm", _gemm_on_every_backend(
+            lambda: gemm(a, b, out.copy(), trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)))
