@@ -52,7 +52,7 @@ from . import datasets, functions, gradcheck, kernels, layers, optim  # noqa: E4
 from .kernels.dispatch import available_backends, get_backend, set_backend, use_backend
 from .models import TwoLayerNet, Word2Vec
 from .count import count_vectors, create_co_matrix, ppmi_dense
-from .serialization import load_params, save_params
+from .serialization import load, load_params, save, save_params
 from .svd import truncated_svd
 from .text import Vocabulary, preprocess
 from .trainer import Trainer
@@ -98,9 +98,11 @@ __all__ = [
     "gradcheck",
     "kernels",
     "layers",
+    "load",
     "load_params",
     "optim",
     "preprocess",
+    "save",
     "save_params",
     "set_backend",
     "use_backend",

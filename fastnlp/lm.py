@@ -4,7 +4,6 @@ rate decay of BetterRnnlm), ``eval_perplexity`` and ``generate_text``.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -14,10 +13,10 @@ import numpy as np
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
 from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
-from .serialization import array_like, atomic_write, load_params, open_npz, save_params, to_host
+from .serialization import array_like, load_params, read_file, save_params, to_host, write_file
 from .trainer import progress_bar
 
-_STATE_KEY = "rnnlm_trainer_state"
+_LEGACY_STATE_KEY = "rnnlm_trainer_state"  # where checkpoints kept their state before the one format
 _OPTIMIZER_BUFFERS = ("v", "h", "m")  # per-parameter state lists of fastnlp.optim optimizers
 
 
@@ -222,23 +221,22 @@ class RnnlmTrainer:
                  "valid_ppl_list": self.valid_ppl_list, "best_ppl": self.best_ppl, "run": self._run,
                  "elapsed": self.elapsed, "optimizer": optimizer_state, "model_state": model_state,
                  "dropout_rngs": rngs}
-        arrays[_STATE_KEY] = np.array(json.dumps(state))
-
-        def write(f):
-            buffer = io.BytesIO()  # arrays checked and serialised before the file is touched
-            np.savez(buffer, **arrays)
-            f.write(buffer.getvalue())
-
-        return atomic_write(path, write)
+        # The model's class and settings come along (when it records them), so fastnlp.load
+        # rebuilds the model from a checkpoint alone.
+        model = self.model if "_settings" in getattr(self.model, "__dict__", {}) else None
+        return write_file(path, model, arrays, kind="checkpoint", settings=model and model._settings, state=state)
 
     def load_checkpoint(self, path):
         """Restore what ``save_checkpoint`` wrote; the next ``fit`` / ``fit_with_lr_decay``
         with the same arguments continues the saved run."""
-        with open_npz(path, "a checkpoint written by RnnlmTrainer.save_checkpoint") as data:
-            if _STATE_KEY not in data.files:
-                raise ValueError(f"{path} is not a checkpoint written by RnnlmTrainer.save_checkpoint")
-            state = json.loads(str(data[_STATE_KEY]))
-            arrays = {key: data[key] for key in data.files if not key.startswith("param_")}
+        header, arrays = read_file(path, "a checkpoint written by RnnlmTrainer.save_checkpoint")
+        if header["version"] == 0 and _LEGACY_STATE_KEY in arrays:  # before the one format
+            state = json.loads(str(arrays.pop(_LEGACY_STATE_KEY)))
+        elif header.get("kind") == "checkpoint":
+            state = header["state"]
+        else:
+            raise ValueError(f"{path} is not a checkpoint written by RnnlmTrainer.save_checkpoint "
+                             f"(it holds a {header.get('kind')})")
         optimizer_state = state["optimizer"]
         buffers = {name: _numbered(arrays, f"optimizer_{name}_") for name in optimizer_state["buffers"]}
         self._check_optimizer_matches(path, optimizer_state, buffers)

@@ -310,11 +310,11 @@ def test_checkpoint_without_a_recorded_type_is_still_checked_by_its_state(tmp_pa
     import json
     path = tmp_path / "run.npz"
     _checkpoint_after_training(path, fastnlp.optim.Adam(lr=0.01))
-    with np.load(path) as data:  # as written before the optimizer type was recorded
+    with np.load(path) as data:  # as written before the one file format and the optimizer type
         arrays = dict(data)
-    state = json.loads(str(arrays[lm._STATE_KEY]))
+    state = json.loads(arrays.pop("__fastnlp__").tobytes().decode("utf-8"))["state"]
     del state["optimizer"]["type"]
-    arrays[lm._STATE_KEY] = np.array(json.dumps(state))
+    arrays["rnnlm_trainer_state"] = np.array(json.dumps(state))
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="optimizer state '[mv]', which SGD does not keep"):
         fastnlp.RnnlmTrainer(Rnnlm(V, 4, 4, seed=1), SGD(lr=1.0)).load_checkpoint(path)

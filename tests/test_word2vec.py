@@ -399,9 +399,10 @@ def test_saved_file_is_npz_and_json_without_pickle(planted, tmp_path):
     model = Word2Vec(planted[0][:100], vector_size=4, min_count=1, epochs=1, progress=False)
     path = model.save(tmp_path / "m.npz")
     with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+        header = json.loads(data["__fastnlp__"].tobytes().decode("utf-8"))
         assert data["syn0"].shape == (24, 4) and data["counts"].sum() == 800
-    assert meta["settings"]["vector_size"] == 4 and meta["words"] == model.vocabulary.id_to_word
+    assert header["format"] == "fastnlp" and header["class"] == "fastnlp.models.word2vec.Word2Vec"
+    assert header["settings"]["vector_size"] == 4 and header["state"]["words"] == model.vocabulary.id_to_word
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a Word2Vec file"):
         Word2Vec.load(tmp_path / "junk.npz")

@@ -19,6 +19,7 @@ from ..kernels.dispatch import array_module
 from ..kernels.validate import as_id_array, check_ids
 from ..layers.recurrent import (TimeAffine, TimeDropout, TimeEmbedding, TimeLSTM, TimeRNN,
                                 TimeSoftmaxWithLoss)
+from ..serialization import saveable
 
 
 class _LanguageModel:
@@ -221,6 +222,7 @@ def _init(rng, shape, scale, dtype):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
+@saveable
 class SimpleRnnlm(_LanguageModel):
     """Embedding -> TimeRNN -> TimeAffine, softmax loss (book ch. 5)."""
 
@@ -239,6 +241,7 @@ class SimpleRnnlm(_LanguageModel):
         self._collect()
 
 
+@saveable
 class Rnnlm(_LanguageModel):
     """Embedding -> TimeLSTM -> TimeAffine, softmax loss (book ch. 6)."""
 
@@ -257,6 +260,7 @@ class Rnnlm(_LanguageModel):
         self._collect()
 
 
+@saveable
 class BetterRnnlm(_LanguageModel):
     """Two LSTM layers with dropout before, between and after them, and the output weight tied
     to the embedding (book ch. 6.5): Embedding -> Dropout -> LSTM -> Dropout -> LSTM -> Dropout

@@ -24,6 +24,7 @@ from ..kernels.dispatch import array_module
 from ..kernels.validate import as_id_array
 from ..layers.attention import TimeAttention
 from ..layers.recurrent import TimeAffine, TimeBiLSTM, TimeEmbedding, TimeLSTM, TimeSoftmaxWithLoss
+from ..serialization import saveable
 
 
 def _init(rng, dtype):
@@ -198,6 +199,7 @@ class _Seq2seqBase:
         return self.decoder.generate(self.encoder.forward(xs), start_id, sample_size, end_id)
 
 
+@saveable
 class Seq2seq(_Seq2seqBase):
     """The book's seq2seq: the encoder's last hidden state starts the decoder."""
 
@@ -251,6 +253,7 @@ class PeekyDecoder(Decoder):
         return _greedy(lambda ids: self._peek(ids, h), start, _sample_size(sample_size), end_id)
 
 
+@saveable
 class PeekySeq2seq(_Seq2seqBase):
     """Seq2seq with the Peeky decoder."""
 
@@ -380,6 +383,7 @@ class AttentionDecoder:
         return out
 
 
+@saveable
 class AttentionSeq2seq(_Seq2seqBase):
     """Seq2seq with attention (book ch. 8); ``bidirectional=True`` for a TimeBiLSTM encoder (on the
     date task it stays on the pre-alignment plateau far longer than the unidirectional encoder:

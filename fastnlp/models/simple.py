@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import Affine, Sigmoid, SoftmaxWithLoss
+from ..serialization import saveable
 
 
+@saveable
 class TwoLayerNet:
     """Affine -> Sigmoid -> Affine, with softmax cross-entropy (book ch. 1)."""
 

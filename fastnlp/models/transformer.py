@@ -17,8 +17,10 @@ from ..layers.recurrent import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.transformer import (LayerNorm, PositionalEncoding, TransformerDecoderBlock, TransformerEncoderBlock,
                                   _positive_int, causal_mask, padding_mask)
 from .seq2seq import _greedy, _ids, _sample_size, _sizes, _start_ids
+from ..serialization import saveable
 
 
+@saveable
 class Transformer:
     """``Transformer(vocab_size, d_model=64, n_heads=4, d_ff=128, n_layers=2)``: the defaults learn the date
     task to over 99% in a few epochs (bench/train_seq2seq.py).

@@ -35,13 +35,13 @@ import numpy as np
 
 from ..kernels import registry
 from ..kernels import word2vec as kernel_ops
-from ..serialization import atomic_write, open_npz
+from ..serialization import class_name, read_file, register_class, write_file
 from ..text import Vocabulary
 from ..vectors import WordVectors
 from .huffman import huffman_tree
 
-_FORMAT = "fastnlp.Word2Vec"
-_FORMAT_VERSION = 1
+_LEGACY_FORMAT = "fastnlp.Word2Vec"  # the model's own format before the library had one
+_LEGACY_FORMAT_VERSION = 1
 _MASK64 = (1 << 64) - 1
 
 
@@ -162,6 +162,7 @@ class _EncodedJobs:
         self.complete = False  # True once a whole epoch has been encoded
 
 
+@register_class
 class Word2Vec:
     """word2vec trained on ``sentences`` at construction, like gensim's ``Word2Vec``.
 
@@ -608,41 +609,45 @@ class Word2Vec:
 
     def save(self, path):
         """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and
-        training progress as JSON; no pickle), atomically: readers see the old file or the new."""
+        training progress; no pickle), atomically: readers see the old file or the new.
+        ``fastnlp.load(path)`` or ``Word2Vec.load(path)`` reads it back, ready to train on."""
         if self.vocabulary is None:
             raise RuntimeError("nothing to save: the model has no vocabulary yet")
-        meta = {
-            "format": _FORMAT, "version": _FORMAT_VERSION,
-            "settings": {name: getattr(self, name) for name in self._SETTINGS},
-            "words": list(self.vocabulary.id_to_word),
-            "state": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
-                      "schedule_done": self._schedule_done, "loss_history": self.loss_history},
-        }
-        arrays = {"syn0": self.syn0, "syn1neg": self.syn1neg, "syn1": self.syn1,
-                  "counts": self.vocabulary.counts,
-                  "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+        state = {"words": list(self.vocabulary.id_to_word),
+                 "training": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
+                              "schedule_done": self._schedule_done, "loss_history": self.loss_history}}
+        arrays = {"syn0": self.syn0, "syn1neg": self.syn1neg, "syn1": self.syn1, "counts": self.vocabulary.counts}
         if self._remap is not None:
             arrays["remap"] = self._remap
-            arrays["input_meta"] = np.frombuffer(
-                json.dumps({"words": list(self.input_vocabulary.id_to_word)}).encode("utf-8"), dtype=np.uint8)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-        return Path(path)
+            state["input_words"] = list(self.input_vocabulary.id_to_word)
+        settings = {name: getattr(self, name) for name in self._SETTINGS}
+        return write_file(path, self, arrays, kind="model", settings=settings, state=state)
+
+    _to_file = save
 
     @classmethod
     def load(cls, path):
         """A model written by :meth:`save`, ready to train on (``train`` resumes its schedule)."""
-        with open_npz(path, "a Word2Vec file written by Word2Vec.save") as data:
-            if "meta" not in data.files:
-                raise ValueError(f"{path} is not a Word2Vec file written by Word2Vec.save (no meta)")
-            meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-            if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+        header, arrays = read_file(path, "a Word2Vec file written by Word2Vec.save")
+        if header.get("class") != class_name(cls):
+            raise ValueError(f"{path} holds a {header.get('class') or header.get('kind')}, not a Word2Vec model")
+        return cls._from_file(header, arrays, path)
+
+    @classmethod
+    def _from_file(cls, header, arrays, path):
+        if header["version"] == 0:  # the model's own format before the library had one
+            meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+            if meta.get("format") != _LEGACY_FORMAT or meta.get("version") != _LEGACY_FORMAT_VERSION:
                 raise ValueError(f"{path}: unknown format {meta.get('format')!r} version {meta.get('version')!r}")
-            arrays = {key: data[key] for key in data.files if key != "meta"}
+            if "input_meta" in arrays:
+                meta["input_words"] = json.loads(arrays.pop("input_meta").tobytes().decode("utf-8"))["words"]
+            meta["training"] = meta.pop("state")
+        else:
+            meta = dict(header["state"], settings=header["settings"])
         settings = meta["settings"]
         input_vocabulary = None
         if "remap" in arrays:
-            words = json.loads(arrays["input_meta"].tobytes().decode("utf-8"))["words"]
-            input_vocabulary = Vocabulary(words)
+            input_vocabulary = Vocabulary(meta["input_words"])
         model = cls(vocabulary=input_vocabulary, **settings)
         model.vocabulary = Vocabulary(meta["words"], counts=arrays["counts"])
         V, D = len(model.vocabulary), model.vector_size
@@ -658,7 +663,7 @@ class Word2Vec:
         model._tables = kernel_ops.Tables.build(
             counts, sample=model.sample, negative=model.negative, ns_exponent=model.ns_exponent,
             huffman=huffman_tree(counts) if model.hs else None)
-        state = meta["state"]
+        state = meta["training"]
         model.epochs_trained = int(state["epochs_trained"])
         model._schedule_epochs = int(state["schedule_epochs"])
         model._schedule_done = int(state["schedule_done"])

@@ -22,6 +22,7 @@ from ..kernels.dispatch import array_module
 from ..kernels.validate import check_ids
 from ..layers import Embedding, MatMul, NegativeSamplingLoss, SoftmaxWithLoss
 from ..layers.base import check_input
+from ..serialization import saveable
 
 
 def _weights(rng, shape, dtype):
@@ -89,6 +90,7 @@ def _non_empty(N, who, shape):
         raise ValueError(f"{who}: empty batch (contexts of shape {tuple(shape)}): there is nothing to learn from")
 
 
+@saveable
 class SimpleCBOW:
     """Chapter 3's CBOW: the mean of the one-hot contexts through W_in, W_out, softmax.
 
@@ -141,6 +143,7 @@ class SimpleCBOW:
         return None
 
 
+@saveable
 class SimpleSkipGram:
     """Chapter 3's skip-gram: the one-hot target through W_in, W_out, a softmax loss per
     context position (summed).
@@ -236,6 +239,7 @@ class _NegativeSamplingModel:
         return contexts, target
 
 
+@saveable
 class CBOW(_NegativeSamplingModel):
     """Chapter 4's CBOW: the mean of the context words' W_in rows, negative sampling over W_out.
 
@@ -257,6 +261,7 @@ class CBOW(_NegativeSamplingModel):
         return None
 
 
+@saveable
 class SkipGram(_NegativeSamplingModel):
     """Chapter 4's skip-gram: the target's W_in row against each of the 2 * window_size context
     words and their negatives; the loss is the sum over context positions of the book's loss.

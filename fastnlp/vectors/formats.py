@@ -7,7 +7,7 @@ import stat
 
 import numpy as np
 
-from ..serialization import atomic_write, open_npz
+from ..serialization import atomic_write, read_file, write_file
 
 # What the binary reader skips between rows: ASCII whitespace only, since the bytes of a UTF-8
 # word (such as those of U+00A0) must never be mistaken for a separator.
@@ -149,9 +149,10 @@ class FormatsMixin:
                 words, vectors, line_numbers = _read_text_rows(f, n_words, dim, path, unicode_errors)
         return cls(_checked_values(vectors, dtype, words, path, line_numbers), words)
 
-    # ----- npz --------------------------------------------------------------------------------
+    # ----- npz: the library's one file format ---------------------------------------------------
     def save(self, path):
-        """Save vectors and words to ``path`` as ``.npz`` (plain arrays, no pickle), atomically.
+        """Save vectors and words to ``path`` as ``.npz`` (plain arrays, no pickle), atomically;
+        ``fastnlp.load(path)`` or ``WordVectors.load(path)`` reads it back.
 
         The words are stored as their UTF-8 bytes end to end (``word_bytes``, uint8) with
         ``word_offsets`` (int64, n_words + 1): a NumPy string array would drop trailing NULs."""
@@ -159,22 +160,30 @@ class FormatsMixin:
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
         word_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        return atomic_write(path, lambda f: np.savez(f, vectors=self._vectors, word_bytes=word_bytes,
-                                                     word_offsets=offsets))
+        arrays = {"vectors": self._vectors, "word_bytes": word_bytes, "word_offsets": offsets}
+        return write_file(path, self, arrays, kind="vectors")
+
+    _to_file = save
 
     @classmethod
     def load(cls, path):
         """Load what ``save`` wrote (the vectors keep their saved dtype); files from versions
-        that stored a ``words`` string array load too."""
-        with open_npz(path, "a saved WordVectors file") as data:
-            if "vectors" in data.files and {"word_bytes", "word_offsets"} <= set(data.files):
-                words = _decode_words(data["word_bytes"], data["word_offsets"], path)
-            elif "vectors" in data.files and "words" in data.files:
-                words = data["words"].tolist()
-            else:
-                missing = sorted({"vectors", "word_bytes", "word_offsets"} - set(data.files))
-                raise ValueError(f"{path} is not a saved WordVectors file: missing {missing}")
-            return cls(data["vectors"], words)
+        before the one format (and those that stored a ``words`` string array) load too."""
+        header, arrays = read_file(path, "a saved WordVectors file")
+        if header.get("kind") != "vectors":
+            raise ValueError(f"{path} holds a {header.get('kind')} ({header.get('class')}), not word vectors")
+        return cls._from_file(header, arrays, path)
+
+    @classmethod
+    def _from_file(cls, header, arrays, path):
+        if "vectors" in arrays and {"word_bytes", "word_offsets"} <= set(arrays):
+            words = _decode_words(arrays["word_bytes"], arrays["word_offsets"], path)
+        elif "vectors" in arrays and "words" in arrays:
+            words = arrays["words"].tolist()
+        else:
+            missing = sorted({"vectors", "word_bytes", "word_offsets"} - set(arrays))
+            raise ValueError(f"{path} is not a saved WordVectors file: missing {missing}")
+        return cls(arrays["vectors"], words)
 
 
 def _decode_words(word_bytes, offsets, path):

@@ -5,12 +5,14 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..serialization import register_class
 from .evaluation import EvaluationMixin
 from .formats import FormatsMixin
 from .ranking import (ANALOGY_METHODS as _ANALOGY_METHODS, COSMUL_EPS as _COSMUL_EPS, check_top as _check_top,
                       row_normalize as _row_normalize, top_k as _top_k)
 
 
+@register_class
 class WordVectors(EvaluationMixin, FormatsMixin):
     """A vocabulary of unique words and one vector per word (row ``i`` of ``vectors`` is ``words[i]``).
 
