@@ -31,7 +31,7 @@ extensions = [
 ]
 
 setup(
-    packages=["fastnlp", "fastnlp.datasets", "fastnlp.layers", "fastnlp.models", "fastnlp.vectors",
+    packages=["fastnlp", "fastnlp.cli", "fastnlp.datasets", "fastnlp.layers", "fastnlp.models", "fastnlp.vectors",
               "fastnlp.kernels"] + [f"fastnlp.kernels.{family}" for family in families],
     package_data={f"fastnlp.kernels.{family}": ["*.cu", "*.pyx", "*.h"] for family in families},
     ext_modules=cythonize(

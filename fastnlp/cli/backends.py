@@ -1,0 +1,44 @@
+"""``fastnlp backends``: which kernel backends and matrix libraries load here, and what runs."""
+from __future__ import annotations
+
+
+def _library_details(name, why) -> str:
+    """For a matrix library that loads: its version, threading, and how it runs bfloat16 here."""
+    from fastnlp.kernels import dispatch
+
+    if why is not None or name not in dispatch.LIBRARY_BACKENDS:
+        return ""
+    from fastnlp.kernels.gemm import _libraries
+
+    return f" ({_libraries.describe(name)})"
+
+
+def _backends(args) -> int:
+    import fastnlp
+
+    from fastnlp.kernels import dispatch, registry
+
+    for name, why in fastnlp.available_backends().items():
+        print(f"{name:7s} {'ok' if why is None else 'unavailable: ' + why}{_library_details(name, why)}")
+    chosen = dispatch.chosen_backend()
+    print(f"active: {chosen or 'per-op default (fastest measured backend that has the op)'}\n")
+    print(registry.matrix())
+    print("\nruns on now: " + ", ".join(f"{op} -> {registry.backend_for(op)}" for op in registry.ops()
+                                        if registry.spec(op).calibration is None))
+    from fastnlp.kernels.gemm import calibration
+
+    measured = calibration.calibrate(refresh=True) if args.calibrate else calibration.measurements()
+    print("\nmatrix products (gemm), the library measured fastest per class, GFLOP/s"
+          + ("" if measured else ": nothing measured yet (fastnlp backends --calibrate measures now)"))
+    for variant, ranking in sorted(measured.items()):
+        print(f"  {variant:18s} " + ", ".join(f"{backend} {gflops:.0f}" for backend, gflops in ranking))
+    return 0
+
+
+
+def register(jobs) -> None:
+    backends = jobs.add_parser("backends", help="list kernel backends")
+    backends.add_argument("--calibrate", action="store_true",
+                          help="time the matrix libraries at the models' shapes now (a few seconds) and keep the "
+                               "result for this machine")
+    backends.set_defaults(run=_backends)
