@@ -48,7 +48,10 @@ def _attach_source_tree_kernels() -> None:
 _attach_source_tree_kernels()
 del _attach_source_tree_kernels
 
-from . import datasets, functions, gradcheck, kernels, layers, optim  # noqa: E402
+from . import datasets, functions, kernels, layers, optim  # noqa: E402
+# fastnlp.gradcheck(layer, *inputs) checks a layer; the module keeps its other helpers
+# (from fastnlp.gradcheck import numerical_gradient).
+from .gradcheck import check_layer as gradcheck  # noqa: E402
 from .kernels.dispatch import available_backends, get_backend, set_backend, use_backend
 from .models import TwoLayerNet, Word2Vec
 from .count import count_vectors, create_co_matrix, ppmi_dense

@@ -5,9 +5,6 @@
 """
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 
 
@@ -107,12 +104,3 @@ def _compare(what, analytic, numeric, rtol, atol):
         raise GradcheckError(f"{what}: analytic {analytic[i]:.8g} vs numerical {numeric[i]:.8g} at {i}")
     return float((err / (np.abs(numeric) + atol)).max(initial=0.0))
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``fastnlp.gradcheck(layer, x)`` work while the module stays importable."""
-
-    def __call__(self, layer, *inputs, **kwargs):
-        return check_layer(layer, *inputs, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,8 +1,11 @@
 """Hot-path ops with one contract and several implementations, one folder per op family.
 
 ``registry`` knows every op and which backend implements it; ``dispatch`` holds the user's
-choice of backend; ``harness`` checks any implementation against the NumPy reference and times
-it, for tests and benchmarks alike.
+choice of backend; ``calibration`` measures, once per machine, which backend runs each op when
+nothing was chosen; ``harness`` checks any implementation against the NumPy reference and times
+it, for tests and benchmarks alike. ``validate`` (with the id-range op of ``ids/``) guards every
+unchecked loop. The C pieces every family shares (splitmix64, the lane dot product, the
+instruction-set dispatch) are in ``include/fastnlp/``, the Numba ones in ``_numba_common.py``.
 """
 from . import dispatch, registry
 from .attention import (
@@ -25,6 +28,7 @@ from .dispatch import (
 from .embedding import embedding_gather, scatter_add
 from .gemm import gemm
 from .lstm import lstm_step_backward, lstm_step_forward
+from .rounding import round_to_format
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
 
@@ -47,6 +51,7 @@ __all__ = [
     "lstm_step_forward",
     "ppmi",
     "registry",
+    "round_to_format",
     "sample_negatives",
     "scatter_add",
     "set_backend",

@@ -4,6 +4,7 @@ CuPy is imported lazily, only when the cupy backend or a GPU array is first used
 works without it (so it is tested on machines without a GPU).
 """
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 THREADS = 256
 _MAX_BLOCKS = 65535
 # The CUDA kernels come in one instantiation per float type, named <kernel>_<suffix>; any other
-# dtype (float16 is coming) is refused here rather than silently sent to the float64 kernel.
+# dtype is refused here rather than silently sent to the float64 kernel.
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
@@ -36,12 +37,35 @@ def unavailable_reason():
     return None if count > 0 else "CuPy is installed but there is no CUDA device"
 
 
+# The headers shared with the C kernels (kernels/include/fastnlp/, e.g. rng.h).
+INCLUDE_DIR = Path(__file__).resolve().with_name("include")
+# A .cu file names a shared header relative to itself ("../include/fastnlp/rng.h"), so a host
+# compiler finds it too (tests/test_word2vec.py compiles word2vec.cu with g++).
+_SHARED_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"(?:\.\./include/)?(fastnlp/[\w.]+)".*$', re.MULTILINE)
+
+
+def source_text(source: Path) -> str:
+    """The text of a .cu file with each ``#include "../include/fastnlp/<name>"`` replaced by that
+    shared header's text. Pasted rather than passed to NVRTC as an include path: CuPy's on-disk
+    cache is keyed by the source text, so an edited header must change that text to be recompiled."""
+    seen = set()
+
+    def expand(match):
+        name = match.group(1)
+        if name in seen:
+            return ""  # each header once (they are include-guarded anyway)
+        seen.add(name)
+        return _SHARED_INCLUDE.sub(expand, (INCLUDE_DIR / name).read_text())
+
+    return _SHARED_INCLUDE.sub(expand, Path(source).read_text())
+
+
 @functools.lru_cache(maxsize=None)
 def module(source: Path):
     """The compiled RawModule of one .cu file (compiled once per process, cached by CuPy on disk)."""
     import cupy
 
-    return cupy.RawModule(code=Path(source).read_text(), options=("-std=c++14",))
+    return cupy.RawModule(code=source_text(source), options=("-std=c++14",))
 
 
 def typed_kernel(source: Path, name: str, dtype):

@@ -2,7 +2,9 @@
 
 The active backend comes from, in order: a ``use_backend`` block, ``set_backend``, the
 ``FASTNLP_BACKEND`` environment variable (read once, at the first op call). Without a choice each
-op runs on the backend measured fastest for it (its ``OpSpec.preference``, see registry.py).
+op runs on the backend measured fastest for it on this machine (kernels/calibration.py; with
+``FASTNLP_CALIBRATION=off``, its ``OpSpec.preference``); ``registry.resolved_backends()`` tells
+where every op runs now.
 Arrays that live on the GPU always go to the CuPy implementation, whatever is selected, and
 host arrays never do: with ``cupy`` selected they run on each op's fastest CPU backend.
 Which function implements an op on a backend is the registry's business (registry.py).
@@ -62,9 +64,8 @@ def _probe(name: str) -> str | None:
                 importlib.import_module(f"fastnlp.kernels.{family}._cython_impl")
                 return None
             except ImportError as exc:
-                failures.append(str(exc))
-        return (f"no compiled extension fastnlp.kernels.*._cython_impl is built ({'; '.join(failures[:1])}); "
-                "reinstall with pip")
+                failures.append((f"fastnlp.kernels.{family}._cython_impl", exc))
+        return registry.cython_missing_reason(*failures[0])
     if name == "cupy":
         from . import _cuda
 
@@ -120,7 +121,9 @@ def chosen_backend() -> str | None:
 
 
 def get_backend() -> str:
-    """Name of the backend op calls use now (``default_backend()`` when none was chosen)."""
+    """The backend chosen (block, setter, environment), else ``default_backend()``: one name.
+    Without a choice each op runs on its own measured backend; ``registry.resolved_backends()``
+    says where every op actually runs."""
     return chosen_backend() or default_backend()
 
 

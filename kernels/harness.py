@@ -5,6 +5,8 @@ GPU session script alike, so there is one tolerance rule and one timer:
 
 * :func:`validate_result` passes when ``|result - reference| <= atol + rtol * |reference|``
   everywhere, with ``(atol, rtol)`` from the op's spec for the dtype and backend (0, 0: exact);
+* :func:`check_same_bits` passes when two runs gave the same bytes (the determinism that
+  ``OpSpec.deterministic`` claims per backend);
 * :func:`benchmark_kernel` returns the median time of one call, synchronising the device
   around each timed block when the backend has one; :func:`best_seconds` the best block's, to
   rank candidates on a shared machine;
@@ -108,6 +110,25 @@ def check_against_reference(op: str, backend: str, args: tuple) -> float:
     for k, (got, want) in enumerate(zip(result, expected)):
         worst = max(worst, validate_result(got, want, atol, rtol, what=f"{op} on {backend}, output {k}"))
     return worst
+
+
+def check_same_bits(first: tuple, second: tuple, what: str = "result") -> None:
+    """Raise AssertionError unless two runs' outputs (as :func:`run_implementation` returns
+    them) are the same bytes: dtype, shape and every bit, NaN payloads and signed zeros too."""
+    if len(first) != len(second):
+        raise AssertionError(f"{what}: {len(first)} outputs, then {len(second)} run to run")
+    for k, (a, b) in enumerate(zip(first, second)):
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        if a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes():
+            continue
+        where = ""
+        if a.dtype == b.dtype and a.shape == b.shape and a.size:
+            bytes_a = a.reshape(-1).view(np.uint8).reshape(a.size, -1)
+            bytes_b = b.reshape(-1).view(np.uint8).reshape(b.size, -1)
+            i = int(np.flatnonzero((bytes_a != bytes_b).any(axis=1))[0])
+            where = f", first at flat index {i}: {a.reshape(-1)[i]!r} then {b.reshape(-1)[i]!r}"
+        raise AssertionError(f"{what}, output {k}: differs run to run ({a.dtype}{a.shape} then "
+                             f"{b.dtype}{b.shape}{where})")
 
 
 def benchmark_kernel(fn, *args, repeat: int = 7, min_seconds: float = 0.05, backend: str | None = None) -> float:

@@ -63,34 +63,62 @@ class OpSpec:
     arrays, so an op that writes into its arguments cannot change the next caller's problem.
     ``bench/test_bench_ops.py`` times every op on every backend with it.
 
+    ``deterministic`` is the set of backends whose implementation gives the same bits run to
+    run for the same inputs (``is_deterministic(backend)``); a backend is left out when its
+    order of float operations varies between runs: GPU atomics, Hogwild threads, a library that
+    splits reductions as it likes. The generated tests run each backend in it twice at working
+    size and compare the bytes. (``True`` / ``False`` still mean every backend / none.)
+
+    Which backend runs an op without a user choice is measured (kernels/calibration.py: each
+    host backend timed once per machine on ``benchmark_args``, cached); ``preference`` is the
+    order used when measuring is off (``FASTNLP_CALIBRATION=off``), and the order ties keep.
     ``absent`` maps a backend the family deliberately lacks to the reason (shown by
-    ``fastnlp backends``; no fallback warning). ``calibration``, when set, replaces the fixed
-    ``preference`` by a measured one: ``calibration(variant)`` returns the backends fastest
-    first for one class of calls (the op's wrapper names the class, e.g. 'float32/step').
+    ``fastnlp backends``; no fallback warning). ``calibration``, when set, replaces the shared
+    measurement by the op's own: ``calibration(variant)`` returns the backends fastest first
+    for one class of calls (the op's wrapper names the class, e.g. gemm's 'float32/step').
     """
 
     name: str
     family: str
     doc: str
     dtypes: tuple
-    deterministic: bool
+    deterministic: frozenset  # backends giving the same bits run to run (see above)
     exact: bool
     tolerance: dict
     examples: object = None
     benchmark_args: Callable | None = None  # () -> the args of one call at a working size
     writes: tuple = ()
     dtype_of: Callable | None = None  # args -> the float dtype that picks the tolerance
-    preference: tuple = ("cython", "numba", "numpy")  # fastest first, measured (bench/README.md)
+    # Not a measurement: the order without calibration. Compiled loops first, Cython before
+    # Numba as it needs no JIT or cache loading (~0.3 s a kernel per process), then the reference.
+    preference: tuple = ("cython", "numba", "numpy")
     absent: dict = field(default_factory=dict)  # backend -> why this family has no implementation
     calibration: Callable | None = None  # variant -> backends fastest first, measured here
     reference: Callable = field(default=None, repr=False)
 
+    def __post_init__(self):
+        deterministic = self.deterministic
+        if isinstance(deterministic, bool):
+            deterministic = EVERY_BACKEND if deterministic else frozenset()
+        deterministic = frozenset(deterministic)
+        unknown = deterministic - EVERY_BACKEND
+        if unknown:
+            raise ValueError(f"op {self.name!r}: deterministic names unknown backends {sorted(unknown)}")
+        object.__setattr__(self, "deterministic", deterministic)
+
+    def is_deterministic(self, backend: str) -> bool:
+        """True when ``backend``'s implementation gives the same bits every run."""
+        return backend in self.deterministic
+
     def preference_for(self, variant: str | None) -> tuple:
-        """Backends fastest first for calls of class ``variant``: measured when the op has a
-        calibration, else the fixed ``preference``."""
-        if self.calibration is None or variant is None:
-            return self.preference
-        return tuple(self.calibration(variant))
+        """Backends fastest first for calls of class ``variant``: the op's own calibration when
+        it has one, else the shared measurement (kernels/calibration.py), which gives the
+        fixed ``preference`` when measuring is off."""
+        if self.calibration is not None and variant is not None:
+            return tuple(self.calibration(variant))
+        from . import calibration
+
+        return calibration.preference(self.name)
 
     def tolerance_for(self, dtype, backend: str):
         """(atol, rtol) a result on ``backend`` must meet for ``dtype``; (0, 0) is exact."""
@@ -98,6 +126,8 @@ class OpSpec:
             return 0.0, 0.0
         return self.tolerance[np.dtype(dtype)]
 
+
+EVERY_BACKEND = frozenset(dispatch.BACKENDS)
 
 # Backends whose loops run one thread in the reference's order (exact results possible).
 BACKEND_IS_ORDERED = {"numpy": True, "numba": True, "cython": True, "cupy": False, "mkl": False, "onednn": False}
@@ -160,13 +190,18 @@ def _find_implementation(op: str, backend: str):
         module = _family_module(family, backend)
     except ImportError as exc:
         if backend == "cython":
-            return (f"the compiled extension fastnlp.kernels.{family}._cython_impl is not built ({exc}); "
-                    "reinstall with pip")
+            return cython_missing_reason(f"fastnlp.kernels.{family}._cython_impl", exc)
         return f"{family}/{_MODULE_OF_BACKEND[backend]} does not import: {exc}"
     function = getattr(module, op, None)
     if function is None:
         return f"not implemented in {family}/{_MODULE_OF_BACKEND[backend]}"
     return function
+
+
+def cython_missing_reason(module: str, exc: Exception) -> str:
+    """Why a Cython extension does not import: setup.py skips the ones it cannot compile."""
+    return (f"the Cython extension {module} was not built (no C compiler at install time?); "
+            f"reinstall with a C compiler ({type(exc).__name__}: {exc})")
 
 
 def lacks_on_purpose(op: str, backend: str) -> bool:
@@ -236,6 +271,14 @@ def forget_resolutions() -> None:
     """Drop cached choices (after a test swaps an implementation)."""
     _resolved.clear()
     _implementations.clear()
+
+
+def resolved_backends(like=None) -> dict:
+    """``{op: backend}``: where each op runs now for arrays like ``like`` (host arrays when
+    None), with the user's choice, the measured defaults and the fallbacks applied. What
+    ``fastnlp backends`` can print to say what actually runs (``dispatch.get_backend()`` names
+    one backend, the user's choice or the default)."""
+    return {op: backend_for(op, like) for op in ops()}
 
 
 def matrix() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import dispatch
+from . import ids as _ids  # noqa: F401  registers id_range, the op check_ids runs
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -20,8 +20,11 @@ def test_cuda_sources_are_shipped():
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 @pytest.mark.parametrize("source", CU_FILES, ids=lambda p: p.name)
 def test_cuda_source_compiles_to_ptx(source, tmp_path):
-    result = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-std=c++14", str(source), "-o",
-                             str(tmp_path / (source.stem + ".ptx"))], capture_output=True, text=True)
+    # The shared headers include each other as "fastnlp/<name>.h", found through kernels/include
+    # (the C build's include_dirs; for NVRTC, kernels/_cuda.py pastes them in).
+    result = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-std=c++14", f"-I{KERNELS_DIR / 'include'}",
+                             str(source), "-o", str(tmp_path / (source.stem + ".ptx"))],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -49,3 +52,28 @@ def test_cuda_kernels_refuse_dtypes_they_were_not_built_for(dtype):
     assert _cuda.kernel_name("scatter_add", np.float64) == "scatter_add_f64"
     with pytest.raises(TypeError, match="no CUDA kernel scatter_add for dtype"):
         _cuda.kernel_name("scatter_add", dtype)
+
+
+@pytest.mark.parametrize("source", CU_FILES, ids=lambda p: p.name)
+def test_shared_headers_are_pasted_into_what_nvrtc_compiles(source):
+    """NVRTC gets one self-contained text (kernels/_cuda.source_text): each shared header named by
+    a .cu file appears in it once, and no include of a fastnlp header is left for NVRTC to resolve."""
+    from fastnlp.kernels import _cuda
+
+    text = _cuda.source_text(source)
+    assert "fastnlp/" not in "".join(line for line in text.splitlines() if line.lstrip().startswith("#include"))
+    if "fastnlp_splitmix64(" in source.read_text():
+        assert text.count("FASTNLP_RNG_INLINE fastnlp_u64 fastnlp_splitmix64(") == 1
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+@pytest.mark.parametrize("source", CU_FILES, ids=lambda p: p.name)
+def test_the_pasted_source_compiles_alone(source, tmp_path):
+    """What NVRTC gets (headers pasted in) compiles with no include path at all."""
+    from fastnlp.kernels import _cuda
+
+    alone = tmp_path / source.name
+    alone.write_text(_cuda.source_text(source))
+    result = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-std=c++14", str(alone), "-o",
+                             str(tmp_path / (source.stem + ".ptx"))], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -349,3 +349,24 @@ def test_gemm_with_extreme_values_agrees_on_every_library(data, odd):
     with np.errstate(all="ignore"):
         _agree_within_tolerance("gemm", _gemm_on_every_backend(
             lambda: gemm(a, b, out.copy(), trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)))
+
+
+@pytest.mark.parametrize("word_id", [2**31, 2**40, -2, 2**70])
+def test_word2vec_encode_refuses_an_id_outside_int32(word_id):
+    """An id that does not fit the int32 token array is an error on every backend that has the op,
+    never a silently wrapped id training another word's row."""
+    from fastnlp.kernels import registry
+
+    for backend, impl in registry.implementations("word2vec_encode").items():
+        if isinstance(impl, str) or backend == "cupy":
+            continue
+        if backend == registry.REFERENCE and word_id < 0:
+            continue  # the reference reads any negative value as "unknown word" (its sentinel is -1)
+        with pytest.raises(OverflowError):
+            impl([["a", "big"]], {"a": 0, "big": word_id})
+    cython = registry.implementations("word2vec_encode")["cython"]
+    if not isinstance(cython, str):
+        with pytest.raises(OverflowError, match=r"word_to_id\['big'\] is .*outside the id range"):
+            cython([["a", "big"]], {"a": 0, "big": 2**31})
+        ids, ends = cython([["a", "big"]], {"a": 0, "big": 2**31 - 1})  # the largest id still fits
+        assert ids.tolist() == [0, 2**31 - 1] and ends.tolist() == [2]

@@ -1,5 +1,5 @@
-/* Loops of the attention ops, compiled once per instruction set (GCC function multiversioning,
- * as in ../embedding/row_ops.h): the loader picks the AVX-512, AVX2 or baseline clone.
+/* Loops of the attention ops, compiled once per instruction set (FASTNLP_CLONES,
+ * fastnlp/dispatch.h): the loader picks the AVX-512, AVX2 or baseline clone.
  *
  * Layout (validated by the caller, see __init__.py): hs (N, T, H), h and dc (N, Q, H),
  * a, da (N, Q, T), all C-contiguous with one float type, no output overlapping an input, T >= 1.
@@ -11,11 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FASTNLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTNLP_CLONES
-#endif
+#include "fastnlp/dispatch.h"
 
 /* exp(x) in float, written so GCC vectorises the softmax loop that calls it (libm's expf is one
  * call per element: 11 of the 82 us of the fused forward at the date task's size, 7 us this way):

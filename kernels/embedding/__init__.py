@@ -6,8 +6,8 @@ The contract of the backend-level ops (every file in this folder implements it):
                                     idx (N,) int64 in [0, V); rows (N, D) of dW's dtype;
                                     duplicates summed in order of i. Returns None.
     embedding_gather(W, idx) -> out  out (N, D) new array, out[i] = W[idx[i]].
-    id_range(ids) -> (min, max)     of a non-empty (N,) int64 array, as Python ints: the one
-                                    pass that guards every unchecked loop (validate.check_ids).
+
+The id check that guards these loops (and every family's) is its own op, kernels/ids/.
 
 The public ``scatter_add`` / ``embedding_gather`` below take any id shape, lists of ints, any
 float ``dout``; they validate once and hand the kernels only what the contract allows.
@@ -103,13 +103,6 @@ def _scatter_examples():
     return problems()
 
 
-def _id_range_examples():
-    from hypothesis import strategies as st
-    from hypothesis.extra import numpy as hnp
-
-    return st.tuples(hnp.arrays(np.int64, st.integers(1, 300), elements=st.integers(-2**63, 2**63 - 1)))
-
-
 def _gather_examples():
     return _scatter_examples().map(lambda problem: problem[:2])
 
@@ -135,24 +128,12 @@ def _gather_benchmark():
     return W, rng.integers(0, 10000, 20 * 35).astype(np.int64)
 
 
-def _id_range_benchmark():
-    """The check before CBOW's scatter-add: 100 x 10 context ids."""
-    return (_cbow_ids(np.random.default_rng(0)),)
-
-
 registry.register(registry.OpSpec(
     name="scatter_add", family="embedding", doc="dW[idx[i]] += rows[i], duplicates summed",
-    dtypes=FLOATS, deterministic=True, exact=True, tolerance=_ATOMIC_TOLERANCE,
-    examples=_scatter_examples, benchmark_args=_scatter_benchmark, writes=(0,), dtype_of=lambda args: args[0].dtype,
-    # bench/README.md: Cython and Numba within noise at D = 100 and 650; Cython needs no JIT warm-up.
-    preference=("cython", "numba", "numpy")))
+    # The CUDA kernel adds duplicate ids' rows with atomicAdd, in whatever order threads arrive.
+    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND - {"cupy"}, exact=True, tolerance=_ATOMIC_TOLERANCE,
+    examples=_scatter_examples, benchmark_args=_scatter_benchmark, writes=(0,), dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(
     name="embedding_gather", family="embedding", doc="out[i] = W[idx[i]]",
-    dtypes=FLOATS, deterministic=True, exact=True, tolerance=_EXACT,
-    examples=_gather_examples, benchmark_args=_gather_benchmark, dtype_of=lambda args: args[0].dtype,
-    preference=("cython", "numba", "numpy")))
-registry.register(registry.OpSpec(
-    name="id_range", family="embedding", doc="(min, max) of non-empty int64 ids",
-    dtypes=(np.dtype(np.int64),), deterministic=True, exact=True, tolerance={np.dtype(np.int64): (0, 0)},
-    examples=_id_range_examples, benchmark_args=_id_range_benchmark, dtype_of=lambda args: args[0].dtype,
-    preference=("cython", "numba", "numpy")))
+    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=True, tolerance=_EXACT,
+    examples=_gather_examples, benchmark_args=_gather_benchmark, dtype_of=lambda args: args[0].dtype))

@@ -8,20 +8,6 @@ import numpy as np
 from libc.stdint cimport int64_t
 
 
-def id_range(const int64_t[::1] ids):
-    """(min, max) of a non-empty int64 array in one pass."""
-    cdef int64_t low = ids[0], high = ids[0], v
-    cdef Py_ssize_t i
-    with nogil:
-        for i in range(1, ids.shape[0]):
-            v = ids[i]
-            if v < low:
-                low = v
-            elif v > high:
-                high = v
-    return int(low), int(high)
-
-
 cdef extern from "row_ops.h" nogil:
     # The row loops live in C so GCC can compile one clone per instruction set (see row_ops.h).
     void scatter_add_rows_f32(float* dW, const int64_t* idx, const float* rows, Py_ssize_t n_ids, Py_ssize_t width)

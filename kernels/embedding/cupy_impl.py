@@ -20,6 +20,3 @@ def embedding_gather(W, idx):
         grid(out.size), (THREADS,), (W, idx, out, cupy.int64(idx.shape[0]), cupy.int64(W.shape[1])))
     return out
 
-
-def id_range(ids):
-    return int(ids.min()), int(ids.max())

@@ -1,5 +1,5 @@
 // Embedding lookup and its backward (scatter-add) for CuPy RawModule.
-// Ids are validated on the host side (ops.py) before launch, so no bounds checks here.
+// Ids are validated on the host side (embedding/__init__.py) before launch, so no bounds checks here.
 // One thread per output element; duplicate ids make scatter_add race, hence atomicAdd
 // (double atomicAdd needs sm_60 or newer).
 

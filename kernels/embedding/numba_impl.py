@@ -26,18 +26,6 @@ def _embedding_gather(W, idx, out):
             target[j] = source[j]
 
 
-@numba.njit(cache=True, nogil=True)
-def _id_range(ids):
-    low = high = ids[0]
-    for i in range(1, ids.shape[0]):
-        v = ids[i]
-        if v < low:
-            low = v
-        elif v > high:
-            high = v
-    return low, high
-
-
 def scatter_add(dW, idx, rows):
     _scatter_add(dW, idx, rows)
 
@@ -47,7 +35,3 @@ def embedding_gather(W, idx):
     _embedding_gather(W, idx, out)
     return out
 
-
-def id_range(ids):
-    low, high = _id_range(ids)
-    return int(low), int(high)

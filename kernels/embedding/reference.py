@@ -12,7 +12,3 @@ def scatter_add(dW, idx, rows):
 def embedding_gather(W, idx):
     return W[idx]
 
-
-def id_range(ids):
-    """(min, max) of a non-empty int64 array, as Python ints."""
-    return int(ids.min()), int(ids.max())

@@ -1,16 +1,12 @@
-/* Row loops of the embedding ops, compiled once per instruction set (GCC function
- * multiversioning): the loader picks the AVX-512, AVX2 or baseline clone for the CPU at hand,
+/* Row loops of the embedding ops, compiled once per instruction set (FASTNLP_CLONES,
+ * fastnlp/dispatch.h): the loader picks the AVX-512, AVX2 or baseline clone for the CPU at hand,
  * so a portable wheel still runs at the memory floor (a baseline SSE2 build ran 1.6x slower
  * at D = 650). Callers guarantee ids in range and rows not overlapping dW (see __init__.py);
  * each row is added element by element in order, so results equal the NumPy reference bit for bit. */
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FASTNLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTNLP_CLONES
-#endif
+#include "fastnlp/dispatch.h"
 
 #define FASTNLP_ROW_OPS(T, SUFFIX)                                                              \
     FASTNLP_CLONES static void scatter_add_rows_##SUFFIX(T* dW, const int64_t* idx,             \

@@ -204,19 +204,17 @@ def _backward_benchmark():
 # 4.1/9.0/33.8, Cython 2.3/8.3/20.6. NumPy's SVML tanh is fast, but a dozen ufunc calls and
 # temporaries per step are not; the compiled loops win once tanh is plain arithmetic that
 # vectorises (Numba's LLVM targets the host CPU; Cython's C clones pick AVX-512 at load).
-# Cython first for both: fastest at every size and no JIT warm-up. (float64, used by gradient
-# checks only, runs libm's scalar tanh in the compiled forwards: 3-5x slower than NumPy there.)
+# Which runs by default is measured per machine (kernels/calibration.py). (float64, used by
+# gradient checks only, runs libm's scalar tanh in the compiled forwards: 3-5x slower than NumPy.)
 registry.register(registry.OpSpec(
     name="lstm_step_forward", family="lstm",
     doc="gates [f,g,i,o] activated in place; c_next, tanh(c_next), h_next from A and c_prev",
-    dtypes=FLOATS, deterministic=True, exact=False, tolerance=_TOLERANCE,
+    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=False, tolerance=_TOLERANCE,
     examples=_forward_examples, benchmark_args=_forward_benchmark, writes=(0, 2, 3, 4),
-    dtype_of=lambda args: args[0].dtype,
-    preference=("cython", "numba", "numpy")))
+    dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(
     name="lstm_step_backward", family="lstm",
     doc="dA [f,g,i,o] and dc_prev from dh_next, dc_next and the forward's gates, c_prev, tanh_c",
-    dtypes=FLOATS, deterministic=True, exact=False, tolerance=_TOLERANCE,
+    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=False, tolerance=_TOLERANCE,
     examples=_backward_examples, benchmark_args=_backward_benchmark, writes=(5, 6),
-    dtype_of=lambda args: args[0].dtype,
-    preference=("cython", "numba", "numpy")))
+    dtype_of=lambda args: args[0].dtype))

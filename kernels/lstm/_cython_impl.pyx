@@ -23,13 +23,9 @@ cdef extern from *:
        observes), hence the option, limited to these functions. No fused multiply-add either
        (fp-contract=off): fma(-t, t, 1) rounds 1 - t*t unlike the reference, and near |t| = 1 that
        cancellation turns one rounding into a large relative difference in the backward.
-       Compiled once per instruction set (as kernels/embedding/row_ops.h): the loader picks the
-       AVX-512, AVX2 or baseline clone, so a portable build still gets 16-lane vectors. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FASTNLP_LSTM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define FASTNLP_LSTM_CLONES
-    #endif
+       Compiled once per instruction set (FASTNLP_CLONES, fastnlp/dispatch.h): the loader picks
+       the AVX-512, AVX2 or baseline clone, so a portable build still gets 16-lane vectors. */
+    #include "fastnlp/dispatch.h"
     #pragma GCC push_options
     #pragma GCC optimize ("no-trapping-math", "fp-contract=off")
     static inline float fastnlp_tanhf(float x) {
@@ -51,17 +47,17 @@ cdef extern from *:
         return p * x / q;
     }
     /* y[j] = tanh(x[j]); y may be x */
-    FASTNLP_LSTM_CLONES static void fastnlp_tanh_f32(const float* x, float* y, Py_ssize_t n) {
+    FASTNLP_CLONES static void fastnlp_tanh_f32(const float* x, float* y, Py_ssize_t n) {
         for (Py_ssize_t j = 0; j < n; j++) y[j] = fastnlp_tanhf(x[j]);
     }
     /* a[j] = sigmoid(a[j]) = (1 + tanh(a[j] / 2)) / 2 */
-    FASTNLP_LSTM_CLONES static void fastnlp_sigmoid_f32(float* a, Py_ssize_t n) {
+    FASTNLP_CLONES static void fastnlp_sigmoid_f32(float* a, Py_ssize_t n) {
         for (Py_ssize_t j = 0; j < n; j++) a[j] = 0.5f * fastnlp_tanhf(0.5f * a[j]) + 0.5f;
     }
     /* The whole backward of a step; one output per loop (ds lives in dc_prev until the last
        loop scales it by f); the arrays never overlap (validated), hence restrict. */
     #define FASTNLP_LSTM_BACKWARD(T, SUFFIX)                                                     \
-    FASTNLP_LSTM_CLONES static void fastnlp_lstm_backward_##SUFFIX(                              \
+    FASTNLP_CLONES static void fastnlp_lstm_backward_##SUFFIX(                              \
             const T* dh_next, const T* dc_next, const T* gates, const T* c_prev,                 \
             const T* tanh_c, T* dA, T* dc_prev, Py_ssize_t N, Py_ssize_t H) {                    \
         for (Py_ssize_t n = 0; n < N; n++) {                                                     \

@@ -411,19 +411,17 @@ def _sample_benchmark():
 
 registry.register(registry.OpSpec(
     name="gather_dot", family="sgns", doc="out[n, k] = W[idx[n, k]] . h[n] (16-lane dot)",
-    dtypes=FLOATS, deterministic=True, exact=True, tolerance=_GPU_TOLERANCE,
-    examples=_gather_dot_examples, benchmark_args=_gather_dot_benchmark, dtype_of=lambda args: args[0].dtype,
-    preference=("cython", "numba", "numpy")))
+    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=True, tolerance=_GPU_TOLERANCE,
+    examples=_gather_dot_examples, benchmark_args=_gather_dot_benchmark, dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(
     name="gather_dot_backward", family="sgns",
     doc="dh[n] = sum_k dout[n, k] W[idx[n, k]]; dW[idx[n, k]] += dout[n, k] h[n]",
-    dtypes=FLOATS, deterministic=False, exact=True, tolerance=_GPU_TOLERANCE,
+    # dW's scatter on the GPU is atomicAdd (sgns.cu); the CPU loops add in order of (n, k).
+    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND - {"cupy"}, exact=True, tolerance=_GPU_TOLERANCE,
     examples=_gather_dot_backward_examples, benchmark_args=_dot_benchmark, writes=(4,),
-    dtype_of=lambda args: args[0].dtype,
-    preference=("cython", "numba", "numpy")))
+    dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(
     name="sample_negatives", family="sgns",
     doc="alias-table negatives, never the target; counter-based splitmix64 draws",
-    dtypes=(np.dtype(np.int64),), deterministic=True, exact=True, tolerance=_EXACT_IDS,
-    examples=_sample_examples, benchmark_args=_sample_benchmark, dtype_of=lambda args: args[3].dtype,
-    preference=("cython", "numba", "numpy")))
+    dtypes=(np.dtype(np.int64),), deterministic=registry.EVERY_BACKEND, exact=True, tolerance=_EXACT_IDS,
+    examples=_sample_examples, benchmark_args=_sample_benchmark, dtype_of=lambda args: args[3].dtype))

@@ -7,15 +7,13 @@ constants keep the sampler's arithmetic in uint64 (mixing uint64 with int64 woul
 import numba
 import numpy as np
 
+from .._numba_common import splitmix64
+
 LANES = 16
 ALIAS_ATTEMPTS = 7
 _DRAWS_PER_SLOT = np.uint64(8)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
-_ONE = np.uint64(1)
-_S11, _S27, _S30, _S31, _S32 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
+_S11, _S32 = np.uint64(11), np.uint64(32)
 _TWO_TO_MINUS_53 = 2.0 ** -53
 
 
@@ -68,14 +66,6 @@ def _gather_dot_backward(W, idx, h, dout, dW, dh):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _draw(seed, counter):
-    z = seed + (counter + _ONE) * _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _excluding(cumulative, target, d):
     vocab = cumulative.shape[0] - 1
     low = cumulative[target]
@@ -108,7 +98,7 @@ def _sample_negatives(alias_prob, alias_index, cumulative, target, seed, counter
             w = t
             a = 0
             while a < ALIAS_ATTEMPTS and w == t:
-                d = _draw(seed, base + np.uint64(a))
+                d = splitmix64(seed, base + np.uint64(a))
                 column = ((d >> _S32) * vocab) >> _S32
                 if (d & _LOW32) < np.uint64(alias_prob[column]):
                     w = np.int64(column)
@@ -116,7 +106,7 @@ def _sample_negatives(alias_prob, alias_index, cumulative, target, seed, counter
                     w = alias_index[column]
                 a += 1
             if w == t:
-                w = _excluding(cumulative, t, _draw(seed, base + np.uint64(ALIAS_ATTEMPTS)))
+                w = _excluding(cumulative, t, splitmix64(seed, base + np.uint64(ALIAS_ATTEMPTS)))
             out[i, s] = w
 
 

@@ -4,6 +4,8 @@
 // reference's bits; dW's scatter uses atomicAdd (double atomicAdd needs sm_60 or newer) and is
 // exact only up to the order of the adds.
 
+#include "../include/fastnlp/rng.h"  // splitmix64; kernels/_cuda.py pastes it in for NVRTC
+
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
@@ -54,14 +56,6 @@ __device__ void gather_dot_dW_impl(const long long* idx, const T* h, const T* do
     }
 }
 
-__device__ __forceinline__ unsigned long long sgns_draw(unsigned long long seed,
-                                                        unsigned long long counter) {
-    unsigned long long z = seed + (counter + 1ULL) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 extern "C" {
 __global__ void gather_dot_f32(const float* W, const long long* idx, const float* h, float* out,
                                long long n, long long k, long long width) {
@@ -105,13 +99,13 @@ __global__ void sample_negatives(const long long* alias_prob, const long long* a
         const unsigned long long base = (counter + (unsigned long long)t) * 8ULL;
         long long w = tg;
         for (int a = 0; a < 7 && w == tg; ++a) {
-            const unsigned long long d = sgns_draw(seed, base + a);
+            const unsigned long long d = fastnlp_splitmix64(seed, base + a);
             const unsigned long long column = ((d >> 32) * (unsigned long long)vocab) >> 32;
             w = (d & 0xFFFFFFFFULL) < (unsigned long long)alias_prob[column] ? (long long)column
                                                                              : alias_index[column];
         }
         if (w == tg) {
-            const unsigned long long d = sgns_draw(seed, base + 7);
+            const unsigned long long d = fastnlp_splitmix64(seed, base + 7);
             const long long low = cumulative[tg], skip = cumulative[tg + 1] - low;
             const long long rest = cumulative[vocab] - skip;
             const double x = __dmul_rn(__dmul_rn(__ull2double_rn(d >> 11), 1.0 / 9007199254740992.0),

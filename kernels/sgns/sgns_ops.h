@@ -1,17 +1,14 @@
 /* Loops of the negative-sampling ops (contract in __init__.py, float order in reference.py).
  *
- * The float loops are compiled once per instruction set (GCC function multiversioning, as
- * kernels/embedding/row_ops.h) with FMA contraction turned off: an AVX-512 clone would otherwise
- * fuse x * y + s, and the results would no longer equal the reference bit for bit. Callers
+ * The float loops are compiled once per instruction set (FASTNLP_CLONES, fastnlp/dispatch.h)
+ * with FMA contraction turned off: an AVX-512 clone would otherwise fuse x * y + s, and the results would no longer equal the reference bit for bit. Callers
  * guarantee ids in range and dW sharing no memory with the inputs (see __init__.py). */
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FASTNLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTNLP_CLONES
-#endif
+#include "fastnlp/dispatch.h"
+#include "fastnlp/rng.h"
+#include "fastnlp/simd.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -20,28 +17,14 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-#define SGNS_LANES 16
-
-#define FASTNLP_SGNS_OPS(T, SUFFIX)                                                              \
-    /* x . y: products into 16 partial sums (j % 16) in order of j, then pairwise. */            \
-    static inline T lane_dot_##SUFFIX(const T* __restrict x, const T* __restrict y,              \
-                                      ptrdiff_t width) {                                          \
-        T s[SGNS_LANES] = {0};                                                                    \
-        ptrdiff_t j = 0;                                                                          \
-        for (; j + SGNS_LANES <= width; j += SGNS_LANES)                                          \
-            for (int l = 0; l < SGNS_LANES; ++l) s[l] += x[j + l] * y[j + l];                     \
-        for (int l = 0; j + l < width; ++l) s[l] += x[j + l] * y[j + l];                          \
-        for (int half = SGNS_LANES / 2; half >= 1; half /= 2)                                     \
-            for (int l = 0; l < half; ++l) s[l] = s[2 * l] + s[2 * l + 1];                        \
-        return s[0];                                                                              \
-    }                                                                                             \
+#define FASTNLP_SGNS_OPS(T, SUFFIX, LANE)                                                        \
     FASTNLP_CLONES static void gather_dot_rows_##SUFFIX(const T* W, const int64_t* idx,          \
                                                         const T* h, T* out, ptrdiff_t n,          \
                                                         ptrdiff_t k, ptrdiff_t width) {           \
         for (ptrdiff_t i = 0; i < n; ++i)                                                         \
             for (ptrdiff_t c = 0; c < k; ++c)                                                     \
-                out[i * k + c] = lane_dot_##SUFFIX(W + idx[i * k + c] * width, h + i * width,     \
-                                                   width);                                        \
+                out[i * k + c] = fastnlp_lane_dot_##LANE(W + idx[i * k + c] * width,             \
+                                                         h + i * width, width);                   \
     }                                                                                             \
     /* dh[i] = sum_c dout[i, c] W[idx[i, c]] (in order of c), then dW[idx[i, c]] += dout h[i]. */ \
     FASTNLP_CLONES static void gather_dot_backward_rows_##SUFFIX(                                 \
@@ -64,24 +47,17 @@
         }                                                                                         \
     }
 
-FASTNLP_SGNS_OPS(float, f32)
-FASTNLP_SGNS_OPS(double, f64)
+FASTNLP_SGNS_OPS(float, f32, f)
+FASTNLP_SGNS_OPS(double, f64, d)
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
 
-/* ----- the sampler: counter-based splitmix64, alias table, inverse-CDF fallback ----------- */
+/* ----- the sampler: splitmix64 draws (fastnlp/rng.h), alias table, inverse-CDF fallback --- */
 
 #define SGNS_ALIAS_ATTEMPTS 7
 #define SGNS_DRAWS_PER_SLOT 8
-
-static inline uint64_t sgns_draw(uint64_t seed, uint64_t counter) {
-    uint64_t z = seed + (counter + 1) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 static inline int64_t sgns_alias_pick(const int64_t* alias_prob, const int64_t* alias_index,
                                       uint64_t vocab, uint64_t d) {
@@ -116,9 +92,9 @@ static void sample_negatives_rows(const int64_t* alias_prob, const int64_t* alia
             const uint64_t base = (counter + (uint64_t)(i * sample_size + s)) * SGNS_DRAWS_PER_SLOT;
             int64_t w = t;
             for (int a = 0; a < SGNS_ALIAS_ATTEMPTS && w == t; ++a)
-                w = sgns_alias_pick(alias_prob, alias_index, (uint64_t)vocab, sgns_draw(seed, base + a));
+                w = sgns_alias_pick(alias_prob, alias_index, (uint64_t)vocab, fastnlp_splitmix64(seed, base + a));
             if (w == t)
-                w = sgns_excluding(cumulative, vocab, t, sgns_draw(seed, base + SGNS_ALIAS_ATTEMPTS));
+                w = sgns_excluding(cumulative, vocab, t, fastnlp_splitmix64(seed, base + SGNS_ALIAS_ATTEMPTS));
             out[i * sample_size + s] = w;
         }
     }

@@ -12,10 +12,10 @@ of outputs. The vector work of one centre word (CBOW mean, scores, gradients and
 updates) is one small C function, ``w2v_step``, written over two primitives: two dot products
 at once, and a weighted sum of rows taken 16 columns at a time, both with 4-lane vectors (GCC/
 Clang vector extensions; SSE on x86-64, NEON on arm64) so the contract's 16 partial sums and a
-16-column block stay in registers. On x86-64 the float step is compiled twice, for the build's
-baseline and for AVX2, and the AVX2 one is picked at import when the CPU has it (``SIMD`` tells
-which; ``use_simd`` switches, for tests): a wheel built for any x86-64 CPU still runs the
-wider code where it can. No BLAS: with D ~ 100 the call overhead of sdot/saxpy (gensim's
+16-column block stay in registers. The float step is compiled once per instruction set by the
+one dispatch mechanism of the compiled kernels (FASTNLP_CLONES, kernels/include/fastnlp/
+dispatch.h; ``SIMD`` names the clone this CPU runs): a wheel built for any x86-64 CPU still
+runs the wider code where it can. No BLAS: with D ~ 100 the call overhead of sdot/saxpy (gensim's
 route) is larger than the work. Measured on PTB (one thread, D = 100, CPU time), against the
 same algorithm as plain Cython loops left to GCC's auto-vectoriser: 1.35x (CBOW) and 1.5x
 (skip-gram); of that, AVX2 gives 5-8%.
@@ -28,7 +28,7 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.long cimport PyLong_AsLong
 from cpython.object cimport PyObject
 from cython cimport floating
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 import numpy as np
@@ -43,39 +43,22 @@ cdef extern from *:
     #include <math.h>
     #include <string.h>
 
-    /* The vector primitives, for float (_f) and double (_d), written for the contract's order:
-       a dot product sums x[j] * y[j] into 16 partial sums (j % 16) in order of j and then adds
-       them pairwise; a weighted sum accumulates g[i] * rows[i] over i from 0, then stores or
-       adds the result once. The scalar loops below are the definition (and the double version).
-       For float, GCC/Clang get four 4-lane vectors (SSE on x86-64, NEON on arm64: native width,
-       so the 16 partial sums stay in registers), which performs exactly the same operations. */
+    #include "fastnlp/dispatch.h"
+    #include "fastnlp/rng.h"
+    #include "fastnlp/simd.h"
 
-    static inline double w2v_tree_d(double* s) {
-        int k;
-        for (k = 0; k < 8; k++) s[k] = s[2 * k] + s[2 * k + 1];
-        for (k = 0; k < 4; k++) s[k] = s[2 * k] + s[2 * k + 1];
-        for (k = 0; k < 2; k++) s[k] = s[2 * k] + s[2 * k + 1];
-        return s[0] + s[1];
-    }
-    static inline float w2v_tree_f(float* s) {
-        int k;
-        for (k = 0; k < 8; k++) s[k] = s[2 * k] + s[2 * k + 1];
-        for (k = 0; k < 4; k++) s[k] = s[2 * k] + s[2 * k + 1];
-        for (k = 0; k < 2; k++) s[k] = s[2 * k] + s[2 * k + 1];
-        return s[0] + s[1];
-    }
+    /* The vector primitives, for float (_f) and double (_d), written for the contract's order:
+       a dot product is the lane dot of fastnlp/simd.h (16 partial sums j % 16 in order of j,
+       then added pairwise); a weighted sum accumulates g[i] * rows[i] over i from 0, then stores
+       or adds the result once. The scalar loops are the definition (and the double version).
+       For float, GCC/Clang get four 4-lane vectors (native width on every clone, so the 16
+       partial sums stay in registers), which performs exactly the same operations. */
 
     /* f[0] = x . y0 and, unless y1 is NULL, f[1] = x . y1 */
     static inline void w2v_dot2_d(const double* x, const double* y0, const double* y1, Py_ssize_t D,
                                   double* f) {
-        double s[16] = {0}, t[16] = {0};
-        Py_ssize_t j;
-        for (j = 0; j < D; j++) {
-            s[j % 16] += x[j] * y0[j];
-            if (y1) t[j % 16] += x[j] * y1[j];
-        }
-        f[0] = w2v_tree_d(s);
-        if (y1) f[1] = w2v_tree_d(t);
+        f[0] = fastnlp_lane_dot_d(x, y0, D);
+        if (y1) f[1] = fastnlp_lane_dot_d(x, y1, D);
     }
 
     /* out = sum_i g[i * g_stride] * rows[i] (add: out += that sum) */
@@ -121,8 +104,8 @@ cdef extern from *:
             s[k] += x[j + k] * y0[j + k];
             if (y1) t[k] += x[j + k] * y1[j + k];
         }
-        f[0] = w2v_tree_f(s);
-        if (y1) f[1] = w2v_tree_f(t);
+        f[0] = fastnlp_lane_tree_f(s);
+        if (y1) f[1] = fastnlp_lane_tree_f(t);
     }
 
     static inline void w2v_weighted_sum_f(float* out, const float* g, Py_ssize_t g_stride, float** rows,
@@ -152,14 +135,8 @@ cdef extern from *:
     }
     #else
     static inline void w2v_dot2_f(const float* x, const float* y0, const float* y1, Py_ssize_t D, float* f) {
-        float s[16] = {0}, t[16] = {0};
-        Py_ssize_t j;
-        for (j = 0; j < D; j++) {
-            s[j % 16] += x[j] * y0[j];
-            if (y1) t[j % 16] += x[j] * y1[j];
-        }
-        f[0] = w2v_tree_f(s);
-        if (y1) f[1] = w2v_tree_f(t);
+        f[0] = fastnlp_lane_dot_f(x, y0, D);
+        if (y1) f[1] = fastnlp_lane_dot_f(x, y1, D);
     }
     static inline void w2v_weighted_sum_f(float* out, const float* g, Py_ssize_t g_stride, float** rows,
                                           Py_ssize_t n, Py_ssize_t D, int add) {
@@ -226,37 +203,14 @@ cdef extern from *:
         }                                                                                       \\
     }
 
-    typedef void (*w2v_step_f_fn)(int, float**, Py_ssize_t, float**, const float*, Py_ssize_t, Py_ssize_t,
-                                  float, const float*, Py_ssize_t, float, float, float**, float*, float*,
-                                  float*, double*);
-    W2V_DEFINE_STEP(w2v_step_f_baseline, float, f, )
+    /* The float step is compiled for AVX2 and the baseline (three-operand VEX code, wider
+       auto-vectorised loops; no FMA, so both give the same roundings); the loader picks one.
+       Not for AVX-512: that clone ran 7-13% slower than the AVX2 one on an AVX-512 Xeon. */
+    W2V_DEFINE_STEP(w2v_step_f, float, f, FASTNLP_CLONES_UP_TO_AVX2)
     W2V_DEFINE_STEP(w2v_step_d, double, d, )
-    static w2v_step_f_fn w2v_step_f = w2v_step_f_baseline;
-    static const char* w2v_simd = "baseline";
-
-    /* x86-64: the same step compiled for AVX2 too (three-operand VEX code, wider auto-vectorised
-       loops; no FMA, so the same roundings), picked at import when the CPU has it. */
-    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    W2V_DEFINE_STEP(w2v_step_f_avx2, float, f, __attribute__((target("avx2"))))
-    static int w2v_has_avx2(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2");
-    }
-    #else
-    #define w2v_step_f_avx2 w2v_step_f_baseline
-    static int w2v_has_avx2(void) { return 0; }
-    #endif
-    /* Use the AVX2 step (when avx2 and the CPU has it) or the baseline one; 1 if done. */
-    static int w2v_select(int avx2) {
-        if (avx2 && !w2v_has_avx2()) return 0;
-        w2v_step_f = avx2 ? w2v_step_f_avx2 : w2v_step_f_baseline;
-        w2v_simd = avx2 ? "avx2" : "baseline";
-        return 1;
-    }
     """
-    int w2v_select(int avx2) nogil
-    int w2v_has_avx2() nogil
-    const char* w2v_simd
+    const char* fastnlp_isa_level(int with_avx512) nogil
+    uint64_t fastnlp_splitmix64(uint64_t seed, uint64_t counter) nogil
     void w2v_step_f(int sg, float** ctx, Py_ssize_t B, float** out, const float* label, Py_ssize_t O,
                     Py_ssize_t D, float alpha, const float* tables, Py_ssize_t n_table, float mx, float scale,
                     float** inputs, float* G, float* errors, float* h, double* loss) noexcept nogil
@@ -270,32 +224,18 @@ cdef extern from *:
     void w2v_weighted_sum_d(double* out, const double* g, Py_ssize_t g_stride, double** rows, Py_ssize_t n,
                             Py_ssize_t D, int add) noexcept nogil
 
-SIMD_LEVELS = ("baseline", "avx2") if w2v_has_avx2() else ("baseline",)
+# The clone of the float step the loader runs on this CPU (cf. gensim's FAST_VERSION): "avx2" or
+# "default" (fastnlp/dispatch.h). One clone runs per CPU, so it is the only level.
+SIMD = fastnlp_isa_level(0).decode()
+SIMD_LEVELS = (SIMD,)
 
 
 def use_simd(level):
-    """Run the float step compiled for ``level`` ("baseline": the build's target, or "avx2"
-    where the CPU has it; both give the same bits). Returns the level in use before."""
-    global SIMD
+    """Check that ``level`` is the clone this CPU runs (the loader picks it; there is no other
+    to switch to). Returns the level in use; ValueError for any other."""
     if level not in SIMD_LEVELS:
         raise ValueError(f"SIMD level {level!r} is not available here; available: {SIMD_LEVELS}")
-    before = SIMD
-    w2v_select(level == "avx2")
-    SIMD = w2v_simd.decode()
-    return before
-
-
-SIMD = None
-use_simd("avx2" if "avx2" in SIMD_LEVELS else "baseline")  # the widest this CPU runs (cf. gensim's FAST_VERSION)
-
-cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
-
-
-cdef inline uint64_t _draw(uint64_t seed, uint64_t counter) noexcept nogil:
-    cdef uint64_t z = seed + (counter + 1) * GOLDEN
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-    return z ^ (z >> 31)
+    return SIMD
 
 
 cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floating* syn1, Py_ssize_t D,
@@ -328,13 +268,13 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
             word = tokens[t]
             kept[n] = <int32_t>word
             kept_at[n] = t
-            n += <int64_t>(_draw(seed, t * stride) >> 32) < keep_below[word]
+            n += <int64_t>(fastnlp_splitmix64(seed, t * stride) >> 32) < keep_below[word]
         for i in range(n):
             center = kept[i]
             t = kept_at[i]
             trained += 1
             if shrink_windows:
-                reduced = 1 + <Py_ssize_t>(((_draw(seed, t * stride + 1) >> 32) * <uint64_t>window) >> 32)
+                reduced = 1 + <Py_ssize_t>(((fastnlp_splitmix64(seed, t * stride + 1) >> 32) * <uint64_t>window) >> 32)
             else:
                 reduced = window
             lo = i - reduced if i > reduced else 0
@@ -357,7 +297,7 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                 out_label[O] = one
                 O += 1
                 for k in range(negative):
-                    r = _draw(seed, t * stride + 2 + k)
+                    r = fastnlp_splitmix64(seed, t * stride + 2 + k)
                     column = <int64_t>(((r >> 32) * <uint64_t>n_alias) >> 32)
                     if <int64_t>(r & 0xFFFFFFFFULL) < alias_prob[column]:
                         sample = column
@@ -468,6 +408,7 @@ def word2vec_encode(list sentences, dict word_to_id):
     no Python call per token): about 4x faster, which matters in a first epoch or when a corpus
     is streamed from disk."""
     cdef Py_ssize_t total = 0, i = 0, k = 0
+    cdef long word_id
     cdef PyObject* value
     for sentence in sentences:
         total += len(sentence)
@@ -480,7 +421,11 @@ def word2vec_encode(list sentences, dict word_to_id):
             # borrowed reference; NULL: missing (an error, e.g. an unhashable token, is raised)
             value = PyDict_GetItemWithError(word_to_id, token)
             if value != NULL:
-                ids_view[k] = <int32_t>PyLong_AsLong(<object>value)
+                word_id = PyLong_AsLong(<object>value)
+                if word_id < 0 or word_id > INT32_MAX:  # a silent cast would train another row
+                    raise OverflowError(f"word_to_id[{token!r}] is {word_id}, outside the id range "
+                                        f"[0, 2**31) of int32 token ids")
+                ids_view[k] = <int32_t>word_id
                 k += 1
         ends_view[i] = k
         i += 1

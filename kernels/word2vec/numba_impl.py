@@ -17,20 +17,10 @@ bit-for-bit agreement with the reference.
 import numba
 import numpy as np
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+from .._numba_common import splitmix64
+
 _LOW32 = np.uint64(0xFFFFFFFF)
-_S27, _S30, _S31, _S32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
-_ONE64 = np.uint64(1)
-
-
-@numba.njit(inline="always")
-def _draw(seed, counter):
-    z = seed + (np.uint64(counter) + _ONE64) * _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
+_S32 = np.uint64(32)
 
 
 @numba.njit(inline="always")
@@ -158,14 +148,14 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
             word = tokens[t]
             kept[n] = word  # branch-free: write always, advance when kept
             kept_at[n] = t
-            if np.int64(_draw(seed, t * stride) >> _S32) < keep_below[word]:
+            if np.int64(splitmix64(seed, t * stride) >> _S32) < keep_below[word]:
                 n += 1
         for i in range(n):
             center = kept[i]
             t = kept_at[i]
             trained += 1
             if shrink_windows:
-                reduced = 1 + np.int64(((_draw(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
+                reduced = 1 + np.int64(((splitmix64(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
             else:
                 reduced = np.int64(window)
             B = 0
@@ -187,7 +177,7 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
                 out_label[O] = one
                 O += 1
                 for k in range(negative):
-                    r = _draw(seed, t * stride + 2 + k)
+                    r = splitmix64(seed, t * stride + 2 + k)
                     column = np.int64(((r >> _S32) * n_alias) >> _S32)
                     if np.int64(r & _LOW32) < alias_prob[column]:
                         sample = column

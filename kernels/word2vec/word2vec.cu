@@ -16,6 +16,8 @@
 // token range, so blocks never overlap), and each block owns `block_reals` reals and
 // `block_ints` ints laid out as below.
 
+#include "../include/fastnlp/rng.h"  // splitmix64; kernels/_cuda.py pastes it in for NVRTC
+
 typedef long long i64;
 typedef unsigned long long u64;
 
@@ -28,12 +30,6 @@ __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
 
-__device__ __forceinline__ u64 draw(u64 seed, u64 counter) {
-    u64 z = seed + (counter + 1ULL) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 template <typename T>
 __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens,
@@ -75,7 +71,7 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
             i64 n = 0;
             for (i64 t = start; t < end; t++) {
                 const int word = tokens[t];
-                if ((i64)(draw(seed, (u64)t * stride) >> 32) < keep_below[word]) {
+                if ((i64)(fastnlp_splitmix64(seed, (u64)t * stride) >> 32) < keep_below[word]) {
                     kept[start + n] = word;
                     kept_at[start + n] = t;
                     n++;
@@ -91,7 +87,7 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
                 const i64 center = kept[start + i], t = kept_at[start + i];
                 trained++;
                 const i64 reduced = shrink_windows
-                    ? 1 + (i64)(((draw(seed, (u64)t * stride + 1) >> 32) * (u64)window) >> 32) : window;
+                    ? 1 + (i64)(((fastnlp_splitmix64(seed, (u64)t * stride + 1) >> 32) * (u64)window) >> 32) : window;
                 const i64 lo = i > reduced ? i - reduced : 0;
                 const i64 hi = i + reduced + 1 < n ? i + reduced + 1 : n;
                 i64 B = 0, O = 0;
@@ -110,7 +106,7 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
                         out_label[O] = one;
                         O++;
                         for (i64 k = 0; k < negative; k++) {
-                            const u64 r = draw(seed, (u64)t * stride + 2 + (u64)k);
+                            const u64 r = fastnlp_splitmix64(seed, (u64)t * stride + 2 + (u64)k);
                             const i64 column = (i64)(((r >> 32) * (u64)n_alias) >> 32);
                             const i64 sample = (i64)(r & 0xFFFFFFFFULL) < alias_prob[column]
                                                    ? column : (i64)alias_index[column];

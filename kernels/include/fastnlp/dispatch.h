@@ -1,0 +1,31 @@
+/* The one instruction-set dispatch of the compiled kernels (C via Cython).
+ *
+ * A hot loop marked FASTNLP_CLONES is compiled once per instruction set in FASTNLP_ISA_LEVELS
+ * (GCC function multiversioning); the dynamic loader calls the widest clone this CPU runs,
+ * chosen once from cpuid. A portable build (no -march) thus still runs 512- or 256-bit code
+ * where the CPU has it. fastnlp_isa_level() names the clone the loader picks, with the same
+ * test GCC's resolver makes (for `fastnlp backends`, benchmarks and tests). Elsewhere (Clang,
+ * other architectures or systems) loops are compiled once for the build's target. */
+#ifndef FASTNLP_DISPATCH_H
+#define FASTNLP_DISPATCH_H
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FASTNLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* For a loop whose AVX-512 clone measured slower than its AVX2 one (word2vec's step, written
+ * over 4-lane vectors: 7-13% slower on a Xeon with AVX-512, bench/compare_word2vec.py). */
+#define FASTNLP_CLONES_UP_TO_AVX2 __attribute__((target_clones("avx2", "default")))
+/* The clone the loader runs here: of FASTNLP_CLONES (with_avx512 = 1) or of
+ * FASTNLP_CLONES_UP_TO_AVX2 (0). */
+static inline const char* fastnlp_isa_level(int with_avx512) {
+    __builtin_cpu_init();
+    if (with_avx512 && __builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+    return "default";
+}
+#else
+#define FASTNLP_CLONES
+#define FASTNLP_CLONES_UP_TO_AVX2
+static inline const char* fastnlp_isa_level(int with_avx512) { (void)with_avx512; return "default"; }
+#endif
+
+#endif /* FASTNLP_DISPATCH_H */
