@@ -198,7 +198,7 @@ def test_generation_greedy_sampled_skipped_and_state_restored():
     fastnlp.RnnlmTrainer(model, SGD(5.0)).fit(corpus[:-1], corpus[1:], max_epoch=4, batch_size=4, time_size=10,
                                               max_grad=0.5, progress=False)
     h = model.lstm_layer.h.copy()
-    greedy = model.generate(3, 12)
+    greedy = model.generate(3, 12, sampling="greedy")
     assert greedy[:5] == [3, 4, 5, 6, 7] and len(greedy) == 13  # it learnt the pattern
     np.testing.assert_array_equal(model.lstm_layer.h, h)
     assert model.generate([3], 12, sampling="sample", top_k=1, seed=5) == greedy
@@ -221,8 +221,11 @@ def test_generate_text_speaks_words():
     word_to_id = {w: i for i, w in enumerate(words)}
     id_to_word = dict(enumerate(words))
     model = Rnnlm(len(words), 4, 4, seed=0)
-    text = fastnlp.generate_text(model, "you say", word_to_id, id_to_word, length=10, skip_words=["hello"])
-    assert text.startswith("you say") and "hello" not in text and len(text.replace(".\n", " ").split()) == 12
+    for seed in range(5):  # sampled: with or without an <eos> (shown as a sentence end, ".\n")
+        text = fastnlp.generate_text(model, "you say", word_to_id, id_to_word, length=10, skip_words=["hello"],
+                                     seed=seed)
+        assert text.startswith("you say") and "hello" not in text and "<eos>" not in text
+        assert len(text.replace(".\n", " <eos>").split()) == 12
     with pytest.raises(KeyError, match="'bonjour'"):
         fastnlp.generate_text(model, "bonjour", word_to_id, id_to_word)
 

@@ -18,6 +18,7 @@ from ..layers.transformer import (LayerNorm, PositionalEncoding, TransformerDeco
                                   _positive_int, causal_mask, padding_mask)
 from .seq2seq import _greedy, _ids, _sample_size, _sizes, _start_ids
 from ..serialization import saveable
+from .simple import resolve_init
 
 
 @saveable
@@ -26,10 +27,18 @@ class Transformer:
     task to over 99% in a few epochs (bench/train_seq2seq.py).
 
     The sizes are Python or NumPy integers; ``n_heads`` must divide ``d_model``. ``pad_id``: None
-    or an id in the vocabulary."""
+    or an id in the vocabulary.
+
+    ``init``: ``"scaled"`` (the default, ``None``): embedding tables N(0, 1/d_model), which the
+    sqrt(d_model) scaling before the positions brings to unit size; Glorot-scaled attention
+    weights, He-scaled first feed-forward weight, N(0, 1/fan_in) otherwise, zero biases, unit
+    LayerNorm gains. ``"book"``: the book's embedding scale, tables N(0, 0.01^2) (so the token
+    signal starts well below the positional one); everything else as ``"scaled"``, with the same
+    draws. The book has no Transformer: this is for comparison with its recurrent models."""
 
     def __init__(self, vocab_size, d_model: int = 64, n_heads: int = 4, d_ff: int = 128, n_layers: int = 2,
-                 pad_id: int | None = None, seed=None, dtype=np.float32):
+                 pad_id: int | None = None, seed=None, dtype=np.float32, init: str | None = None):
+        self.init = resolve_init(init, "scaled", "Transformer")
         V, D, F = _sizes(vocab_size, d_model, d_ff)
         if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
             raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
@@ -43,8 +52,10 @@ class Transformer:
                 raise ValueError(f"Transformer: pad_id {pad_id} is outside the vocabulary of {V}")
             pad_id = int(pad_id)
         rng = np.random.default_rng(seed)
-        # Embeddings N(0, 1/D): unit size once PositionalEncoding scales them by sqrt(D).
-        embed = lambda: (rng.standard_normal((V, D)) / np.sqrt(D)).astype(dtype)  # noqa: E731
+        # Embeddings N(0, 1/D): unit size once PositionalEncoding scales them by sqrt(D) (the
+        # book's N(0, 0.01^2) with init="book").
+        embed_scale = np.sqrt(D) if self.init == "scaled" else 100
+        embed = lambda: (rng.standard_normal((V, D)) / embed_scale).astype(dtype)  # noqa: E731
         self.src_embed, self.tgt_embed = TimeEmbedding(embed()), TimeEmbedding(embed())
         self.src_position, self.tgt_position = PositionalEncoding(D, np.sqrt(D)), PositionalEncoding(D, np.sqrt(D))
         self.encoder_blocks = [TransformerEncoderBlock.random(D, n_heads, F, rng, dtype) for _ in range(n_layers)]

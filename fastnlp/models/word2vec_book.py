@@ -11,7 +11,12 @@
   a batch touched (with ``optim.Adam(lazy=True)`` or SGD, see optim's docstring).
 
 ``word_vecs`` is W_in (V, hidden), as in the book. ``seed`` fixes the initial weights and the
-negative sampler.
+negative sampler. ``init`` chooses the initial weights: ``"book"`` (the default, ``None``) is the
+book's, value for value: W_in and W_out N(0, 0.01^2). ``"scaled"`` takes the same draws with W_in,
+a table of word vectors looked up, N(0, 1) (PyTorch's ``nn.Embedding``) and W_out, which scores a
+hidden vector of ``hidden_size`` numbers, N(0, 1/hidden_size), so the first scores have about
+unit spread. The book's small weights suit word2vec (the scores start near 0 and the vectors
+grow as they learn), so it stays the default; ``"scaled"`` is there for comparison.
 """
 from __future__ import annotations
 
@@ -23,10 +28,16 @@ from ..kernels.validate import check_ids
 from ..layers import Embedding, MatMul, NegativeSamplingLoss, SoftmaxWithLoss
 from ..layers.base import check_input
 from ..serialization import saveable
+from .simple import resolve_init
 
 
-def _weights(rng, shape, dtype):
-    return (0.01 * rng.standard_normal(shape)).astype(dtype)
+def _weights(rng, shape, dtype, init="book", fan_in=None):
+    """N(0, 0.01^2) (``"book"``); with ``"scaled"``, N(0, 1) for a table (``fan_in`` None) or
+    N(0, 1/fan_in) for weights that score a hidden vector. The same draws either way."""
+    draw = rng.standard_normal(shape)
+    if init == "book":
+        return (0.01 * draw).astype(dtype)
+    return (draw if fan_in is None else draw / np.sqrt(fan_in)).astype(dtype)
 
 
 def _sampler_seed(rng):
@@ -97,13 +108,14 @@ class SimpleCBOW:
     ``forward(contexts, target)``: contexts one-hot (N, 2 * window_size, V) of any real dtype,
     target one-hot (N, V) or ids (N,) (``convert_one_hot`` of ``create_contexts_target``'s
     output). Lists work as arrays; every input is checked (dtype, shape, range) before any
-    layer runs."""
+    layer runs. ``init``: ``"book"`` (default) or ``"scaled"``, see the module's docstring."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int = 1, seed: int | None = None,
-                 dtype=np.float32):
+                 dtype=np.float32, init: str | None = None):
+        self.init = resolve_init(init, "book", type(self).__name__)
         rng = np.random.default_rng(seed)
-        W_in = _weights(rng, (vocab_size, hidden_size), dtype)
-        W_out = _weights(rng, (hidden_size, vocab_size), dtype)
+        W_in = _weights(rng, (vocab_size, hidden_size), dtype, self.init)
+        W_out = _weights(rng, (hidden_size, vocab_size), dtype, self.init, fan_in=hidden_size)
         self.window_size = window_size
         self.in_layers = [MatMul(W_in) for _ in range(2 * window_size)]
         self.out_layer = MatMul(W_out)
@@ -150,13 +162,15 @@ class SimpleSkipGram:
 
     ``forward(contexts, target)``: target one-hot (N, V); contexts one-hot (N, 2 * window_size, V)
     or ids (N, 2 * window_size) (``convert_one_hot`` of ``create_contexts_target``'s output, as in
-    the book, or the contexts left as ids)."""
+    the book, or the contexts left as ids). ``init``: ``"book"`` (default) or ``"scaled"``, see the
+    module's docstring."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int = 1, seed: int | None = None,
-                 dtype=np.float32):
+                 dtype=np.float32, init: str | None = None):
+        self.init = resolve_init(init, "book", type(self).__name__)
         rng = np.random.default_rng(seed)
-        W_in = _weights(rng, (vocab_size, hidden_size), dtype)
-        W_out = _weights(rng, (hidden_size, vocab_size), dtype)
+        W_in = _weights(rng, (vocab_size, hidden_size), dtype, self.init)
+        W_out = _weights(rng, (hidden_size, vocab_size), dtype, self.init, fan_in=hidden_size)
         self.window_size = window_size
         self.in_layer = MatMul(W_in)
         self.out_layer = MatMul(W_out)
@@ -203,10 +217,11 @@ class _NegativeSamplingModel:
     """What CBOW and SkipGram share: W_in behind an Embedding, W_out behind NegativeSamplingLoss."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int, corpus, sample_size: int = 5,
-                 power: float = 0.75, seed: int | None = None, dtype=np.float32):
+                 power: float = 0.75, seed: int | None = None, dtype=np.float32, init: str | None = None):
+        self.init = resolve_init(init, "book", type(self).__name__)
         rng = np.random.default_rng(seed)
-        W_in = _weights(rng, (vocab_size, hidden_size), dtype)
-        W_out = _weights(rng, (vocab_size, hidden_size), dtype)
+        W_in = _weights(rng, (vocab_size, hidden_size), dtype, self.init)
+        W_out = _weights(rng, (vocab_size, hidden_size), dtype, self.init, fan_in=hidden_size)
         self.window_size = window_size
         self.in_layer = Embedding(W_in)
         self.ns_loss = NegativeSamplingLoss(W_out, corpus, power=power, sample_size=sample_size,
@@ -245,7 +260,8 @@ class CBOW(_NegativeSamplingModel):
 
     ``forward(contexts, target)``: context ids (N, 2 * window_size), target ids (N,)
     (``create_contexts_target``'s output); the loss is the book's (positive plus ``sample_size``
-    negatives, each a mean over the batch)."""
+    negatives, each a mean over the batch). ``init``: ``"book"`` (default) or ``"scaled"``, see the
+    module's docstring."""
 
     def forward(self, contexts, target):
         contexts, target = self._batch(contexts, target, "CBOW.forward")
@@ -265,7 +281,7 @@ class CBOW(_NegativeSamplingModel):
 class SkipGram(_NegativeSamplingModel):
     """Chapter 4's skip-gram: the target's W_in row against each of the 2 * window_size context
     words and their negatives; the loss is the sum over context positions of the book's loss.
-    ``forward(contexts, target)`` as CBOW's."""
+    ``forward(contexts, target)`` as CBOW's; ``init`` too."""
 
     def forward(self, contexts, target):
         contexts, target = self._batch(contexts, target, "SkipGram.forward")
