@@ -4,6 +4,7 @@ rate decay of BetterRnnlm), ``eval_perplexity`` and ``generate_text``.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -30,7 +31,7 @@ class RnnlmTrainer:
     are found once (``fastnlp.optim.TiedParams``) and updated once per step.
 
     After ``fit``, ``ppl_list`` holds the training perplexity of every ``eval_interval``
-    iterations. ``save_checkpoint`` / ``load_checkpoint`` store and restore everything the next
+    iterations (``plot`` draws it). ``save_checkpoint`` / ``load_checkpoint`` store and restore everything the next
     iterations depend on (parameters, optimizer state, hidden state, position in the corpus,
     dropout generators), so a ``fit`` interrupted and resumed from a checkpoint gives the same
     losses as one that was never stopped.
@@ -68,14 +69,16 @@ class RnnlmTrainer:
         return x[idx], t[idx]
 
     def fit(self, xs, ts, max_epoch: int = 10, batch_size: int = 20, time_size: int = 35,
-            max_grad: float | None = None, eval_interval: int | None = 20, progress: bool = True,
+            max_grad: float | None = None, eval_interval: int | None = 20, progress=True,
             checkpoint=None, checkpoint_interval: int | None = None):
         """Train for ``max_epoch`` epochs of ``len(xs) // (batch_size * time_size)`` iterations.
 
         ``xs`` and ``ts`` are 1-D integer id arrays of one length (ts is xs shifted by one), ids
         in the model's vocabulary. ``max_grad`` clips the global gradient norm. Every
-        ``eval_interval`` iterations the mean perplexity of those iterations is appended to
-        ``ppl_list`` and shown in the progress bar. With ``checkpoint`` (a path) the state is
+        ``eval_interval`` iterations (None: once per epoch, as in ``Trainer.fit``) the mean
+        perplexity of those iterations is appended to ``ppl_list`` and shown in the progress
+        report (``progress``: True for stderr, False for silence, or a text stream; see
+        ``fastnlp.trainer.progress_bar``). With ``checkpoint`` (a path) the state is
         saved there every ``checkpoint_interval`` iterations (default: once per epoch); after
         ``load_checkpoint`` the next ``fit`` with the same arguments continues where the saved
         one stopped. Returns ``ppl_list``.
@@ -99,8 +102,8 @@ class RnnlmTrainer:
             raise ValueError(f"the corpus of {len(xs)} ids is shorter than one batch of batch_size x time_size = "
                              f"{batch_size} x {time_size} = {batch_size * time_size} ids; "
                              "lower time_size or batch_size")
-        if eval_interval is not None:
-            eval_interval = check_positive_int("eval_interval", eval_interval)
+        # None means once per epoch, as in Trainer.fit: the same word, the same meaning.
+        eval_interval = max_iters if eval_interval is None else check_positive_int("eval_interval", eval_interval)
         if checkpoint_interval is not None:
             checkpoint_interval = check_positive_int("checkpoint_interval", checkpoint_interval)
         settings = {"max_epoch": max_epoch, "batch_size": batch_size, "time_size": time_size,
@@ -116,17 +119,18 @@ class RnnlmTrainer:
         self._resuming = False
         self.eval_interval = eval_interval
         run = self._run
-        bar = progress_bar(max_epoch * max_iters, progress, initial=run["epoch"] * max_iters + run["iteration"])
+        bar = progress_bar(max_epoch * max_iters, progress, initial=run["epoch"] * max_iters + run["iteration"],
+                           unit="it", desc="RnnlmTrainer", epoch_size=max_iters)
         try:
             while run["epoch"] < max_epoch:
                 while run["iteration"] < max_iters:
                     self._step(xs, ts, batch_size, time_size, max_grad, run)
                     run["iteration"] += 1
-                    if eval_interval is not None and run["loss_count"] >= eval_interval:
+                    if run["loss_count"] >= eval_interval:
                         ppl = math.exp(run["loss_sum"] / run["loss_count"])
                         self.ppl_list.append(ppl)
                         run["loss_sum"], run["loss_count"] = 0.0, 0
-                        bar.set_postfix(epoch=self.current_epoch + 1, ppl=f"{ppl:.2f}")
+                        bar.set_postfix(epoch=self.current_epoch + 1, ppl=ppl)
                     bar.update(1)
                     done = run["epoch"] * max_iters + run["iteration"]
                     if checkpoint is not None and checkpoint_interval is not None and done % checkpoint_interval == 0:
@@ -161,12 +165,33 @@ class RnnlmTrainer:
         run["loss_sum"] += loss
         run["loss_count"] += 1
 
+    def plot(self, path=None, ylim=None):
+        """The book's figure: training perplexity against iterations, as a matplotlib Figure,
+        also saved to ``path`` when given (atomically, in the format of its suffix: ``.png``,
+        ``.pdf``, ``.svg``, ...; a bad suffix is refused before anything is drawn). ``ylim``:
+        (bottom, top) of the perplexity axis. Needs matplotlib: pip install 'fastnlp[plot]'."""
+        from .plot import check_figure_path, new_figure, save_figure
+
+        if path is not None:
+            check_figure_path(path, "the perplexity curve")
+        fig = new_figure("RnnlmTrainer.plot")
+        ax = fig.subplots()
+        ax.plot(np.arange(len(self.ppl_list)), self.ppl_list, label="train")
+        ax.set_xlabel(f"iterations (x{self.eval_interval})" if self.eval_interval else "iterations")
+        ax.set_ylabel("perplexity")
+        ax.set_title("training perplexity")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        if path is not None:
+            save_figure(fig, path, "the perplexity curve")
+        return fig
+
     # ----- validation-driven learning-rate decay (the book's train_better_rnnlm.py) -----------
 
     def fit_with_lr_decay(self, xs, ts, valid_corpus, max_epoch: int = 40, batch_size: int = 20,
                           time_size: int = 35, max_grad: float | None = 0.25, lr_decay: float = 4.0,
                           eval_batch_size: int = 10, best_params=None, eval_interval: int | None = 20,
-                          progress: bool = True, checkpoint=None, checkpoint_interval: int | None = None):
+                          progress=True, checkpoint=None, checkpoint_interval: int | None = None):
         """The book's BetterRnnlm schedule: each epoch, one ``fit`` epoch, then the perplexity of
         ``valid_corpus``; a new best is saved to ``best_params`` (a path, via
         ``fastnlp.save_params``), otherwise the learning rate is divided by ``lr_decay``.
@@ -326,6 +351,9 @@ def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) ->
     saved_state = model.get_state() if hasattr(model, "get_state") else None
     dropout_layers = getattr(model, "dropout_layers", [])
     saved_modes = [layer.training for layer in dropout_layers]
+    # Asked once, not found out by calling forward and catching TypeError: that swallowed real
+    # errors raised inside forward and ran it twice, advancing the hidden state twice.
+    evaluation_flag = _forward_takes_train_flg(model)
     model.reset_state()
     total = 0.0
     try:
@@ -333,10 +361,7 @@ def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) ->
             offsets = iters * time_size + np.arange(batch_size) * jump
             idx = (offsets[:, None] + np.arange(time_size)) % corpus_size
             xs, ts = corpus[idx], corpus[(idx + 1) % corpus_size]
-            try:
-                loss = model.forward(xs, ts, train_flg=False)
-            except TypeError:
-                loss = model.forward(xs, ts)
+            loss = model.forward(xs, ts, train_flg=False) if evaluation_flag else model.forward(xs, ts)
             total += float(loss)
     finally:
         if saved_state is not None:
@@ -346,17 +371,45 @@ def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) ->
     return math.exp(total / max_iters)
 
 
-def generate_text(model, start, word_to_id, id_to_word, length: int = 100, skip_words=None, **kwargs) -> str:
+_TAKES_TRAIN_FLG: dict = {}  # model class -> whether its forward accepts train_flg=
+
+
+def _forward_takes_train_flg(model) -> bool:
+    """Whether ``model.forward`` accepts ``train_flg=`` (BetterRnnlm's switch for dropout), from
+    its signature, cached per model class (unless the instance carries its own forward)."""
+    own = "forward" in getattr(model, "__dict__", {})
+    if not own and type(model) in _TAKES_TRAIN_FLG:
+        return _TAKES_TRAIN_FLG[type(model)]
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a compiled forward): call it plainly
+        takes = False
+    else:
+        takes = any(p.name == "train_flg" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                    or p.kind == p.VAR_KEYWORD for p in parameters)
+    if not own:
+        _TAKES_TRAIN_FLG[type(model)] = takes
+    return takes
+
+
+def generate_text(model, start, word_to_id, id_to_word, length: int = 100, skip_words=None,
+                  sampling: str = "sample", temperature: float = 1.0, top_k: int | None = None,
+                  seed: int | None = None) -> str:
     """Words generated by ``model.generate`` after ``start`` (a word, or words separated by
     spaces, or a list of words), joined by spaces with each ``<eos>`` shown as a sentence end,
-    as the book prints them. ``skip_words`` (e.g. ``["<unk>", "N"]``) are never produced; other
-    keywords (sampling, temperature, top_k, seed) go to ``generate``."""
+    as the book prints them. ``skip_words`` (e.g. ``["<unk>", "N"]``) are never produced.
+
+    As in the book, each next word is drawn from the model's distribution
+    (``sampling="sample"``, softened or sharpened by ``temperature``, restricted to the
+    ``top_k`` most probable words when given, repeatable with ``seed``); ``sampling="greedy"``
+    takes the most probable word every time, which tends to repeat itself ("the the the")."""
     words = start.split() if isinstance(start, str) else list(start)
     unknown = [w for w in list(words) + list(skip_words or []) if w not in word_to_id]
     if unknown:
         raise KeyError(f"word {unknown[0]!r} is not in the vocabulary")
     skip_ids = [word_to_id[w] for w in skip_words] if skip_words else None
-    ids = model.generate([word_to_id[w] for w in words], length, skip_ids=skip_ids, **kwargs)
+    ids = model.generate([word_to_id[w] for w in words], length, skip_ids=skip_ids, sampling=sampling,
+                         temperature=temperature, top_k=top_k, seed=seed)
     return " ".join(id_to_word[int(i)] for i in ids).replace(" <eos>", ".\n")
 
 

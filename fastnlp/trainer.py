@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numpy as np
@@ -25,9 +26,14 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
 
     def fit(self, x, t, max_epoch: int = 10, batch_size: int = 32, max_grad: float | None = None,
-            eval_interval: int | None = 20, progress: bool = True):
+            eval_interval: int | None = 20, progress=True):
         """Shuffle each epoch, step the optimizer per batch, record the mean loss every
-        ``eval_interval`` iterations (None: once per epoch). Returns the loss history.
+        ``eval_interval`` iterations (None: once per epoch, as in ``RnnlmTrainer.fit``).
+        Returns the loss history.
+
+        ``progress``: True reports on stderr (a bar with iterations/s and the time left on a
+        terminal, one line per epoch in a log file, and a summary line at the end), False is
+        silent, a text stream reports there (see ``fastnlp.trainer.progress_bar``).
 
         ``max_epoch``, ``batch_size`` and ``eval_interval`` are positive integers; ``max_grad``
         (clip the global gradient norm to it) positive and finite. A ``batch_size`` above the
@@ -55,9 +61,9 @@ class Trainer:
         interval = iters_per_epoch if eval_interval is None else check_positive_int("eval_interval", eval_interval)
         interval = min(interval, max_epoch * iters_per_epoch)
         self.eval_interval = interval
-        bar = progress_bar(max_epoch * iters_per_epoch, progress)
+        bar = progress_bar(max_epoch * iters_per_epoch, progress, unit="it", desc="Trainer",
+                           epoch_size=iters_per_epoch)
         total_loss, loss_count = 0.0, 0
-        start = time.time()
         try:
             for epoch in range(max_epoch):
                 order = self.rng.permutation(n)
@@ -73,8 +79,7 @@ class Trainer:
                     if loss_count == interval:
                         self.loss_list.append(total_loss / loss_count)
                         total_loss, loss_count = 0.0, 0
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{self.loss_list[-1]:.4f}",
-                                        time=f"{time.time() - start:.0f}s")
+                        bar.set_postfix(epoch=epoch + 1, loss=self.loss_list[-1])
                     bar.update(1)
         finally:
             bar.close()
@@ -104,6 +109,7 @@ class Trainer:
         ax.plot(np.arange(len(self.loss_list)), self.loss_list, label="train")
         ax.set_xlabel(f"iterations (x{self.eval_interval})")
         ax.set_ylabel("loss")
+        ax.set_title("training loss")
         if ylim is not None:
             ax.set_ylim(*ylim)
         if path is not None:
@@ -112,20 +118,158 @@ class Trainer:
 
 
 class _NoBar:
+    """What ``progress=False`` gets: a progress report that says nothing."""
+
     def update(self, n=1):
         pass
 
     def set_postfix(self, **kwargs):
         pass
 
+    def end_epoch(self, epoch, **values):
+        pass
+
     def close(self):
         pass
 
 
-def progress_bar(total, enabled, initial=0):
-    """A tqdm bar over ``total`` iterations starting at ``initial``, or a silent stand-in."""
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
+class Progress:
+    """How far a training run is, on ``stream`` (default: stderr).
 
-    return tqdm(total=total, initial=initial, unit="it", leave=False)
+    On a terminal (or in a notebook) a tqdm bar shows the count, the throughput (``unit``/s)
+    and the time left, and vanishes when the run ends; anywhere else (a log file, a pipe) it
+    writes one plain line per epoch instead of carriage-return redraws. Either way ``close``
+    leaves one summary line: the count, the time, the throughput and the last values given
+    to ``set_postfix`` (the loss, say).
+
+    ``epoch_size``: units per epoch, for a line at the end of each (or call ``end_epoch``);
+    ``epoch_offset`` and ``epochs`` number the epochs when the report covers part of a longer
+    schedule.
+    """
+
+    def __init__(self, total, *, initial=0, unit="it", desc="training", epoch_size=None, epoch_offset=0,
+                 epochs=None, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.total, self.n, self.initial = total, initial, initial
+        self.unit, self.desc = unit, desc
+        self.epoch_size = epoch_size or None
+        self.epoch_offset = epoch_offset
+        self.epochs = epochs if epochs is not None or not self.epoch_size else \
+            epoch_offset + -(-total // self.epoch_size)
+        self.postfix: dict = {}
+        self.start = time.perf_counter()
+        self._closed = False
+        self._bar = None
+        if _interactive(self.stream):
+            from tqdm import tqdm
+            from tqdm.auto import tqdm as auto_tqdm
+
+            bar_class = tqdm if _isatty(self.stream) else auto_tqdm  # auto: a notebook widget
+            self._bar = bar_class(total=total, initial=initial, unit=unit, desc=desc, leave=False, file=self.stream,
+                                  unit_scale=unit != "it", smoothing=0.1, dynamic_ncols=True)
+
+    def update(self, n=1):
+        before, self.n = self.n, self.n + n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.epoch_size and self.n // self.epoch_size > before // self.epoch_size:
+            self._epoch_line(self.n // self.epoch_size)
+
+    def end_epoch(self, epoch, **values):
+        """Record ``values`` (an epoch's loss, known only once it is over) and, off a terminal,
+        write the line of ``epoch`` (counted from 1 within this report): for callers that make
+        no ``epoch_size`` lines because their values come after the epoch's last ``update``."""
+        self.set_postfix(**values)
+        if self._bar is None:
+            self._epoch_line(epoch)
+
+    def _epoch_line(self, epoch):
+        self._write(f"{self.desc} epoch {self.epoch_offset + epoch}/{self.epochs}: "
+                    f"{_count(self.n)}/{_count(self.total)} {self.unit}, {self._timing(eta=True)}{self._values()}")
+
+    def set_postfix(self, **values):
+        self.postfix.update(values)
+        if self._bar is not None:
+            self._bar.set_postfix({k: _shown(v) for k, v in self.postfix.items()}, refresh=False)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.close()
+        done = self.n - self.initial
+        stopped = "" if self.n >= self.total else f" (stopped at {_count(self.n)}/{_count(self.total)})"
+        self._write(f"{self.desc}: {_count(done)} {self.unit} in {self._timing()}{stopped}{self._values()}")
+
+    # ----- formatting -------------------------------------------------------------------------
+    def _timing(self, eta=False):
+        elapsed = time.perf_counter() - self.start
+        rate = (self.n - self.initial) / elapsed if elapsed > 0 else float("inf")
+        text = f"{_duration(elapsed)}, {_count(rate)} {self.unit}/s"
+        if eta and rate > 0 and self.n < self.total:
+            text += f", ETA {_duration((self.total - self.n) / rate)}"
+        return text
+
+    def _values(self):
+        return "".join(f", {k} {_shown(v)}" for k, v in self.postfix.items() if k != "epoch")
+
+    def _write(self, line):
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream must not stop the training
+            pass
+
+
+def _isatty(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _interactive(stream):
+    """A terminal, or the notebook's own stderr/stdout (where tqdm.auto draws a widget)."""
+    if _isatty(stream):
+        return True
+    return "ipykernel" in sys.modules and stream in (sys.stderr, sys.stdout)
+
+
+def _shown(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _count(x):
+    """1234567 -> '1.23M', 12345 -> '12.3k', 97.61 -> '97.6', 12 -> '12'."""
+    if x == float("inf"):
+        return "inf"
+    for limit, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if x >= limit:
+            return f"{x / scale:.3g}{suffix}"
+    if isinstance(x, float) and x != int(x):
+        return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+    return str(int(x))
+
+
+def _duration(seconds):
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+def progress_bar(total, enabled, initial=0, **options):
+    """A :class:`Progress` over ``total`` units starting at ``initial``, or a silent stand-in.
+
+    ``enabled``: True (report on stderr), False (silent: what a CLI's ``--quiet`` passes,
+    ``progress=not args.quiet``) or a text stream to report on (``sys.stdout``, a log file).
+    ``options`` go to :class:`Progress` (unit, desc, epoch_size, ...)."""
+    if enabled is None or enabled is False:
+        return _NoBar()
+    stream = None if enabled is True else enabled
+    if stream is not None and not callable(getattr(stream, "write", None)):
+        raise TypeError(f"progress must be True, False or a text stream to write to, got {enabled!r}")
+    return Progress(total, initial=initial, stream=stream, **options)

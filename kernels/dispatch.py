@@ -27,6 +27,8 @@ HOST_BACKENDS = CPU_BACKENDS + LIBRARY_BACKENDS
 # When one name is asked for (get_backend without a choice): Cython needs no JIT warm-up (Numba
 # spends ~0.3 s per kernel per process loading its cache), which matters for one-shot jobs.
 _DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
+# Not a backend: the choice of none, each op on its own measured fastest backend (the default).
+AUTO = "auto"
 
 
 class BackendUnavailableError(RuntimeError):
@@ -78,8 +80,8 @@ def _probe(name: str) -> str | None:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or name.lower() not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(name, str) or name.lower() not in BACKENDS + (AUTO,):
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS + (AUTO,))}")
     return name.lower()
 
 
@@ -89,6 +91,8 @@ def available_backends() -> dict[str, str | None]:
 
 
 def _require(name: str) -> None:
+    if name == AUTO:
+        return
     reason = backend_reason(name)
     if reason is not None:
         raise BackendUnavailableError(f"backend {name!r} is not available: {reason}")
@@ -103,7 +107,8 @@ def default_backend() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Select the backend for all later op calls (raises if it cannot load here)."""
+    """Select the backend for all later op calls (raises if it cannot load here); ``"auto"``
+    gives every op its own measured fastest backend again, whatever ``FASTNLP_BACKEND`` says."""
     global _selected
     name = _check_name(name)
     _require(name)
@@ -112,19 +117,18 @@ def set_backend(name: str) -> None:
 
 def chosen_backend() -> str | None:
     """The backend the user chose (block, setter or environment), or None for per-op defaults."""
-    scoped = _scoped.get()
-    if scoped is not None:
-        return scoped
-    if _selected is not None:
-        return _selected
-    return _environment_choice()
+    choice = _scoped.get()
+    if choice is None:
+        choice = _selected if _selected is not None else _environment_choice()
+    return None if choice == AUTO else choice
 
 
 def get_backend() -> str:
-    """The backend chosen (block, setter, environment), else ``default_backend()``: one name.
-    Without a choice each op runs on its own measured backend; ``registry.resolved_backends()``
-    says where every op actually runs."""
-    return chosen_backend() or default_backend()
+    """The backend chosen (block, setter, environment), else ``"auto"``: without a choice each
+    op runs on its own measured fastest backend, so no single name would be true;
+    ``registry.resolved_backends()`` says where every op runs. Either value can be handed back
+    to ``set_backend`` / ``use_backend``."""
+    return chosen_backend() or AUTO
 
 
 _UNSET = object()

@@ -10,6 +10,15 @@ CPU_AVAILABLE = [name for name in AVAILABLE if name in fastnlp.kernels.dispatch.
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def backend_choice_restored():
+    """A test that chooses a backend for the process (``fastnlp --backend numpy ...`` run
+    in-process calls set_backend) must not choose it for the tests after it."""
+    saved = fastnlp.kernels.dispatch._selected
+    yield
+    fastnlp.kernels.dispatch._selected = saved
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_user_cache(tmp_path_factory):
     """Token caches and any download target go to a temporary folder, never the user's cache."""

@@ -25,6 +25,21 @@ def test_default_is_a_compiled_cpu_backend_when_one_loads():
         assert default in compiled
 
 
+def test_without_a_choice_get_backend_says_auto_and_auto_undoes_a_choice(monkeypatch):
+    monkeypatch.setattr(dispatch, "_selected", None)
+    monkeypatch.setattr(dispatch, "_env_choice", "numpy")  # as if FASTNLP_BACKEND=numpy
+    assert fastnlp.get_backend() == "numpy"
+    fastnlp.set_backend("auto")
+    assert fastnlp.get_backend() == "auto" and dispatch.chosen_backend() is None
+    with fastnlp.use_backend("numba"):
+        assert fastnlp.get_backend() == "numba"
+        with fastnlp.use_backend("AUTO"):
+            assert dispatch.chosen_backend() is None
+    monkeypatch.setattr(dispatch, "_env_choice", None)
+    monkeypatch.setattr(dispatch, "_selected", None)
+    assert fastnlp.get_backend() == "auto"
+
+
 def test_set_backend_and_context_manager_restore():
     before = fastnlp.get_backend()
     with fastnlp.use_backend("numpy"):

@@ -117,8 +117,10 @@ def test_constructor_keeps_accepting_real_dtypes(dtype, stored):
 def test_complex_query_vector_is_refused(random_wv):
     with pytest.raises(TypeError, match="query vector must hold real numbers .* got dtype complex"):
         random_wv.most_similar(random_wv["w1"] + 1j)
-    with pytest.raises(TypeError, match="query 1 must hold real numbers"):
+    with pytest.raises(TypeError, match="positive item 1 must hold real numbers"):
         random_wv.most_similar(["w1", random_wv["w1"] + 1j])
+    with pytest.raises(TypeError, match="query 0 must hold real numbers"):
+        random_wv.most_similar(np.stack([random_wv["w1"], random_wv["w1"] + 1j]))
 
 
 # ----- norms at extreme magnitudes ------------------------------------------------------------------
@@ -218,7 +220,8 @@ def test_most_similar_vector_query_does_not_exclude_anything(random_wv):
 
 
 def test_batch_equals_single_queries(random_wv):
-    queries = ["w3", "w40", random_wv["w77"], "w499"]
+    """A 2-D array is one query per row (issue 17), answered by one matrix product."""
+    queries = np.stack([random_wv["w3"], random_wv["w40"] * 7, random_wv["w77"], random_wv["w499"]])
     batch = random_wv.most_similar(queries, top=7, exclude=["w1"])
     assert len(batch) == 4
     for query, result in zip(queries, batch):
@@ -227,6 +230,7 @@ def test_batch_equals_single_queries(random_wv):
         np.testing.assert_allclose([s for _, s in result], [s for _, s in single], rtol=1e-6)
     matrix_batch = random_wv.most_similar(random_wv.vectors[:3], top=2)
     assert [r[0][0] for r in matrix_batch] == ["w0", "w1", "w2"]
+    assert random_wv.most_similar(random_wv.vectors[:0], top=2) == []
 
 
 def test_exclude(random_wv):
@@ -246,7 +250,7 @@ def test_exclude_accepts_any_iterable_of_words(random_wv, make):
     expected = random_wv.most_similar("w9", top=3, exclude=dropped)
     assert not set(dropped) & {w for w, _ in expected}
     assert random_wv.most_similar("w9", top=3, exclude=make(dropped)) == expected
-    assert random_wv.most_similar(["w9"], top=3, exclude=make(dropped)) == [expected]
+    assert random_wv.most_similar(["w9"], top=3, exclude=make(dropped)) == expected
     assert random_wv.most_similar("w9", top=3, exclude=np.array([], dtype=str)) == random_wv.most_similar("w9", top=3)
 
 
@@ -282,9 +286,13 @@ def test_similarity_is_cosine(random_wv):
 
 @pytest.mark.parametrize("top", [float("nan"), 2.5, 0, -3, True, "3", None])
 def test_top_must_be_a_positive_integer(random_wv, top):
-    """NaN compares False with everything: top=nan used to return the whole vocabulary."""
-    with pytest.raises(ValueError, match="top must be a positive integer"):
-        random_wv.most_similar("w1", top=top)
+    """NaN compares False with everything: top=nan used to return the whole vocabulary.
+    (most_similar's top=None is gensim's topn=None, every similarity: see test_user_surface.)"""
+    if top is not None:
+        with pytest.raises(ValueError, match="top must be a positive integer"):
+            random_wv.most_similar("w1", top=top)
+        with pytest.raises(ValueError, match="topn must be a positive integer"):
+            random_wv.most_similar("w1", topn=top)
     with pytest.raises(ValueError, match="top must be a positive integer"):
         random_wv.analogy("w1", "w2", "w3", top=top)
     assert len(random_wv.most_similar("w1", top=np.int64(2))) == 2
@@ -296,8 +304,10 @@ def test_non_finite_query_vector_raises(random_wv, bad):
     query[3] = bad
     with pytest.raises(ValueError, match="query vector contains NaN or inf"):
         random_wv.most_similar(query)
-    with pytest.raises(ValueError, match="query 1 contains NaN or inf"):
+    with pytest.raises(ValueError, match="positive item 1 contains NaN or inf"):
         random_wv.most_similar(["w1", query])
+    with pytest.raises(ValueError, match="query 1 contains NaN or inf"):
+        random_wv.most_similar(np.stack([random_wv["w1"], query]))
 
 
 def test_zero_queries_raise_instead_of_ranking_arbitrary_words():
@@ -308,7 +318,13 @@ def test_zero_queries_raise_instead_of_ranking_arbitrary_words():
     with pytest.raises(ValueError, match="word 'zero' has a zero vector"):
         wv.most_similar("zero")
     with pytest.raises(ValueError, match="query 1 is a zero vector"):
+        wv.most_similar(np.array([np.ones(2), np.zeros(2)]))
+    with pytest.raises(ValueError, match="positive item 1 is a zero vector"):
         wv.most_similar([np.ones(2), np.zeros(2)])
+    with pytest.raises(ValueError, match="word 'zero' has a zero vector"):
+        wv.most_similar(positive=["x"], negative=["zero"])
+    with pytest.raises(ValueError, match="the query .* is the zero vector"):
+        wv.most_similar(positive=["x"], negative=["x"])
     with pytest.raises(ValueError, match="word 'zero' has a zero vector"):
         wv.analogy("x", "zero", "y")
     assert wv.most_similar("y", top=1) == [("x", pytest.approx(0.6))]  # a zero row is merely a candidate

@@ -1,13 +1,10 @@
-"""Command line: ``fastnlp <job>`` (also ``python -m fastnlp``).
+"""Command line: fastnlp JOB [options] (also python -m fastnlp JOB).
 
-Jobs:
-  count      PPMI + SVD word vectors on PTB, most-similar words and WordSim-353 (ch. 2)
-  spiral     train the book's two-layer net on the spiral data (ch. 1)
-  backends   list the kernel backends and why any does not load
+Every job's options: fastnlp JOB --help. Without a job, fastnlp prints this help and exits 0.
 
-A mistake (a bad option, a missing folder, a backend that cannot load here) is reported as one
-``fastnlp: error: ...`` line on stderr with a non-zero exit status: 2 for a bad command line, 1 when
-the job itself fails. ``--debug`` shows the Python traceback instead.
+A mistake (a bad option, a missing file or folder, an unknown word, a backend that cannot load
+here) is reported as one "fastnlp JOB: error: ..." line on stderr with a non-zero exit status:
+2 for a bad command line, 1 when the job itself fails. --debug shows the Python traceback instead.
 """
 from __future__ import annotations
 
@@ -16,28 +13,45 @@ import os
 import sys
 
 from ..kernels import BACKENDS, BackendUnavailableError
-from . import backends, book
-from ._common import EXIT_FAILURE, EXIT_USAGE, REPORTED_ERRORS, UsageError, backend_name, describe, one_line
+from ..kernels.dispatch import AUTO
+from . import backends, bench, book, download, train, vectors
+from ._common import (EXIT_FAILURE, EXIT_USAGE, REPORTED_ERRORS, HelpFormatter, UsageError, backend_name, describe,
+                      one_line)
 
 # Each module adds its jobs with register(jobs); the order is the order of --help.
-JOB_MODULES = (book, backends)
+JOB_MODULES = (train, book, vectors, download, bench, backends)
+
+DESCRIPTION = "The NLP systems of 'Deep Learning from Scratch 2', with compiled kernels, from the shell."
+EPILOG = __doc__.split("\n", 2)[2].strip()
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line on stderr (no usage block) and exit status 2."""
+    """argparse, but a mistake is one line on stderr (no usage block) and exit status 2; every
+    parser (the jobs' too) shows the options' defaults in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastnlp", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", type=backend_name, choices=BACKENDS,
-                        help=f"kernel backend ({', '.join(BACKENDS)}); default: $FASTNLP_BACKEND, "
-                             "else the fastest that loads")
-    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
-    jobs = parser.add_subparsers(dest="job", required=True, metavar="{spiral,count,backends}")
+def _version() -> str:
+    import fastnlp
 
+    return f"fastnlp {fastnlp.__version__}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastnlp", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print 'fastnlp VERSION' and exit")
+    parser.add_argument("--backend", type=backend_name, choices=BACKENDS + (AUTO,),
+                        help=f"kernel backend ({', '.join(BACKENDS)}, or {AUTO}: each op on its fastest measured "
+                             "here); default: $FASTNLP_BACKEND, else auto")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    jobs = parser.add_subparsers(dest="job", title="jobs", metavar="JOB")
     for module in JOB_MODULES:
         module.register(jobs)
     return parser
@@ -61,9 +75,15 @@ def _select_backend(args) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (argparse exits with 2 on a bad command line)."""
+    """Run the command line; returns the exit status (argparse exits with 2 on a bad command line).
+
+    Without a job (``fastnlp`` alone, or only ``--backend``/``--debug``) the help, with its list
+    of jobs, goes to stdout and the status is 0: asking what there is to do is not a mistake."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.job is None:
+        parser.print_help()
+        return 0
     try:
         _select_backend(args)
         return args.run(args)

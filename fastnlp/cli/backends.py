@@ -1,6 +1,8 @@
 """``fastnlp backends``: which kernel backends and matrix libraries load here, and what runs."""
 from __future__ import annotations
 
+from ._common import describe_active_backend
+
 
 def _library_details(name, why) -> str:
     """For a matrix library that loads: its version, threading, and how it runs bfloat16 here."""
@@ -16,12 +18,11 @@ def _library_details(name, why) -> str:
 def _backends(args) -> int:
     import fastnlp
 
-    from fastnlp.kernels import dispatch, registry
+    from fastnlp.kernels import registry
 
     for name, why in fastnlp.available_backends().items():
         print(f"{name:7s} {'ok' if why is None else 'unavailable: ' + why}{_library_details(name, why)}")
-    chosen = dispatch.chosen_backend()
-    print(f"active: {chosen or 'per-op default (fastest measured backend that has the op)'}\n")
+    print(describe_active_backend() + "\n")
     print(registry.matrix())
     print("\nruns on now: " + ", ".join(f"{op} -> {registry.backend_for(op)}" for op in registry.ops()
                                         if registry.spec(op).calibration is None))
@@ -35,9 +36,11 @@ def _backends(args) -> int:
     return 0
 
 
-
 def register(jobs) -> None:
-    backends = jobs.add_parser("backends", help="list kernel backends")
+    backends = jobs.add_parser("backends", help="list the kernel backends, why any does not load, and what runs where",
+                               description="List the kernel backends and matrix libraries, why any does not load "
+                                           "here, which backend each op runs on now, and the measured matrix "
+                                           "product speeds.")
     backends.add_argument("--calibrate", action="store_true",
                           help="time the matrix libraries at the models' shapes now (a few seconds) and keep the "
                                "result for this machine")

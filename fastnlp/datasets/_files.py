@@ -31,6 +31,7 @@ class RemoteFile:
 _BOOK_REPO = "https://raw.githubusercontent.com/oreilly-japan/deep-learning-from-scratch-2/master/dataset/"
 _PTB_REPO = "https://raw.githubusercontent.com/tomsercu/lstm/master/data/"
 _GENSIM_TEST_DATA = "https://raw.githubusercontent.com/piskvorky/gensim/develop/gensim/test/test_data/"
+_SENTIMENT_REPO = "https://raw.githubusercontent.com/dennybritz/cnn-text-classification-tf/master/data/rt-polaritydata/"
 
 # Keyed by the path inside the data folder; the sums are those of the project's shared copies.
 KNOWN_FILES: dict[str, RemoteFile] = {
@@ -48,6 +49,18 @@ KNOWN_FILES: dict[str, RemoteFile] = {
         _GENSIM_TEST_DATA + "wordsim353.tsv", "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d"),
     "eval/questions-words.txt": RemoteFile(
         _GENSIM_TEST_DATA + "questions-words.txt", "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"),
+    "sentiment/rt-polarity.pos": RemoteFile(
+        _SENTIMENT_REPO + "rt-polarity.pos", "4134882974a28d0c7b5151256f0e33a6169984ee7372c279e673f1114f475d58"),
+    "sentiment/rt-polarity.neg": RemoteFile(
+        _SENTIMENT_REPO + "rt-polarity.neg", "2d11cfbc790f1cd96d78339f41ce53ced1efa83cd22d37d6788fa3fe3d17e2fd"),
+}
+
+# The sets of files ``download`` (and ``fastnlp download``) fetches by name.
+FILE_GROUPS: dict[str, tuple[str, ...]] = {
+    "ptb": ("ptb/ptb.train.txt", "ptb/ptb.valid.txt", "ptb/ptb.test.txt"),
+    "seq": ("seq/addition.txt", "seq/date.txt"),
+    "eval": ("eval/wordsim353.tsv", "eval/questions-words.txt"),
+    "sentiment": ("sentiment/rt-polarity.pos", "sentiment/rt-polarity.neg"),
 }
 
 
@@ -153,3 +166,73 @@ def _download(remote: RemoteFile, target: Path) -> Path:
             f"download of {remote.url} has sha256 {actual}, expected {remote.sha256}; nothing was saved")
     target.parent.mkdir(parents=True, exist_ok=True)  # our data folder: created only once the file is good
     return atomic_write(target, lambda f: f.write(payload))
+
+
+def files_of(names) -> list[str]:
+    """The data files named by ``names``: groups of ``FILE_GROUPS`` (``"ptb"``, ``"seq"``, ``"eval"``,
+    ``"sentiment"``, ``"all"``) or files of ``KNOWN_FILES``, in order, each once."""
+    if isinstance(names, str):
+        names = [names]
+    files: list[str] = []
+    for name in names:
+        if name == "all":
+            chosen = [f for group in FILE_GROUPS.values() for f in group]
+        elif name in FILE_GROUPS:
+            chosen = list(FILE_GROUPS[name])
+        elif name in KNOWN_FILES:
+            chosen = [name]
+        else:
+            raise ValueError(f"unknown data set {name!r}; expected one of {', '.join([*FILE_GROUPS, 'all'])} "
+                             f"or a file of {', '.join(KNOWN_FILES)}")
+        files += [f for f in chosen if f not in files]
+    return files
+
+
+def ensure_file(relative_name: str, data_dir=None) -> tuple[Path, bool]:
+    """``(path, downloaded)`` for the known data file ``relative_name``, checked against its sha256.
+
+    A copy already in the data folder (nested or flat, as ``find_or_fetch`` looks) with the right
+    sum is kept (``downloaded`` False); one with another sum raises ``ChecksumError`` naming it and
+    is left alone (delete it to download it again); a missing one is downloaded, checked before it
+    is written, and written atomically (``downloaded`` True)."""
+    known = KNOWN_FILES.get(relative_name)
+    if known is None:
+        raise ValueError(f"{relative_name!r} has no known download address; known: {', '.join(KNOWN_FILES)}")
+    home = data_home(data_dir)
+    if home.exists() and not home.is_dir():
+        raise NotADirectoryError(f"the data folder {home} is a file, not a folder")
+    for path in _candidates(home, relative_name):
+        if path.is_file():
+            actual = sha256_of(path)
+            if actual != known.sha256:
+                raise ChecksumError(f"{path} has sha256 {actual}, expected {known.sha256}: the copy is corrupt or "
+                                    "altered; delete it to download it again")
+            return path, False
+    return _download(known, home / relative_name), True
+
+
+def download(names="all", data_dir=None, report=None) -> list[Path]:
+    """Fetch the data sets ``names`` (see ``files_of``: ``"ptb"``, ``"seq"``, ``"eval"``,
+    ``"sentiment"``, ``"all"``, or file names) into ``data_home(data_dir)`` with their sha256
+    checked (see ``ensure_file``); files already there with the right sum are skipped. Every
+    file is tried; then the first failure is raised, its message counting the others.
+    ``report(relative_name, path_or_None, status)`` is called per file, status ``"present"``,
+    ``"downloaded"`` or the error's text. Returns the paths."""
+    paths, failures = [], []
+    for name in files_of(names):
+        try:
+            path, fetched = ensure_file(name, data_dir)
+        except (OSError, ValueError) as exc:  # ChecksumError is a ValueError, DataFetchError an OSError
+            failures.append(exc)
+            if report is not None:
+                report(name, None, str(exc))
+            continue
+        paths.append(path)
+        if report is not None:
+            report(name, path, "downloaded" if fetched else "present")
+    if failures:
+        first = failures[0]
+        if len(failures) > 1:
+            raise type(first)(f"{first} (and {len(failures) - 1} more file{'s' if len(failures) > 2 else ''} failed)")
+        raise first
+    return paths

@@ -37,6 +37,7 @@ from ..kernels import registry
 from ..kernels import word2vec as kernel_ops
 from ..serialization import class_name, read_file, register_class, write_file
 from ..text import Vocabulary
+from ..trainer import progress_bar
 from ..vectors import WordVectors
 from .huffman import huffman_tree
 
@@ -196,7 +197,8 @@ class Word2Vec:
     word2vec.c), ``ns_exponent``, ``shrink_windows`` (True: each centre word's window is drawn
     from 1..``window`` as in word2vec.c and gensim, weighting near contexts more; False: always
     ``window`` words each side, as the book's CBOW), ``callbacks`` (each called as ``callback(model, epoch,
-    loss)`` after every epoch), ``progress`` (a tqdm bar: epoch, words/s, alpha, ETA),
+    loss)`` after every epoch), ``progress`` (a bar with epoch, words/s, alpha and ETA on a terminal, one line per epoch in
+    a log, a summary line at the end: see ``fastnlp.trainer.progress_bar``),
     ``batch_words`` (words per job), ``drop_unseen`` (see above).
 
     After training: ``wv`` (WordVectors), ``vocabulary`` (counts), ``syn0``, ``syn1neg``,
@@ -204,7 +206,8 @@ class Word2Vec:
     -log sigmoid terms), ``epochs_trained``, ``kernel_backend``. A loss that turns NaN or inf
     stops training with FloatingPointError naming the epoch and job. ``save``/``load`` keep
     everything but the callbacks; ``train(sentences, stop_after=k)`` and a later ``train``
-    split one schedule across runs.
+    split one schedule across runs; a new schedule after that takes an explicit
+    ``train(sentences, epochs=n)``, as in gensim.
     """
 
     def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, hs=0, sample=1e-3,
@@ -262,6 +265,7 @@ class Word2Vec:
         self._wv = None
         self.loss_history: list[float] = []
         self.epochs_trained = 0  # over the model's whole life: numbers the random streams
+        self.corpus_count = self.corpus_total_words = None  # sentences and words build_vocab counted
         self._schedule_epochs = 0  # epochs of the current alpha schedule, and how many are done
         self._schedule_done = 0
         self.kernel_backend = None
@@ -316,6 +320,7 @@ class Word2Vec:
                 min_reduce += 1
         if total == 0:
             raise ValueError("empty corpus: the sentences hold no words")
+        self.corpus_count, self.corpus_total_words = index + 1, total
         _check_token_types(counter, corpus)
         if not counter:
             raise ValueError(f"max_vocab_size={self.max_vocab_size} pruned every word while counting: whenever more "
@@ -342,6 +347,7 @@ class Word2Vec:
             total += ids.shape[0]
         if total == 0:
             raise ValueError("empty corpus: the sentences hold no words")
+        self.corpus_count, self.corpus_total_words = index + 1, total
         seen = counts > 0
         if vocab.counts.sum() > 0:  # the vocabulary's own counts, if it has them
             counts = vocab.counts.astype(np.int64)
@@ -373,15 +379,27 @@ class Word2Vec:
 
     # ----- training ----------------------------------------------------------------------------
 
-    def train(self, sentences, epochs=None, *, stop_after=None, callbacks=None, progress=None):
+    def train(self, sentences, total_examples=None, total_words=None, epochs=None, *, stop_after=None,
+              callbacks=None, progress=None):
         """Train on ``sentences`` (same forms as the constructor's); returns the model.
 
-        The learning rate follows a schedule of ``epochs`` epochs (default ``self.epochs``) from
-        ``alpha`` down to ``min_alpha``, linear in the words trained. ``stop_after=k`` trains
-        only the first k epochs of it; a later call (after ``save``/``load``, say) continues the
-        unfinished schedule, so the result equals one uninterrupted run. Once a schedule is
-        finished, a call starts a new one from ``alpha`` again, as gensim's second ``train``
-        does. Words not in the vocabulary are skipped.
+        The learning rate follows a schedule of ``epochs`` epochs from ``alpha`` down to
+        ``min_alpha``, linear in the words trained. As in gensim, a new schedule on a model that
+        has trained before needs ``epochs`` given explicitly (ValueError "You must specify an
+        explicit epochs count" otherwise: ``train(more)`` used to run ``self.epochs`` more
+        epochs unasked); a model that has never trained (``build_vocab`` then ``train``) runs
+        the constructor's ``epochs`` when it is left out. ``stop_after=k`` trains only the
+        first k epochs of the schedule; a later call (after ``save``/``load``, say) continues
+        the unfinished schedule, without ``epochs``, so the result equals one uninterrupted
+        run. Once a schedule is finished, a call starts a new one from ``alpha`` again, as
+        gensim's second ``train`` does. Words not in the vocabulary are skipped.
+
+        ``total_examples`` (sentences) and ``total_words`` (words, before vocabulary pruning
+        and subsampling) are gensim's arguments. The corpus is counted here anyway (the
+        learning rate decays over its exact word count), so they are optional; when given they
+        must match that count (ValueError otherwise: a mismatch means the corpus is not the one
+        the caller thinks). ``corpus_count`` and ``corpus_total_words`` hold the counts of the
+        corpus ``build_vocab`` saw, as in gensim.
         """
         if self.vocabulary is None:
             raise RuntimeError("build the vocabulary first: model.build_vocab(sentences)")
@@ -392,21 +410,37 @@ class Word2Vec:
                 raise ValueError(f"a schedule is in progress ({remaining} of its {self._schedule_epochs} epochs "
                                  "left): train(sentences) continues it, without epochs=")
         else:
-            epochs = self.epochs if epochs is None else _int_setting(epochs, "epochs", 1)
-            self._schedule_epochs, self._schedule_done = epochs, 0
+            if epochs is None:
+                if self.epochs_trained > 0:
+                    raise ValueError(f"You must specify an explicit epochs count: the model has trained "
+                                     f"{self.epochs_trained} epochs and its schedule is finished, so train(sentences, "
+                                     f"epochs=n) starts a new one of n epochs (as gensim asks)")
+                epochs = self.epochs
+            epochs = _int_setting(epochs, "epochs", 1)
+        total_examples = None if total_examples is None else _int_setting(total_examples, "total_examples", 0)
+        total_words = None if total_words is None else _int_setting(total_words, "total_words", 0)
+        new_schedule = remaining <= 0  # started below, once the corpus has passed its checks
+        if new_schedule:
             remaining = epochs
         epochs = remaining if stop_after is None else min(_int_setting(stop_after, "stop_after", 1), remaining)
         callbacks = self.callbacks if callbacks is None else tuple(callbacks)
-        progress = self.progress if progress is None else bool(progress)
+        progress = self.progress if progress is None else progress
 
-        words_per_epoch = longest = 0
+        words_per_epoch = longest = n_sentences = 0
         for sentence in corpus:
             length = len(sentence)
             words_per_epoch += length
+            n_sentences += 1
             if length > longest:
                 longest = length
         if words_per_epoch == 0:
             raise ValueError("empty corpus: the sentences hold no words")
+        for name, given, counted in (("total_examples", total_examples, n_sentences),
+                                     ("total_words", total_words, words_per_epoch)):
+            if given is not None and given != counted:
+                raise ValueError(f"{name}={given}, but the corpus holds {counted} "
+                                 f"{'sentences' if name == 'total_examples' else 'words'}; leave {name} out "
+                                 "(the corpus is counted anyway) or pass the count of this corpus")
         kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
                                            window=self.window, negative=self.negative,
                                            shrink_windows=self.shrink_windows)
@@ -418,19 +452,22 @@ class Word2Vec:
         # An in-memory corpus is encoded once per call and its id arrays reused by later epochs;
         # files and other iterables are read (and encoded) again every epoch.
         encoded = _EncodedJobs() if corpus.in_memory else None
+        if new_schedule:  # every check passed: nothing above changed the model
+            self._schedule_epochs, self._schedule_done = remaining, 0
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=words_per_epoch * epochs, unit="word", unit_scale=True, smoothing=0.1,
-                       desc="word2vec", leave=True)
+            # Epoch lines come from end_epoch, once the epoch's loss is known.
+            bar = progress_bar(words_per_epoch * epochs, progress, unit="word", desc="word2vec",
+                               epoch_offset=self._schedule_done, epochs=self._schedule_epochs)
         try:
-            for _ in range(epochs):
+            for epoch in range(1, epochs + 1):
                 loss = self._train_epoch(kernel, encode, corpus, words_per_epoch, encoded, bar)
                 self._schedule_done += 1
                 self.epochs_trained += 1
                 self.loss_history.append(loss)
                 self._wv = None
+                if bar is not None:
+                    bar.end_epoch(epoch, loss=loss)
                 for callback in callbacks:
                     callback(self, self.epochs_trained, loss)
         finally:
@@ -505,8 +542,8 @@ class Word2Vec:
                     "the weights hold inf/NaN now: lower alpha and train again")
             total_loss += loss
             if bar is not None:
+                bar.set_postfix(epoch=epoch_label, alpha=f"{alpha_start:.5f}")
                 bar.update(n_raw)
-                bar.set_postfix_str(f"epoch {epoch_label}, alpha {alpha_start:.5f}", refresh=False)
 
         todo: queue.Queue = queue.Queue(maxsize=2 * self.workers)
         done: queue.Queue = queue.Queue()
@@ -615,7 +652,8 @@ class Word2Vec:
             raise RuntimeError("nothing to save: the model has no vocabulary yet")
         state = {"words": list(self.vocabulary.id_to_word),
                  "training": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
-                              "schedule_done": self._schedule_done, "loss_history": self.loss_history}}
+                              "schedule_done": self._schedule_done, "loss_history": self.loss_history,
+                              "corpus_count": self.corpus_count, "corpus_total_words": self.corpus_total_words}}
         arrays = {"syn0": self.syn0, "syn1neg": self.syn1neg, "syn1": self.syn1, "counts": self.vocabulary.counts}
         if self._remap is not None:
             arrays["remap"] = self._remap
@@ -668,5 +706,7 @@ class Word2Vec:
         model._schedule_epochs = int(state["schedule_epochs"])
         model._schedule_done = int(state["schedule_done"])
         model.loss_history = [float(x) for x in state["loss_history"]]
+        model.corpus_count = state.get("corpus_count")  # absent from files of earlier versions
+        model.corpus_total_words = state.get("corpus_total_words")
         return model
 

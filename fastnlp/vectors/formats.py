@@ -12,6 +12,9 @@ from ..serialization import atomic_write, read_file, write_file
 # What the binary reader skips between rows: ASCII whitespace only, since the bytes of a UTF-8
 # word (such as those of U+00A0) must never be mistaken for a separator.
 _ASCII_WHITESPACE = b" \t\n\r\v\f"
+# The bytes of numbers written as text ("-1.5e-3", "nan", "Infinity") and their separators.
+_TEXT_NUMBER_BYTES = b"0123456789+-.eEnNaAiIfFtTyY" + _ASCII_WHITESPACE
+_READ_BUFFER = 1 << 20
 
 
 def _parse_header(line, path):
@@ -123,8 +126,14 @@ class FormatsMixin:
         return atomic_write(path, write)
 
     @classmethod
-    def load_word2vec_format(cls, path, binary=False, dtype=np.float32, unicode_errors="strict"):
+    def load_word2vec_format(cls, path, binary=None, limit=None, dtype=np.float32, unicode_errors="strict"):
         """Read the word2vec text or binary format (see ``save_word2vec_format``).
+
+        ``binary``: None (the default) tells the two apart from the first row, whose values are
+        ASCII numbers in a text file and raw float32 bytes in a binary one; True or False
+        insists on one (a file that fails to parse as the format asked for, but looks like the
+        other, says so). ``limit=n`` reads only the first n rows (as gensim's ``limit``: the
+        most frequent words in files sorted by frequency) and leaves the rest of the file unread.
 
         Tolerates trailing spaces, ``\\r\\n`` line ends and a missing final newline; raises
         ValueError naming the line (or word) for a malformed header, a header announcing more
@@ -138,15 +147,38 @@ class FormatsMixin:
         except (LookupError, TypeError):
             raise ValueError(f"unknown unicode_errors {unicode_errors!r}; expected 'strict', 'replace' "
                              "or 'ignore'") from None
-        with open(path, "rb") as f:
+        if binary is not None and not isinstance(binary, (bool, np.bool_)):
+            raise TypeError(f"binary must be True, False or None (detect), got {binary!r}")
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+                raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+            limit = int(limit)
+        with open(path, "rb", buffering=_READ_BUFFER) as f:
             header = f.readline().decode("utf-8", errors="replace")
             n_words, dim = _parse_header(header, path)
-            _check_header_fits(f, header, n_words, dim, binary, path)
-            if binary:
-                words, vectors = _read_binary_rows(f.read(), n_words, dim, path, unicode_errors)
-                line_numbers = None
-            else:
-                words, vectors, line_numbers = _read_text_rows(f, n_words, dim, path, unicode_errors)
+            looks_binary = _looks_binary(f.peek(_READ_BUFFER), dim)
+            regular_file = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            is_binary = looks_binary if binary is None else bool(binary)
+            n_rows = n_words if limit is None else min(n_words, limit)
+            body = f.tell()
+            try:
+                words, vectors, line_numbers = _read_rows(f, header, n_rows, dim, is_binary, path, unicode_errors,
+                                                          whole=n_rows == n_words)
+            except ValueError as exc:
+                if binary is None and regular_file:
+                    # The guess from the first row was wrong only if the other format reads cleanly.
+                    f.seek(body)
+                    try:
+                        words, vectors, line_numbers = _read_rows(f, header, n_rows, dim, not is_binary, path,
+                                                                  unicode_errors, whole=n_rows == n_words)
+                    except ValueError:
+                        raise exc from None
+                elif binary is not None and looks_binary != is_binary:
+                    other = "binary" if looks_binary else "text"
+                    raise ValueError(f"{exc}. The file looks like the {other} word2vec format: pass "
+                                     f"binary={looks_binary} (or leave binary out to detect the format)") from None
+                else:
+                    raise
         return cls(_checked_values(vectors, dtype, words, path, line_numbers), words)
 
     # ----- npz: the library's one file format ---------------------------------------------------
@@ -199,8 +231,32 @@ def _decode_words(word_bytes, offsets, path):
         raise ValueError(f"{path}: a word is not valid UTF-8 ({err})") from None
 
 
-def _read_text_rows(f, n_words, dim, path, unicode_errors):
-    """(words, float64 vectors, the line number of each row)."""
+def _read_rows(f, header, n_rows, dim, binary, path, unicode_errors, whole):
+    """(words, vectors, line numbers or None) of the rows after the header."""
+    _check_header_fits(f, header, n_rows, dim, binary, path)
+    if binary:
+        return (*_read_binary_rows(f, n_rows, dim, path, unicode_errors, whole), None)
+    return _read_text_rows(f, n_rows, dim, path, unicode_errors, whole)
+
+
+def _looks_binary(head, dim):
+    """Whether the bytes at the start of the first row (``head``) are of the binary format: in a
+    text file the rest of the first line after the word is ASCII numbers and spaces; in a binary
+    one it is raw float32 bytes, which fall outside that set (but by a freak, which the reader
+    catches: see ``load_word2vec_format``)."""
+    head = bytes(head).lstrip(_ASCII_WHITESPACE)
+    space = head.find(b" ")
+    if space < 0:
+        return False  # no row to tell from: the text reader's messages are the plainer ones
+    rest = head[space + 1:space + 1 + 4 * dim]
+    newline = rest.find(b"\n")
+    rest = rest if newline < 0 else rest[:newline]
+    return not rest.strip(_ASCII_WHITESPACE) or bool(rest.translate(None, _TEXT_NUMBER_BYTES))
+
+
+def _read_text_rows(f, n_words, dim, path, unicode_errors, whole=True):
+    """(words, float64 vectors, the line number of each row): the first ``n_words`` rows, and
+    with ``whole`` a check that no row follows them."""
     words, vectors, line_numbers = [], np.empty((n_words, dim), dtype=np.float64), []
     line_no = 1
     for line_no, line in enumerate(f, 2):
@@ -208,6 +264,8 @@ def _read_text_rows(f, n_words, dim, path, unicode_errors):
         if not fields:
             continue
         if len(words) == n_words:
+            if not whole:
+                break
             raise ValueError(f"{path}:{line_no}: more rows than the {n_words} the header announces")
         if len(fields) != dim + 1:
             raise ValueError(f"{path}:{line_no}: expected a word and {dim} values, got {len(fields) - 1} values")
@@ -222,25 +280,50 @@ def _read_text_rows(f, n_words, dim, path, unicode_errors):
     return words, vectors, line_numbers
 
 
-def _read_binary_rows(data, n_words, dim, path, unicode_errors):
+def _read_binary_rows(f, n_words, dim, path, unicode_errors, whole=True):
+    """(words, float32 vectors) of the first ``n_words`` rows, read as far as they need (so a
+    ``limit`` leaves the rest of a large file unread); with ``whole``, a check that nothing but
+    whitespace follows them."""
     words, vectors = [], np.empty((n_words, dim), dtype=np.float32)
     row_bytes = 4 * dim
-    pos = 0
+    data, pos, eof = bytearray(), 0, False
+
+    def ensure(end):
+        """Read on until ``data`` holds ``end`` bytes or the file ends; False if it ended first."""
+        nonlocal data, pos, eof
+        while len(data) < end and not eof:
+            if pos > _READ_BUFFER:  # drop the rows already parsed
+                del data[:pos]
+                end -= pos
+                pos = 0
+                continue
+            more = f.read(max(end - len(data), _READ_BUFFER))
+            eof = not more
+            data += more
+        return len(data) >= end
+
     for i in range(n_words):
         # Writers end each row with b"\n" but some omit it; skip whatever whitespace is there.
-        while pos < len(data) and data[pos] in _ASCII_WHITESPACE:
+        while ensure(pos + 1) and data[pos] in _ASCII_WHITESPACE:
             pos += 1
         space = data.find(b" ", pos)
+        while space < 0 and not eof:
+            ensure(len(data) + 1)
+            space = data.find(b" ", pos)
         if space < 0:
             raise ValueError(f"{path}: truncated: word {i} of {n_words} is missing its ' ' separator")
-        if space + 1 + row_bytes > len(data):
-            raise ValueError(f"{path}: truncated: word {i} ({data[pos:space][:50]!r}) has fewer than {dim} values")
-        words.append(_decode_word(data[pos:space], unicode_errors, f"{path}: row {i}"))
-        vectors[i] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
+        start = space - pos  # ensure() may drop the parsed bytes before pos: keep offsets relative
+        complete = ensure(space + 1 + row_bytes)
+        space = pos + start
+        if not complete:
+            raise ValueError(f"{path}: truncated: word {i} ({bytes(data[pos:space][:50])!r}) has fewer than "
+                             f"{dim} values")
+        words.append(_decode_word(bytes(data[pos:space]), unicode_errors, f"{path}: row {i}"))
+        vectors[i] = np.frombuffer(bytes(data[space + 1:space + 1 + row_bytes]), dtype="<f4")
         pos = space + 1 + row_bytes
-    if data[pos:].strip(_ASCII_WHITESPACE):
-        raise ValueError(f"{path}: data after the {n_words} rows the header announces "
-                         f"(wrong dim {dim} in the header?)")
+    if whole:
+        data += f.read()
+        if bytes(data[pos:]).strip(_ASCII_WHITESPACE):
+            raise ValueError(f"{path}: data after the {n_words} rows the header announces "
+                             f"(wrong dim {dim} in the header?)")
     return words, vectors
-
-

@@ -1,6 +1,7 @@
 """WordVectors: a vocabulary with one vector per word, nearest neighbours and analogies."""
 from __future__ import annotations
 
+import numbers
 from types import MappingProxyType
 
 import numpy as np
@@ -10,6 +11,18 @@ from .evaluation import EvaluationMixin
 from .formats import FormatsMixin
 from .ranking import (ANALOGY_METHODS as _ANALOGY_METHODS, COSMUL_EPS as _COSMUL_EPS, check_top as _check_top,
                       row_normalize as _row_normalize, top_k as _top_k)
+
+
+class _DefaultTop(int):
+    """topn's default, 10, told apart from an explicit ``topn=10`` (to catch a conflicting ``top=``);
+    also the default of the alias ``top``, meaning "not given"."""
+
+    def __repr__(self):
+        return "10"
+
+
+_TOPN_DEFAULT = _DefaultTop(10)
+
 
 
 @register_class
@@ -58,6 +71,16 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         return MappingProxyType(self._word_to_id)
 
     @property
+    def index_to_key(self):
+        """gensim's name for ``words``: the word of each row."""
+        return self._words
+
+    @property
+    def key_to_index(self):
+        """gensim's name for ``word_to_id``: the row of each word (read-only)."""
+        return MappingProxyType(self._word_to_id)
+
+    @property
     def vector_size(self):
         return self._vectors.shape[1]
 
@@ -89,16 +112,20 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         return self._unit
 
     # ----- similarity -------------------------------------------------------------------------
-    def _unit_query(self, query, label="query vector"):
-        """(unit vector, id to exclude or None) for a word or a raw vector."""
-        if isinstance(query, str):
-            i = self._id(query)
-            return self.unit_vectors[i], i
+    def _checked_vector(self, query, label="query vector"):
         vector = _real_array(query, label)
         if vector.shape != (self.vector_size,):
             raise ValueError(f"{label} must have shape ({self.vector_size},), got {vector.shape}")
         if not np.isfinite(vector).all():
             raise ValueError(f"{label} contains NaN or inf")
+        return vector
+
+    def _unit_query(self, query, label="query vector"):
+        """(unit vector, id to exclude or None) for a word or a raw vector."""
+        if isinstance(query, str):
+            i = self._id(query)
+            return self.unit_vectors[i], i
+        vector = self._checked_vector(query, label)
         # Normalised before the cast to the vectors' dtype, which might not hold its values.
         return _row_normalize(vector[None, :])[0].astype(self._vectors.dtype, copy=False), None
 
@@ -116,29 +143,112 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         (ua, _), (ub, _) = self._unit_query(a), self._unit_query(b)
         return float(ua @ ub)
 
-    def most_similar(self, word_or_vector, top=10, exclude=None):
-        """The ``top`` words nearest by cosine, as ``[(word, cosine), ...]`` best first.
+    def most_similar(self, positive=None, negative=None, topn=_TOPN_DEFAULT, *, top=_TOPN_DEFAULT, exclude=None,
+                     restrict_vocab=None):
+        """The ``topn`` words nearest by cosine, as ``[(word, cosine), ...]`` best first (gensim's
+        ``KeyedVectors.most_similar``, same rankings).
 
-        A word query never returns itself; ``exclude`` names more words to leave out. A list of
-        queries (words and/or vectors) or a 2-D array is answered with one matrix product and
-        gives a list of such lists. ``top`` is a positive integer; a query vector with NaN/inf,
-        or a zero query (vector or word), raises ValueError.
+        ``positive`` and ``negative``: a word, a vector, or a list of words and/or vectors (an
+        item may be a ``(word_or_vector, weight)`` pair, as in gensim). The query is the sum of
+        the positive items minus the negative ones, words as unit vectors and vectors as given
+        (as gensim does), then unit-normalised; the words given are never returned, nor those
+        in ``exclude`` (a word or an iterable of words). ``most_similar("king", top=5)``,
+        ``most_similar(vector)`` and ``most_similar(positive=["king", "woman"], negative=["man"])``
+        all work. A 2-D array of queries, shape (Q, D), is answered with one matrix product and
+        gives Q such lists (``negative`` must then be None; gensim would average the rows).
+
+        ``topn`` (alias ``top``; giving both with different values is a TypeError) is a positive
+        integer, default 10; ``topn=None`` returns, as gensim does, the cosine of the query with
+        every word as an array (shape (V,), or (Q, V) for a 2-D query), nothing excluded.
+        ``restrict_vocab=n`` ranks only the first n words. Unknown words raise KeyError naming
+        the word; a query vector with NaN/inf, an item or a query that is a zero vector (it has
+        no direction: every word would tie) raises ValueError.
         """
-        top = _check_top(top)
-        batched = not isinstance(word_or_vector, str) and not _is_single_vector(word_or_vector)
-        queries = list(word_or_vector) if batched else [word_or_vector]
-        if not queries:
-            return []
-        unit_queries, self_ids = zip(*(self._query_direction(q, f"query {k}" if batched else "query vector")
-                                       for k, q in enumerate(queries)))
-        excluded = self._excluded_ids(exclude)
-
-        scores = np.stack(unit_queries) @ self.unit_vectors.T
+        topn = _resolve_top(topn, top)
+        if isinstance(negative, numbers.Integral) and not isinstance(negative, bool):
+            raise TypeError(f"negative must be words or vectors, got the number {negative!r}; the second "
+                            "positional parameter is negative (as in gensim): pass the count as topn= or top=")
+        n_candidates = len(self) if restrict_vocab is None else _check_top(restrict_vocab, "restrict_vocab")
+        batched = isinstance(positive, np.ndarray) and positive.ndim == 2
+        if batched:
+            if negative is not None:
+                raise TypeError("negative= cannot be combined with a 2-D array of queries (one query per row); "
+                                "subtract it from the rows first")
+            if positive.shape[0] == 0:
+                return np.zeros((0, n_candidates), self._vectors.dtype) if topn is None else []
+            unit_queries = np.stack([self._query_direction(q, f"query {k}")[0] for k, q in enumerate(positive)])
+            input_ids = []
+        else:
+            query, input_ids = self._combined_query(positive, negative)
+            unit_queries = query[None, :]
+        candidates = self.unit_vectors[:n_candidates]
+        scores = unit_queries @ candidates.T
+        if topn is None:
+            return scores if batched else scores[0]
+        excluded = [i for i in self._excluded_ids(exclude) + input_ids if i < n_candidates]
         scores[:, excluded] = -np.inf
-        rows = [r for r, i in enumerate(self_ids) if i is not None]
-        scores[rows, [self_ids[r] for r in rows]] = -np.inf
-        results = self._ranked(scores, top)
+        results = self._ranked(scores, topn)
         return results if batched else results[0]
+
+    def _combined_query(self, positive, negative):
+        """(unit query vector, ids of the words given) for gensim's positive/negative lists."""
+        items = [(item, weight, f"positive item {k}") for k, (item, weight)
+                 in enumerate(_weighted_items(positive, 1.0, "positive"))]
+        items += [(item, weight, f"negative item {k}") for k, (item, weight)
+                  in enumerate(_weighted_items(negative, -1.0, "negative"))]
+        if not items:
+            raise ValueError("most_similar needs a query: a positive or negative word or vector")
+        single = len(items) == 1 and not isinstance(positive, (list, tuple)) and negative is None
+        total = np.zeros(self.vector_size, dtype=np.float64)
+        ids = []
+        for item, weight, label in items:
+            if isinstance(item, str):
+                unit, i = self._query_direction(item)
+                ids.append(i)
+                total += weight * unit.astype(np.float64)
+            else:
+                vector = self._checked_vector(item, "query vector" if single else label)
+                if not vector.any():
+                    raise ValueError(f"{'query vector' if single else label} is a zero vector: it has no "
+                                     "direction, so no word is nearer to it than another")
+                # Vectors count as given, not unit-normalised: gensim's get_mean_vector does so.
+                total += weight * vector.astype(np.float64)
+        query = _row_normalize(total[None, :])[0]
+        if not query.any():
+            raise ValueError("the query (positive items minus negative ones) is the zero vector: no word is "
+                             "nearer to it than another")
+        return query.astype(self._vectors.dtype, copy=False), ids
+
+    def doesnt_match(self, words):
+        """The word of ``words`` that goes least with the others (gensim's ``doesnt_match``): the
+        one whose unit vector has the lowest cosine with the mean of all their unit vectors.
+        Unknown words raise KeyError naming the word (gensim drops them with a warning)."""
+        if isinstance(words, str):
+            raise TypeError("doesnt_match takes a list of words, got a single str")
+        words = list(words)
+        if not words:
+            raise ValueError("doesnt_match needs at least one word")
+        unit = self.unit_vectors[[self._id(w) for w in words]].astype(np.float64)
+        mean = _row_normalize(unit.mean(axis=0)[None, :])[0]
+        return words[int(np.argmin(unit @ mean))]
+
+    def get_vector(self, word, norm=False):
+        """The vector of ``word`` (read-only); ``norm=True``: its unit-length version (gensim's name)."""
+        i = self._id(word)
+        return self.unit_vectors[i] if norm else self._vectors[i]
+
+    def has_index_for(self, word):
+        """True when ``word`` has a vector (gensim's name; ``word in vectors`` says the same)."""
+        return word in self._word_to_id
+
+    def get_index(self, word, default=None):
+        """The row of ``word``; ``default`` when it is unknown, KeyError naming it if that is None."""
+        i = self._word_to_id.get(word) if isinstance(word, str) else None
+        if i is not None:
+            return i
+        if default is not None:
+            return default
+        raise KeyError(f"word {word!r} not in vocabulary")
 
     def _excluded_ids(self, exclude):
         """Ids of ``exclude``: None, one word, or any iterable of words (a NumPy array too)."""
@@ -211,13 +321,48 @@ def _real_array(values, label):
     return array
 
 
-def _is_single_vector(query):
-    """True for one query vector (1-D array or flat list of numbers), False for a batch."""
-    if isinstance(query, np.ndarray):
-        if query.ndim not in (1, 2):
-            raise ValueError(f"query array must be 1-D (one vector) or 2-D (a batch), got {query.ndim}-D")
-        return query.ndim == 1
-    items = list(query) if isinstance(query, (list, tuple)) else None
-    if items is None:
-        raise TypeError(f"query must be a word, a vector or a list of them, got {type(query).__name__}")
+def _resolve_top(topn, top):
+    """The number of neighbours asked for by ``topn`` and its alias ``top``: None (every
+    similarity) or a positive integer."""
+    if top is not _TOPN_DEFAULT:
+        if topn is not _TOPN_DEFAULT and topn != top:
+            raise TypeError(f"most_similar got top={top!r} and topn={topn!r}; top is an alias of topn: give one")
+        topn, name = top, "top"
+    else:
+        name = "topn"
+    if topn is None:
+        return None
+    return _check_top(int(topn) if topn is _TOPN_DEFAULT else topn, name)
+
+
+def _weighted_items(value, default_weight, name):
+    """gensim's forms of positive/negative as (word or vector, weight) pairs: None, one word, one
+    vector (1-D array or flat list of numbers), or a list of words, vectors and (item, weight)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [(value, default_weight)]
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1:
+            return [(value, default_weight)]
+        if value.ndim == 2:
+            return [(row, default_weight) for row in value]
+        raise ValueError(f"{name} as an array must be 1-D (one vector) or 2-D, got {value.ndim}-D")
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a word, a vector or a list of them, got {type(value).__name__}")
+    if _is_number_list(value):
+        return [(value, default_weight)]  # one vector written as a list of numbers
+    pairs = []
+    for item in value:
+        if (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (str, np.ndarray))
+                and isinstance(item[1], numbers.Real) and not isinstance(item[1], bool)):
+            pairs.append((item[0], float(item[1])))
+        elif isinstance(item, (str, np.ndarray, list, tuple)):
+            pairs.append((item, default_weight))
+        else:
+            raise TypeError(f"{name} items must be words, vectors or (word, weight) pairs, got {item!r}")
+    return pairs
+
+
+def _is_number_list(items):
     return bool(items) and all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in items)
