@@ -14,12 +14,12 @@ import sys
 
 from ..kernels import BACKENDS, BackendUnavailableError
 from ..kernels.dispatch import AUTO
-from . import backends, bench, book, download, train, vectors
+from . import backends, bench, book, download, precision, train, vectors
 from ._common import (EXIT_FAILURE, EXIT_USAGE, REPORTED_ERRORS, HelpFormatter, UsageError, backend_name, describe,
                       one_line)
 
 # Each module adds its jobs with register(jobs); the order is the order of --help.
-JOB_MODULES = (train, book, vectors, download, bench, backends)
+JOB_MODULES = (train, book, vectors, precision, download, bench, backends)
 
 DESCRIPTION = "The NLP systems of 'Deep Learning from Scratch 2', with compiled kernels, from the shell."
 EPILOG = __doc__.split("\n", 2)[2].strip()

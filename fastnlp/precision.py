@@ -1,0 +1,372 @@
+"""Precision studies: how much of float32's quality survives in fp16, bf16 and fp8.
+
+The book's advice (chapter 1) is that 16-bit storage is fine for inference, while computing and
+learning in 16 bits needs care. ``run_study(name, out_dir)`` measures it on the library's own
+ops and models and writes ``<out_dir>/<name>.md`` (tables, the claim and the verdict) with PNG
+plots beside it when matplotlib is installed. Every measured row is kept in
+``<out_dir>/<name>.json`` as soon as it exists, and trained models in ``<out_dir>/models/``, so
+a stopped run carries on where it stopped when started again.
+
+Studies:
+
+``ops``
+    Every op of the kernel registry (no hand-written list: a new op appears by registering) on
+    every backend that loads here, at the size the models run it (``OpSpec.benchmark_args``),
+    in float32 against the float64 reference on the same inputs: largest absolute, relative
+    and float32-ULP error of each output.
+``storage``
+    Trained models whose weights are stored in a low-precision format (rounded with
+    ``fastnlp.kernels.round_to_format``) and used in float32: PPMI-SVD and word2vec vectors
+    (WordSim-353 Spearman, analogy accuracy), Rnnlm (perplexity) and AttentionSeq2seq (date
+    accuracy), each against float32, with the bytes the weights take.
+
+``quick=True`` trains small models (minutes on two cores); ``quick=False`` the book's settings.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .kernels import harness, registry, round_to_format
+from .kernels.rounding import FORMATS
+from .serialization import atomic_write
+
+STUDY_HELP = {
+    "ops": "every registered op in float32 on each backend against the float64 reference",
+    "storage": "trained vectors and models with weights stored in fp16, bf16 and fp8",
+}
+STUDIES = tuple(STUDY_HELP)
+# Storage formats: bytes per value, and whether values are scaled per row into the format's
+# range first (fp8's range is narrow: real fp8 storage keeps a float32 scale beside each row).
+STORAGE_FORMATS = {"fp32": (4, False), "fp16": (2, False), "bf16": (2, False), "e5m2": (1, False),
+                   "e4m3": (1, False), "e4m3+scale": (1, True)}
+BOOK_CLAIM = ("Deep Learning from Scratch 2, chapter 1: storing weights in 16 bits (half precision) loses "
+              "practically nothing at inference.")
+
+
+def run_study(name: str, out_dir, quick: bool = True, data_dir=None, progress: bool = True, ops=None) -> Path:
+    """Run the study ``name`` (one of ``STUDIES``), resuming what ``out_dir`` already holds;
+    returns the path of the Markdown report. ``ops`` limits the ops study to those op names."""
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; the studies are {', '.join(STUDIES)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = _Rows(out / f"{name}.json", quick, progress)
+    if name == "ops":
+        _ops_study(rows, registry.ops() if ops is None else [registry.spec(op).name for op in ops])
+        text = _ops_report(rows.done)
+    else:
+        _storage_study(rows, out, quick, data_dir)
+        text = _storage_report(rows.done, out)
+    report = out / f"{name}.md"
+    header = (f"# Precision study: {name}{' (quick)' if quick else ''}\n\n{_machine_line()}\n\n")
+    atomic_write(report, lambda f: f.write((header + text).encode("utf-8")))
+    return report
+
+
+class _Rows:
+    """Measured rows by key, written to disk after each one (so a stopped study resumes)."""
+
+    def __init__(self, path: Path, quick: bool, progress: bool):
+        self.path, self.progress = path, progress
+        self.done = {}
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("quick") == quick:
+                self.done = saved["rows"]
+        self.quick = quick
+
+    def has(self, key: str) -> bool:
+        return key in self.done
+
+    def add(self, key: str, row: dict) -> None:
+        self.done[key] = row
+        text = json.dumps({"quick": self.quick, "rows": self.done}, indent=1, allow_nan=True)
+        atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))
+        if self.progress:
+            print(f"  {key}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()), flush=True)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _machine_line() -> str:
+    from .kernels import cpu
+
+    import numpy
+
+    return (f"Machine: {cpu.model_name()}, {_threads()} threads; Python {platform.python_version()}, "
+            f"NumPy {numpy.__version__}.")
+
+
+def _threads() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# ----- ops: float32 against the float64 reference --------------------------------------------
+
+def _as_float64(value):
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        return value.astype(np.float64)
+    return value
+
+
+def _ops_study(rows: _Rows, ops) -> None:
+    for op in ops:
+        spec = registry.spec(op)
+        if np.dtype(np.float64) not in spec.dtypes or np.dtype(np.float32) not in spec.dtypes:
+            continue
+        todo = {backend: function for backend, function in registry.implementations(op).items()
+                if not isinstance(function, str) and not rows.has(f"{op}/{backend}")}
+        if not todo:
+            continue
+        args = spec.benchmark_args()
+        if spec.dtype_of(args) != np.float32:
+            continue
+        reference = harness.run_implementation(op, registry.REFERENCE, tuple(_as_float64(a) for a in args))
+        for backend in todo:
+            key = f"{op}/{backend}"
+            try:
+                outputs = harness.run_implementation(op, backend, args)
+            except Exception as exc:  # a backend that loads but cannot take these inputs
+                rows.add(key, {"op": op, "backend": backend, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            rows.add(key, {"op": op, "backend": backend, **_errors(outputs, reference)})
+
+
+def _errors(outputs, reference) -> dict:
+    """The worst errors over every float output: absolute, relative (to the largest reference
+    magnitude of that output) and in float32 ULPs of the reference value."""
+    worst = {"max_abs": 0.0, "max_rel": 0.0, "median_ulp": 0.0, "max_ulp": 0.0}
+    for got, want in zip(outputs, reference):
+        got, want = np.asarray(got), np.asarray(want)
+        if want.dtype.kind != "f" or got.size == 0:
+            continue
+        finite = np.isfinite(want) & np.isfinite(got)
+        error = np.abs(got.astype(np.float64) - want)[finite]
+        if error.size == 0:
+            continue
+        scale = float(np.abs(want[finite]).max()) or 1.0
+        spacing = np.spacing(np.abs(want[finite]).astype(np.float32)).astype(np.float64)
+        worst["max_abs"] = max(worst["max_abs"], float(error.max()))
+        worst["max_rel"] = max(worst["max_rel"], float(error.max()) / scale)
+        ulps = error / spacing
+        worst["median_ulp"] = max(worst["median_ulp"], float(np.median(ulps)))
+        worst["max_ulp"] = max(worst["max_ulp"], float(ulps.max()))
+    return worst
+
+
+def _ops_report(done: dict) -> str:
+    lines = ["Every registered op in float32 on each backend, against the float64 reference on the same inputs "
+             "(the size the models run each op at). Relative error is to the largest reference magnitude of "
+             "the output; ULPs are float32 ULPs of the reference value (the maximum is large where a sum cancels to "
+             "nearly zero; the median is the typical element).", "",
+             "| op | backend | max abs error | max relative | median ULP | max ULP |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for row in done.values():
+        if "error" in row:
+            lines.append(f"| {row['op']} | {row['backend']} | {row['error']} | | | |")
+        else:
+            lines.append(f"| {row['op']} | {row['backend']} | {row['max_abs']:.3g} | {row['max_rel']:.3g} | "
+                         f"{row['median_ulp']:.3g} | {row['max_ulp']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----- storage: trained weights kept in a low-precision format --------------------------------
+
+def stored_as(array, fmt: str):
+    """``array`` (float32) as it reads back after storage in ``fmt`` (a key of STORAGE_FORMATS)."""
+    if fmt == "fp32":
+        return array
+    name, scaled = fmt.split("+")[0], STORAGE_FORMATS[fmt][1]
+    if not scaled:
+        return round_to_format(np.asarray(array), name)
+    # One float32 scale per row maps the row's largest magnitude to the format's largest value.
+    rows = np.asarray(array).reshape(array.shape[0], -1) if np.ndim(array) > 1 else np.asarray(array)[None]
+    peak = np.abs(rows).max(axis=1, keepdims=True)
+    scale = np.where(peak > 0, peak / FORMATS[name].max_finite, 1.0).astype(np.float32)
+    restored = round_to_format(rows / scale, name) * scale
+    return restored.reshape(np.shape(array)).astype(np.float32)
+
+
+def _stored_bytes(arrays, fmt: str) -> int:
+    per_value, scaled = STORAGE_FORMATS[fmt]
+    total = sum(a.size * per_value for a in arrays)
+    if scaled:
+        total += sum(4 * (a.shape[0] if a.ndim > 1 else 1) for a in arrays)
+    return total
+
+
+def _storage_study(rows: _Rows, out: Path, quick: bool, data_dir) -> None:
+    from . import load, save
+    from .datasets import load_ptb
+    from .datasets._files import find_or_fetch
+
+    wordsim = find_or_fetch("eval/wordsim353.tsv", data_dir)
+    analogies = find_or_fetch("eval/questions-words.txt", data_dir)
+    corpus, word_to_id, id_to_word = load_ptb("train", data_dir=data_dir)
+    words = [id_to_word[i] for i in range(len(id_to_word))]
+    models = out / "models"
+    models.mkdir(exist_ok=True)
+
+    def cached(name, train):
+        path = models / f"{name}.npz"
+        if path.exists():
+            return load(path)
+        if rows.progress:
+            print(f"training {name} ...", flush=True)
+        obj = train()
+        save(path, obj)
+        return obj
+
+    from .count import count_vectors
+    from .models import Word2Vec
+
+    vector_models = {
+        "PPMI-SVD": lambda: cached("ppmi_svd", lambda: count_vectors(corpus, words, window=2, k=100)),
+        "word2vec skip-gram": lambda: cached("word2vec", lambda: Word2Vec(
+            str(find_or_fetch("ptb/ptb.train.txt", data_dir)), sg=1, vector_size=100, window=5, negative=5,
+            min_count=1, epochs=1 if quick else 5, workers=2, seed=1, progress=False)),
+    }
+    for model_name, build in vector_models.items():
+        if all(rows.has(f"{model_name}/{fmt}") for fmt in STORAGE_FORMATS):
+            continue
+        vectors = build()
+        vectors = getattr(vectors, "wv", vectors)
+        for fmt in STORAGE_FORMATS:
+            key = f"{model_name}/{fmt}"
+            if rows.has(key):
+                continue
+            from .vectors import WordVectors
+
+            stored = WordVectors(stored_as(np.asarray(vectors.vectors, dtype=np.float32), fmt), list(vectors.words))
+            pairs = stored.evaluate_word_pairs(wordsim)
+            analogy = stored.evaluate_analogies(analogies, restrict_vocab=None)
+            rows.add(key, {"model": model_name, "format": fmt, "metric": "WordSim-353 Spearman",
+                           "value": float(pairs["spearman"]), "analogy": float(analogy["accuracy"]),
+                           "bytes": _stored_bytes([vectors.vectors], fmt)})
+
+    if not all(rows.has(f"Rnnlm/{fmt}") for fmt in STORAGE_FORMATS):
+        rnnlm = cached("rnnlm", lambda: _train_rnnlm(corpus, len(words), quick))
+        valid, _, _ = load_ptb("valid", data_dir=data_dir)
+        valid = valid[:20000] if quick else valid
+        _weights_study(rows, "Rnnlm", rnnlm, "perplexity (PTB valid)",
+                       lambda m: _perplexity(m, valid))
+
+    if not all(rows.has(f"AttentionSeq2seq/{fmt}") for fmt in STORAGE_FORMATS):
+        from .datasets import load_sequence
+        from .models import seq2seq_accuracy
+
+        (x_train, t_train), (x_test, t_test), char_to_id, id_to_char = load_sequence(
+            "date", data_dir=data_dir, reverse=True)
+        model = cached("attention_seq2seq", lambda: _train_seq2seq(x_train, t_train, len(char_to_id), quick))
+        x_eval, t_eval = (x_test[:1000], t_test[:1000]) if quick else (x_test, t_test)
+        _weights_study(rows, "AttentionSeq2seq", model, "date accuracy",
+                       lambda m: float(seq2seq_accuracy(m, x_eval, t_eval, id_to_char, is_reverse=True)))
+
+
+def _weights_study(rows, model_name, model, metric, evaluate) -> None:
+    original = [p.copy() for p in model.params]
+    for fmt in STORAGE_FORMATS:
+        key = f"{model_name}/{fmt}"
+        if rows.has(key):
+            continue
+        for p, kept in zip(model.params, original):
+            p[...] = stored_as(kept, fmt)
+        unique = list({id(p): p for p in original}.values())
+        rows.add(key, {"model": model_name, "format": fmt, "metric": metric, "value": evaluate(model),
+                       "bytes": _stored_bytes(unique, fmt)})
+    for p, kept in zip(model.params, original):
+        p[...] = kept
+
+
+def _train_rnnlm(corpus, vocab_size, quick):
+    from . import RnnlmTrainer, optim
+    from .models import Rnnlm
+
+    tokens = corpus[:200_000] if quick else corpus
+    model = Rnnlm(vocab_size, 100, 100, seed=0)
+    RnnlmTrainer(model, optim.SGD(lr=20.0)).fit(tokens[:-1], tokens[1:], max_epoch=1 if quick else 4,
+                                                batch_size=20, time_size=35, max_grad=0.25, progress=False)
+    return model
+
+
+def _perplexity(model, corpus) -> float:
+    from .lm import eval_perplexity
+
+    model.reset_state()
+    return float(eval_perplexity(model, corpus, batch_size=10, time_size=35))
+
+
+def _train_seq2seq(x_train, t_train, vocab_size, quick):
+    from . import Trainer, optim
+    from .models import AttentionSeq2seq
+
+    n = 10_000 if quick else len(x_train)
+    model = AttentionSeq2seq(vocab_size, wordvec_size=16, hidden_size=256, seed=0)
+    Trainer(model, optim.Adam()).fit(x_train[:n], t_train[:n], max_epoch=1 if quick else 3, batch_size=128,
+                                     max_grad=5.0, progress=False)
+    return model
+
+
+def _storage_report(done: dict, out: Path) -> str:
+    by_model = {}
+    for row in done.values():
+        by_model.setdefault(row["model"], []).append(row)
+    lines = [f"**The claim.** {BOOK_CLAIM}", "",
+             "Each model is trained once in float32; its weights are then rounded to the format (round to "
+             "nearest even, `fastnlp.kernels.round_to_format`) and used in float32. `+scale` keeps one float32 "
+             "scale per row, as real fp8 storage does.", ""]
+    verdicts = []
+    for model_name, model_rows in by_model.items():
+        base = next((r for r in model_rows if r["format"] == "fp32"), None)
+        metric = model_rows[0]["metric"]
+        extra = "analogy" in model_rows[0]
+        lines += [f"## {model_name}", "", f"| format | {metric} | change | " + ("analogy accuracy | " if extra else "")
+                  + "bytes | of fp32 |", "| --- | ---: | ---: | " + ("---: | " if extra else "") + "---: | ---: |"]
+        for r in model_rows:
+            change = _relative_change(r["value"], base["value"]) if base else float("nan")
+            lines.append(f"| {r['format']} | {r['value']:.4g} | {change:+.2%} | "
+                         + (f"{r['analogy']:.3f} | " if extra else "")
+                         + f"{r['bytes']:,} | {r['bytes'] / base['bytes']:.2f} |" if base else "")
+        half = next((r for r in model_rows if r["format"] == "fp16"), None)
+        if base and half:
+            change = abs(_relative_change(half["value"], base["value"]))
+            verdicts.append((model_name, change))
+        lines.append("")
+        _plot_storage(out, model_name, model_rows)
+    if verdicts:
+        worst_model, worst = max(verdicts, key=lambda v: v[1])
+        holds = worst <= 0.01
+        lines += ["## Verdict", "",
+                  f"fp16 storage changes the measured quality by at most {worst:.2%} ({worst_model}): the claim "
+                  + ("**holds** (within 1%)." if holds else "**does not hold** at the 1% level."), ""]
+    return "\n".join(lines)
+
+
+def _relative_change(value, base) -> float:
+    return (value - base) / abs(base) if base else float("nan")
+
+
+def _plot_storage(out: Path, model_name: str, model_rows: list) -> None:
+    try:
+        from .plot import new_figure, save_figure
+    except ImportError:
+        return
+    try:
+        fig = new_figure("precision study")
+    except ImportError:
+        return
+    ax = fig.add_subplot()
+    ax.bar([r["format"] for r in model_rows], [r["value"] for r in model_rows])
+    ax.set_xlabel("storage format")
+    ax.set_ylabel(model_rows[0]["metric"])
+    ax.set_title(f"{model_name}: weights stored in low precision")
+    save_figure(fig, out / f"storage-{model_name.replace(' ', '_').lower()}.png", "the storage plot")
+

@@ -1,0 +1,91 @@
+"""The precision study runner: the ops study over the registry, storage in low precision, the
+report's verdict, resuming a stopped run, and the command line."""
+import json
+
+import numpy as np
+import pytest
+
+import fastnlp
+from fastnlp import precision
+from fastnlp.cli import main
+from fastnlp.kernels import harness, registry
+
+FEW_OPS = ["embedding_gather", "round_to_format", "attention_weights"]
+
+
+def test_the_ops_study_measures_every_loaded_backend_and_resumes(tmp_path, monkeypatch):
+    report = precision.run_study("ops", tmp_path, progress=False, ops=FEW_OPS)
+    rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
+    for op in FEW_OPS:
+        loaded = [b for b, impl in registry.implementations(op).items() if callable(impl)]
+        assert {f"{op}/{b}" for b in loaded} <= set(rows)
+    # A gather copies rows and the rounding op is exact: no error at all. A softmax of dot
+    # products carries float32's rounding, small but not zero.
+    assert rows["embedding_gather/numpy"]["max_abs"] == 0.0
+    assert rows["round_to_format/numpy"]["max_ulp"] == 0.0
+    assert 0 < rows["attention_weights/numpy"]["max_rel"] < 1e-5
+    text = report.read_text()
+    assert "| attention_weights | numpy |" in text and "float64 reference" in text
+
+    def must_not_run(*args):
+        raise AssertionError("a measured row was measured again")
+
+    monkeypatch.setattr(harness, "run_implementation", must_not_run)
+    precision.run_study("ops", tmp_path, progress=False, ops=FEW_OPS)  # everything is already there
+
+
+def test_storage_formats_round_as_stored_and_count_their_bytes():
+    rng = np.random.default_rng(0)
+    weights = (rng.standard_normal((50, 8)) * np.logspace(-4, 3, 50)[:, None]).astype(np.float32)
+    assert precision.stored_as(weights, "fp32") is weights
+    half = precision.stored_as(weights, "fp16")
+    np.testing.assert_array_equal(half, weights.astype(np.float16).astype(np.float32))
+    # fp8 without a scale loses the small rows to zero; one scale per row keeps every row.
+    raw = precision.stored_as(weights, "e4m3")
+    scaled = precision.stored_as(weights, "e4m3+scale")
+    assert np.all(raw[0] == 0) and np.all(scaled[0] != 0)
+    np.testing.assert_allclose(scaled, weights, rtol=2.0 ** -4)
+    assert precision._stored_bytes([weights], "fp32") == 1600
+    assert precision._stored_bytes([weights], "bf16") == 800
+    assert precision._stored_bytes([weights], "e4m3+scale") == 400 + 50 * 4
+
+
+def test_weights_study_restores_the_model_and_fp32_is_the_baseline(tmp_path):
+    model = fastnlp.models.Rnnlm(30, 4, 6, seed=0)
+    before = [p.copy() for p in model.params]
+    corpus = (np.arange(400) * 7) % 30
+    rows = precision._Rows(tmp_path / "storage.json", quick=True, progress=False)
+    precision._weights_study(rows, "Rnnlm", model, "perplexity", lambda m: precision._perplexity(m, corpus))
+    assert all(np.array_equal(a, b) for a, b in zip(model.params, before))
+    assert rows.done["Rnnlm/fp32"]["value"] == pytest.approx(precision._perplexity(model, corpus))
+    assert rows.done["Rnnlm/bf16"]["bytes"] * 2 == rows.done["Rnnlm/fp32"]["bytes"]
+    text = precision._storage_report(rows.done, tmp_path)
+    assert "## Rnnlm" in text and "## Verdict" in text
+
+
+def _row(model, fmt, value):
+    return {"model": model, "format": fmt, "metric": "accuracy", "value": value, "bytes": 100}
+
+
+def test_the_verdict_follows_the_numbers(tmp_path):
+    holds = {"m/fp32": _row("m", "fp32", 0.9), "m/fp16": _row("m", "fp16", 0.8995)}
+    assert "**holds**" in precision._storage_report(holds, tmp_path)
+    fails = {"m/fp32": _row("m", "fp32", 0.9), "m/fp16": _row("m", "fp16", 0.5)}
+    assert "**does not hold**" in precision._storage_report(fails, tmp_path)
+
+
+def test_unknown_studies_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown study 'speedy'; the studies are ops, storage"):
+        precision.run_study("speedy", tmp_path)
+
+
+def test_the_command_line_runs_a_study_and_refuses_a_file_as_the_folder(tmp_path, capsys, monkeypatch):
+    real = precision.run_study
+    monkeypatch.setattr(precision, "run_study", lambda *a, **k: real(*a, **k, ops=FEW_OPS[:1]))
+    assert main(["precision", "ops", "--out", str(tmp_path / "study"), "--quick", "--quiet"]) == 0
+    assert "report written to" in capsys.readouterr().out
+    assert (tmp_path / "study" / "ops.md").exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["precision", "ops", "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file; give a folder" in err[0]
