@@ -19,6 +19,45 @@ def backend_choice_restored():
     fastnlp.kernels.dispatch._selected = saved
 
 
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Tests never download: a check that comes too late must fail the test, not reach for the
+    network. (Download tests put their own fake fetcher in its place.)"""
+    from fastnlp.datasets import _files
+
+    def refuse(url, timeout=60.0):
+        raise AssertionError(f"a test tried to download {url}")
+
+    monkeypatch.setattr(_files, "fetch_url_bytes", refuse)
+
+
+def run_cli(argv):
+    """(exit status, stdout, stderr) of ``fastnlp argv``, run in-process."""
+    import contextlib
+    import io
+
+    from fastnlp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse exits on a bad command line
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_error_line(code, err, expected_code=None):
+    """A mistake on the command line: a non-zero status and exactly one 'fastnlp ...: error:' line."""
+    assert code not in (0, None), err
+    if expected_code is not None:
+        assert code == expected_code, (code, err)
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastnlp") and ": error: " in lines[0], lines[0]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_user_cache(tmp_path_factory):
     """Token caches and any download target go to a temporary folder, never the user's cache."""

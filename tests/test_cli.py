@@ -12,36 +12,11 @@ import sys
 import pytest
 
 import fastnlp
-from fastnlp.cli import main
-from fastnlp.datasets import _files
+from conftest import assert_one_error_line, run_cli
 
 UNAVAILABLE = [name for name, why in fastnlp.available_backends().items() if why is not None]
 
 
-@pytest.fixture(autouse=True)
-def no_downloads(monkeypatch):
-    """A check that comes too late must fail the test, not reach for the network."""
-    def refuse(url, timeout=60.0):
-        raise AssertionError(f"the CLI tried to download {url}")
-
-    monkeypatch.setattr(_files, "fetch_url_bytes", refuse)
-
-
-def run_main(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse exits on a bad command line
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_error_line(code, err):
-    assert code not in (0, None), err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("fastnlp") and ": error: " in lines[0], lines[0]
 
 
 def _unwritable_folder(tmp_path):
@@ -98,13 +73,13 @@ def test_mistake_is_one_error_line(argv, tmp_path, capsys):
     fill = {"tmp": str(tmp_path), "read_only": str(read_only)}
     if any("{unwritable}" in arg for arg in argv):
         fill["unwritable"] = _unwritable_folder(tmp_path)
-    code, out, err = run_main([arg.format(**fill) for arg in argv], capsys)
+    code, out, err = run_cli([arg.format(**fill) for arg in argv])
     assert_one_error_line(code, err)
     assert out == ""
 
 
 def test_memory_error_is_one_line_naming_the_allocation(capsys):
-    code, out, err = run_main(["spiral", "--quiet", "--hidden", "200000000000"], capsys)
+    code, out, err = run_cli(["spiral", "--quiet", "--hidden", "200000000000"])
     assert_one_error_line(code, err)
     assert "out of memory: Unable to allocate" in err
 
@@ -131,7 +106,7 @@ def _output_options():
 
 @pytest.mark.parametrize("job, option", _typed_options())
 def test_every_typed_option_refuses_garbage_in_one_line(job, option, capsys):
-    code, out, err = run_main([job, option, "no-such-value"], capsys)
+    code, out, err = run_cli([job, option, "no-such-value"])
     assert_one_error_line(code, err)
     assert code == 2 and option in err and out == ""
 
@@ -141,7 +116,7 @@ def test_every_output_option_refuses_a_read_only_file_before_the_work(job, optio
     read_only = tmp_path / "out.png"
     read_only.write_bytes(b"keep me")
     read_only.chmod(0o444)
-    code, out, err = run_main([job, option, str(read_only)], capsys)
+    code, out, err = run_cli([job, option, str(read_only)])
     assert_one_error_line(code, err)
     # 2, not 1: a usage check before the job ran, not a failure after it.
     assert code == 2 and option in err and "read-only" in err and out == ""
@@ -150,13 +125,13 @@ def test_every_output_option_refuses_a_read_only_file_before_the_work(job, optio
 
 @pytest.mark.skipif(not UNAVAILABLE, reason="every backend loads here")
 def test_unavailable_backend_is_one_error_line(capsys):
-    code, out, err = run_main(["--backend", UNAVAILABLE[0], "backends"], capsys)
+    code, out, err = run_cli(["--backend", UNAVAILABLE[0], "backends"])
     assert_one_error_line(code, err)
     assert f"backend {UNAVAILABLE[0]!r} is not available" in err
 
 
 def test_k_not_smaller_than_vocabulary(data_dir, capsys):
-    code, out, err = run_main(["count", "--data-dir", str(data_dir), "--k", "100000"], capsys)
+    code, out, err = run_cli(["count", "--data-dir", str(data_dir), "--k", "100000"])
     assert_one_error_line(code, err)
     assert "--k 100000" in err and "vocabulary" in err
     assert out == ""  # found before any counting
@@ -169,8 +144,7 @@ def test_save_is_checked_before_the_work(data_dir, tmp_path, capsys, monkeypatch
         raise AssertionError("loaded the corpus before checking --save")
 
     monkeypatch.setattr(fastnlp.datasets, "load_ptb", must_not_load)
-    code, out, err = run_main(["count", "--data-dir", str(data_dir), "--save", str(tmp_path / "x" / "v.bin")],
-                              capsys)
+    code, out, err = run_cli(["count", "--data-dir", str(data_dir), "--save", str(tmp_path / "x" / "v.bin")])
     assert_one_error_line(code, err)
     assert "--save" in err
 
@@ -180,7 +154,7 @@ def test_plot_format_is_checked_before_the_work(tmp_path, capsys, monkeypatch):
         raise AssertionError("trained before checking --plot")
 
     monkeypatch.setattr(fastnlp.Trainer, "fit", must_not_train)
-    code, out, err = run_main(["spiral", "--quiet", "--plot", str(tmp_path / "loss.txt")], capsys)
+    code, out, err = run_cli(["spiral", "--quiet", "--plot", str(tmp_path / "loss.txt")])
     assert_one_error_line(code, err)
     assert code == 2 and "--plot" in err and ".png" in err and not (tmp_path / "loss.txt").exists()
 
@@ -188,7 +162,7 @@ def test_plot_format_is_checked_before_the_work(tmp_path, capsys, monkeypatch):
 def test_spiral_plot_names_the_file_it_wrote(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     target = tmp_path / "loss.png"
-    code, out, err = run_main(["spiral", "--quiet", "--epochs", "2", "--plot", str(target)], capsys)
+    code, out, err = run_cli(["spiral", "--quiet", "--epochs", "2", "--plot", str(target)])
     assert code == 0, err
     assert f"loss curve written to {target}" in out
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -196,14 +170,14 @@ def test_spiral_plot_names_the_file_it_wrote(tmp_path, capsys):
 
 def test_short_spiral_run_reports_a_loss(capsys):
     """2 epochs of 3 batches: fewer iterations than the usual loss-recording interval."""
-    code, out, err = run_main(["spiral", "--quiet", "--batch-size", "100", "--epochs", "2"], capsys)
+    code, out, err = run_cli(["spiral", "--quiet", "--batch-size", "100", "--epochs", "2"])
     assert code == 0, err
     assert "spiral: 2 epochs" in out and "final loss" in out
 
 
 def test_happy_paths(capsys):
-    assert run_main(["backends"], capsys)[0] == 0
-    code, out, err = run_main(["spiral", "--quiet", "--epochs", "5"], capsys)
+    assert run_cli(["backends"])[0] == 0
+    code, out, err = run_cli(["spiral", "--quiet", "--epochs", "5"])
     assert code == 0, err
     assert "training accuracy" in out and err == ""
 
@@ -211,7 +185,7 @@ def test_happy_paths(capsys):
 # ---- in a fresh process --------------------------------------------------------------------------
 
 
-def run_cli(*args, **env):
+def run_in_fresh_process(*args, **env):
     environ = {key: value for key, value in os.environ.items() if key != "FASTNLP_BACKEND"}
     environ.update(env)
     return subprocess.run([sys.executable, "-m", "fastnlp", *args], capture_output=True, text=True,
@@ -219,21 +193,21 @@ def run_cli(*args, **env):
 
 
 def test_bad_backend_in_the_environment():
-    result = run_cli("backends", FASTNLP_BACKEND="bogus")
+    result = run_in_fresh_process("backends", FASTNLP_BACKEND="bogus")
     assert_one_error_line(result.returncode, result.stderr)
     assert "FASTNLP_BACKEND" in result.stderr
 
 
 def test_debug_shows_the_traceback():
-    result = run_cli("--debug", "backends", FASTNLP_BACKEND="bogus")
+    result = run_in_fresh_process("--debug", "backends", FASTNLP_BACKEND="bogus")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "bogus" in result.stderr
 
 
 def test_entry_point_bad_argument_and_happy_path():
-    bad = run_cli("count", "--window", "0")
+    bad = run_in_fresh_process("count", "--window", "0")
     assert_one_error_line(bad.returncode, bad.stderr)
-    good = run_cli("--backend", "numpy", "spiral", "--quiet", "--epochs", "3")
+    good = run_in_fresh_process("--backend", "numpy", "spiral", "--quiet", "--epochs", "3")
     assert good.returncode == 0, good.stderr
     assert "spiral: 3 epochs" in good.stdout
 

@@ -11,40 +11,15 @@ import pytest
 
 import fastnlp
 from fastnlp.cli import bench as bench_job
-from fastnlp.cli import build_parser, main
+from fastnlp.cli import build_parser
 from fastnlp.cli._common import describe_active_backend, describe_where_ops_ran, where_ops_run
 from fastnlp.datasets import _files
 
-from conftest import DATA_DIR, savefig_writing_half_then_failing
+from conftest import DATA_DIR, assert_one_error_line, run_cli, savefig_writing_half_then_failing
 
 MY_JOBS = ("similar", "analogy", "project", "download", "bench", "backends")
 
 
-@pytest.fixture(autouse=True)
-def no_downloads(monkeypatch):
-    def refuse(url, timeout=60.0):
-        raise AssertionError(f"the CLI tried to download {url}")
-
-    monkeypatch.setattr(_files, "fetch_url_bytes", refuse)
-
-
-def run_main(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_error_line(code, err, expected_code=None):
-    assert code not in (0, None), err
-    if expected_code is not None:
-        assert code == expected_code, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("fastnlp") and ": error: " in lines[0], lines[0]
 
 
 # ---- the parser: --version, no job, --help ---------------------------------------------------------
@@ -56,13 +31,13 @@ def _jobs():
 
 
 def test_version(capsys):
-    code, out, err = run_main(["--version"], capsys)
+    code, out, err = run_cli(["--version"])
     assert code == 0 and err == ""
     assert out == f"fastnlp {fastnlp.__version__}\n"
 
 
 def test_no_job_prints_the_help_and_exits_0(capsys):
-    code, out, err = run_main([], capsys)
+    code, out, err = run_cli([])
     assert code == 0 and err == ""
     assert out.startswith("usage: fastnlp")
     for job in MY_JOBS + ("spiral", "count"):
@@ -70,7 +45,7 @@ def test_no_job_prints_the_help_and_exits_0(capsys):
 
 
 def test_top_level_help_lists_every_job_in_one_line_without_markup(capsys):
-    code, out, err = run_main(["--help"], capsys)
+    code, out, err = run_cli(["--help"])
     assert code == 0
     assert "``" not in out and "`" not in out
     jobs = _jobs()
@@ -86,7 +61,7 @@ def test_job_help_shows_defaults_and_every_option_has_help(job, capsys):
     for action in parser._actions:
         if not isinstance(action, argparse._HelpAction):
             assert action.help, f"{job} {action.option_strings or action.dest} has no help text"
-    code, out, err = run_main([job, "--help"], capsys)
+    code, out, err = run_cli([job, "--help"])
     assert code == 0 and "``" not in out
     for action in parser._actions:
         if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
@@ -94,7 +69,7 @@ def test_job_help_shows_defaults_and_every_option_has_help(job, capsys):
 
 
 def test_options_of_similar_show_their_defaults(capsys):
-    code, out, err = run_main(["similar", "--help"], capsys)
+    code, out, err = run_cli(["similar", "--help"])
     assert "(default: 5)" in out
 
 
@@ -124,7 +99,7 @@ def vectors_file(request, vectors, tmp_path):
 
 
 def test_similar_on_every_format(vectors_file, vectors, capsys):
-    code, out, err = run_main(["similar", vectors_file, "king", "man", "--top", "3"], capsys)
+    code, out, err = run_cli(["similar", vectors_file, "king", "man", "--top", "3"])
     assert code == 0 and err == "", err
     expected = vectors.most_similar("king", top=3)
     assert out.startswith("[query] king\n")
@@ -134,7 +109,7 @@ def test_similar_on_every_format(vectors_file, vectors, capsys):
 
 
 def test_analogy_finds_the_planted_answer(vectors_file, capsys):
-    code, out, err = run_main(["analogy", vectors_file, "man", "king", "woman", "--top", "2"], capsys)
+    code, out, err = run_cli(["analogy", vectors_file, "man", "king", "woman", "--top", "2"])
     assert code == 0 and err == "", err
     assert out.splitlines()[0] == "[analogy] man : king = woman : ?"
     assert out.splitlines()[1].startswith(" queen: ")
@@ -143,7 +118,7 @@ def test_analogy_finds_the_planted_answer(vectors_file, capsys):
 def test_word2vec_model_file_uses_its_vectors(tmp_path, capsys):
     model = fastnlp.Word2Vec([WORDS * 20], vector_size=8, window=2, min_count=1, epochs=1, seed=1)
     path = fastnlp.save(tmp_path / "w2v.npz", model)
-    code, out, err = run_main(["similar", path, "king", "--top", "2"], capsys)
+    code, out, err = run_cli(["similar", path, "king", "--top", "2"])
     assert code == 0, err
     assert out.startswith("[query] king\n") and out.count("\n ") == 2
 
@@ -151,7 +126,7 @@ def test_word2vec_model_file_uses_its_vectors(tmp_path, capsys):
 def test_unknown_word_is_one_line_naming_it(tmp_path, vectors, capsys):
     path = vectors.save(tmp_path / "v.npz")
     for argv in (["similar", path, "king", "zebra"], ["analogy", path, "man", "zebra", "woman"]):
-        code, out, err = run_main(argv, capsys)
+        code, out, err = run_cli(argv)
         assert_one_error_line(code, err, 1)
         assert "'zebra'" in err and out == ""
 
@@ -159,11 +134,11 @@ def test_unknown_word_is_one_line_naming_it(tmp_path, vectors, capsys):
 def test_file_of_another_kind_is_named(tmp_path, capsys):
     model = fastnlp.TwoLayerNet(2, 3, 2, seed=0)
     path = fastnlp.save(tmp_path / "net.npz", model)
-    code, out, err = run_main(["similar", path, "king"], capsys)
+    code, out, err = run_cli(["similar", path, "king"])
     assert_one_error_line(code, err, 1)
     assert f"{path} holds a TwoLayerNet, not word vectors" in err
     params = fastnlp.save(tmp_path / "params.npz", [np.zeros(3)])
-    code, out, err = run_main(["analogy", params, "a", "b", "c"], capsys)
+    code, out, err = run_cli(["analogy", params, "a", "b", "c"])
     assert_one_error_line(code, err, 1)
     assert "not word vectors" in err
 
@@ -180,7 +155,7 @@ BAD_VECTOR_FILES = {
 def test_damaged_or_foreign_file_is_one_line(content, tmp_path, capsys):
     path = tmp_path / "v.npz"
     path.write_bytes(content)
-    code, out, err = run_main(["similar", path, "a"], capsys)
+    code, out, err = run_cli(["similar", path, "a"])
     assert_one_error_line(code, err, 1)
     assert str(path) in err and out == ""
 
@@ -206,7 +181,7 @@ VECTOR_USAGE_MISTAKES = {
 @pytest.mark.parametrize("argv", VECTOR_USAGE_MISTAKES.values(), ids=VECTOR_USAGE_MISTAKES.keys())
 def test_vector_command_line_mistakes(argv, tmp_path, vectors, capsys):
     fill = {"tmp": str(tmp_path), "vectors": str(vectors.save(tmp_path / "v.npz"))}
-    code, out, err = run_main([a.format(**fill) for a in argv], capsys)
+    code, out, err = run_cli([a.format(**fill) for a in argv])
     assert_one_error_line(code, err, 2)
     assert out == ""
     assert not (tmp_path / "p.png").exists()
@@ -230,7 +205,7 @@ def test_project_pca_draws_an_annotated_png(tmp_path, vectors, capsys, monkeypat
     monkeypatch.setattr(Figure, "savefig", keep)
     path = vectors.save(tmp_path / "v.npz")
     target = tmp_path / "words.png"
-    code, out, err = run_main(["project", path, "--words", *WORDS[:5], "--plot", target], capsys)
+    code, out, err = run_cli(["project", path, "--words", *WORDS[:5], "--plot", target])
     assert code == 0, err
     assert f"drawn to {target}" in out
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -251,8 +226,8 @@ def test_project_pca_coordinates_are_the_main_directions():
 def test_project_tsne_without_scikit_learn_says_to_install_it(tmp_path, vectors, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # importlib.util.find_spec then says None
     path = vectors.save(tmp_path / "v.npz")
-    code, out, err = run_main(["project", path, "--words", *WORDS[:5], "--plot", tmp_path / "p.png",
-                               "--method", "tsne"], capsys)
+    code, out, err = run_cli(["project", path, "--words", *WORDS[:5], "--plot", tmp_path / "p.png",
+                               "--method", "tsne"])
     assert_one_error_line(code, err, 2)
     assert "scikit-learn" in err and "pip install" in err
     assert not (tmp_path / "p.png").exists()
@@ -262,8 +237,8 @@ def test_project_tsne(tmp_path, vectors, capsys):
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
     path = vectors.save(tmp_path / "v.npz")
-    code, out, err = run_main(["project", path, "--words", *WORDS, "--plot", tmp_path / "p.png",
-                               "--method", "tsne"], capsys)
+    code, out, err = run_cli(["project", path, "--words", *WORDS, "--plot", tmp_path / "p.png",
+                               "--method", "tsne"])
     assert code == 0, err
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -271,8 +246,7 @@ def test_project_tsne(tmp_path, vectors, capsys):
 def test_project_unknown_word_writes_nothing(tmp_path, vectors, capsys):
     pytest.importorskip("matplotlib")
     path = vectors.save(tmp_path / "v.npz")
-    code, out, err = run_main(["project", path, "--words", "man", "king", "zebra", "--plot", tmp_path / "p.png"],
-                              capsys)
+    code, out, err = run_cli(["project", path, "--words", "man", "king", "zebra", "--plot", tmp_path / "p.png"])
     assert_one_error_line(code, err, 1)
     assert "'zebra'" in err and not (tmp_path / "p.png").exists()
 
@@ -285,7 +259,7 @@ def test_project_failed_write_leaves_the_old_file(tmp_path, vectors, capsys, mon
     path = vectors.save(tmp_path / "v.npz")
     target = tmp_path / "p.png"
     target.write_bytes(b"old figure")
-    code, out, err = run_main(["project", path, "--words", *WORDS[:4], "--plot", target], capsys)
+    code, out, err = run_cli(["project", path, "--words", *WORDS[:4], "--plot", target])
     assert_one_error_line(code, err, 1)
     assert "No space left" in err
     assert target.read_bytes() == b"old figure"
@@ -295,7 +269,7 @@ def test_project_failed_write_leaves_the_old_file(tmp_path, vectors, capsys, mon
 def test_project_needs_matplotlib(tmp_path, vectors, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     path = vectors.save(tmp_path / "v.npz")
-    code, out, err = run_main(["project", path, "--words", *WORDS[:4], "--plot", tmp_path / "p.png"], capsys)
+    code, out, err = run_cli(["project", path, "--words", *WORDS[:4], "--plot", tmp_path / "p.png"])
     assert_one_error_line(code, err, 2)
     assert "matplotlib" in err
 
@@ -325,13 +299,13 @@ def _served(monkeypatch, corrupt=(), failing=()):
 def test_download_fetches_checks_and_then_skips(tmp_path, monkeypatch, capsys):
     asked = _served(monkeypatch)
     target = tmp_path / "data"
-    code, out, err = run_main(["download", "seq", "eval", "--data-dir", target], capsys)
+    code, out, err = run_cli(["download", "seq", "eval", "--data-dir", target])
     assert code == 0 and err == "", err
     assert len(asked) == 4 and "4 files ready: 4 downloaded" in out
     for name in _files.FILE_GROUPS["seq"] + _files.FILE_GROUPS["eval"]:
         assert _files.sha256_of(target / name) == _files.KNOWN_FILES[name].sha256
     asked.clear()
-    code, out, err = run_main(["download", "seq", "eval", "--data-dir", target], capsys)
+    code, out, err = run_cli(["download", "seq", "eval", "--data-dir", target])
     assert code == 0 and asked == [] and "0 downloaded, 4 already there" in out
 
 
@@ -348,14 +322,14 @@ def test_download_all_has_every_public_home_and_the_readme_sums(tmp_path):
 
 
 def test_download_of_the_shared_data_skips_every_file(data_dir, capsys):
-    code, out, err = run_main(["download", "all", "--data-dir", data_dir], capsys)
+    code, out, err = run_cli(["download", "all", "--data-dir", data_dir])
     assert code == 0, err
     assert f"{len(_files.KNOWN_FILES)} files ready: 0 downloaded" in out
 
 
 def test_download_with_a_wrong_checksum_saves_nothing(tmp_path, monkeypatch, capsys):
     _served(monkeypatch, corrupt={"seq/date.txt"})
-    code, out, err = run_main(["download", "seq", "--data-dir", tmp_path], capsys)
+    code, out, err = run_cli(["download", "seq", "--data-dir", tmp_path])
     assert_one_error_line(code, err, 1)
     assert "date.txt" in err and "sha256" in err
     assert not (tmp_path / "seq" / "date.txt").exists()
@@ -367,7 +341,7 @@ def test_download_keeps_an_altered_local_copy_and_names_it(tmp_path, monkeypatch
     altered = tmp_path / "eval" / "wordsim353.tsv"
     altered.parent.mkdir()
     altered.write_text("my own edits\n")
-    code, out, err = run_main(["download", "eval", "--data-dir", tmp_path], capsys)
+    code, out, err = run_cli(["download", "eval", "--data-dir", tmp_path])
     assert_one_error_line(code, err, 1)
     assert str(altered) in err and "delete it" in err
     assert altered.read_text() == "my own edits\n"
@@ -377,7 +351,7 @@ def test_download_keeps_an_altered_local_copy_and_names_it(tmp_path, monkeypatch
 
 def test_download_network_failure_is_one_line(tmp_path, monkeypatch, capsys):
     _served(monkeypatch, failing={"ptb/ptb.valid.txt", "ptb/ptb.test.txt"})
-    code, out, err = run_main(["download", "ptb", "--data-dir", tmp_path], capsys)
+    code, out, err = run_cli(["download", "ptb", "--data-dir", tmp_path])
     assert_one_error_line(code, err, 1)
     assert "ptb.valid.txt" in err and "1 more file failed" in err
 
@@ -386,7 +360,7 @@ def test_download_usage_mistakes(tmp_path, capsys):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     for argv in (["download"], ["download", "imagenet"], ["download", "ptb", "--data-dir", a_file]):
-        code, out, err = run_main(argv, capsys)
+        code, out, err = run_cli(argv)
         assert_one_error_line(code, err, 2)
 
 
@@ -430,7 +404,7 @@ def test_compare_flags_regressions_only():
 def test_bench_compare_two_saved_runs(tmp_path, capsys):
     saved = _benchmark_json(tmp_path / "saved.json", SAVED)
     now = _benchmark_json(tmp_path / "now.json", NOW, cpu="Another CPU")
-    code, out, err = run_main(["bench", "--compare", saved, "--against", now], capsys)
+    code, out, err = run_cli(["bench", "--compare", saved, "--against", now])
     assert code == 1
     assert err.count("\n") == 1 and "1 of 4 benchmarks are more than 10% slower" in err
     assert "test_slower" in err and "test_faster" not in err and "Traceback" not in err
@@ -438,9 +412,9 @@ def test_bench_compare_two_saved_runs(tmp_path, capsys):
     assert "Missing now (1, in the saved run only): bench/a.py::test_gone" in out
     assert "New (1, not in the saved run): bench/a.py::test_new" in out
     assert "different CPUs" in out
-    code, out, err = run_main(["bench", "--compare", saved, "--against", now, "--threshold", "60"], capsys)
+    code, out, err = run_cli(["bench", "--compare", saved, "--against", now, "--threshold", "60"])
     assert code == 0 and err == "" and "no regression" in out
-    code, out, err = run_main(["bench", "--compare", saved, "--against", saved, "--stat", "median"], capsys)
+    code, out, err = run_cli(["bench", "--compare", saved, "--against", saved, "--stat", "median"])
     assert code == 0 and "median" in out
 
 
@@ -464,13 +438,13 @@ def test_bench_mistakes(argv, status, tmp_path, capsys):
     (tmp_path / "o.json").write_text('{"results": []}')
     fill = {"tmp": str(tmp_path), "saved": str(_benchmark_json(tmp_path / "s.json", SAVED)),
             "text": str(tmp_path / "t.json"), "other_json": str(tmp_path / "o.json")}
-    code, out, err = run_main([a.format(**fill) for a in argv], capsys)
+    code, out, err = run_cli([a.format(**fill) for a in argv])
     assert_one_error_line(code, err, status)
 
 
 def test_bench_without_a_source_checkout_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench_job, "repository_root", lambda: tmp_path)
-    code, out, err = run_main(["bench", "--quick", "--out", tmp_path / "out"], capsys)
+    code, out, err = run_cli(["bench", "--quick", "--out", tmp_path / "out"])
     assert_one_error_line(code, err, 1)
     assert "bench/" in err and "source checkout" in err
 
@@ -478,7 +452,7 @@ def test_bench_without_a_source_checkout_says_so(tmp_path, capsys, monkeypatch):
 def test_bench_skips_scripts_whose_peer_is_missing(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench_job, "_is_installed", lambda module: module not in ("gensim", "torch"))
     monkeypatch.setattr(bench_job, "machine_description", lambda threads: "CPU: test")
-    code, out, err = run_main(["bench", "--no-suites", "--scripts", "word2vec,rnnlm", "--out", tmp_path], capsys)
+    code, out, err = run_cli(["bench", "--no-suites", "--scripts", "word2vec,rnnlm", "--out", tmp_path])
     assert code == 0, err
     assert "## compare_word2vec\n\nskipped: gensim not installed" in out
     assert "## compare_rnnlm\n\nskipped: torch not installed" in out
@@ -491,15 +465,15 @@ def test_bench_quick_real_run(tmp_path, capsys):
     if not (bench_job.repository_root() / "bench" / "conftest.py").is_file():
         pytest.skip("no bench/ folder (not a source checkout)")
     out_dir = tmp_path / "run"
-    code, out, err = run_main(["bench", "--quick", "-k", "test_op and id_range-numpy", "--no-scripts",
-                               "--out", out_dir], capsys)
+    code, out, err = run_cli(["bench", "--quick", "-k", "test_op and id_range-numpy", "--no-scripts",
+                               "--out", out_dir])
     assert code == 0, err
     assert "CPU: " in out and "threads: OMP_NUM_THREADS=1" in out
     saved = bench_job.read_benchmarks(out_dir / "benchmarks.json")
     assert list(saved) == ["bench/test_bench_ops.py::test_op[id_range-numpy]"]
     assert (out_dir / "report.md").read_text().count("id_range-numpy") >= 1
-    code, out, err = run_main(["bench", "--compare", out_dir / "benchmarks.json", "--against",
-                               out_dir / "benchmarks.json"], capsys)
+    code, out, err = run_cli(["bench", "--compare", out_dir / "benchmarks.json", "--against",
+                               out_dir / "benchmarks.json"])
     assert code == 0 and "no regression" in out
 
 
@@ -507,8 +481,8 @@ def test_bench_k_selecting_nothing_is_one_line(tmp_path, capsys):
     pytest.importorskip("pytest_benchmark")
     if not (bench_job.repository_root() / "bench" / "conftest.py").is_file():
         pytest.skip("no bench/ folder (not a source checkout)")
-    code, out, err = run_main(["bench", "--quick", "-k", "no_such_benchmark_anywhere", "--no-scripts",
-                               "--out", tmp_path], capsys)
+    code, out, err = run_cli(["bench", "--quick", "-k", "no_such_benchmark_anywhere", "--no-scripts",
+                               "--out", tmp_path])
     assert_one_error_line(code, err, 2)
     assert "selects no benchmark" in err
 
@@ -534,11 +508,11 @@ def test_describe_where_ops_ran_defaults_to_the_ops_this_process_ran():
 
 
 def test_backends_active_line_says_what_runs(capsys):
-    code, out, err = run_main(["backends"], capsys)
+    code, out, err = run_cli(["backends"])
     assert code == 0, err
     (active,) = [line for line in out.splitlines() if line.startswith("active:")]
     assert "(CPU)" in active and active == describe_active_backend()
-    code, out, err = run_main(["--backend", "numpy", "backends"], capsys)
+    code, out, err = run_cli(["--backend", "numpy", "backends"])
     assert "active: numpy chosen; NumPy arrays run on numpy (CPU)" in out
 
 

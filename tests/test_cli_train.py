@@ -5,15 +5,14 @@ its model; generate / eval / attention then read the saved files. Every mistake 
 ``fastnlp ...: error: ...`` line on stderr with a non-zero exit status, never a traceback.
 """
 import argparse
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastnlp
-from fastnlp.cli import build_parser, main
+from conftest import assert_one_error_line, run_cli
+from fastnlp.cli import build_parser
 from fastnlp.datasets import _files
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -38,39 +37,12 @@ NO_DATA_DIR = {"spiral"}
 NO_PROGRESS = {"count"}  # nothing to report while it runs: no --quiet
 
 
-@pytest.fixture(autouse=True)
-def no_downloads(monkeypatch):
-    def refuse(url, timeout=60.0):
-        raise AssertionError(f"the CLI tried to download {url}")
-
-    monkeypatch.setattr(_files, "fetch_url_bytes", refuse)
-
-
-def run(argv):
-    """(exit status, stdout, stderr) of ``fastnlp argv``, run in-process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse exits on a bad command line
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def train_argv(model, *extra):
     data = [] if model in NO_DATA_DIR else ["--data-dir", DATA_DIR]
     quiet = [] if model in NO_PROGRESS else ["--quiet"]
     return ["train", model, *quiet, *data, *SMALL[model], *extra]
-
-
-def assert_one_error_line(code, err, expected_code=None):
-    assert code not in (0, None), err
-    if expected_code is not None:
-        assert code == expected_code, (code, err)
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("fastnlp") and ": error: " in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +56,7 @@ def saved(tmp_path_factory):
             path = folder / f"{model}.npz"
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(_files, "fetch_url_bytes", lambda url, timeout=60.0: pytest.fail(f"download {url}"))
-                code, out, err = run(train_argv(model, "--save", path))
+                code, out, err = run_cli(train_argv(model, "--save", path))
             assert code == 0, err
             assert err == ""  # --quiet: no progress report
             assert f"saved to {path}" in out
@@ -100,12 +72,12 @@ def saved(tmp_path_factory):
 def test_rnnlm_reports_perplexity_and_its_file_generates_and_evaluates(saved):
     path, out = saved("rnnlm")
     assert "test perplexity:" in out and "1,500 tokens of PTB test" in out
-    code, text, err = run(["generate", path, "--start", "the market", "--length", "8", "--seed", "3"])
+    code, text, err = run_cli(["generate", path, "--start", "the market", "--length", "8", "--seed", "3"])
     assert code == 0 and err == "", err
     words = text.split()
     assert words[:2] == ["the", "market"] and len(words) >= 9
-    assert run(["generate", path, "--start", "the market", "--length", "8", "--seed", "3"])[1] == text  # seeded
-    code, text, err = run(["eval", path, "--data-dir", DATA_DIR, "--corpus-size", "400"])
+    assert run_cli(["generate", path, "--start", "the market", "--length", "8", "--seed", "3"])[1] == text  # seeded
+    code, text, err = run_cli(["eval", path, "--data-dir", DATA_DIR, "--corpus-size", "400"])
     assert code == 0, err
     assert "Rnnlm: perplexity" in text and "PTB test (400 tokens)" in text
     ppl = float(text.split("perplexity ")[1].split()[0])
@@ -115,15 +87,15 @@ def test_rnnlm_reports_perplexity_and_its_file_generates_and_evaluates(saved):
 def test_rnnlm_checkpoint_resume_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     checkpoint, plot = tmp_path / "run.npz", tmp_path / "ppl.png"
-    code, out, err = run(train_argv("rnnlm", "--checkpoint", checkpoint))
+    code, out, err = run_cli(train_argv("rnnlm", "--checkpoint", checkpoint))
     assert code == 0, err
     assert f"checkpoint written to {checkpoint}" in out
-    code, out, err = run(train_argv("rnnlm", "--resume", checkpoint, "--plot", plot))
+    code, out, err = run_cli(train_argv("rnnlm", "--resume", checkpoint, "--plot", plot))
     assert code == 0, err
     assert "resuming after 1 epoch: 1 more" in out and "test perplexity:" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The checkpoint of a Rnnlm cannot resume a BetterRnnlm.
-    code, out, err = run(train_argv("better-rnnlm", "--resume", checkpoint))
+    code, out, err = run_cli(train_argv("better-rnnlm", "--resume", checkpoint))
     assert_one_error_line(code, err, 2)
     assert "Rnnlm" in err and "--resume" in err
 
@@ -140,13 +112,13 @@ def test_rnnlm_resumes_an_interrupted_run_with_its_own_settings(tmp_path, monkey
         return step(self, *args)
 
     monkeypatch.setattr(fastnlp.RnnlmTrainer, "_step", interrupted)
-    code, out, err = run(train_argv("rnnlm", "--epochs", "2", "--checkpoint", checkpoint))
+    code, out, err = run_cli(train_argv("rnnlm", "--epochs", "2", "--checkpoint", checkpoint))
     assert code == 130 and err == "fastnlp train: interrupted\n", err
     monkeypatch.setattr(fastnlp.RnnlmTrainer, "_step", step)
-    code, out, err = run(train_argv("rnnlm", "--resume", checkpoint, "--corpus-size", "2000"))
+    code, out, err = run_cli(train_argv("rnnlm", "--resume", checkpoint, "--corpus-size", "2000"))
     assert_one_error_line(code, err, 2)
     assert "same --corpus-size" in err
-    code, out, err = run(train_argv("rnnlm", "--resume", checkpoint, "--checkpoint", checkpoint))
+    code, out, err = run_cli(train_argv("rnnlm", "--resume", checkpoint, "--checkpoint", checkpoint))
     assert code == 0, err
     assert "continuing the checkpoint's run of 2 epochs" in out and "test perplexity:" in out
     assert len(calls) == 3  # the patched step ran no more
@@ -157,7 +129,7 @@ def test_rnnlm_resumes_an_interrupted_run_with_its_own_settings(tmp_path, monkey
 def test_better_rnnlm_reports_validation_and_test_perplexity(saved):
     path, out = saved("better-rnnlm")
     assert "epoch 1: validation perplexity" in out and "test perplexity:" in out
-    code, text, err = run(["generate", path, "--length", "5", "--seed", "0"])
+    code, text, err = run_cli(["generate", path, "--length", "5", "--seed", "0"])
     assert code == 0 and text.split()[0] == "you", err
 
 
@@ -167,10 +139,10 @@ def test_seq2seq_models_report_accuracy_and_answer_questions(saved, model, task)
     path, out = saved(model)
     assert f"accuracy on 200 held-out {task} questions:" in out and "epoch 1: loss" in out
     question = "16+75" if task == "addition" else "september 27, 1994"
-    code, answer, err = run(["generate", path, "--start", question])
+    code, answer, err = run_cli(["generate", path, "--start", question])
     assert code == 0 and err == "", err
     assert len(answer.strip()) <= (4 if task == "addition" else 10) and answer.endswith("\n")
-    code, text, err = run(["eval", path, "--data-dir", DATA_DIR, "--corpus-size", "50"])
+    code, text, err = run_cli(["eval", path, "--data-dir", DATA_DIR, "--corpus-size", "50"])
     assert code == 0, err
     assert f"on 50 held-out {task} questions" in text  # the task was told by the saved characters
 
@@ -180,11 +152,11 @@ def test_attention_maps(saved, model, tmp_path):
     pytest.importorskip("matplotlib")
     path, _ = saved(model)
     target = tmp_path / "map.png"
-    code, out, err = run(["attention", path, "--input", "september 27, 1994", "--plot", target])
+    code, out, err = run_cli(["attention", path, "--input", "september 27, 1994", "--plot", target])
     assert code == 0, err
     assert f"attention map written to {target}" in out
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    code, out, err = run(["attention", path, "--input", "2/10/93", "--input", "Aug 1, 2001", "--plot", target])
+    code, out, err = run_cli(["attention", path, "--input", "2/10/93", "--input", "Aug 1, 2001", "--plot", target])
     assert code == 0, err
     assert (tmp_path / "map-1.png").exists() and (tmp_path / "map-2.png").exists()
 
@@ -192,7 +164,7 @@ def test_attention_maps(saved, model, tmp_path):
 def test_seq2seq_plot_is_a_loss_curve(tmp_path):
     pytest.importorskip("matplotlib")
     target = tmp_path / "loss.png"
-    code, out, err = run(train_argv("peeky", "--plot", target))
+    code, out, err = run_cli(train_argv("peeky", "--plot", target))
     assert code == 0, err
     assert f"loss curve written to {target}" in out and target.stat().st_size > 1000
 
@@ -203,7 +175,7 @@ def test_book_word2vec_reports_wordsim_and_neighbours_and_saves_vectors(saved, m
     assert "[query] you" in out and "WordSim-353: Spearman" in out
     vectors = fastnlp.load(path)
     assert isinstance(vectors, fastnlp.WordVectors) and len(vectors) == 10000 and vectors.vector_size == 10
-    code, text, err = run(["eval", path, "--data-dir", DATA_DIR])
+    code, text, err = run_cli(["eval", path, "--data-dir", DATA_DIR])
     assert code == 0, err
     assert "WordSim-353: Spearman" in text and "analogies (questions-words.txt): accuracy" in text
 
@@ -215,12 +187,12 @@ def test_word2vec_saves_the_model_resumes_and_plots(saved, tmp_path):
     model = fastnlp.load(path)
     assert isinstance(model, fastnlp.Word2Vec) and model.epochs_trained == 1
     again, plot = tmp_path / "again.npz", tmp_path / "loss.png"
-    code, out, err = run(train_argv("word2vec", "--resume", path, "--save", again, "--plot", plot))
+    code, out, err = run_cli(train_argv("word2vec", "--resume", path, "--save", again, "--plot", plot))
     assert code == 0, err
     assert "resuming a Word2Vec model trained for 1 epoch" in out
     assert fastnlp.load(again).epochs_trained == 2
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    code, text, err = run(["eval", path, "--data-dir", DATA_DIR])
+    code, text, err = run_cli(["eval", path, "--data-dir", DATA_DIR])
     assert code == 0 and "WordSim-353" in text, err
 
 
@@ -232,21 +204,21 @@ def test_count_shares_the_count_job_and_saves_vectors(saved):
 
 def test_count_in_word2vec_format_is_read_by_eval(tmp_path):
     path = tmp_path / "vectors.txt"
-    code, out, err = run(train_argv("count", "--save", path))
+    code, out, err = run_cli(train_argv("count", "--save", path))
     assert code == 0, err
-    code, text, err = run(["eval", path, "--data-dir", DATA_DIR])
+    code, text, err = run_cli(["eval", path, "--data-dir", DATA_DIR])
     assert code == 0 and "WordSim-353" in text, err
 
 
 def test_spiral_shares_the_spiral_job(saved):
     path, out = saved("spiral")
     assert "spiral: 2 epochs" in out and "training accuracy" in out
-    code, text, err = run(["eval", path])
+    code, text, err = run_cli(["eval", path])
     assert code == 0 and "TwoLayerNet: accuracy" in text, err
 
 
 def test_help_shows_the_book_defaults():
-    code, out, err = run(["train", "rnnlm", "--help"])
+    code, out, err = run_cli(["train", "rnnlm", "--help"])
     assert code == 0
     for text in ("(default: 20.0)", "(default: 0.25)", "(default: 35)", "--corpus-size N", "--resume PATH"):
         assert text in out, text
@@ -346,7 +318,7 @@ MISTAKE_IDS = ["generate-missing-file", "eval-missing-file", "attention-missing-
 @pytest.mark.parametrize("name", MISTAKE_IDS)
 def test_mistake_is_one_error_line(name, saved, files):
     argv, status, words = _mistakes(saved, files)[name]
-    code, out, err = run(argv)
+    code, out, err = run_cli(argv)
     assert_one_error_line(code, err, status)
     assert words in err, err
     assert files["read_only"].read_bytes() == b"keep me"
@@ -372,7 +344,7 @@ def test_unwritable_folder_is_refused_before_the_work(tmp_path, monkeypatch):
     else:
         pytest.skip("no unwritable folder here")
     monkeypatch.setattr(fastnlp.datasets, "load_ptb", lambda *a, **k: pytest.fail("loaded PTB before the check"))
-    code, out, err = run(["train", "rnnlm", "--data-dir", DATA_DIR, "--save", candidate / "lm.npz"])
+    code, out, err = run_cli(["train", "rnnlm", "--data-dir", DATA_DIR, "--save", candidate / "lm.npz"])
     assert_one_error_line(code, err, 2)
     assert "--save" in err and out == ""
 
@@ -398,13 +370,13 @@ def _output_options():
 
 @pytest.mark.parametrize("model, option", _typed_options())
 def test_every_typed_train_option_refuses_garbage_in_one_line(model, option):
-    code, out, err = run(["train", model, option, "no-such-value"])
+    code, out, err = run_cli(["train", model, option, "no-such-value"])
     assert_one_error_line(code, err, 2)
     assert option in err and out == ""
 
 
 @pytest.mark.parametrize("model, option", _output_options())
 def test_every_train_output_refuses_a_read_only_file(model, option, files):
-    code, out, err = run(["train", model, option, files["read_only"]])
+    code, out, err = run_cli(["train", model, option, files["read_only"]])
     assert_one_error_line(code, err, 2)
     assert option in err and "read-only" in err and out == ""
