@@ -5,6 +5,8 @@
     python bench/compare_rnnlm.py --model better --epochs 1          # BetterRnnlm, 1 epoch each
     python bench/compare_rnnlm.py --model better --epochs 40 --contenders cython --timing-iters 0 \\
         --checkpoint-dir runs/better                     # the book's 40 epochs; the same command resumes
+    python bench/compare_rnnlm.py --model better --epochs 0 --contenders cython,torch \\
+        --precision fp32,bf16-mixed                      # mixed precision against torch.autocast
 
 Book settings: batch 20, time 35, SGD lr 20, gradient norm clipped to 0.25; Rnnlm 100/100,
 BetterRnnlm 650/650, two LSTM layers, dropout 0.5, tied embedding, lr / 4 when the validation
@@ -18,6 +20,13 @@ Two measurements, both in this one process:
 * quality: every contender trains ``--epochs`` full epochs (``fit``), then the test perplexity
   with the book's eval_perplexity (batch 10, time 35); BetterRnnlm also decays on validation.
 ``--epochs 0`` skips the training run. The table is markdown with the machine, threads, versions.
+
+``--precision`` runs every contender in each listed precision: ``fp32``, or ``bf16-mixed``:
+ours inside ``fastnlp.kernels.gemm.autocast("bf16")`` (every matrix product on bfloat16 operands
+with float32 sums, weights and everything else float32) with ``clear_autocast_cache()`` after
+each optimizer update (done here by the optimizer, so the trainer is the stock one), PyTorch's
+forward and loss inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` (backward outside, as
+its documentation says), both with float32 SGD on float32 weights.
 """
 import argparse
 import math
@@ -45,6 +54,8 @@ def main(argv=None):
                         help="save a checkpoint per contender there (each epoch and every 200 iterations) "
                              "and resume from it when it exists (fastnlp contenders)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="fp32",
+                        help="comma-separated: fp32, bf16-mixed (each contender runs in each)")
     parser.add_argument("--openblas-coretype", default=None,
                         help="set OPENBLAS_CORETYPE for NumPy's OpenBLAS (default: leave the environment as it is; "
                              "'unset' removes it, so OpenBLAS detects the CPU). This VM exports Haswell (AVX2 "
@@ -75,17 +86,24 @@ def main(argv=None):
 
     backends = [b for b, why in fastnlp.available_backends().items() if why is None and b in dispatch.CPU_BACKENDS]
     names = backends + ["torch"] if args.contenders == "all" else args.contenders.split(",")
+    precisions = args.precision.split(",")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise SystemExit(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     contenders = {}
-    for name in names:
-        if name == "torch":
-            try:
-                contenders[name] = TorchContender(args, V, config, np)
-            except ImportError as exc:
-                print(f"(torch skipped: {exc})")
-        elif name in backends:
-            contenders[name] = OursContender(name, args, V, config)
-        else:
-            raise SystemExit(f"unknown or unavailable contender {name!r}; available: {', '.join(backends + ['torch'])}")
+    for precision in precisions:
+        for name in names:
+            key = name if len(precisions) == 1 else f"{name} {precision}"
+            if name == "torch":
+                try:
+                    contenders[key] = TorchContender(args, V, config, np, precision)
+                except ImportError as exc:
+                    print(f"(torch skipped: {exc})")
+            elif name in backends:
+                contenders[key] = OursContender(name, args, V, config, precision)
+            else:
+                raise SystemExit(f"unknown or unavailable contender {name!r}; "
+                                 f"available: {', '.join(backends + ['torch'])}")
 
     print(describe())
     print(f"OpenBLAS core: {_openblas_core()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
@@ -105,13 +123,23 @@ def main(argv=None):
             done += n
         print(f"Speed, {args.timing_iters} iterations each ({args.timing_iters * 700:,} tokens), "
               f"in turns of {args.turn}:\n")
-        print("| implementation | tokens/s | vs torch | ms / iteration |")
-        print("| --- | ---: | ---: | ---: |")
-        peer = contenders.get("torch")
-        for name, c in contenders.items():
+        print("| implementation | precision | tokens/s | vs torch, same precision | vs torch fp32 | vs own fp32 "
+              "| ms / iteration |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+
+        def rate_of(name, precision):
+            key = name if len(precisions) == 1 else f"{name} {precision}"
+            c = contenders.get(key)
+            return c.timed_tokens / c.timed_seconds if c is not None else None
+
+        def ratio(rate, base):
+            return f"{rate / base:.2f}x" if base else "n/a"
+
+        for c in contenders.values():
             rate = c.timed_tokens / c.timed_seconds
-            ratio = f"{rate / (peer.timed_tokens / peer.timed_seconds):.2f}x" if peer else "n/a"
-            print(f"| {c.label} | {rate:,.0f} | {ratio} | {1e3 * c.timed_seconds / (c.timed_tokens / 700):.1f} |")
+            print(f"| {c.label} | {c.precision} | {rate:,.0f} | {ratio(rate, rate_of('torch', c.precision))} | "
+                  f"{ratio(rate, rate_of('torch', 'fp32'))} | {ratio(rate, rate_of(c.name, 'fp32'))} | "
+                  f"{1e3 * c.timed_seconds / (c.timed_tokens / 700):.1f} |")
         print(flush=True)
 
     # ----- quality: full epochs, then perplexity
@@ -154,16 +182,44 @@ def _openblas_core():
     return "unknown"
 
 
+PRECISIONS = ("fp32", "bf16-mixed")
+
+
 class OursContender:
-    def __init__(self, backend, args, V, config):
+    def __init__(self, backend, args, V, config, precision="fp32"):
+        import contextlib
+
         import numpy as np
 
         import fastnlp
 
         self.fastnlp, self.np, self.backend, self.args, self.V, self.config = fastnlp, np, backend, args, V, config
+        self.name, self.precision = backend, precision
         self.label = f"fastnlp {backend}" + (" (the book's NumPy code path)" if backend == "numpy" else "")
+        if precision == "bf16-mixed":
+            from fastnlp.kernels.gemm import autocast
+
+            self.autocast = lambda: autocast("bf16")
+        else:
+            self.autocast = contextlib.nullcontext
         self.timed_seconds = self.timed_tokens = 0
         self.reset()
+
+    def _optimizer(self):
+        """SGD(lr 20); under bf16-mixed one that clears gemm's cache of bf16 weights after each
+        update (the weights change in place there)."""
+        fastnlp = self.fastnlp
+        if self.precision == "fp32":
+            return fastnlp.optim.SGD(lr=20.0)
+        from fastnlp.kernels.gemm import clear_autocast_cache
+
+        class ClearingSGD(fastnlp.optim.SGD):
+            def update(self, params, grads):
+                result = super().update(params, grads)
+                clear_autocast_cache()
+                return result
+
+        return ClearingSGD(lr=20.0)
 
     def reset(self):
         fastnlp, args, config = self.fastnlp, self.args, self.config
@@ -172,7 +228,7 @@ class OursContender:
         else:
             self.model = fastnlp.models.BetterRnnlm(self.V, config["wordvec"], config["hidden"], config["dropout"],
                                                     seed=args.seed)
-        self.trainer = fastnlp.RnnlmTrainer(self.model, fastnlp.optim.SGD(lr=20.0))
+        self.trainer = fastnlp.RnnlmTrainer(self.model, self._optimizer())
         self.position = 0
 
     def _slice(self, xs, ts, n_iters):
@@ -185,12 +241,12 @@ class OursContender:
         return xs[a:b], ts[a:b]
 
     def warm_up(self, xs, ts):
-        with self.fastnlp.use_backend(self.backend):
+        with self.fastnlp.use_backend(self.backend), self.autocast():
             self.trainer.fit(*self._slice(xs, ts, 2), max_epoch=1, max_grad=0.25, progress=False)
 
     def timed_iterations(self, xs, ts, n):
         x, t = self._slice(xs, ts, n)
-        with self.fastnlp.use_backend(self.backend):
+        with self.fastnlp.use_backend(self.backend), self.autocast():
             start = time.perf_counter()
             self.trainer.fit(x, t, max_epoch=1, max_grad=0.25, eval_interval=None, progress=False)
             self.timed_seconds += time.perf_counter() - start
@@ -201,12 +257,13 @@ class OursContender:
         checkpoint = None
         if args.checkpoint_dir:
             Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-            checkpoint = Path(args.checkpoint_dir) / f"{args.model}-{self.backend}.npz"
+            suffix = "" if self.precision == "fp32" else f"-{self.precision}"
+            checkpoint = Path(args.checkpoint_dir) / f"{args.model}-{self.backend}{suffix}.npz"
             if checkpoint.exists():
                 trainer.load_checkpoint(checkpoint)
                 print(f"  {self.label}: resumed from {checkpoint} (epoch {trainer.current_epoch}, "
                       f"{len(trainer.valid_ppl_list)} validations)", flush=True)
-        with self.fastnlp.use_backend(self.backend):
+        with self.fastnlp.use_backend(self.backend), self.autocast():
             if args.model == "rnnlm":
                 pending = trainer.pending_run
                 if pending is not None or trainer.current_epoch < epochs:
@@ -238,12 +295,17 @@ class OursContender:
 class TorchContender:
     """nn.Embedding + nn.LSTM + nn.Linear with our model's initial weights."""
 
-    def __init__(self, args, V, config, np):
+    def __init__(self, args, V, config, np, precision="fp32"):
+        import contextlib
+
         import torch
 
         torch.set_num_threads(args.threads)
         self.torch, self.np, self.args, self.V, self.config = torch, np, args, V, config
+        self.name, self.precision = "torch", precision
         self.label = f"PyTorch {torch.__version__} (nn.LSTM)"
+        self.autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16-mixed"
+                         else contextlib.nullcontext)
         self.timed_seconds = self.timed_tokens = 0
         self.reset()
 
@@ -309,8 +371,10 @@ class TorchContender:
             if self.state is not None:
                 self.state = tuple(s.detach() for s in self.state)
             self.optimizer.zero_grad()
-            scores, self.state = self.net(bx, self.state)
-            loss = torch.nn.functional.cross_entropy(scores.reshape(-1, self.V), bt.reshape(-1))
+            with self.autocast():
+                scores, self.state = self.net(bx, self.state)
+                loss = torch.nn.functional.cross_entropy(scores.reshape(-1, self.V), bt.reshape(-1))
+            self.state = tuple(s.float() for s in self.state)  # autocast's LSTM state is bf16
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), 0.25)
             self.optimizer.step()
@@ -371,7 +435,8 @@ class TorchContender:
                 idx = (offsets[:, None] + np.arange(35)) % size
                 x = torch.from_numpy(corpus[idx].astype(np.int64))
                 t = torch.from_numpy(corpus[(idx + 1) % size].astype(np.int64))
-                scores, state = self.net(x, state)
+                with self.autocast():
+                    scores, state = self.net(x, state)
                 total += torch.nn.functional.cross_entropy(scores.reshape(-1, self.V), t.reshape(-1)).item()
         self.net.train()
         return math.exp(total / max_iters)

@@ -37,7 +37,7 @@ try:
 except ImportError:  # ml_dtypes is a dependency; a broken install still multiplies float32/64
     BFLOAT16 = None
 
-FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+FLOAT32, FLOAT64, FLOAT16 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)
 INPUT_DTYPES = (FLOAT32, FLOAT64) + ((BFLOAT16,) if BFLOAT16 is not None else ())
 
 # Shape classes the calibration measures separately. Products at or below SMALL_MACS
@@ -69,13 +69,18 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
     others, or ``out_dtype`` / ``out``'s dtype where that is bfloat16: products then
     accumulate in float32 and round once.
     """
+    state = _autocast.active()  # one context variable read when autocast is off
+    cached_b = None
+    if state is not None:  # float32 operands become bf16 / fp16 (see _autocast.py)
+        a, b, trans_a, trans_b, cached_b = _autocast.cast_operands(state, a, b, trans_a, trans_b)
     # The layers' common case, checked in a few attribute reads: a recurrent step's product
     # takes ~10 us, and the general path below would add a third to it.
     if (type(out) is np.ndarray and type(a) is np.ndarray and type(b) is np.ndarray and out_dtype is None
             and a.ndim == 2 and b.ndim == 2 and out.ndim == 2 and (trans_a is False or trans_a is True)
             and (trans_b is False or trans_b is True) and (accumulate is False or accumulate is True)):
         dtype = a.dtype
-        if (dtype is b.dtype and dtype is out.dtype and (dtype is FLOAT32 or dtype is FLOAT64)
+        if (dtype is b.dtype and (dtype is out.dtype and (dtype is FLOAT32 or dtype is FLOAT64)
+                                  or dtype is BFLOAT16 and out.dtype is FLOAT32)  # autocast's case
                 and a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous
                 and out.flags.writeable):
             M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
@@ -83,12 +88,16 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
             if (K == K_b and out.shape == (M, N) and M and N and K
                     and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
                 variant = variant_of(dtype, None, M, N, K)
+                if state is not None and dtype is BFLOAT16 and _autocast.special_product(
+                        cached_b, a, b, out, trans_a, trans_b, accumulate, M, N, K):
+                    return out
                 registry.kernel("gemm", None, variant)(a, b, out, trans_a, trans_b, accumulate)
                 return out
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         a, b = _check_arrays(a, b, out)
     if a.dtype != b.dtype or a.dtype not in INPUT_DTYPES:
-        _refuse_dtypes(a, b)
+        if not (a.dtype == b.dtype == FLOAT16 and state is not None and state.low == FLOAT16):
+            _refuse_dtypes(a, b)  # float16 only as autocast("fp16")'s operands
     trans_a, trans_b, accumulate = _flag(trans_a, "trans_a"), _flag(trans_b, "trans_b"), _flag(accumulate, "accumulate")
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"gemm multiplies matrices or stacks of them, got a {a.shape} and b {b.shape}")
@@ -123,11 +132,18 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
         elif lead:
             batch = int(np.prod(lead))
             a, b, product = _stacked(a, lead, xp), _stacked(b, lead, xp), target.reshape(batch, M, N)
-        kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K))
+        if a.dtype == FLOAT16:
+            kernel = _autocast.float16_kernel()
+        else:
+            kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K))
         kernel(a, b, product, trans_a, trans_b, accumulate)
     if target is not out:
         out[...] = target.astype(result_dtype)
     return out
+
+
+from . import _autocast  # noqa: E402
+from ._autocast import autocast, autocast_dtype, clear_autocast_cache  # noqa: E402, F401
 
 
 def variant_of(dtype, batch, M: int, N: int, K: int) -> str:

@@ -39,9 +39,12 @@ _F64 = np.dtype(np.float64)
 _sgemm = _mkl.cblas_sgemm
 _dgemm = _mkl.cblas_dgemm
 _gemm_bf16 = _mkl.cblas_gemm_bf16bf16f32
+_gemm_f16 = getattr(_mkl, "cblas_gemm_f16f16f32", None)  # float16 operands (autocast("fp16") only)
+HAS_FLOAT16 = _gemm_f16 is not None
+_F16 = np.dtype(np.float16)
 _sgemm_batch = getattr(_mkl, "cblas_sgemm_batch_strided", None)  # MKL 2020 update 2 and later
 _dgemm_batch = getattr(_mkl, "cblas_dgemm_batch_strided", None)
-for _function in (_sgemm, _dgemm, _gemm_bf16, _sgemm_batch, _dgemm_batch):
+for _function in (_sgemm, _dgemm, _gemm_bf16, _gemm_f16, _sgemm_batch, _dgemm_batch):
     if _function is not None:
         _function.restype = None
 _F_ONE, _F_ZERO = ctypes.c_float(1.0), ctypes.c_float(0.0)
@@ -65,8 +68,9 @@ def gemm(a, b, out, trans_a, trans_b, accumulate):
         call, batch_call, one, beta = _sgemm, _sgemm_batch, _F_ONE, _F_ONE if accumulate else _F_ZERO
     elif dtype == _F64:
         call, batch_call, one, beta = _dgemm, _dgemm_batch, _D_ONE, _D_ONE if accumulate else _D_ZERO
-    else:  # bfloat16, the contract's only other dtype; no batched entry point
-        call, batch_call, one, beta = _gemm_bf16, None, _F_ONE, _F_ONE if accumulate else _F_ZERO
+    else:  # bfloat16, the contract's only other dtype (and autocast's float16); no batched entry point
+        call = _gemm_f16 if dtype == _F16 else _gemm_bf16
+        batch_call, one, beta = None, _F_ONE, _F_ONE if accumulate else _F_ZERO
     a_shape, out_shape = a.shape, out.shape
     m, n = out_shape[-2], out_shape[-1]
     k = a_shape[-2] if trans_a else a_shape[-1]
@@ -106,3 +110,40 @@ def _numpy_gemm(a, b, out, trans_a, trans_b, accumulate):
         out += np.matmul(left, right)
     else:
         np.matmul(left, right, out=out)
+
+
+# --- bf16 products on a pre-packed right operand (autocast's cached weights) --------------------
+#
+# A recurrent step multiplies 20 rows by the same 650 x 2600 weight at each of 35 steps, and
+# cblas_gemm_bf16bf16f32 re-packs that weight into its VNNI/AMX layout at every call: at 1
+# thread on the AMX Xeon 213 GFLOP/s, against 460 on a weight packed once with
+# cblas_gemm_bf16bf16f32_pack (20 x 2600 x 650: 250 vs 470). Packing costs about one such call,
+# so autocast packs only weights it has cached (see _autocast.py).
+_CBLAS_B_MATRIX, _CBLAS_PACKED = 162, 151
+_pack_get_size = getattr(_mkl, "cblas_gemm_bf16bf16f32_pack_get_size", None)
+_pack = getattr(_mkl, "cblas_gemm_bf16bf16f32_pack", None)
+_compute = getattr(_mkl, "cblas_gemm_bf16bf16f32_compute", None)
+HAS_BF16_PACK = None not in (_pack_get_size, _pack, _compute)
+if HAS_BF16_PACK:
+    _pack_get_size.restype = ctypes.c_size_t
+    _pack.restype = None
+    _compute.restype = None
+
+
+def pack_bf16_b(b, trans_b, m):
+    """``b`` (bf16, C-contiguous 2-D, (N, K) when ``trans_b``) packed as the right operand of
+    products with ``m`` rows: a uint8 buffer for :func:`gemm_bf16_packed_b`."""
+    n, k = (b.shape[0], b.shape[1]) if trans_b else (b.shape[1], b.shape[0])
+    packed = np.empty(_pack_get_size(_CBLAS_B_MATRIX, m, n, k), np.uint8)
+    _pack(_ROW_MAJOR, _CBLAS_B_MATRIX, _TRANS if trans_b else _NO_TRANS, m, n, k, _pointer(b), b.shape[1],
+          _pointer(packed))
+    return packed
+
+
+def gemm_bf16_packed_b(a, trans_a, packed, ldb, out, accumulate):
+    """``out (+)= op(a) @ B`` with B packed by :func:`pack_bf16_b` (same m, n, k); ``ldb`` is the
+    row length of the matrix that was packed."""
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    _compute(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _CBLAS_PACKED, m, n, k, _F_ONE, _pointer(a), a.shape[1],
+             _pointer(packed), ldb, _F_ONE if accumulate else _F_ZERO, _pointer(out), n)

@@ -1,0 +1,389 @@
+"""Mixed precision for the matrix products, as PyTorch's CPU autocast does them.
+
+    from fastnlp.kernels.gemm import autocast, autocast_dtype, clear_autocast_cache
+
+    with autocast("bf16"):          # every float32 gemm: bf16 operands, float32 sums, float32 out
+        loss = model.forward(x, t)
+        model.backward()
+    optimizer.update(...)           # outside the block: nothing cached survives it
+
+Inside ``autocast("bf16")`` each :func:`~fastnlp.kernels.gemm.gemm` call whose operands are
+float32 (one or both; a bfloat16 one stays as it is) rounds them to bfloat16 (to nearest even),
+multiplies with float32 accumulation and writes float32: a new float32 array, or ``out``
+(float32) written or, with ``accumulate=True``, added to. The layers need no change: their
+forward products, per-step products and weight gradients (``dW += x.T @ dout``) all run this
+way, as PyTorch's autocast runs ``matmul`` and its backward. The result equals gemm of the
+bf16-rounded operands (the op's bf16 contract: float32 sums of exact products). float64
+operands are left alone (float64 in, float64 out, as PyTorch's autocast leaves double), so are
+CuPy (device) arrays: autocast is for host products. ``autocast(None)`` turns it off inside a
+block; blocks nest; the setting is a ``contextvars`` variable, so it belongs to the thread or
+asyncio task that entered the block (a new thread starts without it).
+
+"fp16" (IEEE half, ``np.float16``) is accepted as well: operands round to float16 and the
+product accumulates in float32 (MKL's ``cblas_gemm_f16f16f32``, or float32 arithmetic on the
+exactly widened values where MKL is absent). float16 overflows above 65504 and loses small
+gradients: training in it needs loss scaling, which is the caller's business.
+
+The cache of converted weights
+------------------------------
+Converting a 650 x 2600 float32 weight costs as much memory traffic as one recurrent step's
+product (20 x 650 x 2600), and the recurrent layers multiply the same weight at each of 35
+steps. So the 16-bit copy of an operand is kept and reused while all of this holds:
+
+* it is the same array object (looked up by ``id``, confirmed by a weak reference to the
+  object, its shape and strides; a dead object's entry is dropped when it dies, so neither a
+  recycled ``id`` nor an activation that is gone can match, and copies do not outlive their
+  arrays);
+* the cache is the one of the current outermost ``autocast`` block of that dtype: a new block
+  starts empty, leaving the block drops it (PyTorch's rule);
+* :func:`clear_autocast_cache` has not been called since: it invalidates every cached copy in
+  every thread (a global generation number) and frees the current ones. The trainer calls it
+  after each optimizer update;
+* a fixed sample of the operand's float32 values (``GUARD_SAMPLES`` positions spread over it,
+  first and last included) is bitwise what it was when the copy was made: a tripwire, checked
+  on every reuse (about 2 us), that catches any in-place change touching the sample, which
+  dense updates (SGD, momentum, Adam, weight decay; a refilled activation buffer) always do.
+
+The rule, then: **an array that a product in a block has read must not change in place inside
+that block unless clear_autocast_cache() follows** (in the normal layer path each training step
+is its own block, or the trainer clears after the update, so this holds by construction). A
+change that misses every sampled position (a few elements edited by hand) is not seen before
+the next clear or block. Only 2-D operands of at least ``CACHE_MIN_SIZE`` elements are kept
+(smaller ones convert in less time than a lookup saves); ``autocast(..., cache=False)`` keeps
+none.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import weakref
+
+import numpy as np
+
+FLOAT32 = np.dtype(np.float32)
+FLOAT16 = np.dtype(np.float16)
+try:
+    from ml_dtypes import bfloat16 as _bfloat16
+
+    BFLOAT16 = np.dtype(_bfloat16)
+except ImportError:
+    BFLOAT16 = None
+
+_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "half": "float16"}
+SUPPORTED = ("bf16", "fp16")
+
+CACHE_MIN_SIZE = 1 << 14  # elements: below this a conversion costs about what a lookup does
+GUARD_SAMPLES = 32
+# Below this many elements ml_dtypes / NumPy convert faster than a oneDNN reorder's call.
+_REORDER_MIN_SIZE = 2048
+
+
+class _State:
+    """What a block set: the 16-bit dtype (None: autocast off) and the caches by dtype, shared
+    with the blocks nested in it."""
+
+    __slots__ = ("low", "caches")
+
+    def __init__(self, low, caches):
+        self.low, self.caches = low, caches
+
+
+_current: contextvars.ContextVar = contextvars.ContextVar("fastnlp_gemm_autocast", default=None)
+_generation = 0  # bumped by clear_autocast_cache(): entries of older generations are never used
+
+
+def _resolve(dtype):
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        name = _NAMES.get(dtype.strip().lower())
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = None
+        name = name if name in ("bfloat16", "float16") else None
+    if name is None:
+        raise ValueError(f"autocast: unsupported dtype {dtype!r}; supported: 'bf16' (bfloat16), "
+                         f"'fp16' (float16), or None to turn autocast off")
+    if name == "bfloat16":
+        if BFLOAT16 is None:
+            raise ValueError("autocast('bf16') needs ml_dtypes (pip install ml_dtypes)")
+        return BFLOAT16
+    return FLOAT16
+
+
+@contextlib.contextmanager
+def autocast(dtype="bf16", *, cache: bool = True):
+    """Run every float32 matrix product inside the block with ``dtype`` operands ("bf16" or
+    "fp16"; None: off) and float32 accumulation and results. ``cache=False`` converts every
+    operand at every call (see the module's notes on the cache)."""
+    low = _resolve(dtype)
+    parent = _current.get()
+    caches = parent.caches if parent is not None else {}
+    if low is not None:
+        if not cache:
+            caches = dict(caches)
+            caches[low] = None
+        elif caches.get(low) is None:  # the outermost block of this dtype owns a new cache
+            caches = dict(caches)
+            caches[low] = _Cache()
+    token = _current.set(_State(low, caches))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def autocast_dtype():
+    """The 16-bit dtype products are autocast to here (``ml_dtypes.bfloat16`` or ``np.float16``
+    as a NumPy dtype), or None outside autocast."""
+    state = _current.get()
+    return None if state is None else state.low
+
+
+def clear_autocast_cache() -> None:
+    """Forget every cached 16-bit copy of an operand, in every thread; call it after changing
+    weights in place (the optimizer's update) inside an autocast block."""
+    global _generation
+    _generation += 1
+    state = _current.get()
+    if state is not None:
+        for cache in state.caches.values():
+            if cache is not None:
+                cache.entries.clear()
+
+
+def cache_info() -> dict:
+    """``{dtype name: number of cached copies}`` of the current block (for tests and profiling)."""
+    state = _current.get()
+    if state is None:
+        return {}
+    return {low.name: len(cache.entries) for low, cache in state.caches.items() if cache is not None}
+
+
+# --- what gemm calls -------------------------------------------------------------------------
+
+def active():
+    """The current state when autocast is on, else None (one context variable read)."""
+    state = _current.get()
+    return state if state is not None and state.low is not None else None
+
+
+def cast_operands(state, a, b, trans_a, trans_b):
+    """``(a, b, trans_a, trans_b, entry)`` with float32 host operands converted to the block's
+    dtype (their row-major layout, transposed views becoming the flags), ``entry`` the cache
+    entry of ``b`` when it was cached (for :func:`packed_product`); anything else unchanged."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return a, b, trans_a, trans_b, None
+    low = state.low
+    da, db = a.dtype, b.dtype
+    if not ((da is FLOAT32 or da == low) and (db is FLOAT32 or db == low)) or (da == low and db == low):
+        return a, b, trans_a, trans_b, None  # float64, other dtypes, already 16-bit: as they are
+    if (trans_a is not True and trans_a is not False) or (trans_b is not True and trans_b is not False):
+        return a, b, trans_a, trans_b, None  # gemm's checks name the problem
+    if a.ndim < 2 or b.ndim < 2:
+        return a, b, trans_a, trans_b, None
+    cache = state.caches.get(low)
+    if da is FLOAT32:
+        a, trans_a, _ = _operand(a, trans_a, low, cache)
+    entry = None
+    if db is FLOAT32:
+        b, trans_b, entry = _operand(b, trans_b, low, cache)
+    return a, b, trans_a, trans_b, entry
+
+
+class _Cache:
+    __slots__ = ("entries",)
+
+    def __init__(self):
+        self.entries = {}
+
+
+class _Entry:
+    __slots__ = ("ref", "shape", "strides", "low", "flip", "positions", "sample", "generation", "packed")
+
+
+def _operand(x, trans, low, cache):
+    if x.ndim != 2:
+        return _convert_stack(x, trans, low) + (None,)
+    keep = cache is not None and x.size >= CACHE_MIN_SIZE
+    if keep:
+        entry = cache.entries.get(id(x))
+        if entry is not None:
+            if (entry.ref() is x and entry.generation == _generation and x.shape == entry.shape
+                    and x.strides == entry.strides and _sample(x, entry.positions) == entry.sample):
+                return entry.low, trans ^ entry.flip, entry
+            cache.entries.pop(id(x), None)
+    from . import _as_row_major
+
+    rows, flipped = _as_row_major(x, trans)
+    converted = _convert(rows, low)
+    if keep and (rows is x or flipped != trans):  # x itself or its transpose, not a copy
+        entry = _Entry()
+        entries, key = cache.entries, id(x)
+
+        def forget(_, entries=entries, key=key, entry=entry):
+            if entries.get(key) is entry:
+                del entries[key]
+
+        entry.ref = weakref.ref(x, forget)
+        entry.shape, entry.strides, entry.low = x.shape, x.strides, converted
+        entry.flip = flipped != trans
+        entry.positions = _positions(x.size)
+        entry.sample = _sample(x, entry.positions)
+        entry.generation = _generation
+        entry.packed = None
+        entries[key] = entry
+        return converted, flipped, entry
+    return converted, flipped, None
+
+
+def _positions(size):
+    count = min(GUARD_SAMPLES, size)
+    # spread over the array, not evenly spaced (a strided update would dodge a regular grid)
+    positions = (np.arange(count, dtype=np.int64) * 2654435761) % size
+    positions[0], positions[-1] = 0, size - 1
+    return positions
+
+
+def _sample(x, positions):
+    return x.ravel(order="K").take(positions).tobytes()  # 'K': a view for C- and F-contiguous x
+
+
+def _convert(x, low):
+    """A C-contiguous ``low`` copy of the float32 matrix ``x`` (rows contiguous)."""
+    out = np.empty(x.shape, low)
+    if x.size >= _REORDER_MIN_SIZE and x.flags.c_contiguous:
+        reorder = _reorder()
+        if reorder is not None:
+            reorder(x, out)
+            return out
+    np.copyto(out, x, casting="unsafe")  # ml_dtypes' / NumPy's round to nearest even
+    return out
+
+
+def _convert_stack(x, trans, low):
+    """A stack (..., rows, cols): a shared matrix broadcast over the batch is converted once."""
+    from . import _as_row_major
+
+    x, trans = _as_row_major(x, trans)
+    lead = x.ndim - 2
+    if all(s == 0 for s in x.strides[:lead]):
+        return np.broadcast_to(_convert(x[(0,) * lead], low), x.shape), trans
+    x = np.ascontiguousarray(x)
+    return _convert(x.reshape(-1, x.shape[-1]), low).reshape(x.shape), trans
+
+
+_reorder_state = {}
+
+
+def _reorder():
+    """oneDNN's conversion (about 10x ml_dtypes' speed), unless oneDNN is missing or the user
+    chose the NumPy backend (no optional library then)."""
+    from .. import dispatch
+
+    if dispatch.chosen_backend() == "numpy":
+        return None
+    function = _reorder_state.get("function", False)
+    if function is False:
+        try:
+            from . import onednn_impl
+
+            function = onednn_impl.convert if onednn_impl.HAS_REORDER else None
+        except (ImportError, OSError):
+            function = None
+        _reorder_state["function"] = function
+    return function
+
+
+_float16_state = {}
+
+
+def float16_kernel():
+    """The product of float16 operands with float32 sums: MKL's ``cblas_gemm_f16f16f32``,
+    else NumPy's on the exactly widened values (the reference)."""
+    from .. import dispatch
+    from . import reference
+
+    if dispatch.chosen_backend() == "numpy":
+        return reference.gemm
+    function = _float16_state.get("function")
+    if function is None:
+        try:
+            from . import mkl_impl
+
+            function = mkl_impl.gemm if mkl_impl.HAS_FLOAT16 else reference.gemm
+        except (ImportError, OSError):
+            function = reference.gemm
+        _float16_state["function"] = function
+    return function
+
+
+_packing = {}
+
+
+def packed_product(entry, a, b, out, trans_a, trans_b, accumulate, M):
+    """Run ``out (+)= op(a) @ op(b)`` on MKL with ``b`` pre-packed, ``b`` being the cached bf16
+    weight of ``entry`` (as cast_operands returned them); False (nothing done) when that cannot
+    be. For the per-step products (few rows, the same weight at every step): twice the speed of
+    a product that packs the weight at every call."""
+    if entry.low is not b or b.dtype != BFLOAT16:
+        return False
+    mkl = _packing.get("mkl", False)
+    if mkl is False:
+        try:
+            from . import mkl_impl
+
+            mkl = mkl_impl if mkl_impl.HAS_BF16_PACK else None
+        except (ImportError, OSError):
+            mkl = None
+        _packing["mkl"] = mkl
+    if mkl is None:
+        return False
+    from .. import dispatch
+
+    if dispatch.chosen_backend() in ("numpy", "onednn"):  # a library the user chose stays chosen
+        return False
+    packs = entry.packed
+    if packs is None:
+        packs = entry.packed = {}
+    packed = packs.get((trans_b, M))
+    if packed is None:
+        packed = packs[trans_b, M] = mkl.pack_bf16_b(b, trans_b, M)
+    mkl.gemm_bf16_packed_b(a, trans_a, packed, b.shape[1], out, accumulate)
+    return True
+
+
+# A weight gradient with many more rows than columns, dW.T = dout.T @ x (the tied softmax
+# weight: 10000 x 700 x 650): MKL's bf16 product with a transposed left operand ran 210 GFLOP/s
+# at 1 thread on the AMX Xeon, oneDNN's matmul primitive 564 (its call API 200; a transposing
+# conversion instead costs 8.8 ms, more than it saves). Other transposed shapes (650 x 700 x
+# 2600) are faster on the calibrated library, so only this class moves.
+_TALL_TN_RATIO = 4
+_TALL_TN_MIN_ROWS = 4096
+
+
+def special_product(cached_b, a, b, out, trans_a, trans_b, accumulate, M, N, K):
+    """The autocast products that run better than on the calibrated library (2-D, bf16, fast
+    path already checked): per-step products on a cached weight (pre-packed on MKL) and tall
+    transposed weight gradients (oneDNN's matmul primitive). False when neither applies."""
+    if cached_b is not None and M <= _STEP_ROWS:
+        return packed_product(cached_b, a, b, out, trans_a, trans_b, accumulate, M)
+    if trans_a and not trans_b and M >= _TALL_TN_MIN_ROWS and M >= _TALL_TN_RATIO * N:
+        from .. import dispatch
+
+        if dispatch.chosen_backend() in ("numpy", "mkl"):
+            return False
+        try:
+            from . import onednn_impl
+        except (ImportError, OSError):
+            return False
+        if not onednn_impl.HAS_PRIMITIVE or onednn_impl.BF16_NATIVE_REASON is not None:
+            return False
+        onednn_impl.gemm_primitive(a, b, out, trans_a, trans_b, accumulate)
+        return True
+    return False
+
+
+_STEP_ROWS = 64  # gemm's STEP_ROWS: one time step of a recurrent model
