@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from .amp import TrainsInPrecision
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
 from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
@@ -21,7 +22,7 @@ _LEGACY_STATE_KEY = "rnnlm_trainer_state"  # where checkpoints kept their state 
 _OPTIMIZER_BUFFERS = ("v", "h", "m")  # per-parameter state lists of fastnlp.optim optimizers
 
 
-class RnnlmTrainer:
+class RnnlmTrainer(TrainsInPrecision):
     """The book's RnnlmTrainer: ``fit`` trains a language model on one long id sequence.
 
     Batches are the book's: the corpus is cut into ``batch_size`` parallel streams starting
@@ -35,10 +36,17 @@ class RnnlmTrainer:
     iterations depend on (parameters, optimizer state, hidden state, position in the corpus,
     dropout generators), so a ``fit`` interrupted and resumed from a checkpoint gives the same
     losses as one that was never stopped.
+
+    ``precision`` ("fp32", the default, "bf16-mixed", "fp16-mixed", "bf16", "fp16",
+    "simulate:<format>"), ``rounding``, ``loss_scaling`` and ``seed`` (of stochastic rounding)
+    are those of ``fastnlp.Trainer`` (see ``fastnlp.amp``); checkpoints keep the setting, the
+    step count and the loss scaler, and refuse to resume under another setting.
     """
 
-    def __init__(self, model, optimizer):
+    def __init__(self, model, optimizer, precision: str = "fp32", *, rounding: str = "nearest",
+                 loss_scaling=None, seed: int = 0):
         self.model, self.optimizer = model, optimizer
+        self._set_precision(precision, rounding, loss_scaling, seed)
         self.ties = TiedParams(model.params)
         self.time_idx = 0
         self.ppl_list: list[float] = []
@@ -122,24 +130,26 @@ class RnnlmTrainer:
         bar = progress_bar(max_epoch * max_iters, progress, initial=run["epoch"] * max_iters + run["iteration"],
                            unit="it", desc="RnnlmTrainer", epoch_size=max_iters)
         try:
-            while run["epoch"] < max_epoch:
-                while run["iteration"] < max_iters:
-                    self._step(xs, ts, batch_size, time_size, max_grad, run)
-                    run["iteration"] += 1
-                    if run["loss_count"] >= eval_interval:
-                        ppl = math.exp(run["loss_sum"] / run["loss_count"])
-                        self.ppl_list.append(ppl)
-                        run["loss_sum"], run["loss_count"] = 0.0, 0
-                        bar.set_postfix(epoch=self.current_epoch + 1, ppl=ppl)
-                    bar.update(1)
-                    done = run["epoch"] * max_iters + run["iteration"]
-                    if checkpoint is not None and checkpoint_interval is not None and done % checkpoint_interval == 0:
+            with self.amp.attached(self.model, self.ties.params):
+                while run["epoch"] < max_epoch:
+                    while run["iteration"] < max_iters:
+                        self._step(xs, ts, batch_size, time_size, max_grad, run)
+                        run["iteration"] += 1
+                        if run["loss_count"] >= eval_interval:
+                            ppl = math.exp(run["loss_sum"] / run["loss_count"])
+                            self.ppl_list.append(ppl)
+                            run["loss_sum"], run["loss_count"] = 0.0, 0
+                            bar.set_postfix(epoch=self.current_epoch + 1, ppl=ppl, **self._precision_postfix())
+                        bar.update(1)
+                        done = run["epoch"] * max_iters + run["iteration"]
+                        if checkpoint is not None and checkpoint_interval is not None \
+                                and done % checkpoint_interval == 0:
+                            self.save_checkpoint(checkpoint)
+                    run["epoch"] += 1
+                    run["iteration"] = 0
+                    self.current_epoch += 1
+                    if checkpoint is not None and checkpoint_interval is None:
                         self.save_checkpoint(checkpoint)
-                run["epoch"] += 1
-                run["iteration"] = 0
-                self.current_epoch += 1
-                if checkpoint is not None and checkpoint_interval is None:
-                    self.save_checkpoint(checkpoint)
         finally:
             bar.close()
         self._run = None
@@ -150,20 +160,25 @@ class RnnlmTrainer:
         start = time.perf_counter()
         batch_x, batch_t = self.get_batch(xs, ts, batch_size, time_size)
         try:
-            loss = float(self.model.forward(batch_x, batch_t))
-            if not math.isfinite(loss):
-                raise NonFiniteError(f"the loss is {loss}")
-            self.model.backward()
-            grads = self.ties.merge(self.model.grads)
-            if max_grad is not None:
-                clip_grads(grads, max_grad)
-            self.optimizer.update(self.ties.params, grads)  # checks every gradient before writing
+            if self.amp.mode != "fp32":
+                loss = self.amp.step(self.model, self.ties, self.optimizer,
+                                     lambda: self.model.forward(batch_x, batch_t), max_grad)
+            else:
+                loss = float(self.model.forward(batch_x, batch_t))
+                if not math.isfinite(loss):
+                    raise NonFiniteError(f"the loss is {loss}")
+                self.model.backward()
+                grads = self.ties.merge(self.model.grads)
+                if max_grad is not None:
+                    clip_grads(grads, max_grad)
+                self.optimizer.update(self.ties.params, grads)  # checks every gradient before writing
         except NonFiniteError as exc:
-            raise NonFiniteError(f"training diverged at {where}: {exc}. The parameters are those before this "
+            raise type(exc)(f"training diverged at {where}: {exc}. The parameters are those before this "
                                  "iteration; lower the learning rate or clip with max_grad") from exc
         self.elapsed += time.perf_counter() - start
-        run["loss_sum"] += loss
-        run["loss_count"] += 1
+        if loss is not None:  # None: a step skipped by loss scaling, its loss inf/NaN
+            run["loss_sum"] += loss
+            run["loss_count"] += 1
 
     def plot(self, path=None, ylim=None):
         """The book's figure: training perplexity against iterations, as a matplotlib Figure,
@@ -224,8 +239,9 @@ class RnnlmTrainer:
     # ----- checkpoints ----------------------------------------------------------------------
 
     def save_checkpoint(self, path):
-        """Write parameters, optimizer state, hidden state and training position to one
-        ``.npz``, atomically. ``fastnlp.load_params(path, into=model)`` reads its parameters."""
+        """Write parameters (the float32 masters under mixed precision), optimizer state,
+        hidden state, training position and the precision state (setting, step count, loss
+        scaler) to one ``.npz``, atomically. ``fastnlp.load_params(path, into=model)`` reads its parameters."""
         arrays = {f"param_{i:04d}": to_host(p) for i, p in enumerate(self.model.params)}
         optimizer_state = {"type": _optimizer_kind(self.optimizer), "lr": self.optimizer.lr,
                            "iter": getattr(self.optimizer, "iter", None), "buffers": []}
@@ -245,7 +261,7 @@ class RnnlmTrainer:
         state = {"time_idx": self.time_idx, "ppl_list": self.ppl_list, "current_epoch": self.current_epoch,
                  "valid_ppl_list": self.valid_ppl_list, "best_ppl": self.best_ppl, "run": self._run,
                  "elapsed": self.elapsed, "optimizer": optimizer_state, "model_state": model_state,
-                 "dropout_rngs": rngs}
+                 "dropout_rngs": rngs, "precision": self.amp.state_dict()}
         # The model's class and settings come along (when it records them), so fastnlp.load
         # rebuilds the model from a checkpoint alone.
         model = self.model if "_settings" in getattr(self.model, "__dict__", {}) else None
@@ -265,7 +281,9 @@ class RnnlmTrainer:
         optimizer_state = state["optimizer"]
         buffers = {name: _numbered(arrays, f"optimizer_{name}_") for name in optimizer_state["buffers"]}
         self._check_optimizer_matches(path, optimizer_state, buffers)
+        self.amp.check_state(state.get("precision"), path)  # checkpoints before precision= were fp32
         load_params(path, into=self.model, dtype=None)  # checks count and shapes before copying
+        self.amp.load_state_dict(state.get("precision"))
         self.optimizer.lr = optimizer_state["lr"]
         if optimizer_state["iter"] is not None:
             self.optimizer.iter = optimizer_state["iter"]

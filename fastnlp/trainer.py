@@ -7,19 +7,29 @@ import time
 
 import numpy as np
 
+from .amp import TrainsInPrecision
 from .kernels.dispatch import array_module
 from .layers.base import NonFiniteError
 from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
 
 
-class Trainer:
-    """Train ``model`` (``forward(x, t) -> loss``, ``backward()``, ``params``, ``grads``).
+class Trainer(TrainsInPrecision):
+    """Train ``model`` (``forward(x, t) -> loss``, ``backward(dout=1)``, ``params``, ``grads``).
 
     Tied parameters (the same array, or its transpose, listed twice) are found once, here,
-    and updated once per step with their gradients summed (optim.TiedParams)."""
+    and updated once per step with their gradients summed (optim.TiedParams).
 
-    def __init__(self, model, optimizer, seed: int | None = None):
+    ``precision``: "fp32" (the default: the plain loop), "bf16-mixed", "fp16-mixed", "bf16",
+    "fp16" or "simulate:<format>" (see ``fastnlp.amp``); ``rounding`` ("nearest" or
+    "stochastic", seeded by ``seed``) rounds the weights of the pure low-precision modes;
+    ``loss_scaling`` (None: on for fp16-mixed only; True, False, or a ``fastnlp.amp.GradScaler``)
+    scales the loss's gradient. ``skipped_steps``, ``loss_scale`` and ``grad_underflow`` report
+    on it after ``fit``."""
+
+    def __init__(self, model, optimizer, seed: int | None = None, precision: str = "fp32", *,
+                 rounding: str = "nearest", loss_scaling=None):
         self.model, self.optimizer = model, optimizer
+        self._set_precision(precision, rounding, loss_scaling, 0 if seed is None else seed)
         self.ties = TiedParams(model.params)
         self.loss_list: list[float] = []
         self.eval_interval = None
@@ -65,27 +75,31 @@ class Trainer:
                            epoch_size=iters_per_epoch)
         total_loss, loss_count = 0.0, 0
         try:
-            for epoch in range(max_epoch):
-                order = self.rng.permutation(n)
-                for it in range(iters_per_epoch):
-                    batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
-                    try:
-                        loss = self._step(x[batch], t[batch], max_grad)
-                    except NonFiniteError as exc:  # say when, not only where
-                        raise NonFiniteError(f"NaN or inf at epoch {epoch + 1}, iteration {it + 1} "
-                                             f"(training diverged?): {exc}") from exc
-                    total_loss += loss
-                    loss_count += 1
-                    if loss_count == interval:
-                        self.loss_list.append(total_loss / loss_count)
-                        total_loss, loss_count = 0.0, 0
-                        bar.set_postfix(epoch=epoch + 1, loss=self.loss_list[-1])
-                    bar.update(1)
+            with self.amp.attached(self.model, self.ties.params):
+                for epoch in range(max_epoch):
+                    order = self.rng.permutation(n)
+                    for it in range(iters_per_epoch):
+                        batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
+                        try:
+                            loss = self._step(x[batch], t[batch], max_grad)
+                        except NonFiniteError as exc:  # say when, not only where
+                            raise type(exc)(f"NaN or inf at epoch {epoch + 1}, iteration {it + 1} "
+                                                 f"(training diverged?): {exc}") from exc
+                        if loss is not None:  # None: a step skipped by loss scaling, its loss inf/NaN
+                            total_loss += loss
+                            loss_count += 1
+                        if loss_count == interval:
+                            self.loss_list.append(total_loss / loss_count)
+                            total_loss, loss_count = 0.0, 0
+                            bar.set_postfix(epoch=epoch + 1, loss=self.loss_list[-1], **self._precision_postfix())
+                        bar.update(1)
         finally:
             bar.close()
         return self.loss_list
 
     def _step(self, x, t, max_grad):
+        if self.amp.mode != "fp32":
+            return self.amp.step(self.model, self.ties, self.optimizer, lambda: self.model.forward(x, t), max_grad)
         loss = float(self.model.forward(x, t))
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss became {loss}")

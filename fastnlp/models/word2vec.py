@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..amp import Precision
 from ..kernels import registry
 from ..kernels import word2vec as kernel_ops
 from ..serialization import class_name, read_file, register_class, write_file
@@ -199,7 +200,13 @@ class Word2Vec:
     ``window`` words each side, as the book's CBOW), ``callbacks`` (each called as ``callback(model, epoch,
     loss)`` after every epoch), ``progress`` (a bar with epoch, words/s, alpha and ETA on a terminal, one line per epoch in
     a log, a summary line at the end: see ``fastnlp.trainer.progress_bar``),
-    ``batch_words`` (words per job), ``drop_unseen`` (see above).
+    ``batch_words`` (words per job), ``drop_unseen`` (see above), ``precision`` ("fp32", the
+    default; "bf16", "fp16" or "simulate:<format>": the weights are rounded to that format when
+    training starts and after every job, pure low-precision training, see ``fastnlp.amp``; the
+    mixed modes do not apply to this fused kernel, which has no matrix products and no separate
+    forward and backward) and ``rounding`` ("nearest" or "stochastic": each job's rounding draws
+    from a stream of (seed, epoch, job), so ``workers=1`` stays reproducible; with several workers
+    a job's rounding may overwrite another's concurrent updates, one more Hogwild race).
 
     After training: ``wv`` (WordVectors), ``vocabulary`` (counts), ``syn0``, ``syn1neg``,
     ``syn1`` (the weights), ``loss_history`` (the loss of every epoch: the sum of the
@@ -213,7 +220,7 @@ class Word2Vec:
     def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, hs=0, sample=1e-3,
                  min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, vocabulary=None,
                  max_vocab_size=None, ns_exponent=0.75, shrink_windows=True, callbacks=(), progress=True,
-                 batch_words=10000, drop_unseen=False):
+                 batch_words=10000, drop_unseen=False, precision="fp32", rounding="nearest"):
         self.sg = _int_setting(int(sg) if isinstance(sg, bool) else sg, "sg", 0)
         self.hs = _int_setting(int(hs) if isinstance(hs, bool) else hs, "hs", 0)
         if self.sg > 1 or self.hs > 1:
@@ -249,6 +256,12 @@ class Word2Vec:
         if not isinstance(drop_unseen, (bool, np.bool_)):
             raise TypeError(f"drop_unseen must be True or False, got {drop_unseen!r}")
         self.drop_unseen = bool(drop_unseen)
+        self._precision = Precision(precision, rounding=rounding)
+        if self._precision.mode == "mixed":
+            raise ValueError(f"Word2Vec trains with a fused kernel (no matrix products, no separate forward and "
+                             f"backward), so mixed precision ({precision!r}) does not apply: precision takes 'fp32', "
+                             "'bf16', 'fp16' or 'simulate:<format>' (weights rounded after every job)")
+        self.precision, self.rounding = self._precision.name, self._precision.rounding
         self.callbacks = tuple(callbacks)
         for callback in self.callbacks:
             if not callable(callback):
@@ -454,6 +467,7 @@ class Word2Vec:
         encoded = _EncodedJobs() if corpus.in_memory else None
         if new_schedule:  # every check passed: nothing above changed the model
             self._schedule_epochs, self._schedule_done = remaining, 0
+        self._round_weights(None)  # low precision: the weights live in the format from the start
         bar = None
         if progress:
             # Epoch lines come from end_epoch, once the epoch's loss is known.
@@ -475,6 +489,16 @@ class Word2Vec:
             if bar is not None:
                 bar.close()
         return self
+
+    def _round_weights(self, job_stream):
+        """Pure low precision: syn0, syn1neg and syn1 rounded to the format in place (stochastic
+        rounding from streams derived from the job's ``job_stream``; None: to nearest)."""
+        if self._precision.mode != "low":
+            return
+        stochastic = job_stream is not None and self.rounding == "stochastic"
+        for index, weights in enumerate((self.syn0, self.syn1neg, self.syn1)):
+            if weights.size:
+                weights[...] = self._precision.round(weights, _mix64(job_stream ^ (index + 1)) if stochastic else None)
 
     def _alpha_at(self, words_done, words_per_epoch):
         progress = (self._schedule_done + words_done / words_per_epoch) / self._schedule_epochs
@@ -565,6 +589,7 @@ class Word2Vec:
                         if encoded is not None:
                             encoded.jobs[number] = (*payload, n_raw)
                     loss, _ = kernel(*payload, alpha_start, alpha_end, seed)
+                    self._round_weights(seed)
                     done.put((job, loss, None))
                 except BaseException as exc:  # handed to this thread, which raises it
                     stop.set()
@@ -642,7 +667,7 @@ class Word2Vec:
 
     _SETTINGS = ("sg", "vector_size", "window", "negative", "hs", "sample", "min_count", "alpha", "min_alpha",
                  "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "shrink_windows", "batch_words",
-                 "progress", "drop_unseen")
+                 "progress", "drop_unseen", "precision", "rounding")
 
     def save(self, path):
         """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and
