@@ -17,17 +17,23 @@ or does not load here is skipped with the registry's reason. One thread (bench/c
 import pytest
 
 from fastnlp.kernels import dispatch, harness, registry
+from fastnlp.kernels.validate import HALF_DTYPES
 
 
 def _cases():
+    """(op, backend, dtype): dtype None is benchmark_args as built; each float16 / bfloat16 the
+    op takes is the same problem with its float32 arrays rounded to it (``-k bfloat16``)."""
     cases = []
     for op in registry.ops():
         for backend, impl in registry.implementations(op).items():
             if registry.lacks_on_purpose(op, backend):
                 continue  # e.g. a matrix library for a non-matrix op
-            missing = impl if isinstance(impl, str) else None
-            cases.append(pytest.param(op, backend, id=f"{op}-{backend}",
-                                      marks=pytest.mark.skipif(missing is not None, reason=f"{backend}: {missing}")))
+            for dtype in (None,) + tuple(d for d in registry.spec(op).dtypes if d in HALF_DTYPES):
+                missing = impl if dtype is None else registry.implementation_for(op, backend, dtype)
+                missing = missing if isinstance(missing, str) else None
+                name = f"{op}-{backend}" + ("" if dtype is None else f"-{dtype.name}")
+                cases.append(pytest.param(op, backend, dtype, id=name, marks=pytest.mark.skipif(
+                    missing is not None, reason=f"{backend}: {missing}")))
     return cases
 
 
@@ -45,14 +51,15 @@ def _timed_call(function, args, backend):
     return call
 
 
-@pytest.mark.parametrize("op, backend", _cases())
-def test_op(benchmark, op, backend):
+@pytest.mark.parametrize("op, backend, dtype", _cases())
+def test_op(benchmark, op, backend, dtype):
     spec = registry.spec(op)
     if spec.benchmark_args is None:
         pytest.fail(f"{op}: OpSpec.benchmark_args is not set (kernels/{spec.family}/__init__.py)")
     benchmark.group = op
     benchmark.extra_info["backend"] = backend
-    call = _timed_call(registry.implementations(op)[backend], spec.benchmark_args(), backend)
+    args = spec.benchmark_args() if dtype is None else harness.as_dtype(spec.benchmark_args(), dtype)
+    call = _timed_call(registry.implementations(op)[backend], args, backend)
     if benchmark.enabled:
         call()  # JIT compilation and caches outside the timing
     benchmark(call)

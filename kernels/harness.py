@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import dispatch, registry
+from .validate import BFLOAT16 as _BFLOAT16
 
 
 def array_module_of(backend: str):
@@ -47,6 +48,8 @@ def to_host(value):
     """Device arrays copied to the host; tuples converted element-wise; scalars unchanged."""
     if isinstance(value, tuple):
         return tuple(to_host(v) for v in value)
+    if isinstance(value, np.ndarray):  # (a bfloat16 array's .data buffer cannot even be formed)
+        return value
     if dispatch.is_device_array(value) or dispatch.is_device_array(getattr(value, "data", None)):
         return value.get()
     return value
@@ -77,6 +80,8 @@ def validate_result(result, expected, atol: float, rtol: float, what: str = "res
         raise AssertionError(f"{what}: dtype {result.dtype}, reference {expected.dtype}")
     if result.size == 0:
         return 0.0
+    if expected.dtype == _BFLOAT16:  # kind 'V' to NumPy: compared as the float32 values it holds exactly
+        result, expected = result.astype(np.float32), expected.astype(np.float32)
     if expected.dtype.kind not in "fc" or (atol == 0 and rtol == 0):
         same = (result == expected) | (np.isnan(result) & np.isnan(expected) if expected.dtype.kind in "fc" else False)
         if not np.all(same):
@@ -95,6 +100,27 @@ def validate_result(result, expected, atol: float, rtol: float, what: str = "res
                              f"error {error[bad]:.3g} > allowed {allowed[bad]:.3g} (atol {atol}, rtol {rtol})")
     finite = np.isfinite(error)
     return float(error[finite].max()) if finite.any() else 0.0
+
+
+def examples_for(op: str, dtype):
+    """The hypothesis strategy of ``op``'s problems of storage dtype ``dtype``: its ``examples``
+    called with ``dtype=`` when it takes that parameter, else its draws filtered by dtype."""
+    import inspect
+
+    spec = registry.spec(op)
+    dtype = np.dtype(dtype)
+    if "dtype" in inspect.signature(spec.examples).parameters:
+        return spec.examples(dtype=dtype)
+    if len(spec.dtypes) == 1:
+        return spec.examples()
+    return spec.examples().filter(lambda args: np.dtype(spec.dtype_of(args)) == dtype)
+
+
+def as_dtype(args: tuple, dtype) -> tuple:
+    """``args`` with every float32 array converted to storage dtype ``dtype`` (round to nearest
+    even): a float32 ``benchmark_args`` problem in float16 or bfloat16 for the timings per dtype."""
+    dtype = np.dtype(dtype)
+    return tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float32 else a for a in args)
 
 
 def check_against_reference(op: str, backend: str, args: tuple) -> float:

@@ -14,6 +14,13 @@ implementations are found by naming convention, one module per backend in the sa
 A backend module defines a function named like the op with the reference's signature; a
 backend may lack an op (the module is missing, or the function is). Calls resolve through
 :func:`kernel`, which falls back per op to the next backend that has it and logs that once.
+
+Number formats: ``OpSpec.dtypes`` lists the storage dtypes an op takes (float64, float32, and for
+some ops float16 and ml_dtypes' bfloat16, which compute with float32 accumulation everywhere);
+``OpSpec.declines`` says why it does not take others (the TypeError of :meth:`OpSpec.check_dtype`
+quotes it); ``OpSpec.lacks_dtype`` names, per backend, a dtype that backend's implementation
+does not handle and why: arrays of that dtype run on the next backend that has it, logged once,
+never handed to a loop that would read their bits as another format.
 Tests (``tests/test_kernels_registry.py``) and benchmarks (``bench/test_bench_ops.py``) are
 generated from this registry.
 """
@@ -47,8 +54,19 @@ REFERENCE = "numpy"
 class OpSpec:
     """What every implementation of one backend-level op promises.
 
+    ``dtypes`` are the storage dtypes the op takes (``dtype_of(args)`` tells which one a call
+    has); each has its ``tolerance``. ``declines`` maps a dtype the op does not take to why (for
+    float16 / bfloat16: "not yet: ..."), quoted by :meth:`check_dtype`'s TypeError, which the
+    public wrappers raise before any kernel runs. ``lacks_dtype`` maps a backend to
+    ``{dtype: why}`` for dtypes in ``dtypes`` that this backend's implementation does not handle
+    (the registry falls back for them, logging once, like a missing op; the reference takes
+    every dtype in ``dtypes``). For float16 and bfloat16 the reference converts up to float32,
+    computes, and rounds the result once to the storage dtype (round to nearest even).
+
     ``examples`` is a hypothesis strategy drawing argument tuples that satisfy the contract
-    (already validated: ids in range, C-contiguous, matching dtypes); ``writes`` lists the
+    (already validated: ids in range, C-contiguous, matching dtypes); called as
+    ``examples(dtype=d)`` when it takes a ``dtype`` parameter, it draws only problems of storage
+    dtype ``d`` (values representable in it); ``writes`` lists the
     positions of arguments the op updates in place, which are compared after the call together
     with the return value. ``tolerance`` maps a dtype to ``(atol, rtol)``: a result passes when
     ``|result - reference| <= atol + rtol * |reference|``. Implementations that run the
@@ -94,9 +112,23 @@ class OpSpec:
     preference: tuple = ("cython", "numba", "numpy")
     absent: dict = field(default_factory=dict)  # backend -> why this family has no implementation
     calibration: Callable | None = None  # variant -> backends fastest first, measured here
+    lacks_dtype: dict = field(default_factory=dict)  # backend -> {dtype: why it lacks it}
+    declines: dict = field(default_factory=dict)  # dtype -> why the op does not take it (yet)
     reference: Callable = field(default=None, repr=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "dtypes", tuple(np.dtype(d) for d in self.dtypes))
+        object.__setattr__(self, "declines", {np.dtype(d): why for d, why in self.declines.items()})
+        lacks = {b: {np.dtype(d): why for d, why in per.items()} for b, per in self.lacks_dtype.items()}
+        unknown = set(lacks) - EVERY_BACKEND
+        if unknown:
+            raise ValueError(f"op {self.name!r}: lacks_dtype names unknown backends {sorted(unknown)}")
+        if REFERENCE in lacks:
+            raise ValueError(f"op {self.name!r}: the reference must take every dtype in dtypes")
+        for backend, per in lacks.items():
+            if set(per) - set(self.dtypes):
+                raise ValueError(f"op {self.name!r}: {backend} lacks dtypes the op does not take")
+        object.__setattr__(self, "lacks_dtype", lacks)
         deterministic = self.deterministic
         if isinstance(deterministic, bool):
             deterministic = EVERY_BACKEND if deterministic else frozenset()
@@ -105,6 +137,28 @@ class OpSpec:
         if unknown:
             raise ValueError(f"op {self.name!r}: deterministic names unknown backends {sorted(unknown)}")
         object.__setattr__(self, "deterministic", deterministic)
+
+    def takes(self, dtype) -> bool:
+        """True when ``dtype`` is one of the storage dtypes the op takes."""
+        return np.dtype(dtype) in self.dtypes
+
+    def check_dtype(self, dtype, what: str = "array") -> None:
+        """TypeError naming the op, the dtypes it takes and, for a declined one, why; nothing
+        when the op takes ``dtype``."""
+        dtype = np.dtype(dtype)
+        if dtype in self.dtypes:
+            return
+        why = self.declines.get(dtype)
+        names = ", ".join(d.name for d in self.dtypes)
+        raise TypeError(f"{self.name}: {what} has dtype {dtype.name}; {self.name} takes {names}"
+                        + (f" ({dtype.name}: {why})" if why else ""))
+
+    def dtype_reason(self, backend: str, dtype) -> str | None:
+        """Why ``backend``'s implementation does not handle ``dtype`` (None when it does)."""
+        try:
+            return self.lacks_dtype.get(backend, {}).get(np.dtype(dtype))
+        except TypeError:  # not a dtype at all
+            return None
 
     def is_deterministic(self, backend: str) -> bool:
         """True when ``backend``'s implementation gives the same bits every run."""
@@ -134,7 +188,7 @@ BACKEND_IS_ORDERED = {"numpy": True, "numba": True, "cython": True, "cupy": Fals
 
 _specs: dict[str, OpSpec] = {}
 _implementations: dict[tuple[str, str], object] = {}  # (op, backend) -> function or reason string
-_resolved: dict[tuple[str, str | None, str | None], tuple[str, Callable]] = {}
+_resolved: dict[tuple, tuple[str, Callable]] = {}  # (op, choice, variant, dtype) -> (backend, function)
 _fallbacks_logged: set = set()
 
 
@@ -220,50 +274,97 @@ def _family_module(family: str, backend: str):
     return importlib.import_module(f"fastnlp.kernels.{family}.{_MODULE_OF_BACKEND[backend]}")
 
 
-def kernel(op: str, like=None, variant: str | None = None) -> Callable:
-    """The function that runs ``op`` now for arrays like ``like``.
+def _dtype_that_matters(op_spec: OpSpec, like, dtype):
+    """The dtype of the call when it changes the resolution (a declined dtype, or one some
+    backend lacks), else None: most calls share one cached resolution per op."""
+    if dtype is None:
+        dtype = getattr(like, "dtype", None)
+    if dtype is None or not (op_spec.declines or op_spec.lacks_dtype):
+        return None
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        return None
+    if dtype in op_spec.declines or any(dtype in per for per in op_spec.lacks_dtype.values()):
+        return dtype
+    return None
+
+
+def kernel(op: str, like=None, variant: str | None = None, dtype=None) -> Callable:
+    """The function that runs ``op`` now for arrays like ``like`` (of storage dtype ``dtype``,
+    by default ``like.dtype``).
 
     Device (CuPy) arrays always run on the cupy implementation. Host arrays run on the active
     backend (``use_backend`` / ``set_backend`` / ``FASTNLP_BACKEND``); without a choice, on the
     op's fastest backend here (for ops with a calibration, the fastest measured for calls of
-    class ``variant``). A backend lacking the op falls back to the next in that order, logged
-    once per (op, backend) unless the op's family lacks it on purpose (``OpSpec.absent``).
+    class ``variant``). A backend lacking the op, or lacking the dtype for it
+    (``OpSpec.lacks_dtype``), falls back to the next in that order, logged once per (op,
+    backend[, dtype]) unless the op's family lacks the backend on purpose (``OpSpec.absent``).
+    A dtype the op declines (``OpSpec.declines``) raises its TypeError.
     """
+    op_spec = spec(op)
+    dtype = _dtype_that_matters(op_spec, like, dtype)
+    if dtype is not None and dtype in op_spec.declines:
+        op_spec.check_dtype(dtype)
     if like is not None and type(like) is not np.ndarray and dispatch.is_device_array(like):
         function = _implementation(op, "cupy")
         if isinstance(function, str):
             raise dispatch.BackendUnavailableError(f"op {op!r} cannot run on CuPy arrays: {function}")
+        reason = op_spec.dtype_reason("cupy", dtype) if dtype is not None else None
+        if reason is not None:
+            raise dispatch.BackendUnavailableError(f"op {op!r} cannot run on CuPy {dtype.name} arrays: {reason}")
         return function
     chosen = dispatch.chosen_backend()
-    key = (op, chosen, variant)
+    key = (op, chosen, variant, dtype)
     resolved = _resolved.get(key)
     if resolved is None:
-        resolved = _resolved[key] = _resolve_host(op, chosen, variant)
+        resolved = _resolved[key] = _resolve_host(op, chosen, variant, dtype)
     return resolved[1]
 
 
-def backend_for(op: str, like=None, variant: str | None = None) -> str:
+def backend_for(op: str, like=None, variant: str | None = None, dtype=None) -> str:
     """Name of the backend :func:`kernel` picks for ``op`` now."""
     if like is not None and dispatch.is_device_array(like):
         return "cupy"
-    kernel(op, like, variant)
-    return _resolved[(op, dispatch.chosen_backend(), variant)][0]
+    kernel(op, like, variant, dtype)
+    dtype = _dtype_that_matters(spec(op), like, dtype)
+    return _resolved[(op, dispatch.chosen_backend(), variant, dtype)][0]
 
 
-def _resolve_host(op: str, chosen: str | None, variant: str | None = None):
+def implementation_for(op: str, backend: str, dtype):
+    """``backend``'s function for ``op`` on arrays of ``dtype``, or why there is none (the op
+    missing there, or that backend lacking the dtype for it, or the op not taking it)."""
+    op_spec = spec(op)
+    if not op_spec.takes(dtype):
+        return f"{op} does not take {np.dtype(dtype).name}"
+    function = _implementation(op, backend)
+    if isinstance(function, str):
+        return function
+    reason = op_spec.dtype_reason(backend, dtype)
+    return function if reason is None else f"{backend} lacks {np.dtype(dtype).name} for {op}: {reason}"
+
+
+def _resolve_host(op: str, chosen: str | None, variant: str | None = None, dtype=None):
     op_spec = spec(op)
     order = op_spec.preference_for(variant)
     if chosen is not None and chosen in dispatch.HOST_BACKENDS:
         order = (chosen,) + tuple(b for b in order if b != chosen)
+    wanted = chosen if chosen in dispatch.HOST_BACKENDS else order[0]
     for backend in order + (REFERENCE,):
         function = _implementation(op, backend)
-        if not isinstance(function, str):
-            wanted = chosen if chosen in dispatch.HOST_BACKENDS else order[0]
-            if backend != wanted and not lacks_on_purpose(op, wanted) and (op, wanted) not in _fallbacks_logged:
-                _fallbacks_logged.add((op, wanted))
-                log.warning("fastnlp: op %s runs on %s: %s lacks it (%s)", op, backend, wanted,
-                            _implementation(op, wanted))
-            return backend, function
+        if isinstance(function, str) or (dtype is not None and op_spec.dtype_reason(backend, dtype) is not None):
+            continue
+        if backend != wanted and not lacks_on_purpose(op, wanted):
+            missing = _implementation(op, wanted)
+            if isinstance(missing, str):
+                if (op, wanted) not in _fallbacks_logged:
+                    _fallbacks_logged.add((op, wanted))
+                    log.warning("fastnlp: op %s runs on %s: %s lacks it (%s)", op, backend, wanted, missing)
+            elif (op, wanted, dtype) not in _fallbacks_logged:
+                _fallbacks_logged.add((op, wanted, dtype))
+                log.warning("fastnlp: op %s on %s arrays runs on %s: %s lacks %s (%s)", op, dtype.name, backend,
+                            wanted, dtype.name, op_spec.dtype_reason(wanted, dtype))
+        return backend, function
     raise RuntimeError(f"op {op!r} has no implementation that loads, not even the reference")
 
 
@@ -281,19 +382,33 @@ def resolved_backends(like=None) -> dict:
     return {op: backend_for(op, like) for op in ops()}
 
 
+_SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
+
+def _short(dtype) -> str:
+    return _SHORT.get(np.dtype(dtype).name, np.dtype(dtype).name)
+
+
 def matrix() -> str:
-    """The op x backend table that ``fastnlp backends`` prints: ``ok`` or why the op is missing."""
-    rows = [("op", *dispatch.BACKENDS)]
+    """The op x backend table that ``fastnlp backends`` prints: ``ok`` or why the op is missing,
+    ``ok-bf16 [n]`` where a backend runs the op but not one of its dtypes (note n says why),
+    and the dtypes each op takes in the last column."""
+    rows = [("op", *dispatch.BACKENDS, "dtypes")]
     notes: dict[str, int] = {}  # reason -> footnote number (one note for a whole missing backend)
     for op in ops():
         cells = []
+        op_spec = spec(op)
         for backend, impl in implementations(op).items():
             if isinstance(impl, str):
                 number = notes.setdefault(f"{backend}: {impl}", len(notes) + 1)
                 cells.append(f"- [{number}]")
+            elif op_spec.lacks_dtype.get(backend):
+                lacking = op_spec.lacks_dtype[backend]
+                numbers = [notes.setdefault(f"{backend}, {_short(d)}: {why}", len(notes) + 1) for d, why in lacking.items()]
+                cells.append("ok" + "".join(f"-{_short(d)}" for d in lacking) + " [" + ",".join(map(str, numbers)) + "]")
             else:
                 cells.append("ok")
-        rows.append((op, *cells))
+        rows.append((op, *cells, " ".join(_short(d) for d in op_spec.dtypes)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     if notes:

@@ -7,12 +7,28 @@ is each op's wrapper's job (it knows which argument is written).
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from . import dispatch
 from . import ids as _ids  # noqa: F401  registers id_range, the op check_ids runs
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+# Storage-only formats: kernels that take them convert up and accumulate in float32.
+HALF_DTYPES = (np.dtype(np.float16), BFLOAT16)
+STORAGE_DTYPES = FLOAT_DTYPES + HALF_DTYPES
+
+
+def is_float_dtype(dtype) -> bool:
+    """True for NumPy's floats and ml_dtypes' bfloat16 (whose dtype kind is 'V', not 'f')."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype == BFLOAT16
+
+
+def dtype_names(dtypes) -> str:
+    """'float32, float64, float16, bfloat16': how an error lists the dtypes an op takes."""
+    return ", ".join(np.dtype(d).name for d in dtypes)
 
 
 def as_id_array(ids, like=None):
@@ -55,11 +71,17 @@ def check_ids(ids, upper: int, what: str = "id"):
     return flat
 
 
-def check_float_matrix(array, name: str):
-    """A 2-D float32/float64 array (raises TypeError / ValueError otherwise)."""
+def check_float_matrix(array, name: str, op: str | None = None):
+    """A 2-D float array (raises TypeError / ValueError otherwise): float32/float64, or with
+    ``op`` any storage dtype that op's spec takes (``OpSpec.check_dtype``: the TypeError names
+    the op, the dtypes it takes and why it declines this one)."""
     if not hasattr(array, "dtype") or not hasattr(array, "ndim"):
         raise TypeError(f"{name} must be an array, got {type(array).__name__}")
-    if array.dtype not in FLOAT_DTYPES:
+    if op is not None:
+        from . import registry
+
+        registry.spec(op).check_dtype(array.dtype, name)
+    elif array.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {array.dtype}")
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows, width), got shape {tuple(array.shape)}")

@@ -380,3 +380,15 @@ def test_every_train_output_refuses_a_read_only_file(model, option, files):
     code, out, err = run_cli(["train", model, option, files["read_only"]])
     assert_one_error_line(code, err, 2)
     assert option in err and "read-only" in err and out == ""
+
+
+def test_precision_trains_and_a_bad_one_is_one_line():
+    code, out, err = run_cli(train_argv("rnnlm", "--precision", "bf16-mixed"))
+    assert code == 0, err
+    assert "test perplexity" in out
+    code, out, err = run_cli(train_argv("rnnlm", "--precision", "fp8"))
+    assert_one_error_line(code, err, 2)
+    assert "unknown precision 'fp8'" in err
+    code, out, err = run_cli(train_argv("word2vec", "--precision", "fp16-mixed"))
+    assert_one_error_line(code, err, 1)
+    assert "mixed precision ('fp16-mixed') does not apply" in err

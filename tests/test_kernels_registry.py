@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 
 import fastnlp
 from fastnlp.kernels import dispatch, harness, registry
+from fastnlp.kernels.validate import HALF_DTYPES
 
 KERNELS_DIR = Path(fastnlp.kernels.__file__).parent
 
 
 def _cases(include_reference=False):
+    """(op, backend) for every backend that has the op, or is meant to and does not load here."""
     cases = []
     for op in registry.ops():
         for backend, impl in registry.implementations(op).items():
@@ -31,28 +33,60 @@ def _cases(include_reference=False):
     return cases
 
 
-@pytest.mark.parametrize("op, backend", _cases())
-@settings(max_examples=40, deadline=None)
+def _dtype_cases(include_reference=False):
+    """(op, backend, dtype) for every dtype the op declares (OpSpec.dtypes): skipped with the
+    registry's reason where the backend lacks the op or that dtype for it (OpSpec.lacks_dtype)."""
+    cases = []
+    for case in _cases(include_reference):
+        op, backend = case.values
+        for dtype in registry.spec(op).dtypes:
+            missing = registry.implementation_for(op, backend, dtype)
+            missing = missing if isinstance(missing, str) else None
+            cases.append(pytest.param(op, backend, dtype, id=f"{op}-{backend}-{dtype.name}",
+                                      marks=pytest.mark.skipif(missing is not None, reason=f"{backend}: {missing}")))
+    return cases
+
+
+@pytest.mark.parametrize("op, backend, dtype", _dtype_cases())
+@settings(max_examples=30, deadline=None)
 @given(data=st.data())
-def test_implementation_matches_reference(op, backend, data):
-    args = data.draw(registry.spec(op).examples(), label="args")
+def test_implementation_matches_reference(op, backend, dtype, data):
+    """Every op on every backend and every dtype it declares, against the reference, with the
+    spec's tolerance for that dtype (exact where the contract is)."""
+    args = data.draw(harness.examples_for(op, dtype), label="args")
+    assert np.dtype(registry.spec(op).dtype_of(args)) == dtype
     harness.check_against_reference(op, backend, args)
 
 
 def _deterministic_cases():
-    """(op, backend) for every backend an op's spec calls deterministic, except the reference
-    where it is a Python loop that takes seconds at working size (not among its contenders)."""
-    return [case for case in _cases(include_reference=True)
-            if registry.spec(case.values[0]).is_deterministic(case.values[1])
-            and (case.values[1] != registry.REFERENCE or registry.REFERENCE in registry.spec(case.values[0]).preference)]
+    """(op, backend, dtype) for every backend an op's spec calls deterministic, except the
+    reference where it is a Python loop that takes seconds at working size (not among its
+    contenders); the dtype of ``benchmark_args``, and each float16 / bfloat16 the op takes."""
+    cases = []
+    for case in _cases(include_reference=True):
+        op, backend = case.values
+        spec = registry.spec(op)
+        if not spec.is_deterministic(backend) or (backend == registry.REFERENCE
+                                                  and registry.REFERENCE not in spec.preference):
+            continue
+        for dtype in (None,) + tuple(d for d in spec.dtypes if d in HALF_DTYPES):
+            missing = None if dtype is None else registry.implementation_for(op, backend, dtype)
+            missing = missing if isinstance(missing, str) else None
+            marks = list(case.marks) + [pytest.mark.skipif(missing is not None, reason=f"{backend}: {missing}")]
+            cases.append(pytest.param(op, backend, dtype, id=f"{op}-{backend}-{getattr(dtype, 'name', 'working')}",
+                                      marks=marks))
+    return cases
 
 
-@pytest.mark.parametrize("op, backend", _deterministic_cases())
-def test_a_deterministic_backend_gives_the_same_bits_every_run(op, backend):
+@pytest.mark.parametrize("op, backend, dtype", _deterministic_cases())
+def test_a_deterministic_backend_gives_the_same_bits_every_run(op, backend, dtype):
     """OpSpec.deterministic, read: two runs on one problem at working size (benchmark_args:
-    thousands of ids with many duplicates, where a race or a reordered reduction would show)
-    give byte-identical outputs, NaN payloads and signed zeros included."""
+    thousands of ids with many duplicates, where a race or a reordered reduction would show;
+    converted to float16 / bfloat16 for those) give byte-identical outputs, NaN payloads and
+    signed zeros included."""
     problem = registry.spec(op).benchmark_args()
+    if dtype is not None:
+        problem = harness.as_dtype(problem, dtype)
     first, second = (harness.run_implementation(op, backend, problem) for _ in range(2))
     harness.check_same_bits(first, second, what=f"{op} on {backend}")
 

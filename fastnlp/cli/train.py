@@ -178,7 +178,7 @@ def _lm(args) -> int:
                             **_init(args))
     else:
         model = Rnnlm(len(words), args.wordvec, args.hidden, seed=args.seed, **_init(args))
-    trainer = fastnlp.RnnlmTrainer(model, fastnlp.optim.SGD(lr=args.lr))
+    trainer = fastnlp.RnnlmTrainer(model, fastnlp.optim.SGD(lr=args.lr), **_precision(args))
     pending = None
     if args.resume:
         trainer.load_checkpoint(args.resume)
@@ -259,7 +259,7 @@ def _seq2seq(args) -> int:
         extra = {"bidirectional": True} if getattr(args, "bidirectional", False) else {}
         model = cls(V, args.wordvec, args.hidden, seed=args.seed, **_init(args), **extra)
         shape = f"wordvec {args.wordvec}, hidden {args.hidden}"
-    trainer = fastnlp.Trainer(model, fastnlp.optim.Adam(lr=args.lr), seed=args.seed)
+    trainer = fastnlp.Trainer(model, fastnlp.optim.Adam(lr=args.lr), seed=args.seed, **_precision(args))
     print(f"{type(model).__name__} on the {args.task} task: {len(x):,} training and {len(x_test):,} held-out "
           f"questions{' (reversed)' if reverse else ''}, {shape}, batch {args.batch_size}, Adam lr {args.lr:g}")
     iterations = max(len(x) // min(args.batch_size, len(x)), 1)
@@ -305,7 +305,8 @@ def _book_word2vec(args) -> int:
     cls = CBOW if args.model == "cbow" else SkipGram
     model = cls(len(words), args.hidden, args.window, corpus, sample_size=args.negative, seed=args.seed,
                 **_init(args))
-    trainer = fastnlp.Trainer(model, fastnlp.optim.Adam(lr=args.lr, lazy=args.lazy_adam), seed=args.seed)
+    trainer = fastnlp.Trainer(model, fastnlp.optim.Adam(lr=args.lr, lazy=args.lazy_adam), seed=args.seed,
+                              **_precision(args))
     print(f"{cls.__name__} on PTB train: {len(corpus):,} tokens, {len(words):,} words, window {args.window}, "
           f"hidden {args.hidden}, {args.negative} negatives, batch {args.batch_size}, Adam lr {args.lr:g}")
     iterations = args.epochs * max(len(target) // min(args.batch_size, len(target)), 1)
@@ -365,7 +366,8 @@ def _word2vec(args) -> int:
     else:
         model = fastnlp.Word2Vec(sg=int(args.sg), vector_size=args.hidden, window=args.window, negative=args.negative,
                                  hs=int(args.hs), sample=args.sample, min_count=args.min_count, alpha=args.alpha,
-                                 epochs=args.epochs, workers=args.workers, seed=args.seed, progress=not args.quiet)
+                                 epochs=args.epochs, workers=args.workers, seed=args.seed, progress=not args.quiet,
+                                 **_precision(args))
         model.build_vocab(sentences)
         before = 0
         model.train(sentences)
@@ -622,12 +624,39 @@ def _common(parser, *, epochs=None, data=True, resume="", plot=True, save_suffix
     if epochs is not None:
         parser.add_argument("--epochs", type=positive, default=epochs, help="training epochs (default: %(default)s)")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        _precision_option(parser)
     parser.add_argument("--save", type=output_file("--save", save_suffixes), metavar="PATH", help=save_help)
     parser.add_argument("--resume", type=existing_file, metavar="PATH",
                         help=resume or "not supported for this model (only rnnlm, better-rnnlm and word2vec resume)")
     if plot:
         parser.add_argument("--plot", type=figure_file(), metavar="PATH",
                             help="write the training curve to this image (.png, .pdf, .svg; needs matplotlib)")
+
+
+def _precision_name(text: str) -> str:
+    from fastnlp.amp import Precision
+
+    try:
+        Precision(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(describe(exc)) from None
+    return text
+
+
+def _precision_option(parser):
+    from fastnlp.amp import PRECISIONS
+
+    parser.add_argument("--precision", type=_precision_name, default="fp32", metavar="NAME",
+                        help=f"number format of training: {', '.join(PRECISIONS)} (default: %(default)s)")
+    parser.add_argument("--rounding", choices=("nearest", "stochastic"), default="nearest",
+                        help="how pure low-precision weights are rounded after each update (default: %(default)s)")
+
+
+def _precision(args) -> dict:
+    """The trainers' precision keywords from --precision/--rounding (not every job has them)."""
+    if getattr(args, "precision", "fp32") == "fp32":
+        return {}
+    return {"precision": args.precision, "rounding": args.rounding}
 
 
 def _init_option(parser, default):
