@@ -50,6 +50,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from .kernels import round_to_format
+from .kernels._numba_common import combine_seeds
 from .kernels.rounding import FORMATS, ROUNDING_MODES, number_format
 from .layers.base import Layer, NonFiniteError
 from .layers.embedding import plain, row_ids
@@ -67,7 +68,6 @@ except ImportError:  # pragma: no cover - an older kernels package
 PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16", "simulate:<format>")
 _ACCEPTED = ("'fp32', 'bf16-mixed', 'fp16-mixed', 'bf16', 'fp16' or 'simulate:<format>' (a format of "
              f"round_to_format: {', '.join(FORMATS)}, or 'e<E>m<M>' such as 'e3m4')")
-_MASK64 = (1 << 64) - 1
 
 
 class LossScaleError(NonFiniteError):
@@ -175,15 +175,9 @@ def _parse(value):
     raise ValueError(f"unknown precision {value!r}; the precisions are {_ACCEPTED}")
 
 
-def _mix64(z: int) -> int:
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
 def stream_seed(seed: int, step: int, index: int) -> int:
     """The stochastic-rounding stream of parameter ``index`` at ``step`` (splitmix64 of the three)."""
-    return _mix64((_mix64((_mix64(seed & _MASK64) + step) & _MASK64) + index) & _MASK64)
+    return combine_seeds(seed, step, index)
 
 
 def _fast_dtype(fmt):

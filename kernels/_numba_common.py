@@ -87,3 +87,22 @@ def f32_bits_to_f16(u):
     if rest > half or (rest == half and (h & _U1) != _U0):
         h = h + _U1
     return np.uint16(sign | h)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def combine_seeds(first: int, *more: int) -> int:
+    """One 64-bit seed from several integers (a seed, an epoch, a job number...): splitmix64's
+    finalizer over the running sum, in Python integers. The word2vec job streams and the
+    stochastic-rounding streams of the trainers both derive their seeds this way."""
+    z = _finalize(first & _MASK64)
+    for part in more:
+        z = _finalize((z + part) & _MASK64)
+    return z
+
+
+def _finalize(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)

@@ -18,14 +18,23 @@ def _library_details(name, why) -> str:
 def _backends(args) -> int:
     import fastnlp
 
+    from fastnlp.kernels import calibration as op_calibration
     from fastnlp.kernels import registry
 
+    if args.calibrate and op_calibration.enabled():
+        op_calibration.calibrate(refresh=True)  # before "runs on now", which then shows the new choice
     for name, why in fastnlp.available_backends().items():
         print(f"{name:7s} {'ok' if why is None else 'unavailable: ' + why}{_library_details(name, why)}")
     print(describe_active_backend() + "\n")
     print(registry.matrix())
     print("\nruns on now: " + ", ".join(f"{op} -> {registry.backend_for(op)}" for op in registry.ops()
                                         if registry.spec(op).calibration is None))
+    timings = {op: ranking for op, ranking in op_calibration.measurements().items()
+               if op in registry.ops() and registry.spec(op).calibration is None}
+    if timings:
+        print("\nmeasured per op here, microseconds per call at the models' sizes, fastest first")
+        for op, ranking in sorted(timings.items()):
+            print(f"  {op:26s} " + ", ".join(f"{backend} {seconds * 1e6:.0f}" for backend, seconds in ranking))
     from fastnlp.kernels.gemm import calibration
 
     measured = calibration.calibrate(refresh=True) if args.calibrate else calibration.measurements()
@@ -42,6 +51,6 @@ def register(jobs) -> None:
                                            "here, which backend each op runs on now, and the measured matrix "
                                            "product speeds.")
     backends.add_argument("--calibrate", action="store_true",
-                          help="time the matrix libraries at the models' shapes now (a few seconds) and keep the "
-                               "result for this machine")
+                          help="time every op's backends and the matrix libraries at the models' sizes now (under "
+                               "a minute; do it on a quiet machine) and keep the result for this machine")
     backends.set_defaults(run=_backends)

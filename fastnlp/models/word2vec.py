@@ -35,6 +35,7 @@ import numpy as np
 
 from ..amp import Precision
 from ..kernels import registry
+from ..kernels._numba_common import combine_seeds
 from ..kernels import word2vec as kernel_ops
 from ..serialization import class_name, read_file, register_class, write_file
 from ..text import Vocabulary
@@ -44,18 +45,11 @@ from .huffman import huffman_tree
 
 _LEGACY_FORMAT = "fastnlp.Word2Vec"  # the model's own format before the library had one
 _LEGACY_FORMAT_VERSION = 1
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(z: int) -> int:
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
 
 
 def job_seed(seed: int, epoch: int, job: int) -> int:
     """The random stream of one job: a hash of (seed, epoch of the model's life, job number)."""
-    return _mix64((_mix64((_mix64(seed & _MASK64) + epoch) & _MASK64) + job) & _MASK64)
+    return combine_seeds(seed, epoch, job)
 
 
 def _int_setting(value, name, low, high=None, why=""):
@@ -498,7 +492,7 @@ class Word2Vec:
         stochastic = job_stream is not None and self.rounding == "stochastic"
         for index, weights in enumerate((self.syn0, self.syn1neg, self.syn1)):
             if weights.size:
-                weights[...] = self._precision.round(weights, _mix64(job_stream ^ (index + 1)) if stochastic else None)
+                weights[...] = self._precision.round(weights, combine_seeds(job_stream ^ (index + 1)) if stochastic else None)
 
     def _alpha_at(self, words_done, words_per_epoch):
         progress = (self._schedule_done + words_done / words_per_epoch) / self._schedule_epochs

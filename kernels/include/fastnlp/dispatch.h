@@ -28,4 +28,21 @@ static inline const char* fastnlp_isa_level(int with_avx512) {
 static inline const char* fastnlp_isa_level(int with_avx512) { (void)with_avx512; return "default"; }
 #endif
 
+/* For loops compiled with per-function target attributes rather than clones (half.h's conversion
+ * intrinsics, which GCC will not put inside a target_clones function): 2 = AVX-512F, 1 = AVX2
+ * with F16C, 0 = neither. Asked of the CPU once; every run-time CPU question lives in this file. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+static inline int fastnlp_vector_level(void) {
+    static int level = -1; /* a benign race: every thread computes the same value */
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("avx512f") ? 2
+                : (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2")) ? 1 : 0;
+    }
+    return level;
+}
+#else
+static inline int fastnlp_vector_level(void) { return 0; }
+#endif
+
 #endif /* FASTNLP_DISPATCH_H */

@@ -123,16 +123,8 @@ FASTNLP_CLONES FASTNLP_HALF_UNUSED static void fastnlp_add_bf16_clones(uint16_t*
 #define FASTNLP_HALF_X86 1
 #include <immintrin.h>
 
-/* 2: AVX-512F (16 lanes), 1: F16C with AVX2 (8 lanes), 0: portable C. */
-static inline int fastnlp_half_isa(void) {
-    static int level = -1; /* a benign race: every thread computes the same value */
-    if (level < 0) {
-        __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512f") ? 2
-                : (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2")) ? 1 : 0;
-    }
-    return level;
-}
+/* 2: AVX-512F (16 lanes), 1: F16C with AVX2 (8 lanes), 0: portable C (dispatch.h asks the CPU). */
+static inline int fastnlp_half_isa(void) { return fastnlp_vector_level(); }
 
 __attribute__((target("avx512f"))) static void fastnlp_widen_f16_avx512(const uint16_t* src, float* dst, ptrdiff_t n) {
     ptrdiff_t j = 0;
