@@ -20,6 +20,18 @@ Studies:
     (WordSim-353 Spearman, analogy accuracy), Rnnlm (perplexity) and AttentionSeq2seq (date
     accuracy), each against float32, with the bytes the weights take.
 
+``train``
+    Rnnlm (PTB perplexity), AttentionSeq2seq (date accuracy) and the book's CBOW (WordSim-353)
+    trained from the same seed in fp32, bf16-mixed, fp16-mixed with and without loss scaling
+    (with the fraction of gradient values that underflow to zero), pure bf16 with
+    round-to-nearest and with stochastic rounding, and simulated fp8 (e4m3, e5m2); the quality
+    of each against fp32, and the loss curves side by side.
+``speed``
+    Training tokens/s of Rnnlm and BetterRnnlm in each precision on this CPU, with the bytes
+    the parameters take in that format; beside it, PyTorch's ``torch.autocast("cpu",
+    dtype=torch.bfloat16)`` on the same model in the same run (bench/compare_rnnlm.py, when the
+    source checkout and torch are there).
+
 ``quick=True`` trains small models (minutes on two cores); ``quick=False`` the book's settings.
 """
 from __future__ import annotations
@@ -37,6 +49,8 @@ from .serialization import atomic_write
 STUDY_HELP = {
     "ops": "every registered op in float32 on each backend against the float64 reference",
     "storage": "trained vectors and models with weights stored in fp16, bf16 and fp8",
+    "train": "Rnnlm, AttentionSeq2seq and CBOW trained in fp32, mixed, pure 16-bit and simulated fp8",
+    "speed": "training tokens/s and bytes per precision, beside PyTorch's autocast when installed",
 }
 STUDIES = tuple(STUDY_HELP)
 # Storage formats: bytes per value, and whether values are scaled per row into the format's
@@ -58,9 +72,15 @@ def run_study(name: str, out_dir, quick: bool = True, data_dir=None, progress: b
     if name == "ops":
         _ops_study(rows, registry.ops() if ops is None else [registry.spec(op).name for op in ops])
         text = _ops_report(rows.done)
-    else:
+    elif name == "storage":
         _storage_study(rows, out, quick, data_dir)
         text = _storage_report(rows.done, out)
+    elif name == "train":
+        _train_study(rows, quick, data_dir)
+        text = _train_report(rows.done, out)
+    else:
+        _speed_study(rows, quick, data_dir)
+        text = _speed_report(rows.done)
     report = out / f"{name}.md"
     header = (f"# Precision study: {name}{' (quick)' if quick else ''}\n\n{_machine_line()}\n\n")
     atomic_write(report, lambda f: f.write((header + text).encode("utf-8")))
@@ -370,3 +390,240 @@ def _plot_storage(out: Path, model_name: str, model_rows: list) -> None:
     ax.set_title(f"{model_name}: weights stored in low precision")
     save_figure(fig, out / f"storage-{model_name.replace(' ', '_').lower()}.png", "the storage plot")
 
+
+
+# ----- train: the same models trained in each precision -----------------------------------------
+
+# (label, precision, trainer keywords). One seed for all, so fp32 is each row's twin.
+TRAINING_RUNS = (
+    ("fp32", "fp32", {}),
+    ("bf16-mixed", "bf16-mixed", {}),
+    ("fp16-mixed", "fp16-mixed", {}),
+    ("fp16-mixed, no loss scaling", "fp16-mixed", {"loss_scaling": False}),
+    ("bf16, nearest", "bf16", {"rounding": "nearest"}),
+    ("bf16, stochastic", "bf16", {"rounding": "stochastic"}),
+    ("e5m2 (simulated), stochastic", "simulate:e5m2", {"rounding": "stochastic"}),
+    ("e4m3 (simulated), stochastic", "simulate:e4m3", {"rounding": "stochastic"}),
+)
+TRAIN_CLAIM = ("Deep Learning from Scratch 2, chapter 1: learning in 16 bits needs care; mixed precision "
+               "(16-bit products, 32-bit master weights and loss) is meant to keep float32's quality.")
+
+
+def _train_study(rows: _Rows, quick: bool, data_dir) -> None:
+    from .datasets import load_ptb, load_sequence
+
+    corpus, word_to_id, _ = load_ptb("train", data_dir=data_dir)
+    valid, _, _ = load_ptb("valid", data_dir=data_dir)
+    dates = load_sequence("date", data_dir=data_dir, reverse=True)
+    tasks = {
+        "Rnnlm": lambda run: _train_rnnlm_in(run, corpus, valid, len(word_to_id), quick),
+        "AttentionSeq2seq": lambda run: _train_seq2seq_in(run, dates, quick),
+        "CBOW": lambda run: _train_cbow_in(run, corpus, len(word_to_id), data_dir, quick),
+    }
+    for model_name, train in tasks.items():
+        for label, precision, keywords in TRAINING_RUNS:
+            key = f"{model_name}/{label}"
+            if rows.has(key):
+                continue
+            if rows.progress:
+                print(f"training {model_name} in {label} ...", flush=True)
+            try:
+                row = train((precision, keywords))
+            except FloatingPointError as exc:  # diverged, or the loss scale collapsed: a result too
+                row = {"metric": None, "value": None, "curve": [], "diverged": str(exc).splitlines()[0][:200]}
+            rows.add(key, {"model": model_name, "run": label, **row})
+
+
+def _trainer_keywords(run):
+    precision, keywords = run
+    return {"precision": precision, **keywords}
+
+
+def _amp_results(trainer) -> dict:
+    return {"underflow": float(trainer.grad_underflow), "skipped": len(trainer.skipped_steps)}
+
+
+def _train_rnnlm_in(run, corpus, valid, vocab_size, quick) -> dict:
+    from . import RnnlmTrainer, optim
+    from .models import Rnnlm
+
+    tokens = corpus[:100_000] if quick else corpus
+    model = Rnnlm(vocab_size, 100, 100, seed=0)
+    trainer = RnnlmTrainer(model, optim.SGD(lr=20.0), **_trainer_keywords(run))
+    trainer.fit(tokens[:-1], tokens[1:], max_epoch=1, batch_size=20, time_size=35, max_grad=0.25,
+                eval_interval=10 if quick else 100, progress=False)
+    ppl = _perplexity(model, valid[:20_000] if quick else valid)
+    return {"metric": "perplexity (PTB valid)", "value": ppl, "curve": [float(p) for p in trainer.ppl_list],
+            "curve_label": "training perplexity", **_amp_results(trainer)}
+
+
+def _train_seq2seq_in(run, dates, quick) -> dict:
+    from . import Trainer, optim
+    from .models import AttentionSeq2seq, seq2seq_accuracy
+
+    (x_train, t_train), (x_test, t_test), char_to_id, id_to_char = dates
+    n, epochs = (10_000, 2) if quick else (len(x_train), 3)
+    model = AttentionSeq2seq(len(char_to_id), wordvec_size=16, hidden_size=128 if quick else 256, seed=0)
+    trainer = Trainer(model, optim.Adam(), seed=0, **_trainer_keywords(run))
+    history = trainer.fit(x_train[:n], t_train[:n], max_epoch=epochs, batch_size=128, max_grad=5.0,
+                          eval_interval=10, progress=False)
+    x_eval, t_eval = (x_test[:1000], t_test[:1000]) if quick else (x_test, t_test)
+    accuracy = float(seq2seq_accuracy(model, x_eval, t_eval, id_to_char, is_reverse=True))
+    return {"metric": "date accuracy", "value": accuracy, "curve": [float(v) for v in history],
+            "curve_label": "training loss", **_amp_results(trainer)}
+
+
+def _train_cbow_in(run, corpus, vocab_size, data_dir, quick) -> dict:
+    from . import Trainer, create_contexts_target, optim
+    from .datasets import load_ptb
+    from .datasets._files import find_or_fetch
+    from .models import CBOW
+    from .vectors import WordVectors
+
+    tokens = corpus[:200_000] if quick else corpus
+    contexts, target = create_contexts_target(tokens, window_size=5)
+    model = CBOW(vocab_size, 100, 5, tokens, seed=0)
+    trainer = Trainer(model, optim.Adam(lazy=True), seed=0, **_trainer_keywords(run))
+    history = trainer.fit(contexts, target, max_epoch=1 if quick else 3, batch_size=100, eval_interval=100,
+                          progress=False)
+    _, _, id_to_word = load_ptb("train", data_dir=data_dir)
+    vectors = WordVectors(model.word_vecs.copy(), [id_to_word[i] for i in range(vocab_size)])
+    rho = float(vectors.evaluate_word_pairs(find_or_fetch("eval/wordsim353.tsv", data_dir))["spearman"])
+    return {"metric": "WordSim-353 Spearman", "value": rho, "curve": [float(v) for v in history],
+            "curve_label": "training loss", **_amp_results(trainer)}
+
+
+def _train_report(done: dict, out: Path) -> str:
+    by_model = {}
+    for row in done.values():
+        by_model.setdefault(row["model"], []).append(row)
+    lines = [f"**The claim.** {TRAIN_CLAIM}", "",
+             "Every run starts from the same seed and data; only the precision differs. *underflow* is the "
+             "fraction of gradient values that rounding to the format turned from non-zero to zero; *skipped* "
+             "the steps skipped for inf/NaN by the loss scaler. fp16 and fp8 are simulated (values rounded with "
+             "`round_to_format` at every layer boundary); bf16-mixed runs the products in bf16 on this CPU.", ""]
+    verdicts = []
+    for model_name, model_rows in by_model.items():
+        base = next((r for r in model_rows if r["run"] == "fp32" and r.get("value") is not None), None)
+        metric = next((r["metric"] for r in model_rows if r.get("metric")), "")
+        lines += [f"## {model_name}", "", f"| precision | {metric} | change | underflow | skipped |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for r in model_rows:
+            if r.get("value") is None:
+                lines.append(f"| {r['run']} | diverged: {r.get('diverged', '')} | | | |")
+                continue
+            change = _relative_change(r["value"], base["value"]) if base else float("nan")
+            lines.append(f"| {r['run']} | {r['value']:.4g} | {change:+.2%} | {r.get('underflow', 0):.2g} | "
+                         f"{r.get('skipped', 0)} |")
+            if base and r["run"] in ("bf16-mixed", "fp16-mixed"):
+                verdicts.append((model_name, r["run"], abs(change)))
+        lines.append("")
+        _plot_curves(out, model_name, model_rows)
+    if verdicts:
+        worst = max(verdicts, key=lambda v: v[2])
+        lines += ["## Verdict", "",
+                  f"Mixed precision changes the measured quality by at most {worst[2]:.2%} ({worst[0]}, {worst[1]}): "
+                  + ("**within 1%** of float32." if worst[2] <= 0.01 else "**more than 1%** from float32."), ""]
+    return "\n".join(lines)
+
+
+def _plot_curves(out: Path, model_name: str, model_rows: list) -> None:
+    try:
+        from .plot import new_figure, save_figure
+
+        fig = new_figure("precision study")
+    except ImportError:
+        return
+    ax = fig.add_subplot()
+    for r in model_rows:
+        if r.get("curve"):
+            ax.plot(range(1, len(r["curve"]) + 1), r["curve"], label=r["run"])
+    label = next((r.get("curve_label") for r in model_rows if r.get("curve_label")), "loss")
+    ax.set_xlabel("evaluation interval")
+    ax.set_ylabel(label)
+    ax.set_title(f"{model_name}: {label} by precision")
+    ax.legend(fontsize="small")
+    save_figure(fig, out / f"train-{model_name.lower()}.png", "the training plot")
+
+
+# ----- speed: tokens/s and bytes per precision --------------------------------------------------
+
+SPEED_PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16", "simulate:e4m3")
+_BYTES_PER_VALUE = {"fp32": 4, "bf16-mixed": 4, "fp16-mixed": 4, "bf16": 2, "simulate:e4m3": 1}
+
+
+def _speed_study(rows: _Rows, quick: bool, data_dir) -> None:
+    import time
+
+    from . import RnnlmTrainer, optim
+    from .datasets import load_ptb
+    from .models import BetterRnnlm, Rnnlm
+
+    corpus, word_to_id, _ = load_ptb("train", data_dir=data_dir)
+    V = len(word_to_id)
+    models = {"Rnnlm": lambda: Rnnlm(V, 100, 100, seed=0),
+              "BetterRnnlm": lambda: BetterRnnlm(V, 650, 650, seed=0)}
+    iterations = {"Rnnlm": 20 if quick else 100, "BetterRnnlm": 3 if quick else 20}
+    for model_name, build in models.items():
+        for precision in SPEED_PRECISIONS:
+            key = f"{model_name}/{precision}"
+            if rows.has(key):
+                continue
+            model = build()
+            trainer = RnnlmTrainer(model, optim.SGD(lr=20.0), precision=precision)
+            tokens = 20 * 35
+            warm = corpus[: 2 * tokens + 1]
+            trainer.fit(warm[:-1], warm[1:], max_epoch=1, batch_size=20, time_size=35, progress=False)
+            n = iterations[model_name]
+            data = corpus[: n * tokens + 1]
+            start = time.perf_counter()
+            trainer.fit(data[:-1], data[1:], max_epoch=1, batch_size=20, time_size=35, max_grad=0.25,
+                        progress=False)
+            seconds = time.perf_counter() - start
+            unique = list({id(p): p for p in model.params}.values())
+            rows.add(key, {"model": model_name, "precision": precision, "tokens_per_s": n * tokens / seconds,
+                           "param_bytes": sum(p.size for p in unique) * _BYTES_PER_VALUE[precision]})
+    if not rows.has("torch-comparison"):
+        rows.add("torch-comparison", {"text": _torch_comparison(quick, data_dir)})
+
+
+def _speed_report(done: dict) -> str:
+    lines = ["Training tokens/s (batch 20 x 35, SGD, one process, this CPU's threads as set by the environment). "
+             "*bytes* is what the parameters take in the run's storage format: the mixed runs keep float32 "
+             "masters; pure bf16 stores 2 bytes a value; simulated fp8 would store 1 (here it is held in "
+             "float32 and rounded, so its speed is not fp8's).", "",
+             "| model | precision | tokens/s | of fp32 | parameter bytes |", "| --- | --- | ---: | ---: | ---: |"]
+    for row in done.values():
+        if "tokens_per_s" not in row:
+            continue
+        base = done.get(f"{row['model']}/fp32")
+        ratio = row["tokens_per_s"] / base["tokens_per_s"] if base else float("nan")
+        lines.append(f"| {row['model']} | {row['precision']} | {row['tokens_per_s']:,.0f} | {ratio:.2f}x | "
+                     f"{row['param_bytes']:,} |")
+    lines += ["", "## Against PyTorch's autocast", "", done.get("torch-comparison", {}).get("text", "Not run."), ""]
+    return "\n".join(lines)
+
+
+def _torch_comparison(quick: bool, data_dir) -> str:
+    """bench/compare_rnnlm.py's table for BetterRnnlm in fp32 and bf16-mixed, ours beside
+    PyTorch in one run."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from .cli.bench import repository_root
+
+    script = repository_root() / "bench" / "compare_rnnlm.py"
+    if not script.is_file():
+        return "Not run: bench/compare_rnnlm.py is not here (fastnlp runs from an installed package)."
+    if importlib.util.find_spec("torch") is None:
+        return "Not run: PyTorch is not installed (the bench extra; see the README for its CPU build)."
+    command = [sys.executable, str(script), "--model", "better", "--epochs", "0", "--timing-iters",
+               "6" if quick else "30", "--turn", "3", "--contenders", "cython,torch", "--precision",
+               "fp32,bf16-mixed"]
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"bench/compare_rnnlm.py failed: {result.stderr[-500:]}"
+    return result.stdout.strip()

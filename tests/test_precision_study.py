@@ -8,6 +8,7 @@ import pytest
 import fastnlp
 from fastnlp import precision
 from fastnlp.cli import main
+from conftest import DATA_DIR
 from fastnlp.kernels import harness, registry
 
 FEW_OPS = ["embedding_gather", "round_to_format", "attention_weights"]
@@ -75,7 +76,7 @@ def test_the_verdict_follows_the_numbers(tmp_path):
 
 
 def test_unknown_studies_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown study 'speedy'; the studies are ops, storage"):
+    with pytest.raises(ValueError, match="unknown study 'speedy'; the studies are ops, storage, train, speed"):
         precision.run_study("speedy", tmp_path)
 
 
@@ -89,3 +90,48 @@ def test_the_command_line_runs_a_study_and_refuses_a_file_as_the_folder(tmp_path
     assert main(["precision", "ops", "--out", str(tmp_path / "file")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a file; give a folder" in err[0]
+
+
+def _train_row(model, run, value, **extra):
+    return {"model": model, "run": run, "metric": "accuracy", "value": value, "curve": [1.0, 0.5],
+            "curve_label": "training loss", "underflow": 0.0, "skipped": 0, **extra}
+
+
+def test_the_train_report_compares_each_precision_with_fp32_and_keeps_divergence(tmp_path):
+    done = {"m/fp32": _train_row("m", "fp32", 0.90), "m/bf16-mixed": _train_row("m", "bf16-mixed", 0.899),
+            "m/fp16-mixed": _train_row("m", "fp16-mixed", 0.898, underflow=1e-4, skipped=2),
+            "m/e4m3": {"model": "m", "run": "e4m3 (simulated), stochastic", "metric": None, "value": None,
+                       "curve": [], "diverged": "training diverged at epoch 1"}}
+    text = precision._train_report(done, tmp_path)
+    assert "| fp16-mixed | 0.898 | -0.22% | 0.0001 | 2 |" in text
+    assert "diverged: training diverged at epoch 1" in text and "**within 1%**" in text
+    done["m/bf16-mixed"] = _train_row("m", "bf16-mixed", 0.80)
+    assert "**more than 1%**" in precision._train_report(done, tmp_path)
+
+
+def test_the_train_study_runs_every_precision_once_and_records_divergence(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_task(run):
+        seen.append(run[0])
+        if run[0] == "simulate:e4m3":
+            raise FloatingPointError("training diverged at epoch 1, iteration 3: the loss is nan")
+        return {"metric": "m", "value": 1.0, "curve": [], "underflow": 0.0, "skipped": 0}
+
+    monkeypatch.setattr(precision, "_train_rnnlm_in", lambda run, *a: fake_task(run))
+    monkeypatch.setattr(precision, "_train_seq2seq_in", lambda run, *a: fake_task(run))
+    monkeypatch.setattr(precision, "_train_cbow_in", lambda run, *a: fake_task(run))
+    rows = precision._Rows(tmp_path / "train.json", quick=True, progress=False)
+    precision._train_study(rows, quick=True, data_dir=DATA_DIR)
+    assert len(seen) == 3 * len(precision.TRAINING_RUNS)
+    assert rows.done["Rnnlm/e4m3 (simulated), stochastic"]["diverged"].startswith("training diverged")
+    precision._train_study(rows, quick=True, data_dir=DATA_DIR)  # resumed: nothing runs again
+    assert len(seen) == 3 * len(precision.TRAINING_RUNS)
+
+
+def test_the_speed_report_gives_ratios_to_fp32():
+    done = {"Rnnlm/fp32": {"model": "Rnnlm", "precision": "fp32", "tokens_per_s": 1000.0, "param_bytes": 400},
+            "Rnnlm/bf16": {"model": "Rnnlm", "precision": "bf16", "tokens_per_s": 1500.0, "param_bytes": 200},
+            "torch-comparison": {"text": "| ours | torch |"}}
+    text = precision._speed_report(done)
+    assert "| Rnnlm | bf16 | 1,500 | 1.50x | 200 |" in text and "| ours | torch |" in text
