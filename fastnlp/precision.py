@@ -107,7 +107,8 @@ class _Rows:
         text = json.dumps({"quick": self.quick, "rows": self.done}, indent=1, allow_nan=True)
         atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))
         if self.progress:
-            print(f"  {key}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()), flush=True)
+            shown = {k: v for k, v in row.items() if not isinstance(v, list) and k not in ("model", "text")}
+            print(f"  {key}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items()), flush=True)
 
 
 def _fmt(v) -> str:
