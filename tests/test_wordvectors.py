@@ -204,14 +204,6 @@ def test_most_similar_matches_brute_force_sort(random_wv):
         assert all(isinstance(s, float) for _, s in got)
 
 
-def test_most_similar_uses_argpartition(random_wv, monkeypatch):
-    calls = []
-    real = np.argpartition
-    monkeypatch.setattr(np, "argpartition", lambda *a, **k: calls.append(1) or real(*a, **k))
-    random_wv.most_similar("w1", top=3)
-    assert calls
-
-
 def test_most_similar_vector_query_does_not_exclude_anything(random_wv):
     got = random_wv.most_similar(random_wv["w5"], top=3)
     assert got[0][0] == "w5" and got[0][1] == pytest.approx(1.0, abs=1e-6)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import codecs
 import os
 import stat
+import struct
+import zipfile
 
 import numpy as np
 
@@ -198,10 +200,21 @@ class FormatsMixin:
     _to_file = save
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, mmap=False):
         """Load what ``save`` wrote (the vectors keep their saved dtype); files from versions
-        before the one format (and those that stored a ``words`` string array) load too."""
-        header, arrays = read_file(path, "a saved WordVectors file")
+        before the one format (and those that stored a ``words`` string array) load too.
+
+        ``mmap=True`` maps the vector matrix read-only from the file instead of reading it
+        (``vectors`` is then a ``np.memmap``; the OS pages rows in as searches touch them, and
+        several processes share them): the words are read, the matrix is not, nor scanned for
+        NaN/inf. ``save`` stores the matrix uncompressed, which this needs; a compressed or
+        otherwise unmappable file raises ValueError saying why. Exact search on mapped vectors
+        normalises them block by block and never copies the whole matrix (``unit_vectors``,
+        asked for explicitly, would)."""
+        if mmap:
+            header, arrays = _read_file_mapping_vectors(path)
+        else:
+            header, arrays = read_file(path, "a saved WordVectors file")
         if header.get("kind") != "vectors":
             raise ValueError(f"{path} holds a {header.get('kind')} ({header.get('class')}), not word vectors")
         return cls._from_file(header, arrays, path)
@@ -327,3 +340,93 @@ def _read_binary_rows(f, n_words, dim, path, unicode_errors, whole=True):
             raise ValueError(f"{path}: data after the {n_words} rows the header announces "
                              f"(wrong dim {dim} in the header?)")
     return words, vectors
+
+
+# ----- memory-mapped loading -----------------------------------------------------------------
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local file header (30 bytes)
+_VECTORS_MEMBER = "vectors.npy"
+
+
+def _read_file_mapping_vectors(path):
+    """``read_file``'s ``(header, arrays)`` with ``arrays["vectors"]`` a read-only np.memmap of
+    the stored .npy data: the other members are read, ``vectors.npy`` is located in the zip
+    (its local header gives where its bytes start), checked to be stored uncompressed, and its
+    .npy header parsed for dtype, shape and order."""
+    import json
+
+    from ..serialization import FORMAT_NAME, FORMAT_VERSION, HEADER_KEY
+
+    what = "a saved WordVectors file"
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not {what}: {err}") from None
+    with archive:
+        names = archive.namelist()
+        if _VECTORS_MEMBER not in names:
+            raise ValueError(f"{path} is not a saved WordVectors file: it has no vectors to map")
+        arrays = {}
+        for name in names:
+            if name == _VECTORS_MEMBER or not name.endswith(".npy"):
+                continue
+            try:
+                with archive.open(name) as member:
+                    arrays[name[:-4]] = np.lib.format.read_array(member, allow_pickle=False)
+            except (ValueError, EOFError, zipfile.BadZipFile) as err:
+                raise ValueError(f"{path} is damaged: {err}") from None
+        info = archive.getinfo(_VECTORS_MEMBER)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{path}: cannot memory-map the vectors: they are stored compressed "
+                         f"(zip method {info.compress_type}, e.g. np.savez_compressed); load with mmap=False, "
+                         "or save again with WordVectors.save, which stores them uncompressed")
+    if info.flag_bits & 0x1:
+        raise ValueError(f"{path}: cannot memory-map the vectors: they are encrypted")
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        raw = f.read(_LOCAL_HEADER.size)
+        if len(raw) != _LOCAL_HEADER.size:
+            raise ValueError(f"{path} is damaged: truncated zip member header of {_VECTORS_MEMBER}")
+        fields = _LOCAL_HEADER.unpack(raw)
+        if fields[0] != b"PK\x03\x04":
+            raise ValueError(f"{path} is damaged: no zip member header where {_VECTORS_MEMBER} should start")
+        data_start = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+        f.seek(data_start)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version} is not supported for mapping")
+        except ValueError as err:
+            raise ValueError(f"{path}: cannot memory-map the vectors: {err}") from None
+        offset = f.tell()
+    if dtype.hasobject or dtype.kind not in "iuf" or len(shape) != 2:
+        raise ValueError(f"{path}: cannot memory-map the vectors: a {dtype} array of shape {shape} is not a "
+                         "2-D matrix of numbers")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset + nbytes > data_start + info.file_size:
+        raise ValueError(f"{path} is damaged: the vectors' .npy header announces {nbytes} bytes but the member "
+                         f"holds {info.file_size - (offset - data_start)}")
+    if nbytes == 0:
+        arrays["vectors"] = np.zeros(shape, dtype)
+    else:
+        arrays["vectors"] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape),
+                                      order="F" if fortran else "C")
+    raw_header = arrays.pop(HEADER_KEY, None)
+    if raw_header is None:  # a file from before the one format
+        return {"format": FORMAT_NAME, "version": 0, "kind": "vectors"}, arrays
+    try:
+        header = json.loads(raw_header.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: the header is not valid JSON ({err}); the file is damaged") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path} is not a fastnlp file")
+    version = header.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {version!r}; this fastnlp reads versions up to "
+                         f"{FORMAT_VERSION}: upgrade fastnlp")
+    return header, arrays

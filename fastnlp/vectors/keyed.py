@@ -10,7 +10,7 @@ from ..serialization import register_class
 from .evaluation import EvaluationMixin
 from .formats import FormatsMixin
 from .ranking import (ANALOGY_METHODS as _ANALOGY_METHODS, COSMUL_EPS as _COSMUL_EPS, check_top as _check_top,
-                      row_normalize as _row_normalize, top_k as _top_k)
+                      compute_dtype as _compute_dtype, exact_search as _exact_search, row_normalize as _row_normalize)
 
 
 class _DefaultTop(int):
@@ -34,12 +34,17 @@ class WordVectors(EvaluationMixin, FormatsMixin):
     """
 
     def __init__(self, vectors, words):
+        mapped = vectors if isinstance(vectors, np.memmap) else None
         vectors = _real_array(vectors, "vectors")
+        if mapped is not None and vectors.dtype == mapped.dtype:
+            vectors = mapped  # np.asarray would hide that it is mapped
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be 2-D (n_words, dim), got shape {vectors.shape}")
         if not np.issubdtype(vectors.dtype, np.floating):
             vectors = vectors.astype(np.float32)
-        if not np.isfinite(vectors).all():
+        # A memory-mapped matrix (load(mmap=True)) is not scanned: that would read the whole
+        # file. save() writes only vectors that passed this check.
+        if not isinstance(vectors, np.memmap) and not np.isfinite(vectors).all():
             raise ValueError("vectors contain NaN or inf")
         words = tuple(words)
         if len(words) != vectors.shape[0]:
@@ -56,6 +61,7 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         self._words = words
         self._word_to_id = word_to_id
         self._unit = None
+        self._index = None  # (method, faiss index, params) after build_index, None: exact search
 
     # ----- vocabulary -------------------------------------------------------------------------
     @property
@@ -124,6 +130,9 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         """(unit vector, id to exclude or None) for a word or a raw vector."""
         if isinstance(query, str):
             i = self._id(query)
+            if isinstance(self._vectors, np.memmap) or self._vectors.dtype == np.float16:
+                # One row normalised in float32: no unit copy of a mapped or half-precision matrix.
+                return _row_normalize(self._vectors[i:i + 1].astype(np.float32))[0], i
             return self.unit_vectors[i], i
         vector = self._checked_vector(query, label)
         # Normalised before the cast to the vectors' dtype, which might not hold its values.
@@ -169,6 +178,8 @@ class WordVectors(EvaluationMixin, FormatsMixin):
             raise TypeError(f"negative must be words or vectors, got the number {negative!r}; the second "
                             "positional parameter is negative (as in gensim): pass the count as topn= or top=")
         n_candidates = len(self) if restrict_vocab is None else _check_top(restrict_vocab, "restrict_vocab")
+        n_candidates = min(n_candidates, len(self))
+        compute = _compute_dtype(self._vectors.dtype)
         batched = isinstance(positive, np.ndarray) and positive.ndim == 2
         if batched:
             if negative is not None:
@@ -176,19 +187,154 @@ class WordVectors(EvaluationMixin, FormatsMixin):
                                 "subtract it from the rows first")
             if positive.shape[0] == 0:
                 return np.zeros((0, n_candidates), self._vectors.dtype) if topn is None else []
-            unit_queries = np.stack([self._query_direction(q, f"query {k}")[0] for k, q in enumerate(positive)])
+            unit_queries = np.empty((positive.shape[0], self.vector_size), compute)
+            for k, q in enumerate(positive):
+                unit_queries[k] = self._query_direction(q, f"query {k}")[0]
             input_ids = []
         else:
             query, input_ids = self._combined_query(positive, negative)
-            unit_queries = query[None, :]
-        candidates = self.unit_vectors[:n_candidates]
-        scores = unit_queries @ candidates.T
+            unit_queries = query.astype(compute)[None, :]
         if topn is None:
+            scores = self._all_scores(unit_queries, n_candidates).astype(self._vectors.dtype, copy=False)
             return scores if batched else scores[0]
-        excluded = [i for i in self._excluded_ids(exclude) + input_ids if i < n_candidates]
-        scores[:, excluded] = -np.inf
-        results = self._ranked(scores, topn)
+        excluded = self._excluded_ids(exclude) + input_ids
+        if self._index is not None and n_candidates == len(self):
+            ids, best = self._index_search(unit_queries, topn, excluded)
+        else:
+            ids, best = _exact_search(unit_queries, self._search_rows(), n_candidates, topn, excluded)
+        results = self._results(ids, best)
         return results if batched else results[0]
+
+    # ----- search: exact (gemm + topk) or an approximate index ------------------------------------
+    def _search_rows(self):
+        """``rows(start, stop)``: unit vectors of those words as a C-contiguous array of the
+        compute dtype (float32, float64 for float64 vectors). float32/float64 vectors in memory
+        use the cached ``unit_vectors``; memory-mapped or float16 vectors are normalised block by
+        block in float32, so a search never holds a second copy of the whole matrix."""
+        vectors = self._vectors
+        if not isinstance(vectors, np.memmap) and vectors.dtype in (np.float32, np.float64):
+            unit = self.unit_vectors
+            return lambda start, stop: unit[start:stop]
+        dtype = _compute_dtype(vectors.dtype)
+        return lambda start, stop: np.ascontiguousarray(_row_normalize(vectors[start:stop].astype(dtype)))
+
+    def _all_scores(self, unit_queries, n_candidates):
+        """Cosines of the queries with the first ``n_candidates`` words, (Q, n_candidates)."""
+        from ..kernels import gemm
+
+        rows = self._search_rows()
+        scores = np.empty((unit_queries.shape[0], n_candidates), unit_queries.dtype)
+        step = 1 << 16
+        for start in range(0, n_candidates, step):
+            stop = min(start + step, n_candidates)
+            scores[:, start:stop] = gemm(unit_queries, rows(start, stop), trans_b=True)
+        return scores
+
+    def _results(self, ids, best):
+        return [[(self._words[i], float(s)) for i, s in zip(row_ids, row_scores) if s > -np.inf and i >= 0]
+                for row_ids, row_scores in zip(ids.tolist(), best.tolist())]
+
+    @property
+    def index_method(self):
+        """How ``most_similar`` searches now: "exact", "hnsw" or "ivf" (see ``build_index``)."""
+        return "exact" if self._index is None else self._index[0]
+
+    def build_index(self, method="exact", **params):
+        """Switch ``most_similar`` to an approximate nearest-neighbour index, or back to exact.
+
+        ``method="exact"`` (the default search): every word is scored, one ``kernels.gemm``
+        product per block and the compiled ``kernels.topk``. ``"hnsw"``: faiss's
+        ``IndexHNSWFlat`` over the unit vectors (params ``M=32``, ``ef_construction=80``,
+        ``ef_search=64``); ``"ivf"``: faiss's ``IndexIVFFlat`` (``nlist`` about 4 sqrt(n),
+        ``nprobe=16``, trained on ``train_size=max(40 nlist, 20000)`` words sampled with
+        ``seed=0``). Both score by inner product of unit vectors (the cosine), need faiss-cpu
+        (``pip install "fastnlp[ann]"``) and trade recall for speed (bench/compare_neighbours.py
+        measures both). Queries by word or vector, batches of vectors, ``exclude`` and
+        ``positive``/``negative`` work as with exact search; ``restrict_vocab`` and ``topn=None``
+        always search exactly. The index holds its own float32 copy of the unit vectors.
+        ``ef_search`` / ``nprobe`` can be changed later with ``set_index_params``. Returns self.
+        """
+        if method == "exact":
+            if params:
+                raise TypeError(f"build_index('exact') takes no parameters, got {sorted(params)}")
+            self._index = None
+            return self
+        if method not in ("hnsw", "ivf"):
+            raise ValueError(f"unknown index method {method!r}; expected 'exact', 'hnsw' or 'ivf'")
+        faiss = _import_faiss()
+        n, dim = self._vectors.shape
+        rows = self._search_rows()
+        if method == "hnsw":
+            settings = {"M": 32, "ef_construction": 80, "ef_search": 64}
+            _check_params(method, params, settings)
+            settings.update(params)
+            index = faiss.IndexHNSWFlat(dim, int(settings["M"]), faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = int(settings["ef_construction"])
+        else:
+            nlist = max(1, min(n, int(round(4 * np.sqrt(max(n, 1))))))
+            settings = {"nlist": nlist, "nprobe": 16, "train_size": None, "seed": 0}
+            _check_params(method, params, settings)
+            settings.update(params)
+            settings.update(params)
+            nlist = int(settings["nlist"])
+            if not 1 <= nlist <= n:
+                raise ValueError(f"nlist must be between 1 and the {n} words, got {nlist}")
+            train_size = settings["train_size"] or max(40 * nlist, 20000)
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            settings["quantizer"] = quantizer  # the IVF index does not own it: keep it alive
+            sample = np.sort(np.random.default_rng(settings["seed"]).choice(n, min(n, train_size), replace=False))
+            train = self._unit_float32(sample)
+            index.train(train)
+            del train
+        step = 1 << 16
+        for start in range(0, n, step):
+            index.add(np.ascontiguousarray(rows(start, min(start + step, n)), dtype=np.float32))
+        self._index = (method, index, settings)
+        self.set_index_params(**{key: settings[key] for key in ("ef_search", "nprobe") if key in settings})
+        return self
+
+    def set_index_params(self, **params):
+        """Change the search effort of the index built: ``ef_search`` (hnsw) or ``nprobe`` (ivf)."""
+        if self._index is None:
+            raise ValueError("no approximate index: call build_index('hnsw' or 'ivf') first")
+        method, index, settings = self._index
+        allowed = {"hnsw": "ef_search", "ivf": "nprobe"}[method]
+        unknown = set(params) - {allowed}
+        if unknown:
+            raise TypeError(f"{method} index takes {allowed}=, got {sorted(unknown)}")
+        for key, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            settings[key] = int(value)
+        if method == "hnsw":
+            index.hnsw.efSearch = settings["ef_search"]
+        else:
+            index.nprobe = min(settings["nprobe"], index.nlist)
+        return self
+
+    def _unit_float32(self, ids):
+        return np.ascontiguousarray(_row_normalize(self._vectors[ids].astype(np.float32)), dtype=np.float32)
+
+    def _index_search(self, unit_queries, top, excluded):
+        """``(ids, scores)`` from the approximate index: ``top`` plus the excluded words asked
+        for in one batched call, the excluded ones (and faiss's -1 fillers) dropped."""
+        method, index, settings = self._index
+        excluded = np.unique(np.asarray(excluded, dtype=np.int64))
+        k = min(top + excluded.size, len(self))
+        if method == "hnsw" and settings["ef_search"] < k:
+            index.hnsw.efSearch = k  # faiss returns at most efSearch results
+        try:
+            scores, ids = index.search(np.ascontiguousarray(unit_queries, dtype=np.float32), k)
+        finally:
+            if method == "hnsw":
+                index.hnsw.efSearch = settings["ef_search"]
+        if excluded.size:
+            drop = np.isin(ids, excluded)
+            ids, scores = np.where(drop, -1, ids), np.where(drop, -np.inf, scores)
+            order = np.argsort(drop, axis=1, kind="stable")[:, :top]  # kept ones first, in order
+            ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        return ids[:, :top], scores[:, :top]
 
     def _combined_query(self, positive, negative):
         """(unit query vector, ids of the words given) for gensim's positive/negative lists."""
@@ -217,7 +363,7 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         if not query.any():
             raise ValueError("the query (positive items minus negative ones) is the zero vector: no word is "
                              "nearer to it than another")
-        return query.astype(self._vectors.dtype, copy=False), ids
+        return query.astype(_compute_dtype(self._vectors.dtype), copy=False), ids
 
     def doesnt_match(self, words):
         """The word of ``words`` that goes least with the others (gensim's ``doesnt_match``): the
@@ -263,9 +409,11 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         return [self._id(w) for w in words]
 
     def _ranked(self, scores, top):
-        ids, best = _top_k(scores, top)
-        return [[(self._words[i], float(s)) for i, s in zip(row_ids, row_scores) if s > -np.inf]
-                for row_ids, row_scores in zip(ids, best)]
+        from ..kernels import topk
+
+        scores = np.ascontiguousarray(scores, dtype=_compute_dtype(scores.dtype))
+        best, ids = topk(scores, min(top, scores.shape[1]))
+        return self._results(ids, best)
 
     # ----- analogies --------------------------------------------------------------------------
     def _analogy_scores(self, a_ids, b_ids, c_ids, method, n_candidates=None):
@@ -309,6 +457,22 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         scores = self._analogy_scores([ids[0]], [ids[1]], [ids[2]], method)
         scores[0, ids] = -np.inf
         return self._ranked(scores, top)[0]
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError("approximate nearest-neighbour indexes (build_index('hnsw' / 'ivf')) need faiss-cpu: "
+                          f'pip install "fastnlp[ann]" ({exc})') from None
+    return faiss
+
+
+def _check_params(method, params, settings):
+    unknown = set(params) - set(settings)
+    if unknown:
+        raise TypeError(f"build_index({method!r}) got unknown parameters {sorted(unknown)}; "
+                        f"it takes {', '.join(sorted(settings))}")
 
 
 def _real_array(values, label):

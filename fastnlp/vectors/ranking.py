@@ -75,3 +75,107 @@ def top_k(scores, k):
             np.take_along_axis(candidate_scores, order, axis=1))
 
 
+
+
+# ----- exact search: blocks of one matrix product each, then the compiled top-k --------------
+# Queries and candidate rows go through the product in blocks, so the scores of one block
+# (QUERY_BLOCK x ROW_BLOCK float32, 8 MB) are ranked while they are still in cache and a
+# million-word vocabulary never needs a (queries x vocabulary) matrix.
+QUERY_BLOCK = 512
+ROW_BLOCK = 4096
+
+
+def compute_dtype(dtype):
+    """float64 for float64 vectors, float32 for every other storage (float16, bfloat16, ints)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def search_threads():
+    """Threads the search uses to rank blocks: those of NumPy's BLAS now (threadpoolctl's
+    ``threadpool_limits`` or OMP/OPENBLAS_NUM_THREADS set them), so the product and the ranking
+    run on the same number of cores."""
+    controller = _blas_controller()
+    if controller is None:
+        return 1
+    counts = [c.num_threads for c in controller.lib_controllers]
+    return max(1, min(counts)) if counts else 1
+
+
+_CONTROLLER = []
+
+
+def _blas_controller():
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
+        except Exception:  # threadpoolctl is a dependency; a broken one means one thread
+            _CONTROLLER.append(None)
+    return _CONTROLLER[0]
+
+
+_POOLS = {}
+
+
+def _pool(threads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="fastnlp-topk")
+    return _POOLS[threads]
+
+
+def _topk_rows(scores, k, threads):
+    """kernels.topk over the rows of ``scores``, split across ``threads`` (the kernels release
+    the GIL)."""
+    from ..kernels import topk
+
+    if threads <= 1 or scores.shape[0] < 2 * threads:
+        return topk(scores, k)
+    bounds = np.linspace(0, scores.shape[0], threads + 1).astype(int)
+    parts = list(_pool(threads).map(lambda ab: topk(scores[ab[0]:ab[1]], k), zip(bounds[:-1], bounds[1:])))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def exact_search(queries, blocks, n_candidates, k, excluded=(), threads=None):
+    """The ``k`` best candidates of each query by inner product: ``(ids, scores)``, (Q, k') each
+    with k' = min(k, n_candidates), best first, ties to the lower id (excluded ids score -inf).
+
+    ``queries`` (Q, D) of the compute dtype; ``blocks(start, stop)`` returns candidate rows
+    ``start:stop`` (unit vectors) as a C-contiguous array of the same dtype. Each block of rows
+    is one ``kernels.gemm`` product per block of queries and one ``kernels.topk``; the k best of
+    every block, kept in block order, are ranked once more at the end. Their positions order
+    ties exactly as the ids do (blocks in id order, each best first with ties by lower id), so
+    the result is that of one top-k over the whole score matrix."""
+    from ..kernels import gemm, topk
+
+    threads = search_threads() if threads is None else threads
+    Q = queries.shape[0]
+    k = min(k, n_candidates)
+    excluded = np.unique(np.asarray(list(excluded), dtype=np.int64))
+    excluded = excluded[(excluded >= 0) & (excluded < n_candidates)]
+    ids = np.empty((Q, k), np.int64)
+    best = np.empty((Q, k), queries.dtype)
+    row_block = ROW_BLOCK if n_candidates > ROW_BLOCK else n_candidates
+    buffer = np.empty((min(QUERY_BLOCK, Q), row_block), queries.dtype)
+    for q0 in range(0, Q, QUERY_BLOCK):
+        q = queries[q0:q0 + QUERY_BLOCK]
+        kept_scores, kept_ids = [], []
+        for start in range(0, n_candidates, row_block):
+            stop = min(start + row_block, n_candidates)
+            scores = buffer.reshape(-1)[:q.shape[0] * (stop - start)].reshape(q.shape[0], stop - start)
+            gemm(q, blocks(start, stop), scores, trans_b=True)
+            inside = excluded[(excluded >= start) & (excluded < stop)]
+            if inside.size:
+                scores[:, inside - start] = -np.inf
+            values, where = _topk_rows(scores, min(k, stop - start), threads)
+            kept_scores.append(values)
+            kept_ids.append(where + start)
+        if len(kept_scores) == 1:
+            best[q0:q0 + q.shape[0]], ids[q0:q0 + q.shape[0]] = kept_scores[0], kept_ids[0]
+            continue
+        values, position = topk(np.concatenate(kept_scores, axis=1), k)
+        best[q0:q0 + q.shape[0]] = values
+        ids[q0:q0 + q.shape[0]] = np.take_along_axis(np.concatenate(kept_ids, axis=1), position, axis=1)
+    return ids, best

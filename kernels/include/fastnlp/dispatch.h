@@ -29,7 +29,7 @@ static inline const char* fastnlp_isa_level(int with_avx512) { (void)with_avx512
 #endif
 
 /* For loops compiled with per-function target attributes rather than clones (half.h's conversion
- * intrinsics, which GCC will not put inside a target_clones function): 2 = AVX-512F, 1 = AVX2
+ * intrinsics, which GCC will not put inside a target_clones function, and topk.h's scans): 2 = AVX-512F, 1 = AVX2
  * with F16C, 0 = neither. Asked of the CPU once; every run-time CPU question lives in this file. */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 static inline int fastnlp_vector_level(void) {
