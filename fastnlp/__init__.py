@@ -65,6 +65,7 @@ from .lm import RnnlmTrainer, eval_perplexity, generate_text
 from .wordvectors import WordVectors, analogy, cos_similarity, most_similar
 from .contexts import convert_one_hot, create_contexts_target
 from .layers import UnigramSampler
+from .classify import TextClassifier, doc_vectors, fit_idf, fit_sif  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -110,3 +111,5 @@ __all__ = [
     "set_backend",
     "use_backend",
 ]
+
+__all__ += ["TextClassifier", "doc_vectors", "fit_idf", "fit_sif"]
