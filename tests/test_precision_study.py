@@ -105,6 +105,9 @@ def test_the_train_report_compares_each_precision_with_fp32_and_keeps_divergence
     text = precision._train_report(done, tmp_path)
     assert "| fp16-mixed | 0.898 | -0.22% | 0.0001 | 2 |" in text
     assert "diverged: training diverged at epoch 1" in text and "**within 1%**" in text
+    done["m/n-a"] = {"model": "m", "run": "fp16-mixed", "metric": "accuracy", "value": None, "curve": [],
+                     "not_applicable": "no products to run mixed"}
+    assert "| fp16-mixed | n/a: no products to run mixed |" in precision._train_report(done, tmp_path)
     done["m/bf16-mixed"] = _train_row("m", "bf16-mixed", 0.80)
     assert "**more than 1%**" in precision._train_report(done, tmp_path)
 
