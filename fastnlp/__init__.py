@@ -113,3 +113,7 @@ __all__ = [
 ]
 
 __all__ += ["TextClassifier", "doc_vectors", "fit_idf", "fit_sif"]
+
+from .models import FastText, fasttext_hash  # noqa: E402  fastText: subword n-grams, vectors for unseen words
+
+__all__ += ["FastText", "fasttext_hash"]

@@ -32,6 +32,7 @@ from .rounding import round_to_format
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
 from .topk import topk  # noqa: F401  per-row k best scores (WordVectors.most_similar)
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
+from . import fasttext  # noqa: E402, F401  registers the fastText trainer's ops (fastnlp.FastText runs them)
 
 __all__ = [
     "BACKENDS",

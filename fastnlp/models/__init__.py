@@ -25,3 +25,7 @@ from .transformer import Transformer  # noqa: E402
 
 __all__ += ["AttentionDecoder", "AttentionEncoder", "AttentionSeq2seq", "Decoder", "Encoder", "PeekyDecoder",
             "PeekySeq2seq", "Seq2seq", "Transformer", "eval_seq2seq", "seq2seq_accuracy"]
+
+from .fasttext import FastText, FastTextVectors, fasttext_hash  # noqa: E402
+
+__all__ += ["FastText", "FastTextVectors", "fasttext_hash"]
