@@ -528,9 +528,11 @@ def _train_report(done: dict, out: Path) -> str:
              "fraction of gradient values that rounding to the format turned from non-zero to zero; *skipped* "
              "the steps skipped for inf/NaN by the loss scaler. fp16 and fp8 are simulated (values rounded with "
              "`round_to_format` at every layer boundary); bf16-mixed runs the products in bf16 on this CPU.", ""]
-    verdicts = []
+    verdicts, base_of = [], {}
     for model_name, model_rows in by_model.items():
         base = next((r for r in model_rows if r["run"] == "fp32" and r.get("value") is not None), None)
+        if base:
+            base_of[model_name] = base["value"]
         metric = next((r["metric"] for r in model_rows if r.get("metric")), "")
         lines += [f"## {model_name}", "", f"| precision | {metric} | change | underflow | skipped |",
                   "| --- | ---: | ---: | ---: | ---: |"]
@@ -550,7 +552,15 @@ def _train_report(done: dict, out: Path) -> str:
         worst = max(verdicts, key=lambda v: v[2])
         lines += ["## Verdict", "",
                   f"Mixed precision changes the measured quality by at most {worst[2]:.2%} ({worst[0]}, {worst[1]}): "
-                  + ("**within 1%** of float32." if worst[2] <= 0.01 else "**more than 1%** from float32."), ""]
+                  + ("**within 1%** of float32." if worst[2] <= 0.01 else "**more than 1%** from float32.")]
+        for model_name, run, change in verdicts:
+            noise = next((abs(_relative_change(r["value"], base_of[model_name]))
+                          for r in by_model[model_name] if r["run"] == "fp32, another seed" and r.get("value") is not None
+                          and base_of.get(model_name)), None)
+            if noise is not None:
+                lines.append(f"- {model_name}, {run}: {change:.2%} against {noise:.2%} between two float32 seeds"
+                             + (" (beyond chance)" if change > noise else " (within chance)"))
+        lines.append("")
     return "\n".join(lines)
 
 
