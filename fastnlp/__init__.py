@@ -114,6 +114,10 @@ __all__ = [
 
 __all__ += ["TextClassifier", "doc_vectors", "fit_idf", "fit_sif"]
 
+from .device import get_device, set_device  # noqa: E402  the book's GPU switch (fastnlp.device)
+
+__all__ += ["get_device", "set_device"]
+
 from .models import FastText, fasttext_hash  # noqa: E402  fastText: subword n-grams, vectors for unseen words
 
 __all__ += ["FastText", "fasttext_hash"]

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from . import device as _device
 from .amp import TrainsInPrecision
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
@@ -41,13 +42,21 @@ class RnnlmTrainer(TrainsInPrecision):
     "simulate:<format>"), ``rounding``, ``loss_scaling`` and ``seed`` (of stochastic rounding)
     are those of ``fastnlp.Trainer`` (see ``fastnlp.amp``); checkpoints keep the setting, the
     step count and the loss scaler, and refuse to resume under another setting.
+
+    ``device`` (``"cuda"``, ``"cpu"``; None: ``fastnlp.set_device``'s choice, else where the
+    model is) as ``fastnlp.Trainer``'s: the model moves there now, every batch before its
+    forward; the corpus may stay on the host.
     """
 
     def __init__(self, model, optimizer, precision: str = "fp32", *, rounding: str = "nearest",
-                 loss_scaling=None, seed: int = 0):
+                 loss_scaling=None, seed: int = 0, device=None):
+        from .trainer import _place_model
+
         self.model, self.optimizer = model, optimizer
         self._set_precision(precision, rounding, loss_scaling, seed)
+        self.device = _place_model(model, optimizer, device)
         self.ties = TiedParams(model.params)
+        self._param_ids = [id(p) for p in model.params]
         self.time_idx = 0
         self.ppl_list: list[float] = []
         self.eval_interval = None
@@ -74,7 +83,8 @@ class RnnlmTrainer(TrainsInPrecision):
         offsets = np.arange(batch_size) * jump
         idx = (offsets[:, None] + self.time_idx + np.arange(time_size)) % data_size
         self.time_idx += time_size
-        return x[idx], t[idx]
+        idx = _device.like(idx, x)  # index the corpus where it lives
+        return _device.batch_to((x[idx], t[idx]), self.model)
 
     def fit(self, xs, ts, max_epoch: int = 10, batch_size: int = 20, time_size: int = 35,
             max_grad: float | None = None, eval_interval: int | None = 20, progress=True,
@@ -126,6 +136,7 @@ class RnnlmTrainer(TrainsInPrecision):
             self._run = dict(settings, epoch=0, iteration=0, loss_sum=0.0, loss_count=0)
         self._resuming = False
         self.eval_interval = eval_interval
+        self._follow_model()
         run = self._run
         bar = progress_bar(max_epoch * max_iters, progress, initial=run["epoch"] * max_iters + run["iteration"],
                            unit="it", desc="RnnlmTrainer", epoch_size=max_iters)
@@ -154,6 +165,14 @@ class RnnlmTrainer(TrainsInPrecision):
             bar.close()
         self._run = None
         return self.ppl_list
+
+    def _follow_model(self):
+        """Find the ties again when the model's arrays were replaced (``model.to(...)`` after
+        this trainer was built); the optimizer's state follows at its next update."""
+        if [id(p) for p in self.model.params] != self._param_ids:
+            self.ties = TiedParams(self.model.params)
+            self._param_ids = [id(p) for p in self.model.params]
+        self.device = _device.model_device(self.model)
 
     def _step(self, xs, ts, batch_size, time_size, max_grad, run):
         where = f"epoch {self.current_epoch + 1}, iteration {run['iteration'] + 1}"
@@ -377,8 +396,8 @@ def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) ->
     try:
         for iters in range(max_iters):
             offsets = iters * time_size + np.arange(batch_size) * jump
-            idx = (offsets[:, None] + np.arange(time_size)) % corpus_size
-            xs, ts = corpus[idx], corpus[(idx + 1) % corpus_size]
+            idx = _device.like((offsets[:, None] + np.arange(time_size)) % corpus_size, corpus)
+            xs, ts = _device.batch_to((corpus[idx], corpus[(idx + 1) % corpus_size]), model)
             loss = model.forward(xs, ts, train_flg=False) if evaluation_flag else model.forward(xs, ts)
             total += float(loss)
     finally:

@@ -93,6 +93,12 @@ class Optimizer:
             raise ValueError(f"this optimizer's state holds {len(buffers)} params of shapes "
                              f"{[tuple(b.shape) for b in buffers]}, but update got {len(params)} of shapes "
                              f"{[tuple(p.shape) for p in params]}; pass the same params every step")
+        elif any(array_module(b) is not array_module(p) for b, p in zip(buffers, params)):
+            # The model moved (model.to, Trainer(device=)): the state follows its parameters.
+            from .device import like
+
+            buffers = [like(b, p) for b, p in zip(buffers, params)]
+            setattr(self, name, buffers)
         return buffers
 
 

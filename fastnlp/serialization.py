@@ -472,7 +472,7 @@ def _build_model(cls, header, arrays, path):
         if tuple(t.shape) != a.shape:
             raise ValueError(f"{path}: param {i} has shape {a.shape}, but the model's is {tuple(t.shape)}")
     for t, a in zip(targets, saved):
-        t[...] = a
+        t[...] = a if not is_device_array(t) else array_like(a, t)  # a model built on a device (set_device)
     vocabulary = header.get("state", {}).get("vocabulary")
     if vocabulary is not None:
         from .text import Vocabulary

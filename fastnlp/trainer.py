@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from . import device as _device
 from .amp import TrainsInPrecision
 from .kernels.dispatch import array_module
 from .layers.base import NonFiniteError
@@ -24,13 +25,20 @@ class Trainer(TrainsInPrecision):
     "stochastic", seeded by ``seed``) rounds the weights of the pure low-precision modes;
     ``loss_scaling`` (None: on for fp16-mixed only; True, False, or a ``fastnlp.amp.GradScaler``)
     scales the loss's gradient. ``skipped_steps``, ``loss_scale`` and ``grad_underflow`` report
-    on it after ``fit``."""
+    on it after ``fit``.
+
+    ``device``: ``"cuda"`` (``"gpu"``, ``"cuda:0"``) or ``"cpu"`` moves the model (and the
+    optimizer's state) there now; None uses ``fastnlp.set_device``'s choice, and without one
+    leaves the model where it is. Every batch goes to the model's device before its forward
+    (the data may stay on the host)."""
 
     def __init__(self, model, optimizer, seed: int | None = None, precision: str = "fp32", *,
-                 rounding: str = "nearest", loss_scaling=None):
+                 rounding: str = "nearest", loss_scaling=None, device=None):
         self.model, self.optimizer = model, optimizer
         self._set_precision(precision, rounding, loss_scaling, 0 if seed is None else seed)
+        self.device = _place_model(model, optimizer, device)
         self.ties = TiedParams(model.params)
+        self._param_ids = [id(p) for p in model.params]
         self.loss_list: list[float] = []
         self.eval_interval = None
         self.rng = np.random.default_rng(seed)
@@ -67,6 +75,7 @@ class Trainer(TrainsInPrecision):
         if max_grad is not None:
             max_grad = check_positive_finite("max_grad", max_grad)
         xp = array_module(x)  # batches index x and t where they live (host or GPU)
+        self._follow_model()
         iters_per_epoch = n // batch_size
         interval = iters_per_epoch if eval_interval is None else check_positive_int("eval_interval", eval_interval)
         interval = min(interval, max_epoch * iters_per_epoch)
@@ -81,7 +90,7 @@ class Trainer(TrainsInPrecision):
                     for it in range(iters_per_epoch):
                         batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
                         try:
-                            loss = self._step(x[batch], t[batch], max_grad)
+                            loss = self._step(*_device.batch_to((x[batch], t[batch]), self.model), max_grad)
                         except NonFiniteError as exc:  # say when, not only where
                             raise type(exc)(f"NaN or inf at epoch {epoch + 1}, iteration {it + 1} "
                                                  f"(training diverged?): {exc}") from exc
@@ -96,6 +105,14 @@ class Trainer(TrainsInPrecision):
         finally:
             bar.close()
         return self.loss_list
+
+    def _follow_model(self):
+        """Find the ties again when the model's arrays were replaced (``model.to(...)`` after
+        this trainer was built); the optimizer's state follows at its next update."""
+        if [id(p) for p in self.model.params] != self._param_ids:
+            self.ties = TiedParams(self.model.params)
+            self._param_ids = [id(p) for p in self.model.params]
+        self.device = _device.model_device(self.model)
 
     def _step(self, x, t, max_grad):
         if self.amp.mode != "fp32":
@@ -129,6 +146,21 @@ class Trainer(TrainsInPrecision):
         if path is not None:
             save_figure(fig, path, "the loss curve")
         return fig
+
+
+def _place_model(model, optimizer, device):
+    """Move ``model`` and ``optimizer``'s state to ``device`` (None: ``fastnlp.set_device``'s
+    choice, else nowhere); returns where the model is."""
+    if device is None:
+        device = _device.get_device()
+    if device is not None:
+        device = _device.require(device)
+        if hasattr(model, "to"):
+            model.to(device)
+        else:  # a user's model with the book's params/grads lists and no to(): moved all the same
+            _device.move(model, device)
+        _device.move_optimizer_state(optimizer, list(model.params))
+    return _device.model_device(model)
 
 
 class _NoBar:

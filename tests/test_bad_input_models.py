@@ -159,6 +159,8 @@ SPEC_IDS = [spec.name for spec in SPECS]
 # Exported classes without a row, and why (a new model must get a row or a reason here).
 EXCLUDED = {
     "Word2Vec": "gensim-style trainer, not a forward(x, t) model: its bad-input suite is tests/test_word2vec.py",
+    "FastText": "Word2Vec with n-grams, not a forward(x, t) model: its bad-input suite is tests/test_fasttext.py",
+    "FastTextVectors": "word vectors, not a model: queries and unknown words are tested in tests/test_fasttext.py",
     "Encoder": "part of Seq2seq and PeekySeq2seq: every bad input reaches it through their rows",
     "Decoder": "part of Seq2seq: reached through its row",
     "PeekyDecoder": "part of PeekySeq2seq: reached through its row",
@@ -166,7 +168,7 @@ EXCLUDED = {
     "AttentionDecoder": "part of AttentionSeq2seq: reached through its rows",
 }
 # Exported functions with bad-input tests at the end of this file.
-FUNCTIONS_TESTED = {"eval_seq2seq", "seq2seq_accuracy"}
+FUNCTIONS_TESTED = {"eval_seq2seq", "seq2seq_accuracy", "fasttext_hash"}
 
 
 # ----- library defects these cases found (strict xfails) --------------------------------------
@@ -776,3 +778,9 @@ def test_eval_seq2seq_refuses_bad_input(spec, which, T, seed, start):
     before = _copies(model)
     _refused(lambda: models.eval_seq2seq(model, question, correct, chars), EVAL_BAD[which][0], EVAL_BAD[which][1])
     _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("bad", [3, 2.5, None, ["ab"], np.array([1, 2])])
+def test_fasttext_hash_takes_only_text(bad):
+    with pytest.raises(TypeError, match="takes a str"):
+        models.fasttext_hash(bad)

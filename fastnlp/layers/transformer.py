@@ -304,8 +304,12 @@ class PositionalEncoding(Layer):
         end = offset + x.shape[1]
         if self.table.shape[0] < end:
             self.table = positional_encoding(max(end, 2 * self.table.shape[0]), self.D, np.float64)
+            # (a host table; moved below when the inputs are on the GPU)
         self.shape = x.shape
-        table = array_module(x).asarray(self.table[offset:end], dtype=x.dtype)
+        xp = array_module(x)
+        if array_module(self.table) is not xp:  # kept where the inputs are: one copy, not one a call
+            self.table = xp.asarray(self.table)
+        table = self.table[offset:end].astype(x.dtype, copy=False)
         return x * x.dtype.type(self.scale) + table
 
     def backward(self, dout):

@@ -24,13 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import fasttext as kernel_ops
-from ..kernels import registry
 from ..kernels.word2vec import Tables
 from ..serialization import class_name, read_file, register_class, write_file
 from ..text import Vocabulary
-from ..trainer import progress_bar
 from ..vectors import WordVectors
-from .word2vec import Word2Vec, _Corpus, _EncodedJobs, _int_setting
+from .word2vec import Word2Vec, _Corpus, _int_setting
 
 _FNV_OFFSET = 2166136261
 _FNV_PRIME = 16777619
@@ -245,72 +243,13 @@ class FastText(Word2Vec):
 
     # ----- training ----------------------------------------------------------------------------
 
-    def train(self, sentences, total_examples=None, total_words=None, epochs=None, *, stop_after=None,
-              callbacks=None, progress=None):
-        """Train on ``sentences``; the schedule rules (``epochs``, ``stop_after``, resuming) and
-        the checks of ``total_examples``/``total_words`` are Word2Vec.train's. Words out of the
-        vocabulary are skipped in training (they still get vectors from their n-grams)."""
-        if self.vocabulary is None:
-            raise RuntimeError("build the vocabulary first: model.build_vocab(sentences)")
-        corpus = _Corpus(sentences, ids=False)
-        remaining = self._schedule_epochs - self._schedule_done
-        if remaining > 0:
-            if epochs is not None:
-                raise ValueError(f"a schedule is in progress ({remaining} of its {self._schedule_epochs} epochs "
-                                 "left): train(sentences) continues it, without epochs=")
-        else:
-            if epochs is None:
-                if self.epochs_trained > 0:
-                    raise ValueError(f"You must specify an explicit epochs count: the model has trained "
-                                     f"{self.epochs_trained} epochs and its schedule is finished, so train(sentences, "
-                                     f"epochs=n) starts a new one of n epochs (as gensim asks)")
-                epochs = self.epochs
-            epochs = _int_setting(epochs, "epochs", 1)
-        new_schedule = remaining <= 0
-        if new_schedule:
-            remaining = epochs
-        epochs = remaining if stop_after is None else min(_int_setting(stop_after, "stop_after", 1), remaining)
-        callbacks = self.callbacks if callbacks is None else tuple(callbacks)
-        progress = self.progress if progress is None else progress
-        words_per_epoch = n_sentences = 0
-        for sentence in corpus:
-            words_per_epoch += len(sentence)
-            n_sentences += 1
-        if words_per_epoch == 0:
-            raise ValueError("empty corpus: the sentences hold no words")
-        for name, given, counted in (("total_examples", total_examples, n_sentences),
-                                     ("total_words", total_words, words_per_epoch)):
-            if given is not None and _int_setting(given, name, 0) != counted:
-                raise ValueError(f"{name}={given}, but the corpus holds {counted} "
-                                 f"{'sentences' if name == 'total_examples' else 'words'}")
-        kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.subword_starts, self.subword_rows,
-                                           self._tables, sg=bool(self.sg), window=self.window,
-                                           negative=self.negative, shrink_windows=self.shrink_windows)
-        self.kernel_backend = kernel.backend
-        encode = registry.kernel("word2vec_encode")
-        encoded = _EncodedJobs() if corpus.in_memory else None
-        if new_schedule:
-            self._schedule_epochs, self._schedule_done = remaining, 0
-        bar = None
-        if progress:
-            bar = progress_bar(words_per_epoch * epochs, progress, unit="word", desc="fasttext",
-                               epoch_offset=self._schedule_done, epochs=self._schedule_epochs)
-        try:
-            for epoch in range(1, epochs + 1):
-                loss = self._train_epoch(kernel, encode, corpus, words_per_epoch, encoded, bar)
-                self._schedule_done += 1
-                self.epochs_trained += 1
-                self.loss_history.append(loss)
-                self._wv = None
-                if bar is not None:
-                    bar.end_epoch(epoch, loss=loss)
-                for callback in callbacks:
-                    callback(self, self.epochs_trained, loss)
-        finally:
-            self._wv = None
-            if bar is not None:
-                bar.close()
-        return self
+    def _training_kernel(self, largest_job: int):
+        """Word2Vec.train's schedule, checks and jobs run this loop: the input vector of a word is
+        the mean of its row and its n-gram rows. Words out of the vocabulary are skipped in
+        training (they still get vectors from their n-grams)."""
+        return kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.subword_starts, self.subword_rows,
+                                         self._tables, sg=bool(self.sg), window=self.window,
+                                         negative=self.negative, shrink_windows=self.shrink_windows)
 
     # ----- results -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from .. import functions as F
+from ..device import DeviceMixin, host
 from ..kernels.dispatch import array_module
 from ..kernels.validate import as_id_array, check_ids
 from ..layers.recurrent import (TimeAffine, TimeDropout, TimeEmbedding, TimeLSTM, TimeRNN,
@@ -29,7 +30,7 @@ from ..serialization import saveable
 from .simple import resolve_init
 
 
-class _LanguageModel:
+class _LanguageModel(DeviceMixin):
     """predict / forward / backward / reset_state over ``self.layers``, plus generation."""
 
     layers: list
@@ -40,6 +41,7 @@ class _LanguageModel:
         self.grads = [g for layer in self.layers for g in layer.grads]
         self.recurrent_layers = [layer for layer in self.layers if hasattr(layer, "reset_state")]
         self.dropout_layers = [layer for layer in self.layers if isinstance(layer, TimeDropout)]
+        self._follow_default_device()
 
     @property
     def vocab_size(self) -> int:
@@ -164,11 +166,12 @@ class _LanguageModel:
         self.eval()
         try:
             ids = list(start)
-            scores = self.predict(np.array([start], dtype=np.int64))[0, -1]
+            xp = array_module(self.params[0])  # ids go where the model is; scores come back
+            scores = self.predict(xp.asarray(np.array([start], dtype=np.int64)))[0, -1]
             for _ in range(length):
-                next_id = self._pick(np.asarray(scores, dtype=np.float64), banned, sampling, temperature, top_k, rng)
+                next_id = self._pick(host(scores).astype(np.float64), banned, sampling, temperature, top_k, rng)
                 ids.append(next_id)
-                scores = self.predict(np.array([[next_id]], dtype=np.int64))[0, -1]
+                scores = self.predict(xp.asarray(np.array([[next_id]], dtype=np.int64)))[0, -1]
             return ids
         finally:
             self.set_state(saved_state)

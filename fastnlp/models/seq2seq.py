@@ -37,6 +37,7 @@ import sys
 
 import numpy as np
 
+from ..device import DeviceMixin, batch_to, host
 from ..kernels.dispatch import array_module
 from ..kernels.validate import as_id_array
 from ..layers.attention import TimeAttention
@@ -178,7 +179,7 @@ class Decoder:
         return _greedy(step, start, _sample_size(sample_size), end_id)
 
 
-class _Seq2seqBase:
+class _Seq2seqBase(DeviceMixin):
     """forward / backward / generate for an encoder-decoder pair with a TimeSoftmaxWithLoss."""
 
     encoder: Encoder
@@ -187,6 +188,7 @@ class _Seq2seqBase:
     def _finish(self):
         self.softmax = TimeSoftmaxWithLoss()
         _collect(self, [self.encoder, self.decoder])
+        self._follow_default_device()
 
     @property
     def vocab_size(self) -> int:
@@ -219,7 +221,7 @@ class _Seq2seqBase:
 
         ``start_id``: the start symbol (one id, or one per question). With ``end_id`` the rows
         that produced it are padded with it and decoding stops once all have."""
-        xs = self._check(xs, who="generate")
+        xs = batch_to(self._check(xs, who="generate"), self)  # decoded where the model is
         return self.decoder.generate(self.encoder.forward(xs), start_id, sample_size, end_id)
 
 
@@ -450,7 +452,7 @@ class AttentionSeq2seq(_Seq2seqBase):
 
     def generate(self, xs, start_id, sample_size, end_id=None):
         self.decoder.attention.attention_weights = None  # first: a refused call must not show the last call's
-        xs = self._check(xs, who="generate")
+        xs = batch_to(self._check(xs, who="generate"), self)  # decoded where the model is
         enc_hs = self.encoder.forward(xs)
         h = self.encoder.initial_state(enc_hs) if self.encoder.bidirectional else None
         return self.decoder.generate(enc_hs, start_id, sample_size, end_id, h)
@@ -496,7 +498,7 @@ def eval_seq2seq(model, question, correct, id_to_char, verbose=False, is_reverse
     printed the right way round). Float ids raise TypeError, ids outside the model's vocabulary
     IndexError, an answer of the start symbol alone ValueError."""
     correct = _correct_ids(correct, getattr(model, "vocab_size", None))
-    question = np.asarray(question).reshape(1, -1)
+    question = np.asarray(host(question)).reshape(1, -1)
     start_id, correct = int(correct[0]), correct[1:]
     guess = _to_text(model.generate(question, start_id, len(correct)), id_to_char)
     want = _to_text(correct, id_to_char)
@@ -515,7 +517,7 @@ def seq2seq_accuracy(model, x, t, id_to_char=None, batch_size: int = 1000, is_re
     ``t`` (N, 1 + T_out) with the same N >= 1 and at least one id after the start column."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x, t = np.asarray(x), np.asarray(t)
+    x, t = np.asarray(host(x)), np.asarray(host(t))
     if x.ndim != 2:
         raise ValueError(f"questions must be ids of shape (N, T_in), got shape {x.shape}")
     if t.ndim != 2 or t.shape[1] < 2:

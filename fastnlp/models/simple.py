@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..device import DeviceMixin
 from ..layers import Affine, Sigmoid, SoftmaxWithLoss
 from ..serialization import saveable
 
@@ -28,7 +29,7 @@ def resolve_init(init, default: str, who: str) -> str:
 
 
 @saveable
-class TwoLayerNet:
+class TwoLayerNet(DeviceMixin):
     """Affine -> Sigmoid -> Affine, with softmax cross-entropy (book ch. 1).
 
     ``init``: ``"book"`` (the default, ``None``): weights N(0, 0.01^2), zero biases, the book's;
@@ -52,6 +53,7 @@ class TwoLayerNet:
         self.loss_layer = SoftmaxWithLoss()
         self.params = [p for layer in self.layers for p in layer.params]
         self.grads = [g for layer in self.layers for g in layer.grads]
+        self._follow_default_device()
 
     def predict(self, x):
         for layer in self.layers:

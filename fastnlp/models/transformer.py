@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..device import DeviceMixin, batch_to
 from ..kernels.dispatch import array_module
 from ..layers.recurrent import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 from ..layers.transformer import (LayerNorm, PositionalEncoding, TransformerDecoderBlock, TransformerEncoderBlock,
@@ -22,7 +23,7 @@ from .simple import resolve_init
 
 
 @saveable
-class Transformer:
+class Transformer(DeviceMixin):
     """``Transformer(vocab_size, d_model=64, n_heads=4, d_ff=128, n_layers=2)``: the defaults learn the date
     task to over 99% in a few epochs (bench/train_seq2seq.py).
 
@@ -70,6 +71,7 @@ class Transformer:
         self.grads = [g for layer in layers for g in layer.grads]
         self.vocab_size = V
         self._step_weights = None
+        self._follow_default_device()
 
     # ---- the two stacks -------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class Transformer:
         step runs the decoder on the newest position only, against cached keys and values (the
         encoder's, once; the earlier positions', which causal attention never changes)."""
         self._step_weights = []  # first: a refused call shows no weights rather than the last call's
-        xs = _ids(xs, "Transformer.generate", self.vocab_size)
+        xs = batch_to(_ids(xs, "Transformer.generate", self.vocab_size), self)  # decoded where the model is
         memory = self.encode(xs)
         memory_kv = [block.cross_attention.keys_values(memory) for block in self.decoder_blocks]
         caches = [{} for _ in self.decoder_blocks]

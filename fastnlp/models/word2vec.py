@@ -448,12 +448,8 @@ class Word2Vec:
                 raise ValueError(f"{name}={given}, but the corpus holds {counted} "
                                  f"{'sentences' if name == 'total_examples' else 'words'}; leave {name} out "
                                  "(the corpus is counted anyway) or pass the count of this corpus")
-        kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
-                                           window=self.window, negative=self.negative,
-                                           shrink_windows=self.shrink_windows)
-        # A job gathers sentences until it holds batch_words words: refuse a window whose scratch
-        # for the largest job cannot be had now, not in a worker halfway through an epoch.
-        kernel.check_scratch(min(words_per_epoch, self.batch_words - 1 + longest))
+        # A job gathers sentences until it holds batch_words words.
+        kernel = self._training_kernel(min(words_per_epoch, self.batch_words - 1 + longest))
         self.kernel_backend = kernel.backend
         encode = registry.kernel("word2vec_encode")  # resolved here: worker threads see no use_backend
         # An in-memory corpus is encoded once per call and its id arrays reused by later epochs;
@@ -465,7 +461,7 @@ class Word2Vec:
         bar = None
         if progress:
             # Epoch lines come from end_epoch, once the epoch's loss is known.
-            bar = progress_bar(words_per_epoch * epochs, progress, unit="word", desc="word2vec",
+            bar = progress_bar(words_per_epoch * epochs, progress, unit="word", desc=type(self).__name__.lower(),
                                epoch_offset=self._schedule_done, epochs=self._schedule_epochs)
         try:
             for epoch in range(1, epochs + 1):
@@ -483,6 +479,15 @@ class Word2Vec:
             if bar is not None:
                 bar.close()
         return self
+
+    def _training_kernel(self, largest_job: int):
+        """The compiled training loop over this model's weights, its scratch checked for the
+        largest job now rather than in a worker halfway through an epoch."""
+        kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
+                                           window=self.window, negative=self.negative,
+                                           shrink_windows=self.shrink_windows)
+        kernel.check_scratch(largest_job)
+        return kernel
 
     def _round_weights(self, job_stream):
         """Pure low precision: syn0, syn1neg and syn1 rounded to the format in place (stochastic

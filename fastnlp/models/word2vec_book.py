@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functions as F
+from ..device import DeviceMixin
 from ..kernels.dispatch import array_module
 from ..kernels.validate import check_ids
 from ..layers import Embedding, MatMul, NegativeSamplingLoss, SoftmaxWithLoss
@@ -102,7 +103,7 @@ def _non_empty(N, who, shape):
 
 
 @saveable
-class SimpleCBOW:
+class SimpleCBOW(DeviceMixin):
     """Chapter 3's CBOW: the mean of the one-hot contexts through W_in, W_out, softmax.
 
     ``forward(contexts, target)``: contexts one-hot (N, 2 * window_size, V) of any real dtype,
@@ -124,6 +125,7 @@ class SimpleCBOW:
         self.params = [p for layer in layers for p in layer.params]
         self.grads = [g for layer in layers for g in layer.grads]
         self.word_vecs = W_in
+        self._follow_default_device()
 
     @property
     def vocab_size(self) -> int:
@@ -156,7 +158,7 @@ class SimpleCBOW:
 
 
 @saveable
-class SimpleSkipGram:
+class SimpleSkipGram(DeviceMixin):
     """Chapter 3's skip-gram: the one-hot target through W_in, W_out, a softmax loss per
     context position (summed).
 
@@ -178,6 +180,7 @@ class SimpleSkipGram:
         self.params = self.in_layer.params + self.out_layer.params
         self.grads = self.in_layer.grads + self.out_layer.grads
         self.word_vecs = W_in
+        self._follow_default_device()
 
     @property
     def vocab_size(self) -> int:
@@ -213,7 +216,7 @@ class SimpleSkipGram:
         return None
 
 
-class _NegativeSamplingModel:
+class _NegativeSamplingModel(DeviceMixin):
     """What CBOW and SkipGram share: W_in behind an Embedding, W_out behind NegativeSamplingLoss."""
 
     def __init__(self, vocab_size: int, hidden_size: int, window_size: int, corpus, sample_size: int = 5,
@@ -229,6 +232,7 @@ class _NegativeSamplingModel:
         self.params = self.in_layer.params + self.ns_loss.params
         self.grads = self.in_layer.grads + self.ns_loss.grads
         self.word_vecs = W_in
+        self._follow_default_device()
 
     @property
     def vocab_size(self) -> int:
