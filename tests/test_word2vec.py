@@ -610,84 +610,24 @@ def test_the_kernel_entry_checks_what_makes_its_loops_safe():
 
 
 # ----- the CUDA kernel, emulated on CPU threads --------------------------------------------------
-
-_CUDA_MOCK = r"""
-#include <cstring>
-#include <cstdint>
-#include <thread>
-#include <mutex>
-#include <condition_variable>
-#include <vector>
-#define __device__
-#define __global__
-#define __forceinline__ inline
-#define __shared__ static
-struct dim3_ { unsigned x, y, z; };
-thread_local dim3_ threadIdx;
-dim3_ blockIdx, blockDim, gridDim;
-struct Barrier {
-    std::mutex m; std::condition_variable cv; unsigned count = 0, gen = 0, n = 0;
-    void wait() {
-        std::unique_lock<std::mutex> l(m); unsigned g = gen;
-        if (++count == n) { count = 0; gen++; cv.notify_all(); } else cv.wait(l, [&] { return g != gen; });
-    }
-} barrier_;
-inline void __syncthreads() { barrier_.wait(); }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fdiv_rn(float a, float b) { return a / b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dsub_rn(double a, double b) { return a - b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __ddiv_rn(double a, double b) { return a / b; }
-inline double __longlong_as_double(long long x) { double d; std::memcpy(&d, &x, 8); return d; }
-#include "word2vec.cu"
-#define ARGS(T) unsigned threads, int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens, \
-    const i64* ends, i64 n_sent, const i64* keep, const i64* ap, const int* ai, i64 n_alias, const int* points, \
-    const unsigned char* codes, const int* lengths, i64 max_code, int hs, const T* tables, i64 n_table, T mx, T scale, \
-    i64 window, i64 negative, double a0, double a1, u64 seed, int shrink, int* kept, i64* kept_at, T* reals, i64 br, i64* ints, \
-    i64 bi, double* loss, i64* trained
-#define LAUNCH(KERNEL)                                                                                      \
-    blockDim = {threads, 1, 1}; gridDim = {1, 1, 1}; blockIdx = {0, 0, 0}; barrier_.n = threads;            \
-    std::vector<std::thread> pool;                                                                          \
-    for (unsigned t = 0; t < threads; t++) pool.emplace_back([=] { threadIdx = {t, 0, 0};                   \
-        KERNEL(sg, syn0, syn1neg, syn1, D, tokens, n_tokens, ends, n_sent, keep, ap, ai, n_alias, points,   \
-               codes, lengths, max_code, hs, tables, n_table, mx, scale, window, negative, a0, a1, seed,    \
-               shrink, kept, kept_at, reals, br, ints, bi, loss, trained); });                                      \
-    for (auto& th : pool) th.join();
-extern "C" void run_f32(ARGS(float)) { LAUNCH(word2vec_train_f32) }
-extern "C" void run_f64(ARGS(double)) { LAUNCH(word2vec_train_f64) }
-"""
-
+# word2vec.cu compiled by g++ against tests/cuda_emulation/cuda_emulation.h (the harness every
+# .cu file runs on, tests/test_cuda_emulation.py): one std::thread per CUDA thread, a barrier
+# for __syncthreads, static variables for __shared__, plain IEEE operations for the _rn
+# intrinsics. Here one block at other block sizes than cupy_impl's 128, with the reference's bits.
 
 @pytest.fixture(scope="module")
 def emulated_cuda(tmp_path_factory):
-    """word2vec.cu compiled by g++ with the CUDA built-ins mocked: one std::thread per CUDA
-    thread, a barrier for __syncthreads, static variables for __shared__, plain float
-    operations for the _rn intrinsics. It runs the kernel's logic and synchronisation on a CPU."""
-    import ctypes
-    import shutil
-    import subprocess
+    """The compiled word2vec.cu (tests/cuda_emulation/build.py's EmulatedModule)."""
+    from cuda_emulation import build
 
-    compiler = shutil.which("g++")
-    if compiler is None:
+    if build.compiler() is None:
         pytest.skip("g++ is not on PATH")
-    folder = tmp_path_factory.mktemp("cuda_emulation")
-    (folder / "driver.cpp").write_text(_CUDA_MOCK)
-    source_dir = Path(ops.__file__).parent
-    library = folder / "emulated.so"
-    result = subprocess.run([compiler, "-std=c++14", "-O1", "-ffp-contract=off", "-fPIC", "-shared", "-pthread",
-                             f"-I{source_dir}", str(folder / "driver.cpp"), "-o", str(library)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return ctypes.CDLL(str(library))
+    return build.build(Path(ops.__file__).with_name("word2vec.cu"), tmp_path_factory.mktemp("cuda_emulation"))
 
 
-def _run_emulated(lib, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes,
+def _run_emulated(module, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes,
                   lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows):
-    import ctypes
-
+    """cupy_impl.train_hogwild's launch (one block of ``threads``) on the emulated kernel."""
     V, D = syn0.shape
     N = tokens.shape[0]
     if V == 0 or N == 0:
@@ -700,22 +640,18 @@ def _run_emulated(lib, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, ali
     block_reals = max_out + max_in * max_out + max_in * D + D + threads  # as cupy_impl.train_hogwild
     block_ints = 2 * span + max_out + max_in + 3
     real = syn0.dtype.type
-    C = ctypes.c_float if syn0.dtype == np.float32 else ctypes.c_double
-    scratch = [np.zeros(block_reals, syn0.dtype), np.zeros(block_ints, np.int64), np.zeros(N, np.int32),
-               np.zeros(N, np.int64)]
+    reals, ints = np.zeros(block_reals, syn0.dtype), np.zeros(block_ints, np.int64)
+    kept, kept_at = np.zeros(N, np.int32), np.zeros(N, np.int64)
     loss, trained = np.zeros(1), np.zeros(1, np.int64)
-
-    def p(a):
-        return ctypes.c_void_p(a.ctypes.data if a.size else 0)
-
-    I = ctypes.c_int64  # noqa: E741
     T = tables.shape[1]
-    (lib.run_f32 if syn0.dtype == np.float32 else lib.run_f64)(
-        ctypes.c_uint(threads), ctypes.c_int(sg), p(syn0), p(syn1neg), p(syn1), I(D), p(tokens), I(N), p(ends),
-        I(ends.shape[0]), p(keep), p(alias_prob), p(alias_index), I(alias_prob.shape[0]), p(points), p(codes),
-        p(lengths), I(max_code), ctypes.c_int(hs), p(tables), I(T), C(real(max_exp)), C(real(T / (2.0 * max_exp))),
-        I(window), I(negative), ctypes.c_double(alpha_start), ctypes.c_double(alpha_end), ctypes.c_uint64(seed),
-        ctypes.c_int(bool(shrink_windows)), p(scratch[2]), p(scratch[3]), p(scratch[0]), I(block_reals), p(scratch[1]), I(block_ints), p(loss), p(trained))
+    kernel = module.get_function("word2vec_train_" + ("f32" if syn0.dtype == np.float32 else "f64"))
+    kernel((1,), (threads,),
+           (np.int32(sg), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), ends, np.int64(ends.shape[0]), keep,
+            alias_prob, alias_index, np.int64(alias_prob.shape[0]), points, codes, lengths, np.int64(max_code),
+            np.int32(hs), tables, np.int64(T), real(max_exp), real(T / (2.0 * max_exp)), np.int64(window),
+            np.int64(negative), np.float64(alpha_start), np.float64(alpha_end), np.uint64(seed),
+            np.int32(bool(shrink_windows)), kept, kept_at, reals, np.int64(block_reals), ints, np.int64(block_ints),
+            loss, trained))
     return float(loss[0]), int(trained[0])
 
 
