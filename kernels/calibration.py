@@ -157,16 +157,38 @@ def _measure(op: str) -> list:
 
 def _load() -> None:
     key = machine_key()
+    path = cache_path("ops", key)
+    _state.update(key=key, path=path, ops=read_rankings(path, key, "ops", _valid_ranking))
+
+
+def cache_path(prefix: str, key: dict):
+    """The cache file of one kind of measurement (``ops``, ``gemm``) on the machine ``key`` names."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-    path = _cache_folder() / f"ops-{digest}.json"
-    ops = {}
+    return _cache_folder() / f"{prefix}-{digest}.json"
+
+
+def read_rankings(path, key: dict, field: str, valid) -> dict:
+    """The saved rankings under ``field`` that ``valid`` accepts, when the file is of this
+    machine; {} when it is missing, damaged or of another machine (measure again)."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("key") == key:
-            ops = {op: r for op, r in saved["ops"].items() if _valid_ranking(r)}
+            return {name: ranking for name, ranking in saved[field].items() if valid(ranking)}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass  # missing or damaged: measure again
-    _state.update(key=key, path=path, ops=ops)
+        pass
+    return {}
+
+
+def write_rankings(path, key: dict, field: str, rankings: dict, what: str) -> None:
+    """Save the rankings atomically; a cache, so failing to write costs a re-measure, nothing more."""
+    from fastnlp.serialization import atomic_write
+
+    text = json.dumps({"key": key, field: rankings, "saved": time.time()}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    except OSError as err:
+        log.warning("fastnlp: could not save the %s calibration to %s (%s)", what, path, err)
 
 
 def _valid_ranking(ranking) -> bool:
@@ -176,15 +198,7 @@ def _valid_ranking(ranking) -> bool:
 
 
 def _save() -> None:
-    from fastnlp.serialization import atomic_write
-
-    path = _state["path"]
-    text = json.dumps({"key": _state["key"], "ops": _state["ops"], "saved": time.time()}, indent=1)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-    except OSError as err:  # a cache: failing to write it costs a re-measure next time, nothing more
-        log.warning("fastnlp: could not save the op calibration to %s (%s)", path, err)
+    write_rankings(_state["path"], _state["key"], "ops", _state["ops"], "op")
 
 
 def _cache_folder():

@@ -14,16 +14,14 @@ call :func:`forget` so the next product is ranked for the new count.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import platform
 import threading
-import time
 
 import numpy as np
 
+from .. import calibration as op_calibration
 from .. import cpu, dispatch, registry
 
 log = logging.getLogger("fastnlp.kernels")
@@ -181,16 +179,8 @@ def _measure(variant: str) -> list:
 
 def _load() -> None:
     key = machine_key()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-    path = _cache_folder() / f"gemm-{digest}.json"
-    variants = {}
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            variants = {v: r for v, r in saved["variants"].items() if _valid_ranking(r)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass  # missing or damaged: measure again
-    _state.update(key=key, path=path, variants=variants)
+    path = op_calibration.cache_path("gemm", key)
+    _state.update(key=key, path=path, variants=op_calibration.read_rankings(path, key, "variants", _valid_ranking))
 
 
 def _valid_ranking(ranking) -> bool:
@@ -199,21 +189,7 @@ def _valid_ranking(ranking) -> bool:
 
 
 def _save() -> None:
-    from fastnlp.serialization import atomic_write
-
-    path = _state["path"]
-    text = json.dumps({"key": _state["key"], "variants": _state["variants"], "saved": time.time()}, indent=1)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-    except OSError as err:  # a cache: failing to write it costs a re-measure next time, nothing more
-        log.warning("fastnlp: could not save the gemm calibration to %s (%s)", path, err)
-
-
-def _cache_folder():
-    from fastnlp.datasets._files import cache_home
-
-    return cache_home() / "calibration"
+    op_calibration.write_rankings(_state["path"], _state["key"], "variants", _state["variants"], "gemm")
 
 
 def _thread_count() -> int:
