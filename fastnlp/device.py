@@ -306,6 +306,20 @@ class DeviceMixin:
             move(self, _default)
 
 
+class FollowsItsModel:
+    """What both trainers share: ``ties`` and ``device`` kept in step with the model's arrays."""
+
+    def _follow_model(self):
+        """Find the ties again when the model's arrays were replaced (``model.to(...)`` after
+        this trainer was built); the optimizer's state follows at its next update."""
+        from .optim import TiedParams
+
+        if [id(p) for p in self.model.params] != self._param_ids:
+            self.ties = TiedParams(self.model.params)
+            self._param_ids = [id(p) for p in self.model.params]
+        self.device = model_device(self.model)
+
+
 def move_optimizer_state(optimizer, params) -> None:
     """The optimizer's per-parameter buffers (``state_names``) onto the devices of ``params``."""
     for name in getattr(optimizer, "state_names", ()) or ():

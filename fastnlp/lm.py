@@ -23,7 +23,7 @@ _LEGACY_STATE_KEY = "rnnlm_trainer_state"  # where checkpoints kept their state 
 _OPTIMIZER_BUFFERS = ("v", "h", "m")  # per-parameter state lists of fastnlp.optim optimizers
 
 
-class RnnlmTrainer(TrainsInPrecision):
+class RnnlmTrainer(TrainsInPrecision, _device.FollowsItsModel):
     """The book's RnnlmTrainer: ``fit`` trains a language model on one long id sequence.
 
     Batches are the book's: the corpus is cut into ``batch_size`` parallel streams starting
@@ -165,14 +165,6 @@ class RnnlmTrainer(TrainsInPrecision):
             bar.close()
         self._run = None
         return self.ppl_list
-
-    def _follow_model(self):
-        """Find the ties again when the model's arrays were replaced (``model.to(...)`` after
-        this trainer was built); the optimizer's state follows at its next update."""
-        if [id(p) for p in self.model.params] != self._param_ids:
-            self.ties = TiedParams(self.model.params)
-            self._param_ids = [id(p) for p in self.model.params]
-        self.device = _device.model_device(self.model)
 
     def _step(self, xs, ts, batch_size, time_size, max_grad, run):
         where = f"epoch {self.current_epoch + 1}, iteration {run['iteration'] + 1}"

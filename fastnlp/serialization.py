@@ -365,8 +365,6 @@ def write_file(path, obj, arrays: dict, *, kind: str, settings: dict | None = No
 def read_file(path, what: str = "a file written by fastnlp"):
     """``(header, arrays)`` of a fastnlp file. Files from before the one format (no header)
     get a header with ``version`` 0 and the ``kind`` their arrays show."""
-    import json
-
     with open_npz(path, what) as data:
         try:
             arrays = {key: data[key] for key in data.files}
@@ -375,6 +373,14 @@ def read_file(path, what: str = "a file written by fastnlp"):
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None:
         return _legacy_header(arrays, path), arrays
+    return parse_header(raw, path), arrays
+
+
+def parse_header(raw, path) -> dict:
+    """The header of a fastnlp file from its array (UTF-8 JSON as uint8), checked: the format's
+    name and a version this code reads."""
+    import json
+
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise ValueError(f"{path}: the header {HEADER_KEY!r} is not UTF-8 bytes (damaged file)")
     try:
@@ -387,7 +393,7 @@ def read_file(path, what: str = "a file written by fastnlp"):
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path} has format version {version!r}; this fastnlp reads versions up to "
                          f"{FORMAT_VERSION}: upgrade fastnlp")
-    return header, arrays
+    return header
 
 
 def _legacy_header(arrays: dict, path) -> dict:

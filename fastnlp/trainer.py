@@ -14,7 +14,7 @@ from .layers.base import NonFiniteError
 from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
 
 
-class Trainer(TrainsInPrecision):
+class Trainer(TrainsInPrecision, _device.FollowsItsModel):
     """Train ``model`` (``forward(x, t) -> loss``, ``backward(dout=1)``, ``params``, ``grads``).
 
     Tied parameters (the same array, or its transpose, listed twice) are found once, here,
@@ -105,14 +105,6 @@ class Trainer(TrainsInPrecision):
         finally:
             bar.close()
         return self.loss_list
-
-    def _follow_model(self):
-        """Find the ties again when the model's arrays were replaced (``model.to(...)`` after
-        this trainer was built); the optimizer's state follows at its next update."""
-        if [id(p) for p in self.model.params] != self._param_ids:
-            self.ties = TiedParams(self.model.params)
-            self._param_ids = [id(p) for p in self.model.params]
-        self.device = _device.model_device(self.model)
 
     def _step(self, x, t, max_grad):
         if self.amp.mode != "fp32":

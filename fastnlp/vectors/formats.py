@@ -352,9 +352,8 @@ def _read_file_mapping_vectors(path):
     the stored .npy data: the other members are read, ``vectors.npy`` is located in the zip
     (its local header gives where its bytes start), checked to be stored uncompressed, and its
     .npy header parsed for dtype, shape and order."""
-    import json
 
-    from ..serialization import FORMAT_NAME, FORMAT_VERSION, HEADER_KEY
+    from ..serialization import FORMAT_NAME, HEADER_KEY, parse_header
 
     what = "a saved WordVectors file"
     try:
@@ -419,14 +418,4 @@ def _read_file_mapping_vectors(path):
     raw_header = arrays.pop(HEADER_KEY, None)
     if raw_header is None:  # a file from before the one format
         return {"format": FORMAT_NAME, "version": 0, "kind": "vectors"}, arrays
-    try:
-        header = json.loads(raw_header.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: the header is not valid JSON ({err}); the file is damaged") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path} is not a fastnlp file")
-    version = header.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {version!r}; this fastnlp reads versions up to "
-                         f"{FORMAT_VERSION}: upgrade fastnlp")
-    return header, arrays
+    return parse_header(raw_header, path), arrays
