@@ -25,7 +25,7 @@ import numpy as np
 
 from ..kernels import fasttext as kernel_ops
 from ..kernels.word2vec import Tables
-from ..serialization import class_name, read_file, register_class, write_file
+from ..serialization import register_class, write_file
 from ..text import Vocabulary
 from ..vectors import WordVectors
 from .word2vec import Word2Vec, _Corpus, _int_setting
@@ -303,14 +303,6 @@ class FastText(Word2Vec):
         return write_file(path, self, arrays, kind="model", settings=settings, state=state)
 
     _to_file = save
-
-    @classmethod
-    def load(cls, path):
-        """A model written by :meth:`save`, ready to train on."""
-        header, arrays = read_file(path, "a FastText file written by FastText.save")
-        if header.get("class") != class_name(cls):
-            raise ValueError(f"{path} holds a {header.get('class') or header.get('kind')}, not a FastText model")
-        return cls._from_file(header, arrays, path)
 
     @classmethod
     def _from_file(cls, header, arrays, path):

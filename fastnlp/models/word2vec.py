@@ -690,9 +690,10 @@ class Word2Vec:
     @classmethod
     def load(cls, path):
         """A model written by :meth:`save`, ready to train on (``train`` resumes its schedule)."""
-        header, arrays = read_file(path, "a Word2Vec file written by Word2Vec.save")
+        name = cls.__name__
+        header, arrays = read_file(path, f"a {name} file written by {name}.save")
         if header.get("class") != class_name(cls):
-            raise ValueError(f"{path} holds a {header.get('class') or header.get('kind')}, not a Word2Vec model")
+            raise ValueError(f"{path} holds a {header.get('class') or header.get('kind')}, not a {name} model")
         return cls._from_file(header, arrays, path)
 
     @classmethod
