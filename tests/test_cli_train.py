@@ -26,6 +26,7 @@ SMALL = {
     "cbow": ["--corpus-size", "2000", "--epochs", "1", "--hidden", "10", "--queries", "you"],
     "skipgram": ["--corpus-size", "2000", "--epochs", "1", "--hidden", "10", "--queries", "you"],
     "word2vec": ["--corpus-size", "3000", "--epochs", "1", "--hidden", "10", "--queries", "you"],
+    "fasttext": ["--corpus-size", "3000", "--epochs", "1", "--hidden", "10", "--bucket", "5000", "--queries", "you"],
     "rnnlm": ["--corpus-size", "1500", "--epochs", "1", "--hidden", "12", "--wordvec", "12"],
     "better-rnnlm": ["--corpus-size", "1000", "--epochs", "1", "--hidden", "12", "--wordvec", "12"],
     "seq2seq": ["--corpus-size", "200", "--epochs", "1", "--hidden", "16", "--wordvec", "8"],
@@ -392,3 +393,14 @@ def test_precision_trains_and_a_bad_one_is_one_line():
     code, out, err = run_cli(train_argv("word2vec", "--precision", "fp16-mixed"))
     assert_one_error_line(code, err, 1)
     assert "mixed precision ('fp16-mixed') does not apply" in err
+
+
+def test_fasttext_trains_saves_and_its_file_answers_queries(saved, tmp_path):
+    path, out = saved("fasttext")
+    assert "FastText (CBOW) on PTB train" in out and "WordSim-353" in out
+    code, out, err = run_cli(["similar", path, "you", "--top", "2"])
+    assert code == 0, err
+    code, out, err = run_cli(train_argv("fasttext", "--resume", path, "--save", tmp_path / "again.npz"))
+    assert code == 0 and "resuming a FastText model" in out, err
+    code, out, err = run_cli(train_argv("fasttext", "--bucket", "0"))
+    assert_one_error_line(code, err, 2)

@@ -340,9 +340,11 @@ def _ptb_sentences(corpus, id_to_word):
 
 
 def _word2vec(args) -> int:
+    """The fused trainers on PTB: Word2Vec, and FastText (Word2Vec plus character n-grams)."""
     import fastnlp
     from fastnlp.datasets import load_ptb
 
+    cls = fastnlp.FastText if args.model == "fasttext" else fastnlp.Word2Vec
     corpus, _, id_to_word = load_ptb("train", data_dir=args.data_dir)
     sentences = _ptb_sentences(_limit(corpus, args.corpus_size), id_to_word)
     if not sentences:
@@ -350,34 +352,39 @@ def _word2vec(args) -> int:
     start = time.perf_counter()
     if args.resume:
         model = fastnlp.load(args.resume)
-        if not isinstance(model, fastnlp.Word2Vec):
-            raise UsageError(f"--resume {args.resume!r} holds {_what(model)}, not a Word2Vec model "
-                             "(train word2vec --save PATH writes one)")
+        if not isinstance(model, cls):
+            raise UsageError(f"--resume {args.resume!r} holds {_what(model)}, not a {cls.__name__} model "
+                             f"(train {args.model} --save PATH writes one)")
         before = model.epochs_trained
         # A schedule that a run stopped part way (Word2Vec.train(stop_after=...)) is continued as it
         # was planned; otherwise --epochs more epochs.
         unfinished = getattr(model, "_schedule_epochs", 0) - getattr(model, "_schedule_done", 0)
-        print(f"resuming a Word2Vec model trained for {_epochs(before)} (its settings: sg={model.sg}, "
+        print(f"resuming a {cls.__name__} model trained for {_epochs(before)} (its settings: sg={model.sg}, "
               f"vector_size {model.vector_size}, window {model.window})")
         if unfinished > 0:
             model.train(sentences, progress=not args.quiet)
         else:
             model.train(sentences, epochs=args.epochs, progress=not args.quiet)
     else:
-        model = fastnlp.Word2Vec(sg=int(args.sg), vector_size=args.hidden, window=args.window, negative=args.negative,
-                                 hs=int(args.hs), sample=args.sample, min_count=args.min_count, alpha=args.alpha,
-                                 epochs=args.epochs, workers=args.workers, seed=args.seed, progress=not args.quiet,
-                                 **_precision(args))
+        settings = dict(sg=int(args.sg), vector_size=args.hidden, window=args.window, negative=args.negative,
+                        sample=args.sample, min_count=args.min_count, alpha=args.alpha, epochs=args.epochs,
+                        workers=args.workers, seed=args.seed, progress=not args.quiet)
+        if cls is fastnlp.FastText:
+            settings.update(min_n=args.min_n, max_n=args.max_n, bucket=args.bucket)
+        else:
+            settings.update(hs=int(args.hs), **_precision(args))
+        model = cls(**settings)
         model.build_vocab(sentences)
         before = 0
         model.train(sentences)
     words = sum(len(s) for s in sentences)
-    print(f"Word2Vec ({'skip-gram' if model.sg else 'CBOW'}) on PTB train: {words:,} words in {len(sentences):,} "
+    print(f"{cls.__name__} ({'skip-gram' if model.sg else 'CBOW'}) on PTB train: {words:,} words in {len(sentences):,} "
           f"sentences, {len(model.vocabulary):,} in the vocabulary; {_epochs(model.epochs_trained - before)} in "
           f"{time.perf_counter() - start:.1f} s, last epoch's loss {model.loss_history[-1]:.4g}")
     book.report_vectors(model.wv, args.data_dir, args.queries)
     if args.plot:
-        _plot_curve(args.plot, model.loss_history, "epoch", "loss (sum over the epoch)", "word2vec training loss")
+        _plot_curve(args.plot, model.loss_history, "epoch", "loss (sum over the epoch)",
+                    f"{args.model} training loss")
         print(f"loss curve written to {args.plot}")
     if args.save:
         fastnlp.save(args.save, model)
@@ -706,28 +713,39 @@ def _register_train(models) -> None:
         _common(p, epochs=10, save_help="write the word vectors (.npz, a fastnlp.WordVectors) that eval reads")
         p.set_defaults(run=_book_word2vec)
 
-    w2v = models.add_parser("word2vec", help="fused word2vec (skip-gram or CBOW, compiled loop) on PTB",
-                            description="fastnlp.Word2Vec on PTB's sentences (gensim's defaults); prints nearest "
-                                        "neighbours and WordSim-353.")
-    w2v.add_argument("--sg", action="store_true", help="skip-gram (default: CBOW)")
-    w2v.add_argument("--hs", action="store_true", help="hierarchical softmax as well")
-    w2v.add_argument("--hidden", type=positive, default=100, help="vector size (default: %(default)s)")
-    w2v.add_argument("--window", type=positive, default=5, help="context words on each side (default: %(default)s)")
-    w2v.add_argument("--negative", type=int_at_least(0), default=5,
-                     help="negative samples per target, 0 with --hs (default: %(default)s)")
-    w2v.add_argument("--sample", type=finite_float(0.0), default=1e-3,
-                     help="subsampling threshold of frequent words, 0 for none (default: %(default)s)")
-    w2v.add_argument("--min-count", type=positive, default=1,
-                     help="drop rarer words (PTB is already cut to 10,000 words) (default: %(default)s)")
-    w2v.add_argument("--alpha", type=lr, default=0.025, help="initial learning rate (default: %(default)s)")
-    w2v.add_argument("--workers", type=positive, default=1,
-                     help="training threads; above 1 is faster but not reproducible bit for bit (default: %(default)s)")
-    w2v.add_argument("--queries", nargs="*", default=list(book.BOOK_QUERIES), metavar="WORD",
-                     help="words whose nearest neighbours are printed (default: %(default)s)")
-    _seed_option(w2v)
-    _common(w2v, epochs=5, resume="continue training the Word2Vec model saved in PATH (its own settings)",
-            save_help="write the whole Word2Vec model (.npz): eval reads it, --resume continues it")
-    w2v.set_defaults(run=_word2vec)
+    for name, cls_name, description in (
+            ("word2vec", "Word2Vec", "fused word2vec (skip-gram or CBOW, compiled loop) on PTB"),
+            ("fasttext", "FastText", "fastText: word2vec plus character n-grams (vectors for unseen words) on PTB")):
+        p = models.add_parser(name, help=description,
+                              description=f"fastnlp.{cls_name} on PTB's sentences (gensim's defaults); prints nearest "
+                                          "neighbours and WordSim-353.")
+        p.add_argument("--sg", action="store_true", help="skip-gram (default: CBOW)")
+        if name == "word2vec":
+            p.add_argument("--hs", action="store_true", help="hierarchical softmax as well")
+        else:
+            p.add_argument("--min-n", type=positive, default=3, help="shortest character n-gram (default: %(default)s)")
+            p.add_argument("--max-n", type=positive, default=6, help="longest character n-gram (default: %(default)s)")
+            p.add_argument("--bucket", type=positive, default=2_000_000,
+                           help="rows the n-grams are hashed into (default: %(default)s)")
+        p.add_argument("--hidden", type=positive, default=100, help="vector size (default: %(default)s)")
+        p.add_argument("--window", type=positive, default=5, help="context words on each side (default: %(default)s)")
+        p.add_argument("--negative", type=int_at_least(0 if name == "word2vec" else 1), default=5,
+                       help="negative samples per target" + (", 0 with --hs" if name == "word2vec" else "")
+                            + " (default: %(default)s)")
+        p.add_argument("--sample", type=finite_float(0.0), default=1e-3,
+                       help="subsampling threshold of frequent words, 0 for none (default: %(default)s)")
+        p.add_argument("--min-count", type=positive, default=1,
+                       help="drop rarer words (PTB is already cut to 10,000 words) (default: %(default)s)")
+        p.add_argument("--alpha", type=lr, default=0.025, help="initial learning rate (default: %(default)s)")
+        p.add_argument("--workers", type=positive, default=1,
+                       help="training threads; above 1 is faster but not reproducible bit for bit "
+                            "(default: %(default)s)")
+        p.add_argument("--queries", nargs="*", default=list(book.BOOK_QUERIES), metavar="WORD",
+                       help="words whose nearest neighbours are printed (default: %(default)s)")
+        _seed_option(p)
+        _common(p, epochs=5, resume=f"continue training the {cls_name} model saved in PATH (its own settings)",
+                save_help=f"write the whole {cls_name} model (.npz): eval reads it, --resume continues it")
+        p.set_defaults(run=_word2vec)
 
     for name, cls, wordvec, hidden, epochs, default_init, description in (
             ("rnnlm", "Rnnlm", 100, 100, 4, "book",
