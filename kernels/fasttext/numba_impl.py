@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from .._numba_common import splitmix64
-from ..word2vec.numba_impl import _add_scaled, _dot, _gradient
+from ..word2vec.numba_impl import _add_scaled, _dot, _gradient, kept_words, window_words
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -70,26 +70,12 @@ def _train(sg, syn0, syn1neg, D, tokens, sentence_ends, subword_starts, subword_
         end = sentence_ends[s]
         cast[0] = alpha_start + (alpha_end - alpha_start) * (start / n_tokens)
         alpha = cast[0]
-        n = 0
-        for t in range(start, end):
-            word = tokens[t]
-            kept[n] = word
-            kept_at[n] = t
-            if np.int64(splitmix64(seed, t * stride) >> _S32) < keep_below[word]:
-                n += 1
+        n = kept_words(tokens, start, end, keep_below, seed, stride, kept, kept_at)
         for i in range(n):
             center = kept[i]
             t = kept_at[i]
             trained += 1
-            if shrink_windows:
-                reduced = 1 + np.int64(((splitmix64(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
-            else:
-                reduced = np.int64(window)
-            B = 0
-            for j in range(max(0, i - reduced), min(n, i + reduced + 1)):
-                if j != i:
-                    context[B] = kept[j]
-                    B += 1
+            B = window_words(kept, kept_at, i, n, window, shrink_windows, seed, stride, context)
             if B == 0:
                 continue
             for d in range(D):

@@ -24,6 +24,37 @@ _S32 = np.uint64(32)
 
 
 @numba.njit(inline="always")
+def kept_words(tokens, start, end, keep_below, seed, stride, kept, kept_at):
+    """The words of tokens[start:end] that survive subsampling, into kept (ids) and kept_at
+    (positions, whose counters draw the window); returns how many."""
+    n = 0
+    for t in range(start, end):
+        word = tokens[t]
+        kept[n] = word  # branch-free: write always, advance when kept
+        kept_at[n] = t
+        if np.int64(splitmix64(seed, t * stride) >> _S32) < keep_below[word]:
+            n += 1
+    return n
+
+
+@numba.njit(inline="always")
+def window_words(kept, kept_at, i, n, window, shrink_windows, seed, stride, context):
+    """The context of kept word i (a window shrunk at random, as word2vec.c does, unless
+    shrink_windows is off) into context; returns its length."""
+    t = kept_at[i]
+    if shrink_windows:
+        reduced = 1 + np.int64(((splitmix64(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
+    else:
+        reduced = np.int64(window)
+    B = 0
+    for j in range(max(0, i - reduced), min(n, i + reduced + 1)):
+        if j != i:
+            context[B] = kept[j]
+            B += 1
+    return B
+
+
+@numba.njit(inline="always")
 def _dot(x, xo, y, yo, D, zero):
     """Sum of x[xo + j] * y[yo + j] into 16 lanes (j % 16), then pairwise (reference._dot)."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
@@ -143,26 +174,12 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
         end = sentence_ends[s]
         cast[0] = alpha_start + (alpha_end - alpha_start) * (start / n_tokens)
         alpha = cast[0]
-        n = 0
-        for t in range(start, end):
-            word = tokens[t]
-            kept[n] = word  # branch-free: write always, advance when kept
-            kept_at[n] = t
-            if np.int64(splitmix64(seed, t * stride) >> _S32) < keep_below[word]:
-                n += 1
+        n = kept_words(tokens, start, end, keep_below, seed, stride, kept, kept_at)
         for i in range(n):
             center = kept[i]
             t = kept_at[i]
             trained += 1
-            if shrink_windows:
-                reduced = 1 + np.int64(((splitmix64(seed, t * stride + 1) >> _S32) * np.uint64(window)) >> _S32)
-            else:
-                reduced = np.int64(window)
-            B = 0
-            for j in range(max(0, i - reduced), min(n, i + reduced + 1)):
-                if j != i:
-                    context[B] = kept[j]
-                    B += 1
+            B = window_words(kept, kept_at, i, n, window, shrink_windows, seed, stride, context)
             if B == 0:
                 continue
             O = 0
