@@ -783,3 +783,24 @@ def test_book_cos_similarity_of_int32_counts_beyond_46340():
     """int32 squares wrap around past 46340: the book's formula gave NaN."""
     counts = np.array([[50000, 0], [50000, 1]], dtype=np.int32)
     assert cos_similarity(counts[0], counts[1]) == pytest.approx(1.0)
+
+
+def test_an_unk_token_answers_words_not_in_the_vocabulary(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["<unk>", "cat", "dog", "mat", "log"]
+    wv = WordVectors(rng.standard_normal((5, 4)).astype(np.float32), words)
+    with pytest.raises(KeyError, match="'zebra' not in vocabulary"):
+        wv["zebra"]
+    wv.unk_token = "<unk>"
+    np.testing.assert_array_equal(wv["zebra"], wv["<unk>"])
+    assert "zebra" not in wv  # membership still tells the truth
+    assert [w for w, _ in wv.most_similar("zebra", topn=4)] == [w for w, _ in wv.most_similar("<unk>", topn=4)]
+    with pytest.raises(KeyError):
+        wv[3]  # not a word at all: still an error
+    with pytest.raises(ValueError, match="unk_token 'UNK' is not one of the words"):
+        WordVectors(wv.vectors, words, unk_token="UNK")
+    import fastnlp
+
+    loaded = fastnlp.load(fastnlp.save(tmp_path / "v.npz", wv))
+    assert loaded.unk_token == "<unk>"
+    np.testing.assert_array_equal(loaded["zebra"], wv["<unk>"])

@@ -195,7 +195,8 @@ class FormatsMixin:
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
         word_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         arrays = {"vectors": self._vectors, "word_bytes": word_bytes, "word_offsets": offsets}
-        return write_file(path, self, arrays, kind="vectors")
+        state = {} if self.unk_token is None else {"unk_token": self.unk_token}
+        return write_file(path, self, arrays, kind="vectors", state=state)
 
     _to_file = save
 
@@ -228,7 +229,7 @@ class FormatsMixin:
         else:
             missing = sorted({"vectors", "word_bytes", "word_offsets"} - set(arrays))
             raise ValueError(f"{path} is not a saved WordVectors file: missing {missing}")
-        return cls(arrays["vectors"], words)
+        return cls(arrays["vectors"], words, unk_token=header.get("state", {}).get("unk_token"))
 
 
 def _decode_words(word_bytes, offsets, path):

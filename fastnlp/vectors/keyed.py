@@ -31,9 +31,14 @@ class WordVectors(EvaluationMixin, FormatsMixin):
 
     The vectors keep their dtype (float32 is typical) and are exposed read-only, because a
     unit-length copy used for every cosine is computed once, lazily, and would go stale.
+
+    ``unk_token`` (one of the words, say ``"<unk>"``, which a vocabulary with ``min_count`` maps
+    rare words to): when set, a word not in the vocabulary is answered with that word's vector
+    in lookups and queries instead of a ``KeyError``; ``word in vectors`` still says whether the
+    word itself is there, and the evaluations still count it as out of the vocabulary.
     """
 
-    def __init__(self, vectors, words):
+    def __init__(self, vectors, words, unk_token=None):
         mapped = vectors if isinstance(vectors, np.memmap) else None
         vectors = _real_array(vectors, "vectors")
         if mapped is not None and vectors.dtype == mapped.dtype:
@@ -62,6 +67,18 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         self._word_to_id = word_to_id
         self._unit = None
         self._index = None  # (method, faiss index, params) after build_index, None: exact search
+        self.unk_token = unk_token
+
+    @property
+    def unk_token(self):
+        """The word whose vector answers words not in the vocabulary, or None (KeyError)."""
+        return self._unk_token
+
+    @unk_token.setter
+    def unk_token(self, token):
+        if token is not None and token not in self._word_to_id:
+            raise ValueError(f"unk_token {token!r} is not one of the words")
+        self._unk_token = token
 
     # ----- vocabulary -------------------------------------------------------------------------
     @property
@@ -106,6 +123,8 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         try:
             return self._word_to_id[word]
         except (KeyError, TypeError):
+            if self._unk_token is not None and isinstance(word, str):
+                return self._word_to_id[self._unk_token]
             raise KeyError(f"word {word!r} not in vocabulary") from None
 
     @property
