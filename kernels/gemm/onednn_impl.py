@@ -241,7 +241,33 @@ def _memory_desc(dims, strides, data_type):
     return md
 
 
-class _MatmulPlan:
+class _Primitive:
+    """A built oneDNN primitive with its memories (one per argument, in ``args`` order), run on
+    the arrays at the given data pointers; subclasses build ``primitive``, ``memories``,
+    ``args``, ``stream`` and ``lock``."""
+
+    primitive = None
+    memories = ()
+
+    def execute(self, *pointers):
+        with self.lock:
+            for memory, pointer in zip(self.memories, pointers):
+                if _memory_set_handle(memory, pointer):
+                    raise RuntimeError("oneDNN dnnl_memory_set_data_handle failed")
+            _check(_execute(self.primitive, self.stream, len(self.memories), self.args), "dnnl_primitive_execute")
+            _check(_stream_wait(self.stream), "dnnl_stream_wait")
+
+    def __del__(self):
+        try:
+            for memory in self.memories:
+                _memory_destroy(memory)
+            if self.primitive:
+                _primitive_destroy(self.primitive)
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
+
+
+class _MatmulPlan(_Primitive):
     """One matmul primitive with its three memory objects, ready to run on new pointers."""
 
     def __init__(self, a, b, out, trans_a, trans_b, accumulate):
@@ -306,23 +332,6 @@ class _MatmulPlan:
             if attr:
                 _attr_destroy(attr)
 
-    def execute(self, a_pointer, b_pointer, out_pointer):
-        src, weights, dst = self.memories
-        with self.lock:
-            if (_memory_set_handle(src, a_pointer) or _memory_set_handle(weights, b_pointer)
-                    or _memory_set_handle(dst, out_pointer)):
-                raise RuntimeError("oneDNN dnnl_memory_set_data_handle failed")
-            _check(_execute(self.primitive, self.stream, 3, self.args), "dnnl_primitive_execute")
-            _check(_stream_wait(self.stream), "dnnl_stream_wait")
-
-    def __del__(self):
-        try:
-            for memory in self.memories:
-                _memory_destroy(memory)
-            if self.primitive:
-                _primitive_destroy(self.primitive)
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
 
 
 class _PlanCache:
@@ -378,7 +387,7 @@ if HAS_REORDER:
     _reorder_pd_create = _bind("dnnl_reorder_primitive_desc_create", [ctypes.POINTER(_P), _P, _P, _P, _P, _P])
 
 
-class _ReorderPlan:
+class _ReorderPlan(_Primitive):
     """One reorder primitive float32 (rows, cols, row stride) -> 16-bit C-contiguous (rows, cols),
     or (cols, rows) holding the transpose, ready to run."""
 
@@ -412,22 +421,6 @@ class _ReorderPlan:
             if pd:
                 _pd_destroy(pd)
 
-    def execute(self, src_pointer, dst_pointer):
-        src, dst = self.memories
-        with self.lock:
-            if _memory_set_handle(src, src_pointer) or _memory_set_handle(dst, dst_pointer):
-                raise RuntimeError("oneDNN dnnl_memory_set_data_handle failed")
-            _check(_execute(self.primitive, self.stream, 2, self.args), "dnnl_primitive_execute")
-            _check(_stream_wait(self.stream), "dnnl_stream_wait")
-
-    def __del__(self):
-        try:
-            for memory in self.memories:
-                _memory_destroy(memory)
-            if self.primitive:
-                _primitive_destroy(self.primitive)
-        except Exception:  # interpreter shutdown
-            pass
 
 
 _reorders = collections.OrderedDict()
