@@ -416,6 +416,22 @@ class TrainsInPrecision:
         self.amp = precision if isinstance(precision, Precision) else Precision(
             precision, rounding=rounding, loss_scaling=loss_scaling, seed=seed)
 
+    def _train_step(self, forward, max_grad):
+        """One step of ``self.model`` on the loss ``forward()`` returns: the precision's step, or
+        in float32 the plain loop (no precision machinery on the default path). Returns the loss
+        (None for a step the loss scaler skipped)."""
+        if self.amp.mode != "fp32":
+            return self.amp.step(self.model, self.ties, self.optimizer, forward, max_grad)
+        loss = float(forward())
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"the loss is {loss}")
+        self.model.backward()
+        grads = self.ties.merge(self.model.grads)
+        if max_grad is not None:
+            clip_grads(grads, max_grad)
+        self.optimizer.update(self.ties.params, grads)  # checks every gradient before writing
+        return loss
+
     @property
     def precision(self) -> str:
         """The precision setting's name ("fp32", "fp16-mixed", "simulate:e4m3", ...)."""

@@ -15,7 +15,7 @@ from . import device as _device
 from .amp import TrainsInPrecision
 from .kernels.validate import check_ids
 from .layers.base import NonFiniteError
-from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
+from .optim import TiedParams, check_positive_finite, check_positive_int
 from .serialization import array_like, load_params, read_file, save_params, to_host, write_file
 from .trainer import progress_bar
 
@@ -171,18 +171,7 @@ class RnnlmTrainer(TrainsInPrecision, _device.FollowsItsModel):
         start = time.perf_counter()
         batch_x, batch_t = self.get_batch(xs, ts, batch_size, time_size)
         try:
-            if self.amp.mode != "fp32":
-                loss = self.amp.step(self.model, self.ties, self.optimizer,
-                                     lambda: self.model.forward(batch_x, batch_t), max_grad)
-            else:
-                loss = float(self.model.forward(batch_x, batch_t))
-                if not math.isfinite(loss):
-                    raise NonFiniteError(f"the loss is {loss}")
-                self.model.backward()
-                grads = self.ties.merge(self.model.grads)
-                if max_grad is not None:
-                    clip_grads(grads, max_grad)
-                self.optimizer.update(self.ties.params, grads)  # checks every gradient before writing
+            loss = self._train_step(lambda: self.model.forward(batch_x, batch_t), max_grad)
         except NonFiniteError as exc:
             raise type(exc)(f"training diverged at {where}: {exc}. The parameters are those before this "
                                  "iteration; lower the learning rate or clip with max_grad") from exc

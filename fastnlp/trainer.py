@@ -1,7 +1,6 @@
 """The book's Trainer: mini-batch loop, optional clipping, loss history, progress bar."""
 from __future__ import annotations
 
-import math
 import sys
 import time
 
@@ -11,7 +10,7 @@ from . import device as _device
 from .amp import TrainsInPrecision
 from .kernels.dispatch import array_module
 from .layers.base import NonFiniteError
-from .optim import TiedParams, check_positive_finite, check_positive_int, clip_grads
+from .optim import TiedParams, check_positive_finite, check_positive_int
 
 
 class Trainer(TrainsInPrecision, _device.FollowsItsModel):
@@ -107,17 +106,7 @@ class Trainer(TrainsInPrecision, _device.FollowsItsModel):
         return self.loss_list
 
     def _step(self, x, t, max_grad):
-        if self.amp.mode != "fp32":
-            return self.amp.step(self.model, self.ties, self.optimizer, lambda: self.model.forward(x, t), max_grad)
-        loss = float(self.model.forward(x, t))
-        if not math.isfinite(loss):
-            raise NonFiniteError(f"loss became {loss}")
-        self.model.backward()
-        grads = self.ties.merge(self.model.grads)
-        if max_grad is not None:
-            clip_grads(grads, max_grad)
-        self.optimizer.update(self.ties.params, grads)
-        return loss
+        return self._train_step(lambda: self.model.forward(x, t), max_grad)
 
     def plot(self, path="loss.png", ylim=None):
         """The loss curve as a matplotlib Figure, also saved to ``path`` unless it is None
