@@ -266,15 +266,10 @@ class FastText(Word2Vec):
             out[begin:end] = sums / np.diff(starts[begin:end + 1]).astype(np.float32)[:, None]
         return out
 
-    @property
-    def wv(self) -> FastTextVectors:
-        """:class:`FastTextVectors` (a snapshot, rebuilt after training)."""
-        if self.vocabulary is None:
-            raise RuntimeError("the model has no vocabulary yet: build_vocab/train first")
-        if self._wv is None:
-            self._wv = FastTextVectors(self.word_vectors(), self.vocabulary.id_to_word, self.vectors_ngrams.copy(),
-                                       self.min_n, self.max_n, self.bucket)
-        return self._wv
+    def _vectors_snapshot(self) -> FastTextVectors:
+        """``wv``: :class:`FastTextVectors`, answering unseen words from the n-gram rows too."""
+        return FastTextVectors(self.word_vectors(), self.vocabulary.id_to_word, self.vectors_ngrams.copy(),
+                               self.min_n, self.max_n, self.bucket)
 
     def __repr__(self):
         size = "no vocabulary" if self.vocabulary is None else f"{len(self.vocabulary)} words"

@@ -654,8 +654,11 @@ class Word2Vec:
         if self.vocabulary is None:
             raise RuntimeError("the model has no vocabulary yet: build_vocab/train first")
         if self._wv is None:
-            self._wv = WordVectors(self.syn0.copy(), self.vocabulary.id_to_word)
+            self._wv = self._vectors_snapshot()
         return self._wv
+
+    def _vectors_snapshot(self) -> WordVectors:
+        return WordVectors(self.syn0.copy(), self.vocabulary.id_to_word)
 
     def __repr__(self):
         size = "no vocabulary" if self.vocabulary is None else f"{len(self.vocabulary)} words"
