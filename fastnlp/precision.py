@@ -337,9 +337,7 @@ def _train_seq2seq(x_train, t_train, vocab_size, quick):
 
 
 def _storage_report(done: dict, out: Path) -> str:
-    by_model = {}
-    for row in done.values():
-        by_model.setdefault(row["model"], []).append(row)
+    by_model = _rows_by_model(done)
     lines = [f"**The claim.** {BOOK_CLAIM}", "",
              "Each model is trained once in float32; its weights are then rounded to the format (round to "
              "nearest even, `fastnlp.kernels.round_to_format`) and used in float32. `+scale` keeps one float32 "
@@ -369,6 +367,15 @@ def _storage_report(done: dict, out: Path) -> str:
                   f"fp16 storage changes the measured quality by at most {worst:.2%} ({worst_model}): the claim "
                   + ("**holds** (within 1%)." if holds else "**does not hold** at the 1% level."), ""]
     return "\n".join(lines)
+
+
+def _rows_by_model(done: dict) -> dict:
+    """The measured rows of each model, in the order they were measured."""
+    by_model = {}
+    for row in done.values():
+        if "model" in row:
+            by_model.setdefault(row["model"], []).append(row)
+    return by_model
 
 
 def _relative_change(value, base) -> float:
@@ -519,9 +526,7 @@ def _train_cbow_in(run, corpus, vocab_size, data_dir, quick) -> dict:
 
 
 def _train_report(done: dict, out: Path) -> str:
-    by_model = {}
-    for row in done.values():
-        by_model.setdefault(row["model"], []).append(row)
+    by_model = _rows_by_model(done)
     lines = [f"**The claim.** {TRAIN_CLAIM}", "",
              "Every run starts from the same seed and data; only the precision differs (the row 'fp32, another "
              "seed' shows how much two float32 runs differ by chance: changes smaller than it are noise). *underflow* is the "
