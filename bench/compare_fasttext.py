@@ -1,22 +1,38 @@
-"""fastnlp.FastText against gensim's FastText on PTB: speed and WordSim-353.
+"""One-run comparison of fastText training, gensim vs fastnlp, on PTB train:
 
-    python bench/compare_fasttext.py [--data-dir ../shared/data] [--bucket 2000000] [--sg 0]
+    python bench/compare_fasttext.py [--data-dir ../shared/data] [--bucket 2000000] [--sg 1,0]
+                                     [--workers 1,2] [--seeds 1] [--epochs 1]
 
-PTB train, 1 epoch, 1 thread, vector_size 100, n-grams 3-6, min_count 5, window 5, negative 5.
-Times include setup (vocabulary, n-gram tables, the weights' initialisation). WordSim-353's
-Spearman rho is given overall (pairs with both words in PTB's vocabulary, as evaluate_word_pairs
-counts them) and on the pairs with at least one word out of PTB's vocabulary, scored through the
-n-gram vectors (wv[word]) of both libraries.
+Both libraries train FastText on the same sentences (the lines of ptb.train.txt split on spaces)
+with the same settings: vector_size 100, window 5, negative 5, n-grams 3-6 in ``bucket`` rows,
+min_count 5, sample 1e-3, alpha 0.025 -> 0.0001; skip-gram and CBOW; 1 and 2 worker threads.
+For each model, worker count and seed the two libraries run back to back (gensim first), so a
+change in the machine's load hits both sides of a ratio alike; the load average is printed.
+
+Speed is raw corpus words times epochs per second, two ways: of the ``train`` call alone (what
+gensim reports, and what bench/compare_word2vec.py measures) and end to end, ``build_vocab``
+included: counting, the n-gram tables and the initialisation of the V + bucket input rows (at
+2,000,000 buckets, 800 MB of float32 drawn at random by both libraries). A third ratio divides
+the training words by the process's CPU seconds in ``train`` (all threads): on a machine other
+jobs load, wall time also counts the time slices they take, CPU time much less so. Quality is WordSim-353's
+Spearman rho of cosine similarities, on the pairs with both words in PTB's vocabulary and on the
+pairs with a word out of it, which both libraries answer from its n-gram rows (``wv[word]``).
+Speeds are medians over seeds, qualities means; prints a markdown table with the machine,
+threads and versions.
 """
 import argparse
+import gc
 import os
+import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 HERE = Path(__file__).resolve().parent
+SETTINGS = dict(vector_size=100, window=5, negative=5, min_n=3, max_n=6, min_count=5, sample=1e-3, alpha=0.025,
+                min_alpha=0.0001)
 
 
 def _pairs(path):
@@ -31,6 +47,10 @@ def _pairs(path):
 
 
 def _rho(get, pairs):
+    """Spearman rho of the cosine of each pair's vectors against the human score (pairs whose
+    words have no vector are left out)."""
+    from scipy.stats import spearmanr
+
     got, gold = [], []
     for a, b, score in pairs:
         try:
@@ -39,42 +59,109 @@ def _rho(get, pairs):
             continue
         got.append(float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
         gold.append(score)
-    return spearmanr(got, gold).correlation, len(got)
+    return spearmanr(got, gold).correlation
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data"))
     parser.add_argument("--bucket", type=int, default=2_000_000)
-    parser.add_argument("--sg", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--sg", default="1,0")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--seeds", default="1", help="comma-separated seeds (speed: median, quality: mean)")
     args = parser.parse_args(argv)
+    # BLAS threads would spin beside the training threads (gensim calls BLAS; nothing else here does).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+    import gensim
+
+    import fastnlp
+
+    sys.path.insert(0, str(HERE))
+    from machine import describe
+
     data = Path(args.data_dir)
     with open(data / "ptb" / "ptb.train.txt", encoding="utf-8") as f:
         sentences = [line.split() for line in f if line.split()]
     n_words = sum(map(len, sentences))
     pairs = _pairs(data / "eval" / "wordsim353.tsv")
-    print(f"PTB train: {len(sentences)} sentences, {n_words} words; load average {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} cores; sg={args.sg}, bucket={args.bucket}")
-    common = dict(sg=args.sg, vector_size=100, window=5, negative=5, min_n=3, max_n=6, bucket=args.bucket,
-                  min_count=5, epochs=1, workers=1, seed=1)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    common = dict(SETTINGS, bucket=args.bucket, epochs=args.epochs)
+    load_before = os.getloadavg()
 
-    import fastnlp
-    t = time.perf_counter()
-    ours = fastnlp.FastText(sentences, progress=False, **common)
-    ours_s = time.perf_counter() - t
-    import gensim
-    t = time.perf_counter()
-    theirs = gensim.models.FastText(sentences, **common)
-    theirs_s = time.perf_counter() - t
-    vocab = set(ours.vocabulary.id_to_word)
-    oov = [p for p in pairs if p[0] not in vocab or p[1] not in vocab]
-    inv = [p for p in pairs if p[0] in vocab and p[1] in vocab]
-    print(f"{'':10} {'words/s':>10} {'seconds':>8} {'rho in-vocab':>13} {'rho OOV pairs':>14}")
-    for name, seconds, get in (("fastnlp", ours_s, lambda w: ours.wv[w]), ("gensim", theirs_s, lambda w: theirs.wv[w])):
-        r_in, n_in = _rho(get, inv)
-        r_oov, n_oov = _rho(get, oov)
-        print(f"{name:10} {n_words / seconds:10.0f} {seconds:8.2f} {r_in:8.3f} ({n_in}) {r_oov:8.3f} ({n_oov})")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    def run_gensim(sg, workers, seed):
+        start = time.perf_counter()
+        model = gensim.models.FastText(sg=sg, workers=workers, seed=seed, **common)
+        model.build_vocab(sentences)
+        trained, cpu = time.perf_counter(), time.process_time()
+        model.train(sentences, total_examples=len(sentences), epochs=args.epochs)
+        end, cpu = time.perf_counter(), time.process_time() - cpu
+        return end - trained, end - start, cpu, model.wv.key_to_index, lambda word: model.wv[word]
+
+    def run_fastnlp(sg, workers, seed):
+        start = time.perf_counter()
+        model = fastnlp.FastText(sg=sg, workers=workers, seed=seed, progress=False, **common)
+        model.build_vocab(sentences)
+        trained, cpu = time.perf_counter(), time.process_time()
+        model.train(sentences)
+        end, cpu = time.perf_counter(), time.process_time() - cpu
+        run_fastnlp.backend = model.kernel_backend
+        wv = model.wv
+        return end - trained, end - start, cpu, model.vocabulary.word_to_id, lambda word: wv[word]
+
+    run_fastnlp.backend = None
+
+    sgs = [int(x) for x in args.sg.split(",")]
+    worker_counts = [int(x) for x in args.workers.split(",")]
+    rows = []
+    for sg in sgs:
+        for workers in worker_counts:
+            results = {"gensim": [], "fastnlp": []}
+            for seed in seeds:
+                for name, run in (("gensim", run_gensim), ("fastnlp", run_fastnlp)):
+                    train_s, total_s, cpu_s, vocabulary, get = run(sg, workers, seed)
+                    in_vocab = [p for p in pairs if p[0] in vocabulary and p[1] in vocabulary]
+                    out_of_vocab = [p for p in pairs if p[0] not in vocabulary or p[1] not in vocabulary]
+                    result = (n_words * args.epochs / train_s, n_words * args.epochs / total_s,
+                              _rho(get, in_vocab), _rho(get, out_of_vocab), n_words * args.epochs / cpu_s)
+                    results[name].append(result)
+                    print(f"  sg={sg} workers={workers} seed={seed} {name}: train {train_s:.2f} s ({cpu_s:.2f} s "
+                          f"CPU), total {total_s:.2f} s, WS-353 {result[2]:.3f} / OOV pairs {result[3]:.3f}, load "
+                          f"{os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+                    del vocabulary, get
+                    gc.collect()  # the 800 MB of one model are freed before the next is drawn
+            summary = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
+                              statistics.fmean(r[2] for r in rs), statistics.fmean(r[3] for r in rs),
+                              statistics.median(r[4] for r in rs))
+                       for name, rs in results.items()}
+            rows.append((sg, workers, summary))
+
+    print(describe())
+    print("load average (1, 5, 15 min) before / after: " + " / ".join(
+        ", ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg())) +
+        f" on {os.cpu_count()} cores (other jobs share this machine: compare ratios within one table)")
+    simd = ""
+    if run_fastnlp.backend == "cython":
+        from fastnlp.kernels.fasttext import _cython_impl
+
+        simd = f" (step compiled for {_cython_impl.SIMD})"
+    print(f"gensim {gensim.__version__} (fasttext_inner MAX_WORDS_IN_BATCH "
+          f"{gensim.models.fasttext_inner.MAX_WORDS_IN_BATCH}); fastnlp fastText backend: "
+          f"{run_fastnlp.backend}{simd}; OMP/MKL/OPENBLAS_NUM_THREADS=1")
+    print(f"\nPTB train: {len(sentences):,} sentences, {n_words:,} words; {args.epochs} epoch(s); vector_size 100, "
+          f"window 5, negative 5, n-grams 3-6, bucket {args.bucket:,}, min_count 5, sample 1e-3; seeds {args.seeds}\n")
+    print("| model | workers | gensim words/s (train) | fastnlp words/s (train) | fastnlp / gensim (train) | "
+          "gensim words/s (end to end) | fastnlp words/s (end to end) | fastnlp / gensim (end to end) | "
+          "fastnlp / gensim (train, CPU time) | WS-353 gensim | WS-353 fastnlp | OOV pairs gensim | "
+          "OOV pairs fastnlp |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for sg, workers, summary in rows:
+        g, f = summary["gensim"], summary["fastnlp"]
+        print(f"| {'skip-gram' if sg else 'CBOW'} | {workers} | {g[0] / 1e3:,.0f}k | {f[0] / 1e3:,.0f}k | "
+              f"{f[0] / g[0]:.2f}x | {g[1] / 1e3:,.0f}k | {f[1] / 1e3:,.0f}k | {f[1] / g[1]:.2f}x | "
+              f"{f[4] / g[4]:.2f}x | {g[2]:.3f} | {f[2]:.3f} | {g[3]:.3f} | {f[3]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def preference(op: str) -> tuple:
         return spec.preference
     with _lock:
         ranking = measurements().get(op)
-        if ranking is None:
+        # A backend that loads now but was not measured (added since, or built since) re-measures.
+        if ranking is None or set(candidates(op)) - {backend for backend, _ in ranking}:
             ranking = _measure_and_store(op)
     return _order(spec.preference, dict(ranking))
 

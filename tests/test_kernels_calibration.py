@@ -46,6 +46,18 @@ def test_an_op_is_measured_at_its_first_call_once_and_read_back_from_disk(fresh_
     assert registry.backend_for("scatter_add") == first
 
 
+def test_a_cached_ranking_without_a_backend_that_loads_now_is_measured_again(fresh_calibration, monkeypatch):
+    # A cache written before a backend existed (or was built) must not hide it forever.
+    measured = []
+    _fake_measure(monkeypatch, {"numba": 1.0, "cython": 2.0, "numpy": 3.0}, measured)
+    registry.backend_for("scatter_add")
+    calibration._state["ops"]["scatter_add"] = [["numpy", 3.0]]  # as if only numpy had loaded then
+    assert calibration.preference("scatter_add")[0] == "numba"
+    assert measured == ["scatter_add", "scatter_add"]
+    calibration.preference("scatter_add")  # complete again: answered from the cache
+    assert measured == ["scatter_add", "scatter_add"]
+
+
 def test_the_fastest_backend_runs_and_a_close_call_keeps_the_static_order(fresh_calibration, monkeypatch):
     loaded = [b for b in ("cython", "numba") if dispatch.backend_reason(b) is None]
     if len(loaded) < 2:

@@ -46,6 +46,8 @@ SCRIPTS = (
     Script("compare_cbow_step", quick=("--repeat", "2"), data=True),
     Script("compare_word2vec", quick=("--epochs", "1", "--seeds", "1", "--workers", "1", "--sg", "1"),
            requires=("gensim",), threads=False, data=True),
+    Script("compare_fasttext", quick=("--seeds", "1", "--workers", "1", "--sg", "1", "--bucket", "200000"),
+           requires=("gensim",), threads=False, data=True),
     Script("compare_rnnlm", quick=("--epochs", "0", "--timing-iters", "10", "--turn", "5"), requires=("torch",),
            data=True),
     Script("compare_attention_seq2seq", quick=("--batches", "10",), requires=("torch",), threads=False, data=True),
