@@ -11,7 +11,7 @@ def describe() -> str:
 
     parts = [f"CPU: {cpu.model_name()} ({os.cpu_count()} logical cores)",
              f"Python {platform.python_version()}, numpy {numpy.__version__}"]
-    for module in ("numba", "scipy", "torch", "gensim", "cupy"):
+    for module in ("numba", "scipy", "torch", "gensim", "cupy", "dask", "distributed"):
         try:
             parts.append(f"{module} {__import__(module).__version__}")
         except ImportError:

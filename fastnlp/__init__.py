@@ -121,3 +121,5 @@ __all__ += ["get_device", "set_device"]
 from .models import FastText, fasttext_hash  # noqa: E402  fastText: subword n-grams, vectors for unseen words
 
 __all__ += ["FastText", "fasttext_hash"]
+
+from . import sweeps  # noqa: E402  fastnlp.sweeps.word2vec_grid (Dask is imported only when a client is given)

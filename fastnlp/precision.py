@@ -33,6 +33,14 @@ Studies:
     source checkout and torch are there).
 
 ``quick=True`` trains small models (minutes on two cores); ``quick=False`` the book's settings.
+
+``client=`` (a ``dask.distributed.Client``) runs each configuration (an op, a stored model, a
+training run, a speed measurement) as one Dask task and keeps each row here as its task
+finishes, so a killed worker loses only its configuration and a rerun resumes as without a
+client. The rows are then put in the order a run without a client gives, so the reports read
+the same. Workers read ``data_dir`` and write trained models under ``out_dir`` by those paths.
+The speed study sends its measurements one at a time (timings taken side by side would slow
+each other down).
 """
 from __future__ import annotations
 
@@ -42,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .distributed import check_client, run_tasks, shared_input
 from .kernels import harness, registry, round_to_format
 from .kernels.rounding import FORMATS
 from .serialization import atomic_write
@@ -61,25 +70,29 @@ BOOK_CLAIM = ("Deep Learning from Scratch 2, chapter 1: storing weights in 16 bi
               "practically nothing at inference.")
 
 
-def run_study(name: str, out_dir, quick: bool = True, data_dir=None, progress: bool = True, ops=None) -> Path:
+def run_study(name: str, out_dir, quick: bool = True, data_dir=None, progress: bool = True, ops=None,
+              client=None) -> Path:
     """Run the study ``name`` (one of ``STUDIES``), resuming what ``out_dir`` already holds;
-    returns the path of the Markdown report. ``ops`` limits the ops study to those op names."""
+    returns the path of the Markdown report. ``ops`` limits the ops study to those op names;
+    ``client`` (a ``dask.distributed.Client``) runs each configuration as a task on its cluster."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; the studies are {', '.join(STUDIES)}")
+    if client is not None:
+        check_client(client)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = _Rows(out / f"{name}.json", quick, progress)
     if name == "ops":
-        _ops_study(rows, registry.ops() if ops is None else [registry.spec(op).name for op in ops])
+        _ops_study(rows, registry.ops() if ops is None else [registry.spec(op).name for op in ops], client)
         text = _ops_report(rows.done)
     elif name == "storage":
-        _storage_study(rows, out, quick, data_dir)
+        _storage_study(rows, out, quick, data_dir, client)
         text = _storage_report(rows.done, out)
     elif name == "train":
-        _train_study(rows, quick, data_dir)
+        _train_study(rows, quick, data_dir, client)
         text = _train_report(rows.done, out)
     else:
-        _speed_study(rows, quick, data_dir)
+        _speed_study(rows, quick, data_dir, client)
         text = _speed_report(rows.done)
     report = out / f"{name}.md"
     header = (f"# Precision study: {name}{' (quick)' if quick else ''}\n\n{_machine_line()}\n\n")
@@ -104,11 +117,72 @@ class _Rows:
 
     def add(self, key: str, row: dict) -> None:
         self.done[key] = row
-        text = json.dumps({"quick": self.quick, "rows": self.done}, indent=1, allow_nan=True)
-        atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))
+        self._save()
         if self.progress:
             shown = {k: v for k, v in row.items() if not isinstance(v, list) and k not in ("model", "text")}
             print(f"  {key}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items()), flush=True)
+
+    def put_in_order(self, keys) -> None:
+        """Rows of ``keys`` in that order, after the rows that are not among them (as a run that
+        measured ``keys`` one after another would have left them)."""
+        keys = [key for key in keys if key in self.done]
+        listed = set(keys)
+        ordered = {key: row for key, row in self.done.items() if key not in listed}
+        ordered.update((key, self.done[key]) for key in keys)
+        if list(ordered) != list(self.done):
+            self.done = ordered
+            self._save()
+
+    def _save(self) -> None:
+        text = json.dumps({"quick": self.quick, "rows": self.done}, indent=1, allow_nan=True)
+        atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))
+
+
+class _TaskRows:
+    """The rows one task measures on a worker, sent back as its result (``has`` also knows the
+    rows measured before, so the task skips them as it would here)."""
+
+    progress = False
+
+    def __init__(self, done_keys):
+        self.done_keys = set(done_keys)
+        self.new = {}
+
+    def has(self, key: str) -> bool:
+        return key in self.done_keys or key in self.new
+
+    def add(self, key: str, row: dict) -> None:
+        self.new[key] = row
+
+
+def _measure_rows(function, done_keys, *args) -> dict:
+    """A configuration's task on a worker: ``function(rows, *args)`` into rows of its own."""
+    rows = _TaskRows(done_keys)
+    function(rows, *args)
+    return rows.new
+
+
+def _run_configurations(rows: _Rows, tasks, client, one_at_a_time: bool = False) -> None:
+    """Run each ``(name, keys, function, args)`` of ``tasks`` whose rows ``keys`` are not all
+    measured yet: ``function(rows, *args)`` measures them and adds each with ``rows.add``. With
+    a client each is one task on the cluster, its rows added here as it finishes, then put in
+    the order of ``tasks``."""
+    todo = [task for task in tasks if not all(rows.has(key) for key in task[1])]
+    if client is None:
+        for _, _, function, args in todo:
+            function(rows, *args)
+        return
+
+    def keep(name, new_rows):
+        for key, row in new_rows.items():
+            rows.add(key, row)
+
+    cluster_tasks = [(name, _measure_rows, (function, [k for k in keys if rows.has(k)], *args))
+                     for name, keys, function, args in todo]
+    try:
+        run_tasks(cluster_tasks, keep, client, one_at_a_time=one_at_a_time, what="study configuration")
+    finally:
+        rows.put_in_order([key for task in tasks for key in task[1]])
 
 
 def _fmt(v) -> str:
@@ -138,27 +212,37 @@ def _as_float64(value):
     return value
 
 
-def _ops_study(rows: _Rows, ops) -> None:
+def _ops_study(rows: _Rows, ops, client=None) -> None:
+    tasks = []
     for op in ops:
         spec = registry.spec(op)
         if np.dtype(np.float64) not in spec.dtypes or np.dtype(np.float32) not in spec.dtypes:
             continue
-        todo = {backend: function for backend, function in registry.implementations(op).items()
-                if not isinstance(function, str) and not rows.has(f"{op}/{backend}")}
-        if not todo:
+        keys = [f"{op}/{backend}" for backend, function in registry.implementations(op).items()
+                if not isinstance(function, str)]
+        tasks.append((op, keys, _op_rows, (op,)))
+    _run_configurations(rows, tasks, client)
+
+
+def _op_rows(rows, op: str) -> None:
+    """One op on every backend that loads, against one float64 reference run."""
+    spec = registry.spec(op)
+    todo = {backend: function for backend, function in registry.implementations(op).items()
+            if not isinstance(function, str) and not rows.has(f"{op}/{backend}")}
+    if not todo:
+        return
+    args = spec.benchmark_args()
+    if spec.dtype_of(args) != np.float32:
+        return
+    reference = harness.run_implementation(op, registry.REFERENCE, tuple(_as_float64(a) for a in args))
+    for backend in todo:
+        key = f"{op}/{backend}"
+        try:
+            outputs = harness.run_implementation(op, backend, args)
+        except Exception as exc:  # a backend that loads but cannot take these inputs
+            rows.add(key, {"op": op, "backend": backend, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        args = spec.benchmark_args()
-        if spec.dtype_of(args) != np.float32:
-            continue
-        reference = harness.run_implementation(op, registry.REFERENCE, tuple(_as_float64(a) for a in args))
-        for backend in todo:
-            key = f"{op}/{backend}"
-            try:
-                outputs = harness.run_implementation(op, backend, args)
-            except Exception as exc:  # a backend that loads but cannot take these inputs
-                rows.add(key, {"op": op, "backend": backend, "error": f"{type(exc).__name__}: {exc}"})
-                continue
-            rows.add(key, {"op": op, "backend": backend, **_errors(outputs, reference)})
+        rows.add(key, {"op": op, "backend": backend, **_errors(outputs, reference)})
 
 
 def _errors(outputs, reference) -> dict:
@@ -224,17 +308,23 @@ def _stored_bytes(arrays, fmt: str) -> int:
     return total
 
 
-def _storage_study(rows: _Rows, out: Path, quick: bool, data_dir) -> None:
+STORAGE_MODELS = ("PPMI-SVD", "word2vec skip-gram", "Rnnlm", "AttentionSeq2seq")
+
+
+def _storage_study(rows: _Rows, out: Path, quick: bool, data_dir, client=None) -> None:
+    models = out / "models"
+    models.mkdir(exist_ok=True)
+    tasks = [(model_name, [f"{model_name}/{fmt}" for fmt in STORAGE_FORMATS], _storage_rows,
+              (model_name, models, quick, data_dir)) for model_name in STORAGE_MODELS]
+    _run_configurations(rows, tasks, client)
+
+
+def _storage_rows(rows, model_name: str, models: Path, quick: bool, data_dir) -> None:
+    """One model trained in float32 (or read from ``models``, where it is kept) and measured
+    with its weights stored in each format."""
     from . import load, save
     from .datasets import load_ptb
     from .datasets._files import find_or_fetch
-
-    wordsim = find_or_fetch("eval/wordsim353.tsv", data_dir)
-    analogies = find_or_fetch("eval/questions-words.txt", data_dir)
-    corpus, word_to_id, id_to_word = load_ptb("train", data_dir=data_dir)
-    words = [id_to_word[i] for i in range(len(id_to_word))]
-    models = out / "models"
-    models.mkdir(exist_ok=True)
 
     def cached(name, train):
         path = models / f"{name}.npz"
@@ -249,16 +339,20 @@ def _storage_study(rows: _Rows, out: Path, quick: bool, data_dir) -> None:
     from .count import count_vectors
     from .models import Word2Vec
 
+    def ppmi_svd():
+        corpus, _, id_to_word = load_ptb("train", data_dir=data_dir)
+        return count_vectors(corpus, [id_to_word[i] for i in range(len(id_to_word))], window=2, k=100)
+
     vector_models = {
-        "PPMI-SVD": lambda: cached("ppmi_svd", lambda: count_vectors(corpus, words, window=2, k=100)),
+        "PPMI-SVD": lambda: cached("ppmi_svd", ppmi_svd),
         "word2vec skip-gram": lambda: cached("word2vec", lambda: Word2Vec(
             str(find_or_fetch("ptb/ptb.train.txt", data_dir)), sg=1, vector_size=100, window=5, negative=5,
             min_count=1, epochs=1 if quick else 5, workers=2, seed=1, progress=False)),
     }
-    for model_name, build in vector_models.items():
-        if all(rows.has(f"{model_name}/{fmt}") for fmt in STORAGE_FORMATS):
-            continue
-        vectors = build()
+    if model_name in vector_models:
+        wordsim = find_or_fetch("eval/wordsim353.tsv", data_dir)
+        analogies = find_or_fetch("eval/questions-words.txt", data_dir)
+        vectors = vector_models[model_name]()
         vectors = getattr(vectors, "wv", vectors)
         for fmt in STORAGE_FORMATS:
             key = f"{model_name}/{fmt}"
@@ -273,14 +367,15 @@ def _storage_study(rows: _Rows, out: Path, quick: bool, data_dir) -> None:
                            "value": float(pairs["spearman"]), "analogy": float(analogy["accuracy"]),
                            "bytes": _stored_bytes([vectors.vectors], fmt)})
 
-    if not all(rows.has(f"Rnnlm/{fmt}") for fmt in STORAGE_FORMATS):
-        rnnlm = cached("rnnlm", lambda: _train_rnnlm(corpus, len(words), quick))
+    elif model_name == "Rnnlm":
+        corpus, word_to_id, _ = load_ptb("train", data_dir=data_dir)
+        rnnlm = cached("rnnlm", lambda: _train_rnnlm(corpus, len(word_to_id), quick))
         valid, _, _ = load_ptb("valid", data_dir=data_dir)
         valid = valid[:20000] if quick else valid
         _weights_study(rows, "Rnnlm", rnnlm, "perplexity (PTB valid)",
                        lambda m: _perplexity(m, valid))
 
-    if not all(rows.has(f"AttentionSeq2seq/{fmt}") for fmt in STORAGE_FORMATS):
+    else:
         from .datasets import load_sequence
         from .models import seq2seq_accuracy
 
@@ -419,29 +514,43 @@ TRAIN_CLAIM = ("Deep Learning from Scratch 2, chapter 1: learning in 16 bits nee
                "(16-bit products, 32-bit master weights and loss) is meant to keep float32's quality.")
 
 
-def _train_study(rows: _Rows, quick: bool, data_dir) -> None:
+TRAINED_MODELS = ("Rnnlm", "AttentionSeq2seq", "CBOW")
+
+
+def _train_study(rows: _Rows, quick: bool, data_dir, client=None) -> None:
+    tasks = [(f"{model_name}/{label}", [f"{model_name}/{label}"], _train_row,
+              (model_name, label, (precision, keywords), quick, data_dir))
+             for model_name in TRAINED_MODELS for label, precision, keywords in TRAINING_RUNS]
+    if any(not rows.has(keys[0]) for _, keys, _, _ in tasks):
+        # Loaded once: here, or once on the cluster and fetched once by each worker.
+        data = shared_input(client, _train_data, data_dir)
+        tasks = [(name, keys, function, (*args, data)) for name, keys, function, args in tasks]
+    _run_configurations(rows, tasks, client)
+
+
+def _train_data(data_dir):
     from .datasets import load_ptb, load_sequence
 
     corpus, word_to_id, _ = load_ptb("train", data_dir=data_dir)
     valid, _, _ = load_ptb("valid", data_dir=data_dir)
-    dates = load_sequence("date", data_dir=data_dir, reverse=True)
-    tasks = {
-        "Rnnlm": lambda run: _train_rnnlm_in(run, corpus, valid, len(word_to_id), quick),
-        "AttentionSeq2seq": lambda run: _train_seq2seq_in(run, dates, quick),
-        "CBOW": lambda run: _train_cbow_in(run, corpus, len(word_to_id), data_dir, quick),
-    }
-    for model_name, train in tasks.items():
-        for label, precision, keywords in TRAINING_RUNS:
-            key = f"{model_name}/{label}"
-            if rows.has(key):
-                continue
-            if rows.progress:
-                print(f"training {model_name} in {label} ...", flush=True)
-            try:
-                row = train((precision, keywords))
-            except FloatingPointError as exc:  # diverged, or the loss scale collapsed: a result too
-                row = {"metric": None, "value": None, "curve": [], "diverged": str(exc).splitlines()[0][:200]}
-            rows.add(key, {"model": model_name, "run": label, **row})
+    return corpus, valid, len(word_to_id), load_sequence("date", data_dir=data_dir, reverse=True)
+
+
+def _train_row(rows, model_name: str, label: str, run, quick: bool, data_dir, data) -> None:
+    """One model trained in one precision (``run``: the precision and trainer keywords)."""
+    corpus, valid, vocab_size, dates = data
+    if rows.progress:
+        print(f"training {model_name} in {label} ...", flush=True)
+    try:
+        if model_name == "Rnnlm":
+            row = _train_rnnlm_in(run, corpus, valid, vocab_size, quick)
+        elif model_name == "AttentionSeq2seq":
+            row = _train_seq2seq_in(run, dates, quick)
+        else:
+            row = _train_cbow_in(run, corpus, vocab_size, data_dir, quick)
+    except FloatingPointError as exc:  # diverged, or the loss scale collapsed: a result too
+        row = {"metric": None, "value": None, "curve": [], "diverged": str(exc).splitlines()[0][:200]}
+    rows.add(f"{model_name}/{label}", {"model": model_name, "run": label, **row})
 
 
 def _seed_of(run) -> int:
@@ -594,7 +703,19 @@ SPEED_PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16", "simulate:e4m3")
 _BYTES_PER_VALUE = {"fp32": 4, "bf16-mixed": 4, "fp16-mixed": 4, "bf16": 2, "simulate:e4m3": 1}
 
 
-def _speed_study(rows: _Rows, quick: bool, data_dir) -> None:
+SPEED_MODELS = ("Rnnlm", "BetterRnnlm")
+
+
+def _speed_study(rows: _Rows, quick: bool, data_dir, client=None) -> None:
+    tasks = [(f"{model_name}/{precision}", [f"{model_name}/{precision}"], _speed_row,
+              (model_name, precision, quick, data_dir))
+             for model_name in SPEED_MODELS for precision in SPEED_PRECISIONS]
+    tasks.append(("torch-comparison", ["torch-comparison"], _torch_row, (quick, data_dir)))
+    _run_configurations(rows, tasks, client, one_at_a_time=True)
+
+
+def _speed_row(rows, model_name: str, precision: str, quick: bool, data_dir) -> None:
+    """Training tokens/s of one model in one precision."""
     import time
 
     from . import RnnlmTrainer, optim
@@ -606,27 +727,25 @@ def _speed_study(rows: _Rows, quick: bool, data_dir) -> None:
     models = {"Rnnlm": lambda: Rnnlm(V, 100, 100, seed=0),
               "BetterRnnlm": lambda: BetterRnnlm(V, 650, 650, seed=0)}
     iterations = {"Rnnlm": 20 if quick else 100, "BetterRnnlm": 3 if quick else 20}
-    for model_name, build in models.items():
-        for precision in SPEED_PRECISIONS:
-            key = f"{model_name}/{precision}"
-            if rows.has(key):
-                continue
-            model = build()
-            trainer = RnnlmTrainer(model, optim.SGD(lr=20.0), precision=precision)
-            tokens = 20 * 35
-            warm = corpus[: 2 * tokens + 1]
-            trainer.fit(warm[:-1], warm[1:], max_epoch=1, batch_size=20, time_size=35, progress=False)
-            n = iterations[model_name]
-            data = corpus[: n * tokens + 1]
-            start = time.perf_counter()
-            trainer.fit(data[:-1], data[1:], max_epoch=1, batch_size=20, time_size=35, max_grad=0.25,
-                        progress=False)
-            seconds = time.perf_counter() - start
-            unique = list({id(p): p for p in model.params}.values())
-            rows.add(key, {"model": model_name, "precision": precision, "tokens_per_s": n * tokens / seconds,
-                           "param_bytes": sum(p.size for p in unique) * _BYTES_PER_VALUE[precision]})
-    if not rows.has("torch-comparison"):
-        rows.add("torch-comparison", {"text": _torch_comparison(quick, data_dir)})
+    model = models[model_name]()
+    trainer = RnnlmTrainer(model, optim.SGD(lr=20.0), precision=precision)
+    tokens = 20 * 35
+    warm = corpus[: 2 * tokens + 1]
+    trainer.fit(warm[:-1], warm[1:], max_epoch=1, batch_size=20, time_size=35, progress=False)
+    n = iterations[model_name]
+    data = corpus[: n * tokens + 1]
+    start = time.perf_counter()
+    trainer.fit(data[:-1], data[1:], max_epoch=1, batch_size=20, time_size=35, max_grad=0.25,
+                progress=False)
+    seconds = time.perf_counter() - start
+    unique = list({id(p): p for p in model.params}.values())
+    rows.add(f"{model_name}/{precision}", {"model": model_name, "precision": precision,
+                                           "tokens_per_s": n * tokens / seconds,
+                                           "param_bytes": sum(p.size for p in unique) * _BYTES_PER_VALUE[precision]})
+
+
+def _torch_row(rows, quick: bool, data_dir) -> None:
+    rows.add("torch-comparison", {"text": _torch_comparison(quick, data_dir)})
 
 
 def _speed_report(done: dict) -> str:

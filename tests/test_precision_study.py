@@ -92,6 +92,23 @@ def test_the_command_line_runs_a_study_and_refuses_a_file_as_the_folder(tmp_path
     assert len(err) == 1 and "is a file; give a folder" in err[0]
 
 
+def test_the_command_line_sends_a_study_to_a_dask_scheduler(tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    real = precision.run_study
+    seen = {}
+
+    def study(*a, **k):
+        seen["client"] = k.get("client")
+        return real(*a, **k, ops=FEW_OPS[:1])
+
+    monkeypatch.setattr(precision, "run_study", study)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert main(["precision", "ops", "--out", str(tmp_path / "study"), "--quick", "--quiet",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    assert isinstance(seen["client"], distributed.Client)
+    assert (tmp_path / "study" / "ops.md").exists()
+
+
 def _train_row(model, run, value, **extra):
     return {"model": model, "run": run, "metric": "accuracy", "value": value, "curve": [1.0, 0.5],
             "curve_label": "training loss", "underflow": 0.0, "skipped": 0, **extra}

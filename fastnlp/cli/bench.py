@@ -43,6 +43,8 @@ SCRIPTS = (
     Script("compare_scatter_add", quick=("--repeat", "3"), optional=("torch",)),
     Script("compare_gemm", quick=("--dtypes", "float32", "--seconds", "0.02"), optional=("torch",)),
     Script("compare_count", quick=("--repeat", "1"), data=True),
+    Script("compare_count_budget", quick=("--tokens", "1000000", "--vocab", "20000", "--repeat", "1", "--budgets",
+                                          "default", "--chunks", "250000")),
     Script("compare_cbow_step", quick=("--repeat", "2"), data=True),
     Script("compare_word2vec", quick=("--epochs", "1", "--seeds", "1", "--workers", "1", "--sg", "1"),
            requires=("gensim",), threads=False, data=True),

@@ -6,12 +6,13 @@
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import time
 
 from ..svd import DEFAULT_SVD_METHOD
-from ._common import (UsageError, check_output_file, describe, describe_where_ops_ran, existing_folder, finite_float,
-                      int_at_least, max_window)
+from ._common import (UsageError, check_output_file, describe, describe_where_ops_ran, existing_file, existing_folder,
+                      finite_float, int_at_least, max_window)
 
 SPIRAL_EVAL_INTERVAL = 10
 BOOK_QUERIES = ("you", "year", "car", "toyota")
@@ -102,6 +103,8 @@ def _count(args) -> int:
     refuse_resume(args, "count")
     if args.save:
         check_output_file(args.save, "--save")
+    if args.corpus:
+        return _count_files(args)
 
     from fastnlp.count import count_vectors
     from fastnlp.datasets import load_ptb
@@ -114,11 +117,12 @@ def _count(args) -> int:
         corpus = corpus[:corpus_size]
     if args.k >= len(words):
         raise UsageError(f"--k {args.k} must be smaller than the vocabulary ({len(words):,} words)")
+    _check_memory_budget(args, len(words))
     print(f"PTB train: {len(corpus):,} tokens, {len(words):,} words ({time.perf_counter() - start:.2f} s to load)")
     timings = {}
     vectors = count_vectors(corpus, words, window=args.window, k=args.k, power=args.power, alpha=args.alpha,
                             boundary_id=word_to_id["<eos>"] if args.sentences else None,
-                            method=args.svd, seed=args.seed, timings=timings)
+                            method=args.svd, seed=args.seed, timings=timings, memory_budget=args.memory_budget)
     stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
     print(f"PPMI + SVD (window {args.window}, k {args.k}): {stages}, total {sum(timings.values()):.2f} s; "
           f"ran on {describe_where_ops_ran()}")
@@ -126,6 +130,79 @@ def _count(args) -> int:
     if args.save:
         save_vectors(vectors, args.save)
     return 0
+
+
+def _count_files(args) -> int:
+    """``count --corpus FILE...``: the same job on text files, streamed (fastnlp.corpus_files)."""
+    if getattr(args, "corpus_size", None) is not None:
+        raise UsageError("--corpus-size cuts PTB; it does not apply to --corpus files")
+    from fastnlp.corpus_files import EOS_TOKEN, CorpusDecodeError, vocabulary_from_files
+    from fastnlp.count import count_vectors
+
+    start = time.perf_counter()
+    try:
+        vocabulary = vocabulary_from_files(args.corpus, min_count=args.min_count, encoding=args.encoding)
+    except CorpusDecodeError as exc:
+        raise ValueError(f"{exc.path}: the bytes at offset {exc.offset} are not valid {exc.encoding} ({exc.reason}); "
+                         f"pass --encoding with the files' encoding (e.g. --encoding latin-1)") from None
+    n_tokens = int(vocabulary.counts.sum())
+    if args.k >= len(vocabulary):
+        raise UsageError(f"--k {args.k} must be smaller than the vocabulary ({len(vocabulary):,} words)")
+    _check_memory_budget(args, len(vocabulary))
+    files = args.corpus[0] if len(args.corpus) == 1 else f"{len(args.corpus)} files"
+    print(f"{files}: {n_tokens:,} tokens, {len(vocabulary):,} words ({time.perf_counter() - start:.2f} s to build "
+          f"the vocabulary)")
+    if args.sentences and EOS_TOKEN not in vocabulary:
+        raise UsageError(f"--sentences: {EOS_TOKEN} is not in the vocabulary (--min-count {args.min_count})")
+    timings = {}
+    vectors = count_vectors(args.corpus, vocabulary, window=args.window, k=args.k, power=args.power,
+                            alpha=args.alpha, boundary_id=vocabulary.word_to_id[EOS_TOKEN] if args.sentences else None,
+                            method=args.svd, seed=args.seed, timings=timings, memory_budget=args.memory_budget,
+                            encoding=args.encoding)
+    stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
+    print(f"PPMI + SVD (window {args.window}, k {args.k}): {stages}, total {sum(timings.values()):.2f} s; "
+          f"ran on {describe_where_ops_ran()}")
+    if _local_data_file("eval/wordsim353.tsv", args.data_dir) is not None:
+        report_vectors(vectors, args.data_dir, args.queries)
+    else:  # text files of one's own: the neighbours, and no download for the evaluation
+        _print_neighbours(vectors, args.queries)
+        print("\nWordSim-353: not scored (eval/wordsim353.tsv is not in the data folder; 'fastnlp download' "
+              "fetches it)")
+    if args.save:
+        save_vectors(vectors, args.save)
+    return 0
+
+
+def _check_memory_budget(args, vocab_size) -> None:
+    """Refuse, before any counting, a --memory-budget too small for one window of pairs."""
+    from fastnlp.kernels.cooccurrence import minimum_memory_budget
+
+    least = minimum_memory_budget(vocab_size, args.window)
+    if args.memory_budget is not None and args.memory_budget < least:
+        raise UsageError(f"--memory-budget {args.memory_budget} bytes is too small for one window of pairs: "
+                         f"window {args.window} over {vocab_size:,} words needs at least {least} bytes")
+
+
+def _print_neighbours(vectors, queries) -> None:
+    """report_vectors' neighbours, for when there is no WordSim-353 file to score."""
+    for query in queries:
+        if query not in vectors:
+            print(f"\n[query] {query}: not in the vocabulary")
+            continue
+        print(f"\n[query] {query}")
+        for word, score in vectors.most_similar(query, top=5):
+            print(f" {word}: {score:.3f}")
+
+
+def _local_data_file(relative_name, data_dir):
+    """The data file if it is already in the data folder (never downloaded), else None."""
+    from fastnlp.datasets._files import data_home
+
+    home = data_home(data_dir)
+    for path in (home / relative_name, home / relative_name.rsplit("/", 1)[-1]):
+        if path.is_file():
+            return path
+    return None
 
 
 def add_spiral_options(parser) -> None:
@@ -160,6 +237,37 @@ def add_count_options(parser) -> None:
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the SVD (default: %(default)s)")
     parser.add_argument("--queries", nargs="*", default=list(BOOK_QUERIES), metavar="WORD",
                         help="words whose nearest neighbours are printed (default: %(default)s)")
+    parser.add_argument("--corpus", nargs="+", type=existing_file, metavar="FILE",
+                        help="count text files instead of PTB, streamed (one sentence a line, <eos> after each; "
+                             "ids by first appearance)")
+    parser.add_argument("--encoding", type=text_encoding, default="utf-8",
+                        help="encoding of the --corpus files (default: %(default)s)")
+    parser.add_argument("--min-count", type=positive, default=1,
+                        help="leave out words of the --corpus files seen fewer times (default: %(default)s)")
+    parser.add_argument("--memory-budget", type=memory_size, metavar="SIZE",
+                        help="working memory of the counting, e.g. 512M or 2G; the result comes on top "
+                             "(default: an eighth of the available memory, at most 512M)")
+
+
+def text_encoding(text: str) -> str:
+    """An argparse type: the name of a codec Python knows."""
+    import codecs
+
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding {text!r}") from None
+    return text
+
+
+def memory_size(text: str) -> int:
+    """An argparse type: bytes from a size such as 512M, 2G or 1500000."""
+    from fastnlp.kernels.cooccurrence import parse_size
+
+    try:
+        return parse_size(text, "size")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(describe(exc)) from None
 
 
 def register(jobs) -> None:
@@ -168,7 +276,7 @@ def register(jobs) -> None:
     spiral.add_argument("--plot", help="write the loss curve to this PNG (needs matplotlib)")
     spiral.set_defaults(run=_spiral)
 
-    count = jobs.add_parser("count", help="PPMI + SVD word vectors on PTB (book ch. 2)")
+    count = jobs.add_parser("count", help="PPMI + SVD word vectors on PTB or text files (book ch. 2)")
     count.add_argument("--data-dir", type=existing_folder,
                        help="folder holding ptb/ and eval/ (default: $FASTNLP_DATA, "
                             "then the user cache, downloading when missing)")

@@ -11,10 +11,27 @@ def _precision(args) -> int:
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out!r} is a file; give a folder")
-    report = precision.run_study(args.study, args.out, quick=args.quick, data_dir=args.data_dir,
-                                 progress=not args.quiet)
+    client = _connect(args.scheduler) if args.scheduler else None
+    try:
+        report = precision.run_study(args.study, args.out, quick=args.quick, data_dir=args.data_dir,
+                                     progress=not args.quiet, client=client)
+    finally:
+        if client is not None:
+            client.close()
     print(f"report written to {report}")
     return 0
+
+
+def _connect(address):
+    """A Dask client of the scheduler at ``address``; one clear line when it cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask's distributed scheduler: pip install 'fastnlp[dask]'") from None
+    try:
+        return Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--scheduler {address!r}: cannot connect to a Dask scheduler there ({exc})") from None
 
 
 def register(jobs) -> None:
@@ -33,4 +50,7 @@ def register(jobs) -> None:
     parser.add_argument("--data-dir", type=existing_folder, help="folder holding ptb/, seq/ and eval/ "
                                                                   "(default: $FASTNLP_DATA, then the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run each configuration as a task on the Dask scheduler at ADDRESS "
+                             "(tcp://host:8786); needs the dask extra")
     parser.set_defaults(run=_precision)

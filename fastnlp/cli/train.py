@@ -686,9 +686,10 @@ def _register_train(models) -> None:
     _common(spiral, data=False, save_help="write the trained model (.npz); 'fastnlp eval' measures it")
     spiral.set_defaults(run=book._spiral)
 
-    count = models.add_parser("count", help="PPMI + SVD word vectors on PTB (ch. 2)",
-                              description="Book ch. 2: co-occurrence counts, PPMI and truncated SVD on PTB; prints "
-                                          "nearest neighbours and the WordSim-353 correlation.")
+    count = models.add_parser("count", help="PPMI + SVD word vectors on PTB or text files (ch. 2)",
+                              description="Book ch. 2: co-occurrence counts, PPMI and truncated SVD on PTB (or on "
+                                          "text files with --corpus, streamed); prints nearest neighbours and the "
+                                          "WordSim-353 correlation.")
     book.add_count_options(count)
     _common(count, plot=False, save_suffixes=(".npz", ".bin", ".txt", ".vec"),
             save_help="write the vectors: .npz in fastnlp's format (what eval reads), .bin/.txt/.vec in "

@@ -40,3 +40,19 @@ extern "C" __global__ void ppmi_values(const long long* indptr, const int* indic
         }
     }
 }
+
+// csr_sum's COO rows: one thread per entry p in [begin, end) of a CSR matrix whose rows start at
+// starts[0..n_rows]; its row r (starts[r] <= p < starts[r + 1]) by binary search, written at p - begin.
+extern "C" __global__ void csr_row_ids(const long long* starts, long long n_rows, long long begin, long long end,
+                                       int* rows) {
+    long long p = begin + (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long stride = (long long)gridDim.x * blockDim.x;
+    for (; p < end; p += stride) {
+        long long low = 0, high = n_rows;  // invariant: starts[low] <= p < starts[high]
+        while (high - low > 1) {
+            long long middle = low + (high - low) / 2;
+            if (starts[middle] <= p) low = middle; else high = middle;
+        }
+        rows[p - begin] = (int)low;
+    }
+}

@@ -43,3 +43,57 @@ def ppmi_values(indptr, indices, counts, log_row_sums, log_context_weights, log_
         log_ratio = np.log2(counts) + log_total - log_row_sums[rows] - log_context_weights[indices]
         pmi = np.logaddexp2(log_ratio, log_eps)
     return np.where(positive, np.maximum(pmi, 0.0), 0.0)
+
+
+def _entries(indptr, indices, data, part_starts, part_indices, part_data):
+    """(rows, columns, values) of the matrix's entries, then each part's, in that order."""
+    vocab_size = indptr.shape[0] - 1
+    n_stored = indptr[-1]
+    rows = [np.repeat(np.arange(vocab_size, dtype=np.int64), np.diff(indptr))]
+    cols, values = [indices[:n_stored]], [data[:n_stored] if data is not None else None]
+    for starts in part_starts:
+        rows.append(np.repeat(np.arange(vocab_size, dtype=np.int64), np.diff(starts)))
+        cols.append(part_indices[starts[0]:starts[-1]])
+        values.append(part_data[starts[0]:starts[-1]] if part_data is not None else None)
+    return np.concatenate(rows), np.concatenate(cols).astype(np.int64), values
+
+
+def csr_sum_indptr(indptr, indices, part_starts, part_indices):
+    """The indptr (int64) of the sum of a canonical CSR matrix and k canonical CSR parts: the
+    distinct columns of each row over all of them. Part q's row r is
+    ``part_indices[part_starts[q, r]:part_starts[q, r + 1]]``."""
+    vocab_size = indptr.shape[0] - 1
+    rows, cols, _ = _entries(indptr, indices, None, part_starts, part_indices, None)
+    distinct = np.unique(rows * vocab_size + cols)
+    out_indptr = np.zeros(vocab_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(distinct // vocab_size, minlength=vocab_size), out=out_indptr[1:])
+    return out_indptr
+
+
+def csr_sum_into(indptr, indices, data, part_starts, part_indices, part_data, out_indptr, out_indices, out_data):
+    """Write the sum of the matrix and the parts into ``out_indices`` / ``out_data`` (room for
+    ``out_indptr[-1]`` entries; ``out_indptr`` from ``csr_sum_indptr``). They may be ``indices``
+    / ``data`` themselves, grown: the matrix is read in full before anything is written.
+
+    Each sum is taken from 0.0 in a fixed order: the matrix's value, then the parts' in order
+    (a stable sort keeps that order among equal (row, column); ``bincount`` adds in it).
+    """
+    rows, cols, values = _entries(indptr, indices, data, part_starts, part_indices, part_data)
+    values = np.concatenate(values)
+    order = np.lexsort((cols, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    first = np.ones(rows.shape[0], dtype=bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    sums = np.bincount(np.cumsum(first) - 1, weights=values) if rows.shape[0] else np.zeros(0)
+    n = int(out_indptr[-1])
+    out_indices[:n] = cols[first]
+    out_data[:n] = sums
+
+
+def index_words(tokens, word_to_index):
+    """The index of every token in ``word_to_index`` as int64, words not in it added with the
+    next free index (``len(word_to_index)``) in order of first appearance: one pass that builds
+    a vocabulary in the book's order and encodes with it."""
+    setdefault = word_to_index.setdefault
+    return np.fromiter((setdefault(token, len(word_to_index)) for token in tokens), dtype=np.int64,
+                       count=len(tokens))
