@@ -4,8 +4,10 @@
 without a device put their arrays on the GPU. ``model.to("cuda")`` / ``model.to("cpu")``
 moves one model (parameters, gradients, the state its layers carry), keeping tied weights tied;
 ``Trainer(..., device=...)`` and ``RnnlmTrainer(..., device=...)`` move the model and the
-optimizer's state, and every batch to the model before its forward. Layers and optimizers
-never choose a device themselves: they compute where their inputs are.
+optimizer's state, and every batch to the model before its forward (on a GPU through pinned
+host buffers, the next batch's copy running while the current step computes:
+:func:`batches_to`). Layers and optimizers never choose a device themselves: they compute
+where their inputs are.
 
 Device names: ``"cpu"`` (also ``"host"``, ``"numpy"``), ``"cuda"`` (also ``"gpu"``,
 ``"cuda:N"``, ``"gpu:N"``; N = 0 is the current device). Asking for the GPU where CuPy or a
@@ -105,13 +107,140 @@ def like(array, reference):
 
 
 def batch_to(batch, model):
-    """A batch (an array, or a tuple/list of them) on ``model``'s device: what the trainers and
-    evaluation helpers call before ``forward``. Non-arrays pass unchanged."""
+    """A batch (an array, or a tuple/list of them) on ``model``'s device: what the evaluation
+    helpers call before ``forward`` (the trainers go through :func:`batches_to`). Non-arrays
+    pass unchanged."""
+    return _batch_on(batch, model_device(model))
+
+
+def _batch_on(batch, device):
     if isinstance(batch, (tuple, list)):
-        return type(batch)(batch_to(b, model) for b in batch)
+        return type(batch)(_batch_on(b, device) for b in batch)
     if not hasattr(batch, "dtype"):
         return batch
-    return to_device(batch, model_device(model)) if device_of(batch) != model_device(model) else batch
+    return to_device(batch, device) if device_of(batch) != device else batch
+
+
+def batches_to(batches, model):
+    """Each batch of the iterable ``batches`` (what :func:`batch_to` takes: an array, or a
+    tuple/list of arrays and other values) on ``model``'s device, in order: what the trainers
+    loop over.
+
+    On the host this is ``batch_to`` of each batch. On a CUDA device the host arrays of a batch
+    go through page-locked (pinned) host buffers and are copied on a stream of their own
+    (:class:`PinnedCopier`), and the next batch's copy is queued before the current batch is
+    handed out, so that it runs while the current step computes. ``batches`` is read one batch
+    ahead, never more, and not past its end: a lazy source (a generator drawing each epoch's
+    shuffle when it gets there) draws what the plain loop would, in the same order."""
+    device = model_device(model)
+    if device == CPU:
+        for batch in batches:
+            yield _batch_on(batch, device)
+        return
+    copier = PinnedCopier(device)
+    try:
+        queued = None
+        for batch in batches:
+            started = copier.start(batch)  # before the step that takes the previous batch is queued
+            if queued is not None:
+                yield copier.finish(queued)
+            queued = started
+        if queued is not None:
+            yield copier.finish(queued)
+    finally:
+        copier.close()
+
+
+class PinnedCopier:
+    """Host arrays to one CUDA device through pinned host buffers, on a copy stream of its own.
+
+    ``start(batch)`` copies each host array of the batch into a pinned buffer, allocates its
+    device array and queues the copy on the copy stream without waiting for it; ``finish``
+    makes the stream the model computes on wait for those copies (on the device: the host goes
+    on) and returns the batch. Two sets of buffers are used in turn (double buffering), so one
+    batch can be filled while the previous one is still being copied. Three orderings keep it
+    correct:
+
+    * a buffer is refilled only after the host has seen its previous copy end (that copy's
+      event), since the copy reads the buffer while it runs;
+    * the compute stream waits for a batch's copy before touching it (``finish``);
+    * the copy waits for the work queued on the compute stream before it (an event recorded in
+      ``start``): CuPy's memory pool may give the new device array memory that a queued step
+      still reads.
+
+    The copy stream is non-blocking: a blocking stream would be ordered with the legacy
+    default stream the model computes on, and the copies would not overlap the steps. Items of
+    a batch that are not host NumPy arrays (device arrays, numbers) are moved as ``batch_to``
+    moves them.
+    """
+
+    SLOTS = 2
+
+    def __init__(self, device):
+        self.device = normalize(device)
+        self.index = _device_index(self.device)
+        cupy = _cupy()
+        with cupy.cuda.Device(self.index):
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+        self._blocks = [{} for _ in range(self.SLOTS)]  # per slot: position in the batch -> pinned bytes
+        self._copied = [None] * self.SLOTS  # per slot: the event after its last copies, or None
+        self._turn = 0
+
+    def start(self, batch):
+        """Queue the copies of ``batch``'s host arrays; returns what :meth:`finish` takes."""
+        cupy = _cupy()
+        items = list(batch) if isinstance(batch, (tuple, list)) else [batch]
+        slot, self._turn = self._turn, (self._turn + 1) % self.SLOTS
+        with cupy.cuda.Device(self.index):
+            if self._copied[slot] is not None:
+                self._copied[slot].synchronize()  # its last copies have read the buffers: refill them
+                self._copied[slot] = None
+            self.stream.wait_event(_event(cupy, cupy.cuda.get_current_stream()))
+            moved = []
+            for position, item in enumerate(items):
+                if not isinstance(item, np.ndarray):
+                    moved.append(_batch_on(item, self.device))
+                    continue
+                pinned = self._buffer(slot, position, item)
+                np.copyto(pinned, item)
+                on_device = cupy.empty(item.shape, item.dtype)
+                on_device.set(pinned, stream=self.stream)
+                moved.append(on_device)
+            self._copied[slot] = _event(cupy, self.stream)
+        return type(batch) if isinstance(batch, (tuple, list)) else None, moved, self._copied[slot]
+
+    def finish(self, started):
+        """The batch :meth:`start` queued, with the compute stream ordered after its copies."""
+        kind, moved, copied = started
+        cupy = _cupy()
+        with cupy.cuda.Device(self.index):
+            cupy.cuda.get_current_stream().wait_event(copied)
+        return moved[0] if kind is None else kind(moved)
+
+    def close(self):
+        """Wait for the copies still running (their buffers are freed next), drop the buffers."""
+        for copied in self._copied:
+            if copied is not None:
+                copied.synchronize()
+        self._copied = [None] * self.SLOTS
+        self._blocks = [{} for _ in range(self.SLOTS)]
+
+    def _buffer(self, slot, position, like):
+        """A pinned array shaped like ``like`` over the slot's block for that position, grown
+        when too small (a shorter last batch reuses the block)."""
+        blocks = self._blocks[slot]
+        block = blocks.get(position)
+        if block is None or block.size < like.nbytes:
+            block = blocks[position] = np.frombuffer(_cupy().cuda.alloc_pinned_memory(max(like.nbytes, 1)),
+                                                     np.uint8, max(like.nbytes, 1))
+        return block[:like.nbytes].view(like.dtype).reshape(like.shape)
+
+
+def _event(cupy, stream):
+    """A new event recorded on ``stream`` (timing off: cheaper to record and wait for)."""
+    event = cupy.cuda.Event(disable_timing=True)
+    event.record(stream)
+    return event
 
 
 def host(value):

@@ -4,6 +4,7 @@ rate decay of BetterRnnlm), ``eval_perplexity`` and ``generate_text``.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -45,7 +46,8 @@ class RnnlmTrainer(TrainsInPrecision, _device.FollowsItsModel):
 
     ``device`` (``"cuda"``, ``"cpu"``; None: ``fastnlp.set_device``'s choice, else where the
     model is) as ``fastnlp.Trainer``'s: the model moves there now, every batch before its
-    forward; the corpus may stay on the host.
+    forward (on a GPU through pinned buffers, the next batch's copy running during the current
+    step); the corpus may stay on the host.
     """
 
     def __init__(self, model, optimizer, precision: str = "fp32", *, rounding: str = "nearest",
@@ -78,13 +80,18 @@ class RnnlmTrainer(TrainsInPrecision, _device.FollowsItsModel):
     # ----- batching (the book's get_batch, vectorised) ----------------------------------------
 
     def get_batch(self, x, t, batch_size, time_size):
-        data_size = len(x)
-        jump = data_size // batch_size
-        offsets = np.arange(batch_size) * jump
-        idx = (offsets[:, None] + self.time_idx + np.arange(time_size)) % data_size
+        """The book's next batch (on the model's device), advancing ``time_idx``."""
+        batch = _batch_at(x, t, self.time_idx, batch_size, time_size)
         self.time_idx += time_size
-        idx = _device.like(idx, x)  # index the corpus where it lives
-        return _device.batch_to((x[idx], t[idx]), self.model)
+        return _device.batch_to(batch, self.model)
+
+    def _batches(self, x, t, batch_size, time_size, count):
+        """The next ``count`` batches where the corpus lives, from the positions that follow
+        ``time_idx`` now, so that reading one ahead (``fastnlp.device.batches_to``) leaves
+        ``time_idx`` alone: it moves as each batch is trained on, and a checkpoint saves the
+        position of the next one."""
+        first = self.time_idx
+        return (_batch_at(x, t, first + k * time_size, batch_size, time_size) for k in range(count))
 
     def fit(self, xs, ts, max_epoch: int = 10, batch_size: int = 20, time_size: int = 35,
             max_grad: float | None = None, eval_interval: int | None = 20, progress=True,
@@ -140,11 +147,13 @@ class RnnlmTrainer(TrainsInPrecision, _device.FollowsItsModel):
         run = self._run
         bar = progress_bar(max_epoch * max_iters, progress, initial=run["epoch"] * max_iters + run["iteration"],
                            unit="it", desc="RnnlmTrainer", epoch_size=max_iters)
+        remaining = (max_epoch - run["epoch"]) * max_iters - run["iteration"]
         try:
-            with self.amp.attached(self.model, self.ties.params):
+            with self.amp.attached(self.model, self.ties.params), contextlib.closing(_device.batches_to(
+                    self._batches(xs, ts, batch_size, time_size, remaining), self.model)) as batches:
                 while run["epoch"] < max_epoch:
                     while run["iteration"] < max_iters:
-                        self._step(xs, ts, batch_size, time_size, max_grad, run)
+                        self._step(batches, time_size, max_grad, run)
                         run["iteration"] += 1
                         if run["loss_count"] >= eval_interval:
                             ppl = math.exp(run["loss_sum"] / run["loss_count"])
@@ -166,10 +175,11 @@ class RnnlmTrainer(TrainsInPrecision, _device.FollowsItsModel):
         self._run = None
         return self.ppl_list
 
-    def _step(self, xs, ts, batch_size, time_size, max_grad, run):
+    def _step(self, batches, time_size, max_grad, run):
         where = f"epoch {self.current_epoch + 1}, iteration {run['iteration'] + 1}"
         start = time.perf_counter()
-        batch_x, batch_t = self.get_batch(xs, ts, batch_size, time_size)
+        batch_x, batch_t = next(batches)
+        self.time_idx += time_size
         try:
             loss = self._train_step(lambda: self.model.forward(batch_x, batch_t), max_grad)
         except NonFiniteError as exc:
@@ -374,13 +384,18 @@ def eval_perplexity(model, corpus, batch_size: int = 10, time_size: int = 35) ->
     evaluation_flag = _forward_takes_train_flg(model)
     model.reset_state()
     total = 0.0
-    try:
+
+    def batches():
         for iters in range(max_iters):
             offsets = iters * time_size + np.arange(batch_size) * jump
             idx = _device.like((offsets[:, None] + np.arange(time_size)) % corpus_size, corpus)
-            xs, ts = _device.batch_to((corpus[idx], corpus[(idx + 1) % corpus_size]), model)
-            loss = model.forward(xs, ts, train_flg=False) if evaluation_flag else model.forward(xs, ts)
-            total += float(loss)
+            yield corpus[idx], corpus[(idx + 1) % corpus_size]
+
+    try:
+        with contextlib.closing(_device.batches_to(batches(), model)) as on_device:  # where the model is
+            for xs, ts in on_device:
+                loss = model.forward(xs, ts, train_flg=False) if evaluation_flag else model.forward(xs, ts)
+                total += float(loss)
     finally:
         if saved_state is not None:
             model.set_state(saved_state)
@@ -429,6 +444,17 @@ def generate_text(model, start, word_to_id, id_to_word, length: int = 100, skip_
     ids = model.generate([word_to_id[w] for w in words], length, skip_ids=skip_ids, sampling=sampling,
                          temperature=temperature, top_k=top_k, seed=seed)
     return " ".join(id_to_word[int(i)] for i in ids).replace(" <eos>", ".\n")
+
+
+def _batch_at(x, t, time_idx, batch_size, time_size):
+    """The book's batch at ``time_idx``: ``batch_size`` streams ``len(x) // batch_size`` apart,
+    ``time_size`` ids of each (wrapping around the end), indexed where the corpus lives."""
+    data_size = len(x)
+    jump = data_size // batch_size
+    offsets = np.arange(batch_size) * jump
+    idx = (offsets[:, None] + time_idx + np.arange(time_size)) % data_size
+    idx = _device.like(idx, x)  # index the corpus where it lives
+    return x[idx], t[idx]
 
 
 def _check_corpus(name, ids, vocab_size):

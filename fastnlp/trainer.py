@@ -1,6 +1,7 @@
 """The book's Trainer: mini-batch loop, optional clipping, loss history, progress bar."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -29,7 +30,8 @@ class Trainer(TrainsInPrecision, _device.FollowsItsModel):
     ``device``: ``"cuda"`` (``"gpu"``, ``"cuda:0"``) or ``"cpu"`` moves the model (and the
     optimizer's state) there now; None uses ``fastnlp.set_device``'s choice, and without one
     leaves the model where it is. Every batch goes to the model's device before its forward
-    (the data may stay on the host)."""
+    (the data may stay on the host; on a GPU through pinned buffers, the next batch's copy
+    running during the current step: ``fastnlp.device.batches_to``)."""
 
     def __init__(self, model, optimizer, seed: int | None = None, precision: str = "fp32", *,
                  rounding: str = "nearest", loss_scaling=None, device=None):
@@ -82,25 +84,31 @@ class Trainer(TrainsInPrecision, _device.FollowsItsModel):
         bar = progress_bar(max_epoch * iters_per_epoch, progress, unit="it", desc="Trainer",
                            epoch_size=iters_per_epoch)
         total_loss, loss_count = 0.0, 0
+
+        def batches():  # drawn lazily: each epoch's shuffle when its first batch is asked for
+            for epoch in range(max_epoch):
+                order = self.rng.permutation(n)
+                for it in range(iters_per_epoch):
+                    batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
+                    yield x[batch], t[batch], epoch, it
+
         try:
-            with self.amp.attached(self.model, self.ties.params):
-                for epoch in range(max_epoch):
-                    order = self.rng.permutation(n)
-                    for it in range(iters_per_epoch):
-                        batch = xp.asarray(order[it * batch_size:(it + 1) * batch_size])
-                        try:
-                            loss = self._step(*_device.batch_to((x[batch], t[batch]), self.model), max_grad)
-                        except NonFiniteError as exc:  # say when, not only where
-                            raise type(exc)(f"NaN or inf at epoch {epoch + 1}, iteration {it + 1} "
-                                                 f"(training diverged?): {exc}") from exc
-                        if loss is not None:  # None: a step skipped by loss scaling, its loss inf/NaN
-                            total_loss += loss
-                            loss_count += 1
-                        if loss_count == interval:
-                            self.loss_list.append(total_loss / loss_count)
-                            total_loss, loss_count = 0.0, 0
-                            bar.set_postfix(epoch=epoch + 1, loss=self.loss_list[-1], **self._precision_postfix())
-                        bar.update(1)
+            with self.amp.attached(self.model, self.ties.params), \
+                    contextlib.closing(_device.batches_to(batches(), self.model)) as on_device:
+                for x_batch, t_batch, epoch, it in on_device:
+                    try:
+                        loss = self._step(x_batch, t_batch, max_grad)
+                    except NonFiniteError as exc:  # say when, not only where
+                        raise type(exc)(f"NaN or inf at epoch {epoch + 1}, iteration {it + 1} "
+                                             f"(training diverged?): {exc}") from exc
+                    if loss is not None:  # None: a step skipped by loss scaling, its loss inf/NaN
+                        total_loss += loss
+                        loss_count += 1
+                    if loss_count == interval:
+                        self.loss_list.append(total_loss / loss_count)
+                        total_loss, loss_count = 0.0, 0
+                        bar.set_postfix(epoch=epoch + 1, loss=self.loss_list[-1], **self._precision_postfix())
+                    bar.update(1)
         finally:
             bar.close()
         return self.loss_list

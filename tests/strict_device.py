@@ -14,6 +14,22 @@ the ways that matter here:
 * reductions return 0-d device arrays, never host scalars; ``float(x)``, ``int(x)``,
   ``bool(x)`` and ``x.item()`` work (CuPy synchronises and copies one value).
 
+Streams, events and pinned memory are modelled for the copies that overlap training
+(``fastnlp.device.PinnedCopier``); every ordering CUDA leaves to the program is checked, and a
+missing one raises :class:`StreamRace` (or NumPy's read-only error on the host buffer):
+
+* ``x.set(host, stream=s)`` is asynchronous: it must read pinned memory
+  (``cupy.cuda.alloc_pinned_memory``); until the host has waited for an event recorded on ``s``
+  after it (``event.synchronize()``, ``s.synchronize()``), the pinned memory is read-only, so a
+  refill before the copy is known to be done fails;
+* the copy lands in ``x`` only for a stream ordered after it: reading ``x`` from the current
+  stream before it waited for such an event (``stream.wait_event``) raises;
+* ``s`` may write ``x`` (made by ``cupy.empty`` on another stream) only after waiting for an
+  event of that stream recorded no earlier than the allocation: the memory pool may have given
+  ``x`` memory that queued work there still reads.
+
+:func:`copies` counts the asynchronous copies and those still in flight.
+
 :func:`install` puts the module in ``sys.modules["cupy"]`` (``fastnlp.kernels.dispatch`` then
 sees these arrays as device arrays: their type's module is ``cupy``) and routes every kernel op
 called on device arrays to its NumPy reference on the wrapped data, converting back.
@@ -29,6 +45,10 @@ import numpy as np
 
 class HostDeviceMix(TypeError):
     """A host (NumPy) array met a device array."""
+
+
+class StreamRace(RuntimeError):
+    """Device memory or a pinned host buffer used without the ordering CUDA needs."""
 
 
 def _refuse(what):
@@ -141,7 +161,26 @@ class StrictArray:
         return bool(self._a)
 
     def __len__(self):
-        return len(self._a)
+        return len(_layout(self))
+
+    # ---- asynchronous copies (see the module's docstring) -----------------------------------------
+    def set(self, arr, stream=None):
+        """Copy the host array ``arr`` in: at once without ``stream``, else queued on it."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"set takes a numpy.ndarray, got {type(arr).__name__}")
+        layout = _layout(self)
+        if arr.shape != layout.shape or arr.dtype != layout.dtype:
+            raise ValueError(f"set: shape/dtype {arr.shape} {arr.dtype} do not match {layout.shape} {layout.dtype}")
+        if stream is None:
+            self._a[...] = arr
+            return
+        _queue_copy(self, arr, stream)
+
+    def __getattr__(self, name):
+        # Reached only for attributes not set: ``_a`` of an array whose copy is queued.
+        if name == "_a" and "_pending" in self.__dict__:
+            return _land(self)
+        raise AttributeError(name)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -153,15 +192,17 @@ class StrictArray:
         _refuse("pickling a device array")
 
     # ---- attributes -----------------------------------------------------------------------------
-    shape = property(lambda self: self._a.shape)
-    dtype = property(lambda self: self._a.dtype)
-    ndim = property(lambda self: self._a.ndim)
-    size = property(lambda self: self._a.size)
-    itemsize = property(lambda self: self._a.itemsize)
-    nbytes = property(lambda self: self._a.nbytes)
-    strides = property(lambda self: self._a.strides)
-    flags = property(lambda self: _Flags(self._a))
+    # Shape and type are the host's to read at any time (no data moves), pending copy or not.
+    shape = property(lambda self: _layout(self).shape)
+    dtype = property(lambda self: _layout(self).dtype)
+    ndim = property(lambda self: _layout(self).ndim)
+    size = property(lambda self: _layout(self).size)
+    itemsize = property(lambda self: _layout(self).itemsize)
+    nbytes = property(lambda self: _layout(self).nbytes)
+    strides = property(lambda self: _layout(self).strides)
+    flags = property(lambda self: _Flags(_layout(self)))
     T = property(lambda self: StrictArray(self._a.T))
+    device = property(lambda self: _Device(0))
     base = property(lambda self: None if self._a.base is None else _BaseProxy(self._a.base))
 
     @property
@@ -243,6 +284,198 @@ class _BaseProxy:
         return id(self._base)
 
 
+def _layout(array):
+    """The NumPy array giving ``array``'s shape and type: its data, or the memory its queued
+    copy will fill."""
+    data = array.__dict__
+    return data["_a"] if "_a" in data else data["_pending"].target_memory
+
+
+# ---- streams, events, pinned memory ------------------------------------------------------------------
+
+class _Queues:
+    """What the device has been asked to do: a clock of stream operations, the current stream,
+    the copies not yet known to the host to be done."""
+
+    def __init__(self):
+        self.tick = 0
+        self.null = _Stream(null=True)
+        self.current = [self.null]
+        self.in_flight: list[_Copy] = []
+        self.copies = 0
+
+    def next_tick(self, stream):
+        """The tick of an operation queued on ``stream`` now."""
+        self.tick += 1
+        stream.last = self.tick
+        return self.tick
+
+
+_queues: _Queues | None = None  # made by make_module, a fresh one per stand-in module
+
+
+class _PinnedMemory(bytearray):
+    """Page-locked host memory (here: ordinary bytes, marked as pinned)."""
+
+
+def _alloc_pinned_memory(nbytes):
+    return _PinnedMemory(int(nbytes))
+
+
+def _pinned_root(arr):
+    """The array made by np.frombuffer over pinned memory that ``arr`` views, or None."""
+    while isinstance(arr, np.ndarray):
+        base = arr.base
+        if isinstance(base, memoryview) and isinstance(base.obj, _PinnedMemory):
+            return arr
+        arr = base
+    return None
+
+
+class _Stream:
+    """A CUDA stream: ``waited`` maps each stream to the tick up to which this one is ordered
+    after it; ``host_done`` is the tick up to which the host saw its work end; ``last`` is the
+    tick of the last operation queued on it."""
+
+    null = None  # the legacy default stream of the current stand-in (set by make_module)
+
+    def __init__(self, null=False, non_blocking=False, ptds=False):
+        self.is_null, self.non_blocking = null, non_blocking
+        self.waited: dict = {}
+        self.host_done = self.last = 0
+
+    def __enter__(self):
+        _queues.current.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _queues.current.pop()
+        return False
+
+    def use(self):
+        _queues.current[-1] = self
+        return self
+
+    def record(self, event=None):
+        event = event if event is not None else _Event()
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        if event.stream is None:
+            raise RuntimeError("waiting for an event that was never recorded")
+        for stream, tick in event.covers.items():
+            self.waited[stream] = max(self.waited.get(stream, 0), tick)
+
+    def ordered_after(self, stream, tick):
+        """Whether work queued here now runs after ``stream``'s work up to ``tick``."""
+        return stream is self or self.waited.get(stream, 0) >= tick or stream.host_done >= tick
+
+    def synchronize(self):
+        _host_waits(self, self.last)
+
+
+class _Event:
+    """A CUDA event: the point of a stream's queue where it was recorded (and what that stream
+    was ordered after then)."""
+
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self.stream, self.tick, self.covers = None, 0, {}
+
+    def record(self, stream=None):
+        stream = stream if stream is not None else _queues.current[-1]
+        self.stream, self.tick = stream, _queues.next_tick(stream)
+        self.covers = dict(stream.waited)
+        self.covers[stream] = self.tick
+
+    def synchronize(self):
+        if self.stream is not None:
+            _host_waits(self.stream, self.tick)
+
+    @property
+    def done(self):
+        self.synchronize()  # the stand-in's device is always finished when asked
+        return True
+
+
+class _Copy:
+    def __init__(self, target, source, stream):
+        self.target, self.source, self.stream = target, source, stream
+        self.snapshot = source.copy()  # what the host had put there when the copy was queued
+        self.root = _pinned_root(source)
+        self.target_memory = target.__dict__.pop("_a")
+        self.tick = _queues.next_tick(stream)
+        self.landed = False
+
+
+def _queue_copy(target, source, stream):
+    if "_pending" in target.__dict__:
+        raise StreamRace("a second copy queued into a device array before the first one landed")
+    if _pinned_root(source) is None:
+        raise StreamRace("an asynchronous copy from pageable host memory: CUDA copies it synchronously; "
+                         "copy from pinned memory (cupy.cuda.alloc_pinned_memory)")
+    born = target.__dict__.get("_born")
+    if born is not None and not stream.ordered_after(*born):
+        raise StreamRace("a copy stream wrote device memory allocated on another stream before waiting for "
+                         "that stream's queued work: the memory pool may have given it memory still being read")
+    copy = _Copy(target, source, stream)
+    target._pending = copy
+    copy.root.flags.writeable = False  # the device reads it until the host knows the copy is done
+    _queues.in_flight.append(copy)
+    _queues.copies += 1
+
+
+def _land(target):
+    """The data of ``target`` once its queued copy may be read from the current stream."""
+    copy = target.__dict__["_pending"]
+    if not _queues.current[-1].ordered_after(copy.stream, copy.tick):
+        raise StreamRace("a device array read before the stream reading it waited for its copy "
+                         "(stream.wait_event of an event recorded after the copy)")
+    _finish_copy(copy)
+    return target.__dict__["_a"]
+
+
+def _finish_copy(copy):
+    if copy.landed:
+        return
+    if not np.array_equal(copy.source, copy.snapshot):
+        raise StreamRace("a pinned host buffer was refilled while its copy to the device was still running")
+    copy.target_memory[...] = copy.source
+    copy.target.__dict__["_a"] = copy.target_memory
+    del copy.target.__dict__["_pending"]
+    copy.landed = True
+
+
+def _host_waits(stream, tick):
+    """The host waited for ``stream``'s work up to ``tick``: those copies are done."""
+    stream.host_done = max(stream.host_done, tick)
+    done = [c for c in _queues.in_flight if c.stream is stream and c.tick <= tick]
+    for copy in done:
+        _finish_copy(copy)
+        _queues.in_flight.remove(copy)
+    busy = {id(c.root) for c in _queues.in_flight}
+    for copy in done:
+        if id(copy.root) not in busy:
+            copy.root.flags.writeable = True
+
+
+def _device_synchronize():
+    for stream in {id(c.stream): c.stream for c in _queues.in_flight}.values():
+        _host_waits(stream, _queues.tick)
+
+
+def copies():
+    """(asynchronous copies queued so far, copies not yet known to the host to be done)."""
+    return _queues.copies, len(_queues.in_flight)
+
+
+def _empty(shape, dtype=float, order="C"):
+    array = StrictArray(np.empty(shape, dtype, order))
+    stream = _queues.current[-1]
+    array._born = (stream, stream.last)  # memory a pool may have taken from work queued there so far
+    return array
+
+
 # ---- the module ----------------------------------------------------------------------------------
 
 _CONVERTING = {"asarray", "array", "ascontiguousarray", "asfortranarray"}  # host data may come in
@@ -292,7 +525,7 @@ class _Device:
         pass
 
     def synchronize(self):
-        pass
+        _device_synchronize()
 
 
 class _Runtime:
@@ -341,9 +574,13 @@ def make_module():
     module.random = types.SimpleNamespace(
         random=rng.random, rand=rng.rand, standard_normal=rng.standard_normal, randint=rng.randint,
         default_rng=_RandomState, RandomState=_RandomState, seed=lambda seed=None: None)
-    module.cuda = types.SimpleNamespace(Device=_Device, runtime=_Runtime(),
-                                        Stream=types.SimpleNamespace(null=None),
-                                        alloc_pinned_memory=None)
+    global _queues
+    _queues = _Queues()
+    _Stream.null = _queues.null
+    module.empty = _empty
+    module.cuda = types.SimpleNamespace(Device=_Device, runtime=_Runtime(), Stream=_Stream, Event=_Event,
+                                        get_current_stream=lambda: _queues.current[-1],
+                                        alloc_pinned_memory=_alloc_pinned_memory)
     module.lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(as_strided=_as_strided))
     module.fuse = lambda *a, **k: (a[0] if a and callable(a[0]) else (lambda f: f))
     return module

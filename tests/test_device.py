@@ -1,8 +1,11 @@
-"""Devices (issue 18): model.to, set_device, Trainer(device=), and no host/device mix anywhere.
+"""Devices (issue 18): model.to, set_device, Trainer(device=), the batches' pinned copies, and no
+host/device mix anywhere.
 
 Without a GPU, the device is a strict stand-in for CuPy (tests/strict_device.py): its arrays
 refuse to meet NumPy arrays and to be converted implicitly, so a NumPy call on a device array
-anywhere in a model's forward, backward, optimizer step or a trainer's loop fails the test.
+anywhere in a model's forward, backward, optimizer step or a trainer's loop fails the test; and
+its streams, events and pinned memory refuse every use of a batch or of its host buffer that
+CUDA would leave unordered.
 """
 import io
 import sys
@@ -367,3 +370,171 @@ def test_load_follows_set_device(cupy, tmp_path):
     loaded = fastnlp.load(tmp_path / "t.npz")
     assert loaded.device == "cuda"
     np.testing.assert_array_equal(loaded.generate(x, 1, 3).get(), model.generate(x, 1, 3))
+
+
+# ----- batches on the device: pinned host buffers, a copy stream, double buffering ---------------------
+
+def host_batches(n, pulled=None):
+    """n batches (x, t, number), noting in ``pulled`` how many were asked for."""
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        if pulled is not None:
+            pulled.append(i)
+        yield rng.standard_normal((4, 5)).astype(np.float32), rng.integers(0, 3, 4), i
+
+
+def test_batches_reach_the_device_intact_and_in_order_one_ahead(cupy):
+    model, _ = build("TwoLayerNet")
+    model.to("cuda")
+    expected = list(host_batches(7))
+    pulled = []
+    queued_before, _ = strict_device.copies()
+    for k, (x, t, number) in enumerate(fdevice.batches_to(host_batches(7, pulled), model)):
+        assert number == k and len(pulled) == min(k + 2, 7)  # read one ahead, never past the end
+        assert on_device(x) and on_device(t)
+        # Reading them here is legal only because the compute stream waited for their copies.
+        np.testing.assert_array_equal(x.get(), expected[k][0])
+        np.testing.assert_array_equal(t.get(), expected[k][1])
+        model.forward(x, t)
+        model.backward()
+    queued, in_flight = strict_device.copies()
+    assert queued - queued_before == 14  # every host array, through pinned memory (pageable is refused)
+    assert in_flight == 0  # the host saw every copy end: no buffer is freed under a running copy
+    assert fdevice.PinnedCopier("cuda").stream.non_blocking
+
+
+def test_a_shorter_batch_reuses_the_pinned_buffer_and_device_arrays_pass(cupy):
+    model, _ = build("TwoLayerNet")
+    model.to("cuda")
+    on_gpu = cupy.asarray(np.arange(3))
+    batches = [(np.arange(12.0).reshape(4, 3), on_gpu), (np.arange(6.0).reshape(2, 3), on_gpu),
+               (np.arange(3.0).reshape(1, 3), "text")]
+    out = list(fdevice.batches_to(batches, model))
+    for (x, other), (x_dev, other_dev) in zip(batches, out):
+        np.testing.assert_array_equal(x_dev.get(), x)
+        assert other_dev is other  # already where the model is; a string is not an array
+    assert [b for b in fdevice.batches_to(iter([]), model)] == []
+    assert list(fdevice.batches_to([np.arange(3)], model))[0].get().tolist() == [0, 1, 2]  # a bare array
+
+
+@pytest.mark.parametrize("missing", ["the compute stream waits for the copy", "the copy waits for the compute stream",
+                                     "the host waits before refilling a buffer"])
+def test_the_stand_in_refuses_a_pipeline_missing_any_wait(cupy, monkeypatch, missing):
+    """Each ordering the pipeline relies on, removed in turn from the stand-in, is caught: the
+    checks above cannot pass by accident."""
+    model, _ = build("TwoLayerNet")
+    model.to("cuda")
+    wait_event = strict_device._Stream.wait_event
+    if missing == "the compute stream waits for the copy":
+        monkeypatch.setattr(strict_device._Stream, "wait_event",
+                            lambda self, event: None if self is cupy.cuda.Stream.null else wait_event(self, event))
+        error, message = strict_device.StreamRace, "read before the stream reading it waited for its copy"
+    elif missing == "the copy waits for the compute stream":
+        monkeypatch.setattr(strict_device._Stream, "wait_event",
+                            lambda self, event: wait_event(self, event) if self is cupy.cuda.Stream.null else None)
+        error, message = strict_device.StreamRace, "before waiting for that stream's queued work"
+    else:
+        monkeypatch.setattr(strict_device._Event, "synchronize", lambda self: None)
+        error, message = ValueError, "read-only"  # NumPy's: the pinned buffer, while its copy may run
+    with pytest.raises(error, match=message):
+        for x, t, _ in fdevice.batches_to(host_batches(4), model):
+            model.forward(x, t)
+
+
+def plain_batches_to(batches, model):
+    """The loop before pinned copies: each batch moved by itself, synchronously."""
+    return (fdevice.batch_to(batch, model) for batch in batches)
+
+
+@pytest.mark.parametrize("name", ["TwoLayerNet", "AttentionSeq2seq", "CBOW", "Rnnlm"])
+def test_pipelined_copies_train_exactly_as_the_plain_loop(cupy, monkeypatch, name):
+    def run():
+        model, (x, t) = build(name)
+        if name == "Rnnlm":
+            data = corpus()
+            trainer = fastnlp.RnnlmTrainer(model, optim.SGD(0.5), device="cuda")
+            history = trainer.fit(data[:-1], data[1:], max_epoch=2, batch_size=3, time_size=5, eval_interval=1,
+                                  progress=False)
+            where = trainer.time_idx
+        else:
+            trainer = fastnlp.Trainer(model, optim.Adam(0.01), seed=0, device="cuda")
+            history = trainer.fit(x, t, max_epoch=3, batch_size=2, eval_interval=1, progress=False)
+            where = trainer.rng.integers(1 << 30)  # the shuffles drew what the plain loop draws
+        return list(history), [p.get() for p in model.params], where
+
+    before = strict_device.copies()[0]
+    pipelined = run()
+    assert strict_device.copies()[0] > before and strict_device.copies()[1] == 0
+    monkeypatch.setattr(fdevice, "batches_to", plain_batches_to)
+    before = strict_device.copies()[0]
+    plain = run()
+    assert strict_device.copies()[0] == before
+    assert pipelined[0] == plain[0] and pipelined[2] == plain[2]
+    for a, b in zip(pipelined[1], plain[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_checkpoint_mid_fit_on_the_device_resumes_exactly(cupy, tmp_path):
+    """Reading one batch ahead leaves the saved position alone, and a step that raises leaves no
+    copy running."""
+    data = corpus()
+    args = dict(max_epoch=2, batch_size=3, time_size=5, eval_interval=1, progress=False)
+    straight = fastnlp.RnnlmTrainer(build("Rnnlm")[0], optim.SGD(0.5), device="cuda")
+    straight.fit(data[:-1], data[1:], **args)
+
+    class StoppingSGD(optim.SGD):
+        calls = 0
+
+        def update(self, params, grads):
+            StoppingSGD.calls += 1
+            if StoppingSGD.calls == 17:
+                raise _Stop
+            return super().update(params, grads)
+
+    stopped = fastnlp.RnnlmTrainer(build("Rnnlm")[0], StoppingSGD(0.5), device="cuda")
+    with pytest.raises(_Stop):
+        stopped.fit(data[:-1], data[1:], checkpoint=tmp_path / "c.npz", checkpoint_interval=5, **args)
+    assert strict_device.copies()[1] == 0
+    resumed = fastnlp.RnnlmTrainer(build("Rnnlm")[0], optim.SGD(0.5), device="cuda")
+    resumed.load_checkpoint(tmp_path / "c.npz")
+    assert resumed.time_idx == 15 * 5
+    resumed.fit(data[:-1], data[1:], **args)
+    np.testing.assert_allclose(resumed.ppl_list, straight.ppl_list, rtol=1e-6)
+
+
+def test_fit_with_lr_decay_validates_where_the_model_is(cupy, tmp_path):
+    model, _ = build("BetterRnnlm")
+    data = corpus()
+    trainer = fastnlp.RnnlmTrainer(model, optim.SGD(1.0), device="cuda")
+    valid = trainer.fit_with_lr_decay(data[:-1], data[1:], data[:80], max_epoch=2, batch_size=3, time_size=5,
+                                      eval_batch_size=2, best_params=tmp_path / "best.npz", progress=False)
+    assert len(valid) == 2 and all(isinstance(v, float) and np.isfinite(v) for v in valid)
+    assert model.device == "cuda" and (tmp_path / "best.npz").exists()
+
+
+GPU_REASON = fastnlp.available_backends()["cupy"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy backend: {GPU_REASON}")
+def test_pinned_copies_on_a_real_gpu(monkeypatch):
+    model, (x, t) = build("TwoLayerNet")
+    model.to("cuda")
+    expected = list(host_batches(9))
+    for (x_dev, t_dev, number), (x_host, t_host, k) in zip(fdevice.batches_to(host_batches(9), model), expected):
+        assert number == k
+        np.testing.assert_array_equal(x_dev.get(), x_host)
+        np.testing.assert_array_equal(t_dev.get(), t_host)
+
+    def train():
+        model, (x, t) = build("AttentionSeq2seq")
+        trainer = fastnlp.Trainer(model, optim.Adam(0.01), seed=0, device="cuda")
+        return trainer.fit(x, t, max_epoch=3, batch_size=2, eval_interval=1, progress=False)
+
+    pipelined = train()
+    monkeypatch.setattr(fdevice, "batches_to", plain_batches_to)
+    np.testing.assert_allclose(pipelined, train(), rtol=1e-5)

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import device as fdevice
 from ..kernels import fasttext as kernel_ops
+from ..kernels.dispatch import BackendUnavailableError
 from ..kernels.word2vec import Tables
 from ..serialization import register_class, write_file
 from ..text import Vocabulary
 from ..vectors import WordVectors
-from .word2vec import Word2Vec, _Corpus, _int_setting
+from .word2vec import Word2Vec, _int_setting
 
 _FNV_OFFSET = 2166136261
 _FNV_PRIME = 16777619
@@ -169,7 +171,10 @@ class FastText(Word2Vec):
     lengths (1 <= min_n <= max_n); ``bucket`` n-gram rows (>= 1; 2,000,000 as fastText, which at
     vector_size 100 is 800 MB of float32); other arguments as Word2Vec. Keyword-only: ``sample``,
     ``alpha``, ``min_alpha``, ``ns_exponent``, ``shrink_windows``, ``callbacks``, ``progress``,
-    ``batch_words``. ``workers=1`` with a ``seed`` gives the same vectors bit for bit every run.
+    ``batch_words``, ``corpus_file`` and ``encoding`` (a text file streamed in ``workers`` byte
+    ranges, as Word2Vec reads it), ``device`` (None or ``"cpu"``: FastText has no GPU kernel, so
+    ``set_device``'s choice leaves it on the host and a GPU raises BackendUnavailableError).
+    ``workers=1`` with a ``seed`` gives the same vectors bit for bit every run.
 
     After training: ``wv`` (:class:`FastTextVectors`), ``syn0`` (V + bucket, D: the word rows,
     then the n-gram rows; ``vectors_vocab`` and ``vectors_ngrams`` are views of it), ``syn1neg``,
@@ -180,7 +185,7 @@ class FastText(Word2Vec):
     def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, min_n=3, max_n=6,
                  bucket=2000000, min_count=5, epochs=5, workers=1, seed=1, *, sample=1e-3, alpha=0.025,
                  min_alpha=0.0001, ns_exponent=0.75, shrink_windows=True, callbacks=(), progress=True,
-                 batch_words=10000):
+                 batch_words=10000, corpus_file=None, encoding="utf-8", device=None):
         self.min_n = _int_setting(min_n, "min_n", 1)
         self.max_n = _int_setting(max_n, "max_n", 1)
         if self.min_n > self.max_n:
@@ -192,22 +197,32 @@ class FastText(Word2Vec):
         super().__init__(None, sg=sg, vector_size=vector_size, window=window, negative=negative, hs=0,
                          sample=sample, min_count=min_count, alpha=alpha, min_alpha=min_alpha, epochs=epochs,
                          workers=workers, seed=seed, ns_exponent=ns_exponent, shrink_windows=shrink_windows,
-                         callbacks=callbacks, progress=progress, batch_words=batch_words)
+                         callbacks=callbacks, progress=progress, batch_words=batch_words, encoding=encoding,
+                         device=device)
         self.subword_starts = self.subword_rows = None
-        if sentences is not None:
-            self.build_vocab(sentences)
-            self.train(sentences)
+        if sentences is not None or corpus_file is not None:
+            self.build_vocab(sentences, corpus_file=corpus_file)
+            self.train(sentences, corpus_file=corpus_file)
+
+    def _device_for(self, device) -> str:
+        """The host: None and ``"cpu"`` (``set_device``'s choice does not move a FastText);
+        BackendUnavailableError for a GPU, which FastText's kernel does not run on."""
+        if device is not None and fdevice.normalize(device) != fdevice.CPU:
+            raise BackendUnavailableError(f"FastText cannot run on device {device!r}: its kernel has no GPU version "
+                                          "(fastText trains on CPU threads, Hogwild, like gensim and fastText)")
+        return fdevice.CPU
 
     # ----- vocabulary --------------------------------------------------------------------------
 
-    def build_vocab(self, sentences):
-        """Count the words (``min_count``), list every word's n-gram rows, build the sampling
-        tables and initialise the weights (word rows and n-gram rows uniform in [-0.5, 0.5) / D,
-        word2vec.c's initialisation; outputs zero)."""
-        corpus = _Corpus(sentences, ids=False)
-        words, counts = self._count_tokens(corpus)
+    def build_vocab(self, sentences=None, corpus_file=None):
+        """Count the words (``min_count``) of ``sentences`` or of the text file ``corpus_file``
+        (streamed), list every word's n-gram rows, build the sampling tables and initialise the
+        weights (word rows and n-gram rows uniform in [-0.5, 0.5) / D, word2vec.c's
+        initialisation; outputs zero)."""
+        words, counts, file_index = self._count_words(sentences, corpus_file)
         if "" in words:
             raise ValueError("the corpus holds an empty word (''): tokens must be non-empty strings")
+        self._file_index = file_index
         self._set_vocabulary(Vocabulary(words, counts=counts))
         V, D = len(words), self.vector_size
         rng = np.random.default_rng(self.seed)
@@ -281,7 +296,7 @@ class FastText(Word2Vec):
 
     _SETTINGS = ("sg", "vector_size", "window", "negative", "min_n", "max_n", "bucket", "min_count", "epochs",
                  "workers", "seed", "sample", "alpha", "min_alpha", "ns_exponent", "shrink_windows", "progress",
-                 "batch_words")
+                 "batch_words", "encoding")
 
     def save(self, path):
         """Write the whole model (input matrix with its n-gram rows, outputs, vocabulary with
@@ -300,8 +315,8 @@ class FastText(Word2Vec):
     _to_file = save
 
     @classmethod
-    def _from_file(cls, header, arrays, path):
-        model = cls(**header["settings"])
+    def _from_file(cls, header, arrays, path, device=None):
+        model = cls(device=device, **header["settings"])
         state = header["state"]
         model._set_vocabulary(Vocabulary(state["words"], counts=arrays["counts"]))
         V, D = len(model.vocabulary), model.vector_size

@@ -16,23 +16,33 @@ count**0.75, the Huffman tree, a sigmoid table, the learning rate decaying linea
   CPU backend; ``workers > 1`` trains jobs on threads at once, updating shared rows without
   locks (Hogwild), which is fast and as accurate but not reproducible bit for bit.
 
+``corpus_file=`` (gensim's name) trains from a text file without ever holding it: the
+vocabulary pass streams it, and each worker thread reads, encodes and trains its own byte range
+of the file (ranges start at line starts). ``device="cuda"`` keeps the weights on the GPU and
+trains each job with the multi-block Hogwild kernel (``kernels/word2vec/cupy_impl.py``).
+
 ``model.wv`` is a :class:`fastnlp.WordVectors` (most_similar, analogies, evaluation, the
 word2vec file formats gensim reads). ``save``/``load`` keep the whole model, so training
 resumes where it stopped.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
 import queue
+import stat
 import threading
 import types
 from collections import Counter
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from .. import device as fdevice
 from ..amp import Precision
 from ..kernels import registry
 from ..kernels._numba_common import combine_seeds
@@ -91,8 +101,9 @@ def _check_token_types(counter, corpus):
 class _Corpus:
     """The sentences of one training call: re-iterable, each pass yields lists/arrays of tokens."""
 
-    def __init__(self, sentences, ids: bool):
+    def __init__(self, sentences, ids: bool, encoding: str = "utf-8"):
         self.ids = ids
+        self.encoding = encoding
         self.path = None
         self.stream = False  # a 1-D array of ids, cut into pieces
         self.rows_to_lists = False  # a 2-D array of tokens, one sentence a row
@@ -137,9 +148,13 @@ class _Corpus:
 
     def __iter__(self):
         if self.path is not None:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    yield line.split()
+            with open(self.path, encoding=self.encoding) as f:
+                try:
+                    for line in f:
+                        yield line.split()
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{str(self.path)!r} is not valid {self.encoding} ({exc.reason}); pass "
+                                     "encoding= (e.g. 'latin-1') if the file is written in another encoding") from None
         elif self.stream:
             for start in range(0, self.source.shape[0], self.STREAM_PIECE):
                 yield self.source[start:start + self.STREAM_PIECE]
@@ -148,6 +163,201 @@ class _Corpus:
                 yield row.tolist()
         else:
             yield from self.source
+
+
+def _file_encoding(encoding) -> tuple:
+    """(codec name, skip a UTF-8 byte-order mark) for reading a corpus file in byte ranges cut at
+    b"\\n": the encoding must write a newline and a space as those single bytes."""
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a str naming a codec ('utf-8', 'latin-1'...), got {encoding!r}")
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}") from None
+    if name == "utf-8-sig":
+        return "utf-8", True
+    if "\n".encode(name) != b"\n" or " ".encode(name) != b" ":
+        raise ValueError(f"encoding {encoding!r} does not write a newline as the one byte 0x0A, but corpus_file is "
+                         "split into byte ranges at that byte (UTF-8, Latin-1, cp1252 and the like do; UTF-16 and "
+                         "UTF-32 do not): re-encode the file as UTF-8")
+    return name, False
+
+
+@dataclass(frozen=True)
+class _FileIndex:
+    """What one pass over a corpus file learned: its size and modification time when read
+    (``identity``), totals, and checkpoints at line starts (byte offset, words before it)
+    where the file can be split into ranges of known word counts."""
+
+    identity: tuple
+    words: int
+    sentences: int
+    longest: int
+    offsets: np.ndarray
+    words_before: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FileRange:
+    """Bytes [start, end) of a corpus file (both line starts, or end of file) and their words."""
+
+    number: int
+    start: int
+    end: int
+    words: int
+
+
+class _CorpusFile:
+    """``corpus_file=``: a text file with one sentence a line (tokens split on whitespace; lines
+    end as ``open`` reads text, at "\\n", "\\r\\n" or "\\r"), read in pieces of whole lines cut
+    after a b"\\n", from any line start, so that each worker reads its own byte range and no list
+    of the corpus's sentences is ever built. A line is read whole (it is one sentence, trained
+    in one job)."""
+
+    MAX_BLOCK = 1 << 20  # bytes read at once
+    MIN_BLOCK = 1 << 12
+    CHECKPOINTS = 256  # about this many range boundaries to choose from (small files: fewer)
+
+    def __init__(self, path, encoding):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"corpus_file must be a path (str or os.PathLike) to a text file with one sentence a "
+                            f"line, got {type(path).__name__}")
+        self.path = Path(path)
+        self.name = repr(str(self.path))
+        self.encoding, self.skip_bom = _file_encoding(encoding)
+        self.identity()  # exists, a regular file
+        try:
+            with open(self.path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"corpus_file {self.name} cannot be read ({exc.strerror or exc})") from None
+
+    def identity(self) -> tuple:
+        """(size, modification time in ns): a file whose identity changed is counted again."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"corpus_file {self.name} does not exist") from None
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"corpus_file {self.name} cannot be read ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(f"corpus_file {self.name} is a directory, not a text file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"corpus_file {self.name} is not a regular file (workers seek to their byte ranges, "
+                             "which a pipe or device cannot do)")
+        return info.st_size, info.st_mtime_ns
+
+    def _pieces(self, start, end, block):
+        """(offset, bytes) of bytes [start, end) in pieces of about ``block`` bytes, each ending
+        after a b"\\n" (the last one at ``end``). A file shorter than ``end`` just ends early:
+        the caller's word counts tell."""
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            pending = bytearray()
+            offset = position = start
+            while position < end:
+                data = f.read(min(block, end - position))
+                if not data:
+                    break
+                position += len(data)
+                searched = len(pending)  # pending holds no b"\n" (it was cut after the last one)
+                pending += data
+                cut = len(pending) if position >= end else pending.rfind(b"\n", searched) + 1
+                if cut == 0:
+                    continue  # a line longer than a block: read on
+                if offset == 0 and self.skip_bom and pending.startswith(codecs.BOM_UTF8):
+                    del pending[:3]
+                    cut -= 3
+                    offset = 3
+                yield offset, bytes(pending[:cut])
+                del pending[:cut]
+                offset += cut
+            if pending:
+                yield offset, bytes(pending)
+
+    def _lines(self, piece, offset, lines_before=None):
+        """The lines (str, without their b"\\n") of a piece from ``_pieces``."""
+        try:
+            text = piece.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            where = f"byte {offset + exc.start}"
+            if lines_before is not None:
+                line = lines_before + piece.count(b"\n", 0, exc.start) + 1
+                where = f"line {line}, {where}"
+            raise ValueError(f"corpus_file {self.name} is not valid {self.encoding}: {where} "
+                             f"({piece[exc.start:exc.end]!r}: {exc.reason}); pass encoding= (e.g. 'latin-1') if "
+                             "the file is written in another encoding") from None
+        if "\r" in text:  # universal newlines, as open() reads text: "\r\n" and "\r" end a line too
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the text after the last newline: no line
+        return lines
+
+    def scan(self, on_sentences=None) -> _FileIndex:
+        """One pass over the file: word and sentence counts, the longest sentence and the
+        checkpoints; ``on_sentences(token_lists)`` is called with each piece's sentences (the
+        vocabulary counter)."""
+        identity = self.identity()
+        size = identity[0]
+        block = min(self.MAX_BLOCK, max(self.MIN_BLOCK, size // self.CHECKPOINTS))
+        offsets, words_before = [], []
+        words = sentences = longest = 0
+        for offset, piece in self._pieces(0, size, block):
+            offsets.append(offset)
+            words_before.append(words)
+            split = list(map(str.split, self._lines(piece, offset, sentences)))
+            if split:
+                lengths = list(map(len, split))
+                words += sum(lengths)
+                longest = max(longest, max(lengths))
+                sentences += len(split)
+                if on_sentences is not None:
+                    on_sentences(split)
+        if words == 0:
+            raise ValueError(f"empty corpus: corpus_file {self.name} holds no words")
+        if self.identity() != identity:
+            raise RuntimeError(f"corpus_file {self.name} changed while it was being read; read it again once "
+                               "nothing writes to it")
+        return _FileIndex(identity, words, sentences, longest, np.array(offsets, dtype=np.int64),
+                          np.array(words_before, dtype=np.int64))
+
+    @staticmethod
+    def ranges(index: _FileIndex, parts: int) -> list:
+        """``parts`` byte ranges of about equal size, cut at the checkpoints nearest to each
+        1/parts of the file (fewer when the file has fewer checkpoints); ranges without words
+        are left out."""
+        offsets, size = index.offsets, index.identity[0]
+        cuts = {0}
+        for k in range(1, parts):
+            target = size * k / parts
+            i = int(np.searchsorted(offsets, target))
+            if i == len(offsets) or (i > 0 and target - offsets[i - 1] <= offsets[i] - target):
+                i -= 1
+            cuts.add(i)
+        cuts = sorted(cuts)
+        bounds = [(int(offsets[i]), int(index.words_before[i])) for i in cuts] + [(size, index.words)]
+        ranges = []
+        for (start, before), (end, after) in zip(bounds, bounds[1:]):
+            if after > before:
+                ranges.append(_FileRange(len(ranges), start, end, after - before))
+        return ranges
+
+    def batches(self, part: _FileRange, job_words: int):
+        """(sentences as token lists, words) per job of range ``part``: sentences gathered until
+        they hold ``job_words`` words, as Word2Vec groups an in-memory corpus."""
+        block = min(self.MAX_BLOCK, max(self.MIN_BLOCK, 8 * job_words))
+        batch, n_raw = [], 0
+        for offset, piece in self._pieces(part.start, part.end, block):
+            for line in self._lines(piece, offset):
+                tokens = line.split()
+                batch.append(tokens)
+                n_raw += len(tokens)
+                if n_raw >= job_words:
+                    yield batch, n_raw
+                    batch, n_raw = [], 0
+        if batch:
+            yield batch, n_raw
 
 
 class _EncodedJobs:
@@ -170,6 +380,27 @@ class Word2Vec:
     array with one sentence a row; a single 1-D array is one stream, cut into 10,000-word
     sentences). Without ``sentences`` nothing is trained: call :meth:`build_vocab` and
     :meth:`train`.
+
+    ``corpus_file`` (keyword-only, instead of ``sentences``; gensim's name): a path to a text
+    file with one sentence a line (the lines and tokens of ``sentences=path``: universal
+    newlines, whitespace), read with ``encoding`` (UTF-8 by default; any encoding that writes
+    a newline as the one byte 0x0A, so not UTF-16). It is never held in memory: the vocabulary
+    pass streams it, and training splits it into ``workers`` byte ranges starting at line starts,
+    each worker thread reading, encoding and training its own range in jobs of ``batch_words``
+    words, its learning rate decaying over its range's words (counted by the vocabulary pass).
+    With ``workers=1`` the jobs are those of the same sentences in memory, so the vectors are
+    the same bit for bit. A missing, unreadable or undecodable file raises (FileNotFoundError,
+    PermissionError, ValueError naming the file and the line) before any weight changes; a file
+    that changes while training raises RuntimeError and the epoch is not counted.
+
+    ``device`` (keyword-only): None follows ``fastnlp.set_device`` (the host when nothing was
+    chosen), ``"cpu"``, or ``"cuda"`` / ``"cuda:N"``: the weights live on that GPU as CuPy
+    arrays and every job is one launch of the multi-block Hogwild kernel, its ids checked on the
+    host and copied over (in-memory corpora once per ``train`` call). Each of the B thread blocks
+    (8 per streaming multiprocessor) is a worker, so a launch trains B x ``batch_words`` words
+    and ``workers`` is not used; not reproducible bit for bit. A device that is not there raises
+    ``fastnlp.kernels.BackendUnavailableError`` with the reason, at construction. ``to(device)``
+    moves a model; ``save`` writes host arrays and ``load(path, device=...)`` puts them on either.
 
     With ``vocabulary=``, a vocabulary that has counts supplies them (for ``min_count``,
     subsampling, the noise distribution, the Huffman tree) in place of the corpus's. Its words
@@ -212,9 +443,10 @@ class Word2Vec:
     """
 
     def __init__(self, sentences=None, sg=0, vector_size=100, window=5, negative=5, hs=0, sample=1e-3,
-                 min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, vocabulary=None,
-                 max_vocab_size=None, ns_exponent=0.75, shrink_windows=True, callbacks=(), progress=True,
-                 batch_words=10000, drop_unseen=False, precision="fp32", rounding="nearest"):
+                 min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, corpus_file=None,
+                 vocabulary=None, max_vocab_size=None, ns_exponent=0.75, shrink_windows=True, callbacks=(),
+                 progress=True, batch_words=10000, drop_unseen=False, precision="fp32", rounding="nearest",
+                 encoding="utf-8", device=None):
         self.sg = _int_setting(int(sg) if isinstance(sg, bool) else sg, "sg", 0)
         self.hs = _int_setting(int(hs) if isinstance(hs, bool) else hs, "hs", 0)
         if self.sg > 1 or self.hs > 1:
@@ -264,6 +496,11 @@ class Word2Vec:
         if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
             raise TypeError(f"vocabulary must be a fastnlp.Vocabulary, got {type(vocabulary).__name__}")
         self.input_vocabulary = vocabulary
+        _file_encoding(encoding)  # a codec that exists (corpus_file checks the newline byte too)
+        self.encoding = encoding
+        self._device = self._device_for(device)
+        self._blocks = None  # thread blocks of a launch on the device, read from it when training there
+        self._file_index = None  # (path, _FileIndex) of the corpus_file build_vocab counted
 
         self.vocabulary = None
         self.syn0 = self.syn1neg = self.syn1 = None
@@ -276,25 +513,61 @@ class Word2Vec:
         self._schedule_epochs = 0  # epochs of the current alpha schedule, and how many are done
         self._schedule_done = 0
         self.kernel_backend = None
-        if sentences is not None:
-            self.build_vocab(sentences)
-            self.train(sentences)
+        if sentences is not None or corpus_file is not None:
+            self.build_vocab(sentences, corpus_file=corpus_file)
+            self.train(sentences, corpus_file=corpus_file)
+
+    # ----- device ------------------------------------------------------------------------------
+
+    def _device_for(self, device) -> str:
+        """``device`` checked and normalised (None: ``fastnlp.set_device``'s choice, else the
+        host); BackendUnavailableError with the reason when it is not here."""
+        if device is None:
+            device = fdevice.get_device()
+        return fdevice.CPU if device is None else fdevice.require(device)
+
+    @property
+    def device(self) -> str:
+        """``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the weights are (or will be, once built)."""
+        return self._device
+
+    def to(self, device):
+        """Move the weights to ``device`` (``"cuda"``, ``"cuda:N"`` or ``"cpu"``) and train there
+        from now on; returns the model."""
+        fdevice.normalize(device)  # a name, not None
+        self._device = self._device_for(device)
+        self._place_weights()
+        return self
+
+    def _place_weights(self):
+        """syn0, syn1neg and syn1 onto the model's device (nothing to do where they are already)."""
+        for name in ("syn0", "syn1neg", "syn1"):
+            weights = getattr(self, name)
+            if weights is not None:
+                setattr(self, name, fdevice.to_device(weights, self._device))
+        self._blocks = None
+        self._wv = None
+
+    def _on_device(self) -> bool:
+        return self._device != fdevice.CPU
 
     # ----- vocabulary --------------------------------------------------------------------------
 
-    def build_vocab(self, sentences):
-        """Count the words of ``sentences``, keep those seen ``min_count`` times or more (most
-        frequent first), build the sampling tables and initialise the weights."""
-        corpus = _Corpus(sentences, ids=self.input_vocabulary is not None)
-        if corpus.ids:
-            words, counts, self._remap = self._count_ids(corpus)
-        else:
-            words, counts = self._count_tokens(corpus)
+    def build_vocab(self, sentences=None, corpus_file=None):
+        """Count the words of ``sentences`` (or of the text file ``corpus_file``, streamed), keep
+        those seen ``min_count`` times or more (most frequent first), build the sampling tables
+        and initialise the weights (on the host, then on the model's device)."""
+        words, counts, file_index = self._count_words(sentences, corpus_file)
+        self._file_index = file_index
         self.vocabulary = Vocabulary(words, counts=counts)
         V, D = len(words), self.vector_size
         rng = np.random.default_rng(self.seed)
-        # word2vec.c's initialisation: inputs uniform in [-0.5, 0.5) / D, outputs zero.
-        self.syn0 = ((rng.random((V, D), dtype=np.float32) - np.float32(0.5)) / np.float32(D)).astype(np.float32)
+        # word2vec.c's initialisation: inputs uniform in [-0.5, 0.5) / D, outputs zero. In place:
+        # the same float32 operations, without temporaries as large as the matrix.
+        syn0 = rng.random((V, D), dtype=np.float32)
+        syn0 -= np.float32(0.5)
+        syn0 /= np.float32(D)
+        self.syn0 = syn0
         self.syn1neg = np.zeros((V if self.negative else 0, D), dtype=np.float32)
         self.syn1 = np.zeros((max(V - 1, 0) if self.hs else 0, D), dtype=np.float32)
         self._tables = kernel_ops.Tables.build(
@@ -303,7 +576,60 @@ class Word2Vec:
         self._wv = None
         self.loss_history, self.epochs_trained = [], 0
         self._schedule_epochs = self._schedule_done = 0
+        self._place_weights()
         return self
+
+    def _source(self, sentences, corpus_file, ids: bool):
+        """The corpus of one call: a :class:`_Corpus` or a :class:`_CorpusFile` (checked: the
+        file exists, is readable, ``encoding`` splits it at newline bytes)."""
+        if corpus_file is not None:
+            if sentences is not None:
+                raise TypeError("pass sentences or corpus_file, not both: one corpus per call (as gensim)")
+            if ids:
+                raise TypeError("corpus_file holds text, but this model reads sentences of ids (it was given "
+                                "vocabulary=): pass the ids as sentences")
+            return _CorpusFile(corpus_file, self.encoding)
+        if sentences is None:
+            raise TypeError("no corpus: pass sentences (token lists, or a path) or corpus_file (a text file)")
+        return _Corpus(sentences, ids=ids, encoding=self.encoding)
+
+    def _count_words(self, sentences, corpus_file):
+        """``(words, counts, file index)`` of the corpus, the index (path, :class:`_FileIndex`)
+        when it is a ``corpus_file`` (so that ``train`` on the same file need not read it again),
+        else None. Sets ``corpus_count`` and ``corpus_total_words`` (and, from ids, the map to the
+        model's ids)."""
+        source = self._source(sentences, corpus_file, ids=self.input_vocabulary is not None)
+        if isinstance(source, _CorpusFile):
+            words, counts, index = self._count_file(source)
+            self.corpus_count, self.corpus_total_words = index.sentences, index.words
+            return words, counts, (source.path.resolve(), index)
+        if source.ids:
+            words, counts, self._remap = self._count_ids(source)
+        else:
+            words, counts = self._count_tokens(source)
+        return words, counts, None
+
+    def _count_file(self, corpus_file):
+        """``(words, counts, index)`` of a corpus file, in one streamed pass (the counter and one
+        piece of the file in memory)."""
+        counter: Counter = Counter()
+        min_reduce = 1
+
+        def count(sentences):
+            nonlocal min_reduce
+            if self.max_vocab_size is None:
+                counter.update(chain.from_iterable(sentences))
+                return
+            for sentence in sentences:  # pruned after every sentence, as a list of sentences is
+                counter.update(sentence)
+                if len(counter) > self.max_vocab_size:
+                    for word in [w for w, c in counter.items() if c <= min_reduce]:
+                        del counter[word]
+                    min_reduce += 1
+
+        index = corpus_file.scan(count)
+        words, counts = self._kept_words(counter)
+        return words, counts, index
 
     def _count_tokens(self, corpus):
         counter: Counter = Counter()
@@ -329,6 +655,11 @@ class Word2Vec:
             raise ValueError("empty corpus: the sentences hold no words")
         self.corpus_count, self.corpus_total_words = index + 1, total
         _check_token_types(counter, corpus)
+        return self._kept_words(counter)
+
+    def _kept_words(self, counter):
+        """The words of ``counter`` seen ``min_count`` times or more, most frequent first (ties
+        in order of first appearance), and their counts."""
         if not counter:
             raise ValueError(f"max_vocab_size={self.max_vocab_size} pruned every word while counting: whenever more "
                              "than max_vocab_size distinct words are held, word2vec.c's rule drops all those seen at "
@@ -386,9 +717,10 @@ class Word2Vec:
 
     # ----- training ----------------------------------------------------------------------------
 
-    def train(self, sentences, total_examples=None, total_words=None, epochs=None, *, stop_after=None,
-              callbacks=None, progress=None):
-        """Train on ``sentences`` (same forms as the constructor's); returns the model.
+    def train(self, sentences=None, total_examples=None, total_words=None, epochs=None, *, corpus_file=None,
+              stop_after=None, callbacks=None, progress=None):
+        """Train on ``sentences`` (same forms as the constructor's) or on the text file
+        ``corpus_file`` (read in ``workers`` byte ranges, see the class); returns the model.
 
         The learning rate follows a schedule of ``epochs`` epochs from ``alpha`` down to
         ``min_alpha``, linear in the words trained. As in gensim, a new schedule on a model that
@@ -405,12 +737,13 @@ class Word2Vec:
         and subsampling) are gensim's arguments. The corpus is counted here anyway (the
         learning rate decays over its exact word count), so they are optional; when given they
         must match that count (ValueError otherwise: a mismatch means the corpus is not the one
-        the caller thinks). ``corpus_count`` and ``corpus_total_words`` hold the counts of the
-        corpus ``build_vocab`` saw, as in gensim.
+        the caller thinks). A ``corpus_file`` that ``build_vocab`` counted, unchanged since
+        (same size and modification time), is not read again for its counts. ``corpus_count``
+        and ``corpus_total_words`` hold the counts of the corpus ``build_vocab`` saw, as in gensim.
         """
         if self.vocabulary is None:
             raise RuntimeError("build the vocabulary first: model.build_vocab(sentences)")
-        corpus = _Corpus(sentences, ids=self._remap is not None)
+        source = self._source(sentences, corpus_file, ids=self._remap is not None)
         remaining = self._schedule_epochs - self._schedule_done
         if remaining > 0:
             if epochs is not None:
@@ -433,28 +766,35 @@ class Word2Vec:
         callbacks = self.callbacks if callbacks is None else tuple(callbacks)
         progress = self.progress if progress is None else progress
 
-        words_per_epoch = longest = n_sentences = 0
-        for sentence in corpus:
-            length = len(sentence)
-            words_per_epoch += length
-            n_sentences += 1
-            if length > longest:
-                longest = length
-        if words_per_epoch == 0:
-            raise ValueError("empty corpus: the sentences hold no words")
+        index = None
+        if isinstance(source, _CorpusFile):
+            index = self._counted(source)
+            words_per_epoch, longest, n_sentences = index.words, index.longest, index.sentences
+        else:
+            words_per_epoch = longest = n_sentences = 0
+            for sentence in source:
+                length = len(sentence)
+                words_per_epoch += length
+                n_sentences += 1
+                if length > longest:
+                    longest = length
+            if words_per_epoch == 0:
+                raise ValueError("empty corpus: the sentences hold no words")
         for name, given, counted in (("total_examples", total_examples, n_sentences),
                                      ("total_words", total_words, words_per_epoch)):
             if given is not None and given != counted:
                 raise ValueError(f"{name}={given}, but the corpus holds {counted} "
                                  f"{'sentences' if name == 'total_examples' else 'words'}; leave {name} out "
                                  "(the corpus is counted anyway) or pass the count of this corpus")
-        # A job gathers sentences until it holds batch_words words.
-        kernel = self._training_kernel(min(words_per_epoch, self.batch_words - 1 + longest))
+        # A job gathers sentences until it holds job_words words (on a device, one launch: a
+        # job of batch_words for each thread block).
+        job_words = self.batch_words * self._device_blocks() if self._on_device() else self.batch_words
+        kernel = self._training_kernel(min(words_per_epoch, job_words - 1 + longest))
         self.kernel_backend = kernel.backend
         encode = registry.kernel("word2vec_encode")  # resolved here: worker threads see no use_backend
         # An in-memory corpus is encoded once per call and its id arrays reused by later epochs;
         # files and other iterables are read (and encoded) again every epoch.
-        encoded = _EncodedJobs() if corpus.in_memory else None
+        encoded = _EncodedJobs() if getattr(source, "in_memory", False) else None
         if new_schedule:  # every check passed: nothing above changed the model
             self._schedule_epochs, self._schedule_done = remaining, 0
         self._round_weights(None)  # low precision: the weights live in the format from the start
@@ -465,7 +805,13 @@ class Word2Vec:
                                epoch_offset=self._schedule_done, epochs=self._schedule_epochs)
         try:
             for epoch in range(1, epochs + 1):
-                loss = self._train_epoch(kernel, encode, corpus, words_per_epoch, encoded, bar)
+                if index is not None:
+                    loss = self._train_file_epoch(kernel, encode, source, index, job_words, bar)
+                elif self._on_device():
+                    loss = self._train_epoch_device(
+                        kernel, encode, self._jobs(source, words_per_epoch, encoded, job_words), encoded, bar)
+                else:
+                    loss = self._train_epoch(kernel, encode, source, words_per_epoch, encoded, bar)
                 self._schedule_done += 1
                 self.epochs_trained += 1
                 self.loss_history.append(loss)
@@ -480,12 +826,36 @@ class Word2Vec:
                 bar.close()
         return self
 
+    def _counted(self, corpus_file) -> _FileIndex:
+        """The counts of ``corpus_file``: those of build_vocab's pass when it read this file and
+        the file has not changed since, else a pass of its own (no vocabulary counter)."""
+        if self._file_index is not None:
+            path, index = self._file_index
+            if path == corpus_file.path.resolve() and index.identity == corpus_file.identity():
+                return index
+        return corpus_file.scan()
+
+    def _device_blocks(self) -> int:
+        """Thread blocks of one launch on the model's device, read from the device once."""
+        if self._blocks is None:
+            from ..kernels.word2vec import cupy_impl
+
+            self._blocks = cupy_impl.default_blocks(getattr(self.syn0.device, "id", None))
+        return self._blocks
+
     def _training_kernel(self, largest_job: int):
         """The compiled training loop over this model's weights, its scratch checked for the
         largest job now rather than in a worker halfway through an epoch."""
-        kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
-                                           window=self.window, negative=self.negative,
-                                           shrink_windows=self.shrink_windows)
+        if self._on_device():
+            from ..kernels.word2vec import cupy_impl
+
+            kernel = cupy_impl.HogwildKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
+                                             window=self.window, negative=self.negative,
+                                             shrink_windows=self.shrink_windows, blocks=self._device_blocks())
+        else:
+            kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
+                                               window=self.window, negative=self.negative,
+                                               shrink_windows=self.shrink_windows)
         kernel.check_scratch(largest_job)
         return kernel
 
@@ -503,7 +873,7 @@ class Word2Vec:
         progress = (self._schedule_done + words_done / words_per_epoch) / self._schedule_epochs
         return max(self.min_alpha, self.alpha - (self.alpha - self.min_alpha) * progress)
 
-    def _batches(self, corpus, encoded):
+    def _batches(self, corpus, encoded, job_words):
         """(sentences or (tokens, sentence_ends), raw words) per job: the ids kept from an earlier
         epoch when ``encoded`` holds them all, else the sentences, which a worker encodes."""
         if encoded is not None and encoded.complete:
@@ -515,20 +885,40 @@ class Word2Vec:
         for sentence in corpus:
             batch.append(sentence)
             n_raw += len(sentence)
-            if n_raw >= self.batch_words:
+            if n_raw >= job_words:
                 yield batch, n_raw
                 batch, n_raw = [], 0
         if batch:
             yield batch, n_raw
 
-    def _jobs(self, corpus, words_per_epoch, encoded=None):
+    def _jobs(self, corpus, words_per_epoch, encoded=None, job_words=None):
         """(number, payload, raw words, alpha_start, alpha_end, seed) per job: the learning rate
         at the job's first and last word, and its random stream."""
         done, epoch = 0, self.epochs_trained
-        for number, (payload, n_raw) in enumerate(self._batches(corpus, encoded)):
+        batches = self._batches(corpus, encoded, self.batch_words if job_words is None else job_words)
+        for number, (payload, n_raw) in enumerate(batches):
             yield (number, payload, n_raw, self._alpha_at(done, words_per_epoch),
                    self._alpha_at(done + n_raw, words_per_epoch), job_seed(self.seed, epoch, number))
             done += n_raw
+
+    # The jobs of a corpus file's range r > 0 are numbered (r << _RANGE_SHIFT) + j, so their random
+    # streams differ from range 0's, whose jobs are numbered 0, 1, ... as those of a list.
+    _RANGE_SHIFT = 40
+
+    def _range_jobs(self, corpus_file, part: _FileRange, job_words: int):
+        """The jobs of one byte range of a corpus file, as :meth:`_jobs` makes them, the learning
+        rate decaying over the range's words (so each worker's range runs the whole epoch's
+        schedule); RuntimeError once read if the range no longer holds the words counted."""
+        done, epoch = 0, self.epochs_trained
+        for j, (batch, n_raw) in enumerate(corpus_file.batches(part, job_words)):
+            number = (part.number << self._RANGE_SHIFT) + j
+            yield (number, batch, n_raw, self._alpha_at(done, part.words), self._alpha_at(done + n_raw, part.words),
+                   job_seed(self.seed, epoch, number))
+            done += n_raw
+        if done != part.words:
+            raise RuntimeError(f"corpus_file {corpus_file.name} changed while training: bytes {part.start}.."
+                               f"{part.end} held {part.words} words when counted and {done} now; this epoch is not "
+                               "counted and the weights are partly trained on it: train again")
 
     def _encode(self, batch, encode):
         """Ids (int32, out-of-vocabulary words removed) and sentence ends (int64) of a batch;
@@ -549,24 +939,26 @@ class Word2Vec:
                 raise TypeError("each sentence must be a list of tokens, got a str; split it first")
         return encode(batch, self.vocabulary.word_to_id)
 
+    def _account(self, job, loss, bar):
+        """A trained job's loss, checked (FloatingPointError naming the epoch and the job when it
+        is not finite) and shown on the progress bar."""
+        number, _, n_raw, alpha_start, _, _ = job
+        if not math.isfinite(loss):
+            which = f"job {number}" if number >> self._RANGE_SHIFT == 0 else \
+                f"job {number & ((1 << self._RANGE_SHIFT) - 1)} of the file's range {number >> self._RANGE_SHIFT}"
+            raise FloatingPointError(
+                f"word2vec training diverged: the loss became {loss} in epoch {self.epochs_trained + 1} "
+                f"(epoch {self._schedule_done + 1}/{self._schedule_epochs} of this schedule), {which} at alpha "
+                f"{alpha_start:.6g}; the weights hold inf/NaN now: lower alpha and train again")
+        if bar is not None:
+            bar.set_postfix(epoch=f"{self._schedule_done + 1}/{self._schedule_epochs}", alpha=f"{alpha_start:.5f}")
+            bar.update(n_raw)
+        return loss
+
     def _train_epoch(self, kernel, encode, corpus, words_per_epoch, encoded, bar):
         """One epoch: this thread reads and encodes the sentences into jobs, ``workers`` threads
         train them (Hogwild when there are several); returns the epoch's loss."""
-        epoch_label = f"{self._schedule_done + 1}/{self._schedule_epochs}"
         total_loss = 0.0
-
-        def account(job, loss):
-            nonlocal total_loss
-            number, _, n_raw, alpha_start, _, _ = job
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"word2vec training diverged: the loss became {loss} in epoch {self.epochs_trained + 1} "
-                    f"(epoch {epoch_label} of this schedule), job {number} at alpha {alpha_start:.6g}; "
-                    "the weights hold inf/NaN now: lower alpha and train again")
-            total_loss += loss
-            if bar is not None:
-                bar.set_postfix(epoch=epoch_label, alpha=f"{alpha_start:.5f}")
-                bar.update(n_raw)
 
         todo: queue.Queue = queue.Queue(maxsize=2 * self.workers)
         done: queue.Queue = queue.Queue()
@@ -599,7 +991,7 @@ class Word2Vec:
         sent = received = 0
 
         def collect(block):
-            nonlocal received
+            nonlocal received, total_loss
             while received < sent:
                 try:
                     job, loss, exc = done.get(block=block)
@@ -608,7 +1000,7 @@ class Word2Vec:
                 received += 1
                 if exc is not None:
                     raise exc
-                account(job, loss)
+                total_loss += self._account(job, loss, bar)
                 block = False
 
         try:
@@ -646,6 +1038,91 @@ class Word2Vec:
                 thread.join()
         return total_loss
 
+    def _train_file_epoch(self, kernel, encode, corpus_file, index, job_words, bar):
+        """One epoch over a corpus file: each worker thread reads, encodes and trains its own
+        byte range (Hogwild when there are several; on a device, this thread reads the whole
+        file and launches each job); returns the epoch's loss."""
+        if corpus_file.identity() != index.identity:
+            raise RuntimeError(f"corpus_file {corpus_file.name} changed since it was counted (its size or "
+                               f"modification time differs); epoch {self._schedule_done + 1}/{self._schedule_epochs} "
+                               "was not trained: train again to count it anew")
+        if self._on_device():
+            whole = corpus_file.ranges(index, 1)[0]
+            return self._train_epoch_device(kernel, encode, self._range_jobs(corpus_file, whole, job_words), None,
+                                            bar)
+        total_loss = 0.0
+        done: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def work(part):
+            try:
+                for job in self._range_jobs(corpus_file, part, job_words):
+                    if stop.is_set():
+                        return
+                    _, batch, _, alpha_start, alpha_end, seed = job
+                    # Read and encoded under the GIL (one job at a time), trained without it.
+                    loss, _ = kernel(*self._encode(batch, encode), alpha_start, alpha_end, seed)
+                    self._round_weights(seed)
+                    done.put((job, loss, None))
+                done.put((None, None, None))
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                stop.set()
+                done.put((None, None, exc))
+
+        threads = [threading.Thread(target=work, args=(part,), name=f"word2vec-file-{part.number}", daemon=True)
+                   for part in corpus_file.ranges(index, self.workers)]
+        started = []
+        try:
+            for thread in threads:
+                thread.start()
+                started.append(thread)
+            finished = 0
+            while finished < len(threads):
+                job, loss, exc = done.get()
+                if exc is not None:
+                    raise exc
+                if job is None:
+                    finished += 1
+                else:
+                    total_loss += self._account(job, loss, bar)
+        finally:
+            stop.set()  # on an error the other workers stop after their current job
+            for thread in started:
+                thread.join()
+        return total_loss
+
+    # Launches in flight before their losses are read (one transfer for all of them): the host
+    # prepares the next jobs while the device trains.
+    _LAUNCHES_IN_FLIGHT = 8
+
+    def _train_epoch_device(self, kernel, encode, jobs, encoded, bar):
+        """One epoch on the device: this thread encodes each job (or reuses its ids, already on
+        the device, from an earlier epoch) and launches it; returns the epoch's loss."""
+        total_loss = 0.0
+        in_flight = []
+
+        def collect():
+            nonlocal total_loss
+            for (job, _), loss in zip(in_flight, kernel.losses([launched for _, launched in in_flight])):
+                total_loss += self._account(job, loss, bar)
+            in_flight.clear()
+
+        for job in jobs:
+            number, payload, n_raw, alpha_start, alpha_end, seed = job
+            if isinstance(payload, list):
+                payload = self._encode(payload, encode)
+            payload = kernel.upload(*payload)
+            if encoded is not None and not encoded.complete:
+                encoded.jobs[number] = (*payload, n_raw)
+            in_flight.append((job, kernel.launch(*payload, alpha_start, alpha_end, seed)))
+            self._round_weights(seed)
+            if len(in_flight) >= self._LAUNCHES_IN_FLIGHT:
+                collect()
+        collect()
+        if encoded is not None:
+            encoded.complete = True
+        return total_loss
+
     # ----- results -----------------------------------------------------------------------------
 
     @property
@@ -658,23 +1135,29 @@ class Word2Vec:
         return self._wv
 
     def _vectors_snapshot(self) -> WordVectors:
-        return WordVectors(self.syn0.copy(), self.vocabulary.id_to_word)
+        return WordVectors(np.array(fdevice.host(self.syn0)), self.vocabulary.id_to_word)
 
     def __repr__(self):
         size = "no vocabulary" if self.vocabulary is None else f"{len(self.vocabulary)} words"
+        where = "" if self._device == fdevice.CPU else f", device={self._device!r}"
         return (f"Word2Vec({size}, sg={self.sg}, vector_size={self.vector_size}, window={self.window}, "
-                f"negative={self.negative}, hs={self.hs}, epochs_trained={self.epochs_trained})")
+                f"negative={self.negative}, hs={self.hs}, epochs_trained={self.epochs_trained}{where})")
 
     # ----- saving ------------------------------------------------------------------------------
 
     _SETTINGS = ("sg", "vector_size", "window", "negative", "hs", "sample", "min_count", "alpha", "min_alpha",
                  "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "shrink_windows", "batch_words",
-                 "progress", "drop_unseen", "precision", "rounding")
+                 "progress", "drop_unseen", "precision", "rounding", "encoding")
 
     def save(self, path):
         """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and
         training progress; no pickle), atomically: readers see the old file or the new.
-        ``fastnlp.load(path)`` or ``Word2Vec.load(path)`` reads it back, ready to train on."""
+        ``fastnlp.load(path)`` or ``Word2Vec.load(path)`` reads it back, ready to train on.
+
+        Weights on a device are written from host copies, so the file loads anywhere. Neither
+        the corpus (``sentences``, ``corpus_file``: data, not settings, as in gensim; a path
+        saved would point at a file that may have changed or moved) nor the device is kept:
+        ``load(path, device=...)`` chooses where the weights go."""
         if self.vocabulary is None:
             raise RuntimeError("nothing to save: the model has no vocabulary yet")
         state = {"words": list(self.vocabulary.id_to_word),
@@ -691,16 +1174,17 @@ class Word2Vec:
     _to_file = save
 
     @classmethod
-    def load(cls, path):
-        """A model written by :meth:`save`, ready to train on (``train`` resumes its schedule)."""
+    def load(cls, path, device=None):
+        """A model written by :meth:`save`, ready to train on (``train`` resumes its schedule),
+        its weights on ``device`` (None: ``fastnlp.set_device``'s choice, else the host)."""
         name = cls.__name__
         header, arrays = read_file(path, f"a {name} file written by {name}.save")
         if header.get("class") != class_name(cls):
             raise ValueError(f"{path} holds a {header.get('class') or header.get('kind')}, not a {name} model")
-        return cls._from_file(header, arrays, path)
+        return cls._from_file(header, arrays, path, device=device)
 
     @classmethod
-    def _from_file(cls, header, arrays, path):
+    def _from_file(cls, header, arrays, path, device=None):
         if header["version"] == 0:  # the model's own format before the library had one
             meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
             if meta.get("format") != _LEGACY_FORMAT or meta.get("version") != _LEGACY_FORMAT_VERSION:
@@ -714,7 +1198,7 @@ class Word2Vec:
         input_vocabulary = None
         if "remap" in arrays:
             input_vocabulary = Vocabulary(meta["input_words"])
-        model = cls(vocabulary=input_vocabulary, **settings)
+        model = cls(vocabulary=input_vocabulary, device=device, **settings)
         model.vocabulary = Vocabulary(meta["words"], counts=arrays["counts"])
         V, D = len(model.vocabulary), model.vector_size
         expected = {"syn0": (V, D), "syn1neg": (V if model.negative else 0, D),
@@ -736,5 +1220,6 @@ class Word2Vec:
         model.loss_history = [float(x) for x in state["loss_history"]]
         model.corpus_count = state.get("corpus_count")  # absent from files of earlier versions
         model.corpus_total_words = state.get("corpus_total_words")
+        model._place_weights()
         return model
 
