@@ -74,13 +74,7 @@ def report_vectors(vectors, data_dir, queries=BOOK_QUERIES) -> dict:
     ``vectors`` (a WordVectors); returns evaluate_word_pairs' result."""
     from fastnlp.datasets._files import find_or_fetch
 
-    for query in queries:
-        if query not in vectors:
-            print(f"\n[query] {query}: not in the vocabulary")
-            continue
-        print(f"\n[query] {query}")
-        for word, score in vectors.most_similar(query, top=5):
-            print(f" {word}: {score:.3f}")
+    _print_neighbours(vectors, queries)
     result = vectors.evaluate_word_pairs(find_or_fetch("eval/wordsim353.tsv", data_dir))
     print(f"\nWordSim-353: Spearman {result['spearman']:.3f} over {result['pairs']} pairs "
           f"({result['oov_ratio']:.1%} out of vocabulary)")
@@ -184,7 +178,7 @@ def _check_memory_budget(args, vocab_size) -> None:
 
 
 def _print_neighbours(vectors, queries) -> None:
-    """report_vectors' neighbours, for when there is no WordSim-353 file to score."""
+    """The five nearest neighbours of each of ``queries`` (report_vectors prints them before the score)."""
     for query in queries:
         if query not in vectors:
             print(f"\n[query] {query}: not in the vocabulary")
