@@ -98,7 +98,7 @@ def _open(path):
         raise OSError(err.errno, f"cannot read corpus file ({err.strerror})", str(path)) from None
 
 
-def _check_encoding(encoding) -> str:
+def check_encoding(encoding) -> str:
     if not isinstance(encoding, str):
         raise TypeError(f"encoding must be a str, got {type(encoding).__name__}")
     try:
@@ -107,7 +107,7 @@ def _check_encoding(encoding) -> str:
         raise ValueError(f"unknown encoding {encoding!r}") from None
 
 
-def _check_eos(eos):
+def check_eos(eos):
     if eos is None:
         return None
     if not isinstance(eos, str) or not eos or eos.split() != [eos]:
@@ -128,7 +128,7 @@ def _decode(decoder, data: bytes, final: bool, path, consumed: int, encoding: st
 def _read_file(path, encoding, start=0):
     """The decoded text of ``path`` from byte ``start`` in pieces that each end after a whitespace
     character (so no token is cut), newlines made universal; then a final ``None``-free piece."""
-    encoding = _check_encoding(encoding)
+    encoding = check_encoding(encoding)
     decoder = codecs.getincrementaldecoder(encoding)()
     carry = ""
     with _open(path) as f:
@@ -162,7 +162,7 @@ def _universal_newlines(text: str) -> str:
 def _block_tokens(paths, encoding, eos) -> Iterator[list]:
     """Lists of tokens of the files as one stream, a block at a time (the fast path: one
     ``replace`` and one ``split`` per block instead of a loop over lines)."""
-    eos = _check_eos(eos)
+    eos = check_eos(eos)
     newline = "\n" if eos is None else f" {eos} "
     for path in paths:
         open_line = False  # text after the last newline: a last line without one
@@ -179,7 +179,7 @@ def _block_tokens(paths, encoding, eos) -> Iterator[list]:
 def iter_file_tokens(path, encoding: str = "utf-8", eos: str | None = "<eos>") -> Iterator[list]:
     """The tokens of ``path``, one list per line: ``line.split()`` plus ``eos`` (when not None),
     the PTB loader's tokenisation (see the module docstring)."""
-    eos = _check_eos(eos)
+    eos = check_eos(eos)
     tail = [eos] if eos is not None else []
     words: list = []
     open_line = False
@@ -332,7 +332,7 @@ def file_tail_ids(path, word_to_id, n: int, encoding: str = "utf-8", eos: str | 
     n = int(n)
     if n == 0:
         return np.zeros(0, np.int64)
-    if not _SEEKABLE_ENCODINGS.match(_check_encoding(encoding)):
+    if not _SEEKABLE_ENCODINGS.match(check_encoding(encoding)):
         return _last_ids(_id_blocks([path], word_to_id, encoding, eos, unknown), n)
     size = os.path.getsize(path)
     span = 4096
@@ -352,11 +352,11 @@ def _ids_after(path, start, word_to_id, encoding, eos, unknown) -> np.ndarray:
     with _open(path) as f:
         f.seek(start)
         head = f.read(8)
-    if _check_encoding(encoding) == "utf-8":  # step over the continuation bytes of a cut character
+    if check_encoding(encoding) == "utf-8":  # step over the continuation bytes of a cut character
         skip = next((i for i, byte in enumerate(head) if byte & 0xC0 != 0x80), len(head))
         start += skip
     encode = _encoder(word_to_id, unknown)
-    eos = _check_eos(eos)
+    eos = check_eos(eos)
     newline = "\n" if eos is None else f" {eos} "
     parts, first, open_line = [], True, False
     for text in _read_file(path, encoding, start):
@@ -407,8 +407,8 @@ def count_files(paths, vocabulary, window: int = 2, weighting: str = "uniform", 
             raise TypeError("vocabulary must be a Vocabulary or a sequence of words, got a single string")
         vocabulary = Vocabulary(vocabulary)
     paths = check_readable(paths)
-    _check_encoding(encoding)
-    _check_eos(eos)
+    check_encoding(encoding)
+    check_eos(eos)
     vocab_size = len(vocabulary)
     chunk_tokens = chunk_tokens_for_budget(memory_budget, vocab_size, window)
     chunks = _rechunk(_id_blocks(paths, vocabulary.word_to_id, encoding, eos, vocabulary.unk_id), chunk_tokens)

@@ -205,13 +205,13 @@ def _count_blocks(paths, client, words, window, weighting, boundary_id, memory_b
     Only the last futures of each step are kept here: Dask frees a task's result once the
     tasks after it have run and no client holds its future, so the shards' pieces and the
     partial sums leave the workers' memory as the trees climb."""
-    from .corpus_files import _check_encoding, _check_eos
+    from .corpus_files import check_encoding, check_eos
     from .kernels.cooccurrence import MAX_WINDOW
     from .text import Vocabulary
 
     check_client(client)
     paths = _shard_paths(paths)
-    encoding, eos = _check_encoding(encoding), _check_eos(eos)
+    encoding, eos = check_encoding(encoding), check_eos(eos)
     window = _check_int(window, "window", 1, MAX_WINDOW)
     if weighting not in ("uniform", "harmonic"):
         raise ValueError(f"weighting must be 'uniform' or 'harmonic', got {weighting!r}")
@@ -461,9 +461,9 @@ def _block_of(shard, r):
 def _sum_counts(*pieces):
     """The sum of canonical (V, V) CSR count matrices in one pass, as ``cooccurrence`` merges
     its chunks' counts (adding them two at a time would copy the growing sum once per piece)."""
-    from .kernels.cooccurrence import _PartialCounts
+    from .kernels.cooccurrence import PartialCounts
 
-    partial = _PartialCounts(pieces[0].shape[0], np)
+    partial = PartialCounts(pieces[0].shape[0], np)
     for piece in pieces:
         partial.add((piece.indptr.astype(np.int64, copy=False), piece.indices.astype(np.int32, copy=False),
                      piece.data.astype(np.float64, copy=False)))

@@ -94,7 +94,7 @@ def cooccurrence(corpus, vocab_size, window=1, weighting="uniform", boundary_id=
         if xp is None:
             xp = dispatch.array_module(chunk) if hasattr(chunk, "shape") else np
             budget = _Budget(memory_budget, vocab_size, window, backend=_backend_of(xp), xp=xp)
-            counts = _PartialCounts(vocab_size, xp)
+            counts = PartialCounts(vocab_size, xp)
             tail = _context_tail(context, vocab_size, window, xp)
         chunk = xp.asarray(chunk)
         if chunk.ndim != 1:
@@ -263,7 +263,7 @@ def chunk_tokens_for_budget(memory_budget, vocab_size, window):
     return _Budget(memory_budget, vocab_size, window, _backend_of(np)).chunk_tokens
 
 
-class _PartialCounts:
+class PartialCounts:
     """The counts so far: one merged CSR matrix, plus the chunks' parts since the last merge
     packed one after another in two growing arrays (each part's rows start at its own indptr)."""
 
