@@ -29,6 +29,7 @@ import fastnlp  # noqa: E402
 from fastnlp import optim  # noqa: E402
 from fastnlp.datasets import load_sequence  # noqa: E402
 from fastnlp.models import AttentionSeq2seq, seq2seq_accuracy  # noqa: E402
+from torch_peers import attention_seq2seq  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -49,39 +50,7 @@ def ours(backend, x, t, x_test, t_test, V, batches):
 
 
 def torch_model(torch, V):
-    nn = torch.nn
-
-    class Seq2seq(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc_embed, self.dec_embed = nn.Embedding(V, WORDVEC), nn.Embedding(V, WORDVEC)
-            self.encoder = nn.LSTM(WORDVEC, HIDDEN, batch_first=True)
-            self.decoder = nn.LSTM(WORDVEC, HIDDEN, batch_first=True)
-            self.affine = nn.Linear(2 * HIDDEN, V)
-
-        def decode(self, ys, enc_hs, state):
-            dec_hs, state = self.decoder(self.dec_embed(ys), state)
-            a = torch.softmax(torch.bmm(dec_hs, enc_hs.transpose(1, 2)), dim=-1)  # the same dot-product attention
-            return self.affine(torch.cat((torch.bmm(a, enc_hs), dec_hs), dim=2)), state
-
-        def forward(self, xs, ts):
-            enc_hs, _ = self.encoder(self.enc_embed(xs))
-            h0 = enc_hs[:, -1:].transpose(0, 1).contiguous()
-            score, _ = self.decode(ts[:, :-1], enc_hs, (h0, torch.zeros_like(h0)))
-            return nn.functional.cross_entropy(score.reshape(-1, V), ts[:, 1:].reshape(-1))
-
-        @torch.no_grad()
-        def generate(self, xs, start, length):
-            enc_hs, _ = self.encoder(self.enc_embed(xs))
-            h0 = enc_hs[:, -1:].transpose(0, 1).contiguous()
-            state, ids, out = (h0, torch.zeros_like(h0)), start, []
-            for _ in range(length):
-                score, state = self.decode(ids, enc_hs, state)
-                ids = score.argmax(dim=-1)
-                out.append(ids)
-            return torch.cat(out, dim=1)
-
-    return Seq2seq()
+    return attention_seq2seq(torch, V, WORDVEC, HIDDEN)
 
 
 def theirs(torch, x, t, x_test, t_test, V, batches):

@@ -597,42 +597,12 @@ def speed_language_model(name, data, device, deadline, dry_run, torch):
 def torch_attention_seq2seq(torch, ours):
     """The date model in PyTorch (embeddings, nn.LSTM encoder and decoder, dot-product attention,
     nn.Linear over [context, h]) with ``ours``' weights (a host AttentionSeq2seq)."""
-    nn = torch.nn
     enc_embed, enc_Wx, enc_Wh, enc_b, dec_embed, dec_Wx, dec_Wh, dec_b, W, b = ours.params
     V, D = enc_embed.shape
     H = enc_Wh.shape[0]
+    from torch_peers import attention_seq2seq
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc_embed, self.dec_embed = nn.Embedding(V, D), nn.Embedding(V, D)
-            self.encoder = nn.LSTM(D, H, batch_first=True)
-            self.decoder = nn.LSTM(D, H, batch_first=True)
-            self.affine = nn.Linear(2 * H, V)
-
-        def decode(self, ys, enc_hs, state):
-            dec_hs, state = self.decoder(self.dec_embed(ys), state)
-            a = torch.softmax(torch.bmm(dec_hs, enc_hs.transpose(1, 2)), dim=-1)
-            return self.affine(torch.cat((torch.bmm(a, enc_hs), dec_hs), dim=2)), state
-
-        def forward(self, xs, ts):
-            enc_hs, _ = self.encoder(self.enc_embed(xs))
-            h0 = enc_hs[:, -1:].transpose(0, 1).contiguous()
-            score, _ = self.decode(ts[:, :-1], enc_hs, (h0, torch.zeros_like(h0)))
-            return nn.functional.cross_entropy(score.reshape(-1, V), ts[:, 1:].reshape(-1))
-
-        @torch.no_grad()
-        def generate(self, xs, start, length):
-            enc_hs, _ = self.encoder(self.enc_embed(xs))
-            h0 = enc_hs[:, -1:].transpose(0, 1).contiguous()
-            state, ids, out = (h0, torch.zeros_like(h0)), start, []
-            for _ in range(length):
-                score, state = self.decode(ids, enc_hs, state)
-                ids = score.argmax(dim=-1)
-                out.append(ids)
-            return torch.cat(out, dim=1)
-
-    net = Net()
+    net = attention_seq2seq(torch, V, D, H)
     with torch.no_grad():
         for embed, weights in ((net.enc_embed, enc_embed), (net.dec_embed, dec_embed)):
             embed.weight.copy_(torch.from_numpy(weights))
