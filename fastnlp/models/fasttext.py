@@ -304,10 +304,7 @@ class FastText(Word2Vec):
         ``FastText.load`` reads it back, ready to train on."""
         if self.vocabulary is None:
             raise RuntimeError("nothing to save: the model has no vocabulary yet")
-        state = {"words": list(self.vocabulary.id_to_word),
-                 "training": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
-                              "schedule_done": self._schedule_done, "loss_history": self.loss_history,
-                              "corpus_count": self.corpus_count, "corpus_total_words": self.corpus_total_words}}
+        state = self._saved_state()
         arrays = {"syn0": self.syn0, "syn1neg": self.syn1neg, "counts": self.vocabulary.counts}
         settings = {name: getattr(self, name) for name in self._SETTINGS}
         return write_file(path, self, arrays, kind="model", settings=settings, state=state)
@@ -325,13 +322,7 @@ class FastText(Word2Vec):
                 raise ValueError(f"{path}: {key} has shape {arrays[key].shape} dtype {arrays[key].dtype}, "
                                  f"expected {shape} float32")
             setattr(model, key, np.array(arrays[key], dtype=np.float32, order="C"))
-        training = state["training"]
-        model.epochs_trained = int(training["epochs_trained"])
-        model._schedule_epochs = int(training["schedule_epochs"])
-        model._schedule_done = int(training["schedule_done"])
-        model.loss_history = [float(x) for x in training["loss_history"]]
-        model.corpus_count = training.get("corpus_count")
-        model.corpus_total_words = training.get("corpus_total_words")
+        model._restore_training(state["training"])
         return model
 
 

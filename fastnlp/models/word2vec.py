@@ -98,6 +98,20 @@ def _check_token_types(counter, corpus):
                     "counted and no longer does: does iterating it give the same sentences every time?")
 
 
+def _group_into_jobs(sentences, job_words):
+    """(sentences, words) per job: consecutive sentences gathered until they hold ``job_words``
+    words (the last job may hold fewer)."""
+    batch, n_raw = [], 0
+    for sentence in sentences:
+        batch.append(sentence)
+        n_raw += len(sentence)
+        if n_raw >= job_words:
+            yield batch, n_raw
+            batch, n_raw = [], 0
+    if batch:
+        yield batch, n_raw
+
+
 class _Corpus:
     """The sentences of one training call: re-iterable, each pass yields lists/arrays of tokens."""
 
@@ -347,17 +361,9 @@ class _CorpusFile:
         """(sentences as token lists, words) per job of range ``part``: sentences gathered until
         they hold ``job_words`` words, as Word2Vec groups an in-memory corpus."""
         block = min(self.MAX_BLOCK, max(self.MIN_BLOCK, 8 * job_words))
-        batch, n_raw = [], 0
-        for offset, piece in self._pieces(part.start, part.end, block):
-            for line in self._lines(piece, offset):
-                tokens = line.split()
-                batch.append(tokens)
-                n_raw += len(tokens)
-                if n_raw >= job_words:
-                    yield batch, n_raw
-                    batch, n_raw = [], 0
-        if batch:
-            yield batch, n_raw
+        sentences = (line.split() for offset, piece in self._pieces(part.start, part.end, block)
+                     for line in self._lines(piece, offset))
+        yield from _group_into_jobs(sentences, job_words)
 
 
 class _EncodedJobs:
@@ -881,15 +887,7 @@ class Word2Vec:
                 tokens, ends, n_raw = encoded.jobs[number]
                 yield (tokens, ends), n_raw
             return
-        batch, n_raw = [], 0
-        for sentence in corpus:
-            batch.append(sentence)
-            n_raw += len(sentence)
-            if n_raw >= job_words:
-                yield batch, n_raw
-                batch, n_raw = [], 0
-        if batch:
-            yield batch, n_raw
+        yield from _group_into_jobs(corpus, job_words)
 
     def _jobs(self, corpus, words_per_epoch, encoded=None, job_words=None):
         """(number, payload, raw words, alpha_start, alpha_end, seed) per job: the learning rate
@@ -1160,10 +1158,7 @@ class Word2Vec:
         ``load(path, device=...)`` chooses where the weights go."""
         if self.vocabulary is None:
             raise RuntimeError("nothing to save: the model has no vocabulary yet")
-        state = {"words": list(self.vocabulary.id_to_word),
-                 "training": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
-                              "schedule_done": self._schedule_done, "loss_history": self.loss_history,
-                              "corpus_count": self.corpus_count, "corpus_total_words": self.corpus_total_words}}
+        state = self._saved_state()
         arrays = {"syn0": self.syn0, "syn1neg": self.syn1neg, "syn1": self.syn1, "counts": self.vocabulary.counts}
         if self._remap is not None:
             arrays["remap"] = self._remap
@@ -1213,13 +1208,23 @@ class Word2Vec:
         model._tables = kernel_ops.Tables.build(
             counts, sample=model.sample, negative=model.negative, ns_exponent=model.ns_exponent,
             huffman=huffman_tree(counts) if model.hs else None)
-        state = meta["training"]
-        model.epochs_trained = int(state["epochs_trained"])
-        model._schedule_epochs = int(state["schedule_epochs"])
-        model._schedule_done = int(state["schedule_done"])
-        model.loss_history = [float(x) for x in state["loss_history"]]
-        model.corpus_count = state.get("corpus_count")  # absent from files of earlier versions
-        model.corpus_total_words = state.get("corpus_total_words")
+        model._restore_training(meta["training"])
         model._place_weights()
         return model
+
+    def _saved_state(self) -> dict:
+        """The vocabulary's words and the training progress, as ``save`` writes them."""
+        return {"words": list(self.vocabulary.id_to_word),
+                "training": {"epochs_trained": self.epochs_trained, "schedule_epochs": self._schedule_epochs,
+                             "schedule_done": self._schedule_done, "loss_history": self.loss_history,
+                             "corpus_count": self.corpus_count, "corpus_total_words": self.corpus_total_words}}
+
+    def _restore_training(self, training: dict) -> None:
+        """The training progress of a saved file (``_saved_state``'s "training")."""
+        self.epochs_trained = int(training["epochs_trained"])
+        self._schedule_epochs = int(training["schedule_epochs"])
+        self._schedule_done = int(training["schedule_done"])
+        self.loss_history = [float(x) for x in training["loss_history"]]
+        self.corpus_count = training.get("corpus_count")  # absent from files of earlier versions
+        self.corpus_total_words = training.get("corpus_total_words")
 
