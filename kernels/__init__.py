@@ -30,6 +30,7 @@ from .gemm import gemm
 from .lstm import lstm_step_backward, lstm_step_forward
 from .rounding import round_to_format
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
+from .softmax import exp_row_sums
 from .topk import topk  # noqa: F401  per-row k best scores (WordVectors.most_similar)
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
 from . import fasttext  # noqa: E402, F401  registers the fastText trainer's ops (fastnlp.FastText runs them)
@@ -45,6 +46,7 @@ __all__ = [
     "cooccurrence",
     "dispatch",
     "embedding_gather",
+    "exp_row_sums",
     "gather_dot",
     "gather_dot_backward",
     "gemm",

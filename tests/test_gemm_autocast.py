@@ -128,10 +128,19 @@ def test_unsupported_dtypes_are_named(bad):
             pass
 
 
-def test_float16_outside_autocast_is_still_refused():
-    a = _random((3, 4), dtype=np.float16)
-    with pytest.raises(TypeError):
-        gemm(a, a.T)
+def test_float16_operands_sum_in_float32_outside_autocast_too():
+    # float16 is one of gemm's input dtypes (issue 16): sums in float32, float32 out by default,
+    # float16 out rounded once when asked; a float16 operand beside a float32 one is refused.
+    a, b = _random((3, 700), 1).astype(np.float16), _random((700, 5), 2).astype(np.float16)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    result = gemm(a, b)
+    assert result.dtype == np.float32
+    np.testing.assert_allclose(result, exact, rtol=1e-5, atol=1e-5)
+    rounded = gemm(a, b, out_dtype=np.float16)
+    assert rounded.dtype == np.float16
+    np.testing.assert_array_equal(rounded, result.astype(np.float16))
+    with pytest.raises(TypeError, match="one dtype"):
+        gemm(a, b.astype(np.float32))
 
 
 def test_threads_and_contexts_are_isolated():

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import gemm, lstm_step_backward, lstm_step_forward
+from ..kernels import exp_row_sums, gemm, lstm_step_backward, lstm_step_forward
 from ..kernels.dispatch import array_module
 from ..kernels.memory import aligned_copy
 from ..kernels.validate import as_id_array, check_ids
@@ -473,11 +473,11 @@ class TimeSoftmaxWithLoss(Layer):
     (or one-hot (N, T, V)). Positions labelled ``ignore_label`` (the book's -1: padding) add
     neither loss nor gradient, and the mean is over the others.
 
-    Fused: forward makes one (N*T, V) buffer holding ``exp(x)`` and keeps the row sums;
-    backward scales that buffer into the gradient in place (``softmax - onehot``, divided by
+    Fused: forward makes one (N*T, V) buffer holding ``exp(x)`` and keeps the row sums (one
+    pass over the scores, the ``exp_row_sums`` op, on the BLAS threads); backward scales that buffer into the gradient in place (``softmax - onehot``, divided by
     the count). Scores are not shifted by their row maximum unless a row would overflow or lose
     precision (float32: a score above ~88, or every score below ~-44; language-model scores lie
-    far inside), so the scores are read twice and the buffer written twice in all, where
+    far inside), so the scores are read once and the buffer written twice in all, where
     softmax, log and a separate gradient take about three times as many passes. Backward
     returns that buffer: call it once per forward.
     """
@@ -515,8 +515,13 @@ class TimeSoftmaxWithLoss(Layer):
         rows = xp.arange(x2.shape[0])
         picked = x2[rows, labels]
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            y = np.exp(x2)  # unshifted: two passes (exp, sum) instead of four (max, shift, exp, sum)
-            sums = y.sum(axis=1)
+            # unshifted: one pass (exp and row sums, the exp_row_sums op) instead of four (max,
+            # shift, exp, sum); float16 / bfloat16 scores, which the op declines, go to NumPy
+            if x2.dtype == np.float32 or x2.dtype == np.float64:
+                y, sums = exp_row_sums(x2)
+            else:
+                y = np.exp(x2)
+                sums = y.sum(axis=1)
             # A row overflowed (a score above ~88 in float32), holds NaN, or its sum is so small
             # (every score below ~-44) that less likely classes would lose precision: shift
             # those rows by their maximum, as softmax always may.

@@ -16,12 +16,14 @@ The contract of the backend-level op (every implementation in this folder follow
         The last two axes of a and b are C-contiguous (the row stride of a single-row matrix
         may be anything); a batch stride may be anything, 0 too (a 2-D operand shared by the
         batch). ``out`` is C-contiguous and overlaps neither.
-        a and b share one dtype: float32, float64 or bfloat16 (``ml_dtypes``); out is float64
-        for float64 inputs and float32 otherwise (bfloat16 products accumulate in float32).
+        a and b share one dtype: float32, float64, bfloat16 (``ml_dtypes``) or float16; out is
+        float64 for float64 inputs and float32 otherwise (16-bit products accumulate in float32:
+        a product of two bfloat16 or float16 values is exact in float32).
         M, N, K and B are never 0 (the wrapper handles empty products). Returns None.
 
 The layers call :func:`gemm`, which validates once, turns transposed views into the trans
-flags instead of copying, and accepts bfloat16 outputs (rounded once, at the end).
+flags instead of copying, and accepts bfloat16 / float16 outputs for those inputs (rounded
+once, at the end).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ except ImportError:  # ml_dtypes is a dependency; a broken install still multipl
     BFLOAT16 = None
 
 FLOAT32, FLOAT64, FLOAT16 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)
-INPUT_DTYPES = (FLOAT32, FLOAT64) + ((BFLOAT16,) if BFLOAT16 is not None else ())
+INPUT_DTYPES = (FLOAT32, FLOAT64) + ((BFLOAT16,) if BFLOAT16 is not None else ()) + (FLOAT16,)
+HALF_INPUTS = tuple(d for d in INPUT_DTYPES if d.itemsize == 2)  # stored in 16 bits, summed in float32
 
 # Shape classes the calibration measures separately. Products at or below SMALL_MACS
 # multiply-adds are dominated by call overhead; a side of at most STEP_ROWS rows is one time
@@ -62,12 +65,12 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
 
     ``a`` and ``b`` are matrices or stacks of them (leading axes broadcast as in
     ``np.matmul``: a 2-D operand is shared by the whole batch), with one dtype: float32,
-    float64 or bfloat16. Transposed views (``x.T``, ``swapaxes(-1, -2)``) cost nothing: they
+    float64, bfloat16 or float16. Transposed views (``x.T``, ``swapaxes(-1, -2)``) cost nothing: they
     become the flags. ``out`` receives the product (a new array when None); ``accumulate=True``
     adds it instead (``dW += x.T @ dout`` is ``gemm(x, dout, dW, trans_a=True,
     accumulate=True)``). The result dtype is float64 for float64 inputs and float32 for the
-    others, or ``out_dtype`` / ``out``'s dtype where that is bfloat16: products then
-    accumulate in float32 and round once.
+    others, or ``out_dtype`` / ``out``'s dtype where that is the 16-bit input dtype: products
+    then accumulate in float32 and round once.
     """
     state = _autocast.active()  # one context variable read when autocast is off
     cached_b = None
@@ -80,7 +83,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
             and (trans_b is False or trans_b is True) and (accumulate is False or accumulate is True)):
         dtype = a.dtype
         if (dtype is b.dtype and (dtype is out.dtype and (dtype is FLOAT32 or dtype is FLOAT64)
-                                  or dtype is BFLOAT16 and out.dtype is FLOAT32)  # autocast's case
+                                  or (dtype is BFLOAT16 or dtype is FLOAT16) and out.dtype is FLOAT32)
                 and a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous
                 and out.flags.writeable):
             M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
@@ -96,8 +99,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         a, b = _check_arrays(a, b, out)
     if a.dtype != b.dtype or a.dtype not in INPUT_DTYPES:
-        if not (a.dtype == b.dtype == FLOAT16 and state is not None and state.low == FLOAT16):
-            _refuse_dtypes(a, b)  # float16 only as autocast("fp16")'s operands
+        _refuse_dtypes(a, b)
     trans_a, trans_b, accumulate = _flag(trans_a, "trans_a"), _flag(trans_b, "trans_b"), _flag(accumulate, "accumulate")
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"gemm multiplies matrices or stacks of them, got a {a.shape} and b {b.shape}")
@@ -132,10 +134,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
         elif lead:
             batch = int(np.prod(lead))
             a, b, product = _stacked(a, lead, xp), _stacked(b, lead, xp), target.reshape(batch, M, N)
-        if a.dtype == FLOAT16:
-            kernel = _autocast.float16_kernel()
-        else:
-            kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K))
+        kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K))
         kernel(a, b, product, trans_a, trans_b, accumulate)
     if target is not out:
         out[...] = target.astype(result_dtype)
@@ -222,7 +221,7 @@ def _stacked(x, lead, xp):
 
 
 def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate, like):
-    allowed = (compute,) + ((BFLOAT16,) if input_dtype == BFLOAT16 else ())
+    allowed = (compute,) + ((input_dtype,) if input_dtype in HALF_INPUTS else ())
     if out_dtype is not None:
         out_dtype = np.dtype(out_dtype)
         if out_dtype not in allowed:
@@ -252,11 +251,11 @@ def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate, like):
 # ---- registration -------------------------------------------------------------------------------
 
 # float32: products of K terms summed in another order (blocking, FMA) than OpenBLAS's: a
-# few ulp of the sum of |terms|, which the examples keep near 1 per term. bfloat16 inputs are
-# exact in float32, so their products differ from the reference's only by that summation.
+# few ulp of the sum of |terms|, which the examples keep near 1 per term. bfloat16 and float16
+# inputs are exact in float32, so their products differ from the reference's only by that summation.
 _TOLERANCE = {FLOAT32: (2e-5, 2e-5), FLOAT64: (1e-12, 1e-12)}
-if BFLOAT16 is not None:
-    _TOLERANCE[BFLOAT16] = (2e-5, 2e-5)
+for _half in HALF_INPUTS:
+    _TOLERANCE[_half] = (2e-5, 2e-5)
 
 
 def gemm_problem(M, K, N, dtype, trans_a=False, trans_b=False, accumulate=False, *, batch=None, shared=None,
@@ -311,7 +310,7 @@ def _calibrated_preference(variant):
 
 registry.register(registry.OpSpec(
     name="gemm", family="gemm",
-    doc="out (+)= op(a) @ op(b): 2-D or batched, float32/float64/bfloat16 inputs, float32/64 out",
+    doc="out (+)= op(a) @ op(b): 2-D or batched, float32/float64/bfloat16/float16 inputs, float32/64 out",
     dtypes=INPUT_DTYPES, deterministic=False, exact=False, tolerance=_TOLERANCE,
     examples=_gemm_examples, benchmark_args=_gemm_benchmark, writes=(2,),
     dtype_of=lambda args: args[0].dtype,

@@ -297,29 +297,6 @@ def _reorder():
     return function
 
 
-_float16_state = {}
-
-
-def float16_kernel():
-    """The product of float16 operands with float32 sums: MKL's ``cblas_gemm_f16f16f32``,
-    else NumPy's on the exactly widened values (the reference)."""
-    from .. import dispatch
-    from . import reference
-
-    if dispatch.chosen_backend() == "numpy":
-        return reference.gemm
-    function = _float16_state.get("function")
-    if function is None:
-        try:
-            from . import mkl_impl
-
-            function = mkl_impl.gemm if mkl_impl.HAS_FLOAT16 else reference.gemm
-        except (ImportError, OSError):
-            function = reference.gemm
-        _float16_state["function"] = function
-    return function
-
-
 _packing = {}
 
 

@@ -3,7 +3,8 @@
 Row-major CBLAS maps the contract one to one: the last two dims of every operand are
 C-contiguous, so each leading dimension is the stored row length, ``trans_a``/``trans_b``
 become CblasTrans, and ``accumulate`` is beta = 1. bfloat16 operands go to
-``cblas_gemm_bf16bf16f32`` as their raw 16-bit buffers (float32 accumulation and output).
+``cblas_gemm_bf16bf16f32`` as their raw 16-bit buffers (float32 accumulation and output),
+float16 ones to ``cblas_gemm_f16f16f32`` (an MKL without it: widened to float32 first).
 
 Batches: float32/float64 use ``cblas_?gemm_batch_strided`` (one call; a batch stride of 0,
 an operand broadcast over the batch, is accepted by MKL); bf16 has no batched entry point, so
@@ -39,7 +40,7 @@ _F64 = np.dtype(np.float64)
 _sgemm = _mkl.cblas_sgemm
 _dgemm = _mkl.cblas_dgemm
 _gemm_bf16 = _mkl.cblas_gemm_bf16bf16f32
-_gemm_f16 = getattr(_mkl, "cblas_gemm_f16f16f32", None)  # float16 operands (autocast("fp16") only)
+_gemm_f16 = getattr(_mkl, "cblas_gemm_f16f16f32", None)  # float16 operands (MKL 2021 and later)
 HAS_FLOAT16 = _gemm_f16 is not None
 _F16 = np.dtype(np.float16)
 _sgemm_batch = getattr(_mkl, "cblas_sgemm_batch_strided", None)  # MKL 2020 update 2 and later
@@ -68,7 +69,9 @@ def gemm(a, b, out, trans_a, trans_b, accumulate):
         call, batch_call, one, beta = _sgemm, _sgemm_batch, _F_ONE, _F_ONE if accumulate else _F_ZERO
     elif dtype == _F64:
         call, batch_call, one, beta = _dgemm, _dgemm_batch, _D_ONE, _D_ONE if accumulate else _D_ZERO
-    else:  # bfloat16, the contract's only other dtype (and autocast's float16); no batched entry point
+    else:  # bfloat16 or float16: no batched entry point
+        if dtype == _F16 and _gemm_f16 is None:
+            return _numpy_gemm(a, b, out, trans_a, trans_b, accumulate)  # widens, sums in float32
         call = _gemm_f16 if dtype == _F16 else _gemm_bf16
         batch_call, one, beta = None, _F_ONE, _F_ONE if accumulate else _F_ZERO
     a_shape, out_shape = a.shape, out.shape

@@ -33,6 +33,7 @@ _dnnl = _libraries.load("onednn")
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_F16 = np.dtype(np.float16)  # widened to float32: this module binds oneDNN's bf16 products only
 _P, _I64, _CHAR = ctypes.c_void_p, ctypes.c_int64, ctypes.c_char
 _N, _T = b"N", b"T"
 
@@ -120,7 +121,7 @@ def gemm_call(a, b, out, trans_a, trans_b, accumulate):
     dtype = a.dtype
     if dtype == _F64:
         return reference.gemm(a, b, out, trans_a, trans_b, accumulate)  # oneDNN has no CPU float64 matmul
-    if dtype != _F32 and _BF16_WIDEN:
+    if dtype == _F16 or (dtype != _F32 and _BF16_WIDEN):
         a, b = _widen(a), _widen(b)
         dtype = _F32
     call = _sgemm if dtype == _F32 else _gemm_bf16
@@ -157,7 +158,7 @@ def gemm_primitive(a, b, out, trans_a, trans_b, accumulate):
     dtype = a.dtype
     if dtype == _F64 or not HAS_PRIMITIVE:
         return gemm_call(a, b, out, trans_a, trans_b, accumulate)
-    if dtype != _F32 and _BF16_WIDEN:
+    if dtype == _F16 or (dtype != _F32 and _BF16_WIDEN):
         a, b = _widen(a), _widen(b)
     if a.ndim == 3:
         itemsize = a.itemsize
@@ -196,7 +197,7 @@ def gemm(a, b, out, trans_a, trans_b, accumulate):
     if HAS_PRIMITIVE and a.dtype != _F64:
         if a.ndim == 3:
             return gemm_primitive(a, b, out, trans_a, trans_b, accumulate)
-        if a.dtype != _F32 and not _BF16_WIDEN:
+        if a.dtype != _F32 and a.dtype != _F16 and not _BF16_WIDEN:  # bfloat16 on bf16 instructions
             k = a.shape[0] if trans_a else a.shape[1]
             if k <= _PRIMITIVE_BF16_MAX_K and out.shape[0] >= _PRIMITIVE_BF16_MIN_M:
                 return gemm_primitive(a, b, out, trans_a, trans_b, accumulate)
@@ -204,7 +205,7 @@ def gemm(a, b, out, trans_a, trans_b, accumulate):
 
 
 def _widen(x):
-    """bf16 -> float32, C-contiguous in the last two axes; a broadcast (batch stride 0) operand
+    """bf16 / float16 -> float32, C-contiguous in the last two axes; a broadcast (batch stride 0) operand
     is widened once and broadcast again. (astype's default order 'K' would copy the batch
     stride order into the result, and a broadcast batch axis would come out innermost.)"""
     if x.ndim == 3 and x.strides[0] == 0:

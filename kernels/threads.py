@@ -1,0 +1,71 @@
+"""How many threads a row-parallel op runs on, and the pool that runs them.
+
+The compiled kernels release the GIL, so an op over many independent rows (the softmax of a
+language model's 700 x 10,000 scores, the top-k of a block of queries) can hand row blocks to
+Python threads. They use as many threads as NumPy's BLAS has now (threadpoolctl's
+``threadpool_limits`` or OMP/OPENBLAS_NUM_THREADS set it), so the pass runs on the cores the
+matrix products before and after it run on, and ``threadpool_limits(1)`` makes everything
+single-threaded.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+_CONTROLLER = []
+_POOLS = {}
+_lock = threading.Lock()
+
+
+def blas_threads() -> int:
+    """The thread count of NumPy's BLAS now (1 when threadpoolctl cannot tell)."""
+    controller = _blas_controller()
+    if controller is None:
+        return 1
+    counts = [c.num_threads for c in controller.lib_controllers]
+    return max(1, min(counts)) if counts else 1
+
+
+def _blas_controller():
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
+        except Exception:  # threadpoolctl is a dependency; a broken one means one thread
+            _CONTROLLER.append(None)
+    return _CONTROLLER[0]
+
+
+def pool(threads: int):
+    """A thread pool of ``threads`` workers, one per count and process (a forked child makes
+    its own: the parent's threads do not exist there)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (os.getpid(), threads)
+    with _lock:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="fastnlp-rows")
+        return _POOLS[key]
+
+
+def run_row_blocks(work, rows: int, threads: int | None = None) -> None:
+    """``work(begin, end)`` over ``[0, rows)`` split into one contiguous block per thread
+    (``blas_threads()`` when not given); the calling thread runs the first block. Exceptions
+    of any block are raised here, after every block has finished."""
+    threads = blas_threads() if threads is None else threads
+    threads = max(1, min(threads, rows))
+    if threads == 1:
+        work(0, rows)
+        return
+    bounds = np.linspace(0, rows, threads + 1).astype(int)
+    futures = [pool(threads - 1).submit(work, int(a), int(b)) for a, b in zip(bounds[1:-1], bounds[2:])]
+    try:
+        work(int(bounds[0]), int(bounds[1]))
+    finally:
+        for future in futures:
+            future.exception()  # wait for every block before the caller touches the arrays
+    for future in futures:
+        future.result()
