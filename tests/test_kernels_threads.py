@@ -1,0 +1,63 @@
+"""Row blocks on several threads (kernels/threads.py) and the ops that use them: the same bits as
+one thread, every row once, errors raised in the caller."""
+import numpy as np
+import pytest
+
+import fastnlp  # noqa: F401 (attaches fastnlp.kernels in a source checkout)
+from fastnlp.kernels import exp_row_sums, use_backend
+from fastnlp.kernels import softmax as softmax_family
+from fastnlp.kernels.threads import run_row_blocks
+
+
+@pytest.mark.parametrize("rows, threads", [(1, 2), (2, 2), (7, 3), (100, 2), (5, 1)])
+def test_every_row_is_worked_on_exactly_once(rows, threads):
+    seen = np.zeros(rows, np.int64)
+
+    def work(begin, end):
+        seen[begin:end] += 1
+
+    run_row_blocks(work, rows, threads=threads)
+    np.testing.assert_array_equal(seen, 1)
+
+
+def test_an_error_in_any_block_reaches_the_caller_after_every_block_ran():
+    finished = []
+
+    def work(begin, end):
+        if begin > 0:
+            raise ValueError(f"block {begin}")
+        finished.append(begin)
+
+    with pytest.raises(ValueError, match="block"):
+        run_row_blocks(work, 10, threads=3)
+    assert finished == [0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cython"])
+def test_exp_row_sums_on_two_threads_gives_the_bits_of_one(backend):
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl sets the BLAS thread count")
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((301, 1000)) * 3).astype(np.float32)
+    assert x.size >= softmax_family.PARALLEL_MIN_VALUES  # large enough to be split
+    with use_backend(backend):
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            one_y, one_sums = exp_row_sums(x)
+        with threadpoolctl.threadpool_limits(2, user_api="blas"):
+            two_y, two_sums = exp_row_sums(x)
+    np.testing.assert_array_equal(two_y, one_y)
+    np.testing.assert_array_equal(two_sums, one_sums)
+    np.testing.assert_allclose(one_sums, np.exp(x.astype(np.float64)).sum(axis=1), rtol=1e-5)
+
+
+def test_exp_row_sums_refuses_what_the_kernels_cannot_take():
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match="exp_row_sums.*float16"):
+        exp_row_sums(x.astype(np.float16))
+    with pytest.raises(ValueError, match="2-D"):
+        exp_row_sums(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="no columns"):
+        exp_row_sums(np.zeros((2, 0), np.float32))
+    with pytest.raises(ValueError, match="overlaps x"):
+        exp_row_sums(x, out=x)
+    with pytest.raises(ValueError, match="sums must be a float32 array of shape"):
+        exp_row_sums(x, sums=np.zeros(3, np.float32))
