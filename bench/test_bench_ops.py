@@ -58,7 +58,7 @@ def test_op(benchmark, op, backend, dtype):
         pytest.fail(f"{op}: OpSpec.benchmark_args is not set (kernels/{spec.family}/__init__.py)")
     benchmark.group = op
     benchmark.extra_info["backend"] = backend
-    args = spec.benchmark_args() if dtype is None else harness.as_dtype(spec.benchmark_args(), dtype)
+    args = harness.benchmark_problem(op, dtype)
     call = _timed_call(registry.implementations(op)[backend], args, backend)
     if benchmark.enabled:
         call()  # JIT compilation and caches outside the timing

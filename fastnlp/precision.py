@@ -12,8 +12,10 @@ Studies:
 ``ops``
     Every op of the kernel registry (no hand-written list: a new op appears by registering) on
     every backend that loads here, at the size the models run it (``OpSpec.benchmark_args``),
-    in float32 against the float64 reference on the same inputs: largest absolute, relative
-    and float32-ULP error of each output.
+    in float32 and in each 16-bit storage dtype it takes (float16, bfloat16: the float32
+    problem rounded to it), against the float64 reference on the same inputs: largest
+    absolute, relative and ULP error of each output (ULPs of the output's format); for 16-bit
+    dtypes also the error against the exact answer to the float32 problem.
 ``storage``
     Trained models whose weights are stored in a low-precision format (rounded with
     ``fastnlp.kernels.round_to_format``) and used in float32: PPMI-SVD and word2vec vectors
@@ -53,10 +55,11 @@ import numpy as np
 from .distributed import check_client, run_tasks, shared_input
 from .kernels import harness, registry, round_to_format
 from .kernels.rounding import FORMATS
+from .kernels.validate import HALF_DTYPES, is_float_dtype
 from .serialization import atomic_write
 
 STUDY_HELP = {
-    "ops": "every registered op in float32 on each backend against the float64 reference",
+    "ops": "every registered op in float32 and each 16-bit dtype it takes, on each backend, against the float64 reference",
     "storage": "trained vectors and models with weights stored in fp16, bf16 and fp8",
     "train": "Rnnlm, AttentionSeq2seq and CBOW trained in fp32, mixed, pure 16-bit and simulated fp8",
     "speed": "training tokens/s and bytes per precision, beside PyTorch's autocast when installed",
@@ -204,82 +207,129 @@ def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-# ----- ops: float32 against the float64 reference --------------------------------------------
+# ----- ops: every storage dtype against the float64 reference ---------------------------------
+
+_FLOAT32 = np.dtype(np.float32)
+# Mantissa bits and smallest normal exponent of each storage dtype, for ULPs of the format.
+_FORMAT_BITS = {"float32": (23, -126), "float16": (10, -14), "bfloat16": (7, -126)}
+
 
 def _as_float64(value):
-    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+    """Float arrays of any storage dtype as float64 (exact: every format widens without rounding)."""
+    if isinstance(value, np.ndarray) and value.dtype != np.float64 and is_float_dtype(value.dtype):
         return value.astype(np.float64)
     return value
+
+
+def _study_dtypes(op: str, backend: str) -> list:
+    """float32 and each 16-bit storage dtype the op takes and ``backend`` computes itself (a
+    backend that falls back for a dtype is the fallback's row, not its own)."""
+    spec = registry.spec(op)
+    return [_FLOAT32] + [d for d in spec.dtypes if d in HALF_DTYPES
+                         and not isinstance(registry.implementation_for(op, backend, d), str)]
+
+
+def _op_key(op: str, backend: str, dtype) -> str:
+    return f"{op}/{backend}" if dtype == _FLOAT32 else f"{op}/{backend}/{dtype.name}"
 
 
 def _ops_study(rows: _Rows, ops, client=None) -> None:
     tasks = []
     for op in ops:
         spec = registry.spec(op)
-        if np.dtype(np.float64) not in spec.dtypes or np.dtype(np.float32) not in spec.dtypes:
+        if np.dtype(np.float64) not in spec.dtypes or _FLOAT32 not in spec.dtypes:
             continue
-        keys = [f"{op}/{backend}" for backend, function in registry.implementations(op).items()
-                if not isinstance(function, str)]
+        keys = [_op_key(op, backend, dtype) for backend, function in registry.implementations(op).items()
+                if not isinstance(function, str) for dtype in _study_dtypes(op, backend)]
         tasks.append((op, keys, _op_rows, (op,)))
     _run_configurations(rows, tasks, client)
 
 
 def _op_rows(rows, op: str) -> None:
-    """One op on every backend that loads, against one float64 reference run."""
+    """One op on every backend that loads, in every storage dtype it takes, against float64
+    reference runs: on the same (rounded) inputs, which measures the kernel and the rounding of
+    its result, and for 16-bit dtypes also on the float32 problem, which adds what storing the
+    inputs in the format costs."""
     spec = registry.spec(op)
-    todo = {backend: function for backend, function in registry.implementations(op).items()
-            if not isinstance(function, str) and not rows.has(f"{op}/{backend}")}
+    todo = {(backend, dtype): None for backend, function in registry.implementations(op).items()
+            if not isinstance(function, str) for dtype in _study_dtypes(op, backend)
+            if not rows.has(_op_key(op, backend, dtype))}
     if not todo:
         return
-    args = spec.benchmark_args()
-    if spec.dtype_of(args) != np.float32:
+    problem32 = harness.benchmark_problem(op)
+    if spec.dtype_of(problem32) != _FLOAT32:
         return
-    reference = harness.run_implementation(op, registry.REFERENCE, tuple(_as_float64(a) for a in args))
-    for backend in todo:
-        key = f"{op}/{backend}"
-        try:
-            outputs = harness.run_implementation(op, backend, args)
-        except Exception as exc:  # a backend that loads but cannot take these inputs
-            rows.add(key, {"op": op, "backend": backend, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        rows.add(key, {"op": op, "backend": backend, **_errors(outputs, reference)})
+    exact32 = harness.run_implementation(op, registry.REFERENCE, tuple(_as_float64(a) for a in problem32))
+    for dtype in dict.fromkeys(d for _, d in todo):
+        args = problem32 if dtype == _FLOAT32 else harness.benchmark_problem(op, dtype)
+        exact = exact32 if dtype == _FLOAT32 else harness.run_implementation(
+            op, registry.REFERENCE, tuple(_as_float64(a) for a in args))
+        for backend in [b for b, d in todo if d == dtype]:
+            key = _op_key(op, backend, dtype)
+            row = {"op": op, "backend": backend, "dtype": dtype.name}
+            try:
+                outputs = harness.run_implementation(op, backend, args)
+            except Exception as exc:  # a backend that loads but cannot take these inputs
+                rows.add(key, {**row, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            row.update(_errors(outputs, exact, dtype))
+            if dtype != _FLOAT32:
+                row["max_rel_vs_float32_inputs"] = _errors(outputs, exact32, dtype)["max_rel"]
+            rows.add(key, row)
 
 
-def _errors(outputs, reference) -> dict:
+def _format_ulps(values, dtype) -> np.ndarray:
+    """The spacing of ``dtype``'s numbers at each of ``values`` (float64), subnormals included."""
+    mantissa_bits, min_exponent = _FORMAT_BITS.get(np.dtype(dtype).name, _FORMAT_BITS["float32"])
+    magnitude = np.abs(values)
+    with np.errstate(divide="ignore"):
+        exponent = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
+    exponent = np.maximum(np.where(magnitude > 0, exponent, min_exponent), min_exponent)
+    return np.ldexp(1.0, (exponent - mantissa_bits).astype(np.int64))
+
+
+def _errors(outputs, reference, dtype=_FLOAT32) -> dict:
     """The worst errors over every float output: absolute, relative (to the largest reference
-    magnitude of that output) and in float32 ULPs of the reference value."""
+    magnitude of that output) and in ULPs of the storage dtype at the reference value (float32
+    ULPs for outputs the op keeps in float32, like 16-bit gemm's)."""
     worst = {"max_abs": 0.0, "max_rel": 0.0, "median_ulp": 0.0, "max_ulp": 0.0}
     for got, want in zip(outputs, reference):
         got, want = np.asarray(got), np.asarray(want)
-        if want.dtype.kind != "f" or got.size == 0:
+        if not is_float_dtype(want.dtype) or got.size == 0:
             continue
-        finite = np.isfinite(want) & np.isfinite(got)
-        error = np.abs(got.astype(np.float64) - want)[finite]
+        got64 = got.astype(np.float64)
+        finite = np.isfinite(want) & np.isfinite(got64)
+        error = np.abs(got64 - want)[finite]
         if error.size == 0:
             continue
         scale = float(np.abs(want[finite]).max()) or 1.0
-        spacing = np.spacing(np.abs(want[finite]).astype(np.float32)).astype(np.float64)
+        ulps = error / _format_ulps(want[finite], got.dtype if got.dtype != np.float64 else dtype)
         worst["max_abs"] = max(worst["max_abs"], float(error.max()))
         worst["max_rel"] = max(worst["max_rel"], float(error.max()) / scale)
-        ulps = error / spacing
         worst["median_ulp"] = max(worst["median_ulp"], float(np.median(ulps)))
         worst["max_ulp"] = max(worst["max_ulp"], float(ulps.max()))
     return worst
 
 
 def _ops_report(done: dict) -> str:
-    lines = ["Every registered op in float32 on each backend, against the float64 reference on the same inputs "
-             "(the size the models run each op at). Relative error is to the largest reference magnitude of "
-             "the output; ULPs are float32 ULPs of the reference value (the maximum is large where a sum cancels to "
-             "nearly zero; the median is the typical element).", "",
-             "| op | backend | max abs error | max relative | median ULP | max ULP |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["Every registered op on each backend, in float32 and in each 16-bit storage dtype it takes, against "
+             "the float64 reference on the same inputs (the size the models run each op at; 16-bit problems are "
+             "the float32 one rounded to the format). Relative error is to the largest reference magnitude of "
+             "the output; ULPs are of the output's own format at the reference value (the maximum is large where a "
+             "sum cancels to nearly zero; the median is the typical element). *vs float32 inputs*: the same "
+             "16-bit result against the exact answer to the float32 problem, so it adds what storing the inputs "
+             "in 16 bits costs.", "",
+             "| op | backend | dtype | max abs error | max relative | median ULP | max ULP | max relative vs float32 inputs |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in done.values():
+        dtype = row.get("dtype", "float32")
         if "error" in row:
-            lines.append(f"| {row['op']} | {row['backend']} | {row['error']} | | | |")
+            lines.append(f"| {row['op']} | {row['backend']} | {dtype} | {row['error']} | | | | |")
         else:
-            lines.append(f"| {row['op']} | {row['backend']} | {row['max_abs']:.3g} | {row['max_rel']:.3g} | "
-                         f"{row['median_ulp']:.3g} | {row['max_ulp']:.3g} |")
+            versus = row.get("max_rel_vs_float32_inputs")
+            lines.append(f"| {row['op']} | {row['backend']} | {dtype} | {row['max_abs']:.3g} | {row['max_rel']:.3g} | "
+                         f"{row['median_ulp']:.3g} | {row['max_ulp']:.3g} | "
+                         f"{'' if versus is None else f'{versus:.3g}'} |")
     return "\n".join(lines) + "\n"
 
 

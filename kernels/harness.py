@@ -14,6 +14,7 @@ GPU session script alike, so there is one tolerance rule and one timer:
 """
 from __future__ import annotations
 
+import inspect
 import time
 
 import numpy as np
@@ -114,6 +115,19 @@ def examples_for(op: str, dtype):
     if len(spec.dtypes) == 1:
         return spec.examples()
     return spec.examples().filter(lambda args: np.dtype(spec.dtype_of(args)) == dtype)
+
+
+def benchmark_problem(op: str, dtype=None) -> tuple:
+    """The arguments of one call of ``op`` at working size (``OpSpec.benchmark_args``), in
+    storage dtype ``dtype`` when given: from the builder itself where it takes ``dtype`` (an op
+    whose contract mixes dtypes, like gemm's float32 ``out`` for 16-bit inputs), else with every
+    float32 array rounded to ``dtype`` (:func:`as_dtype`)."""
+    build = registry.spec(op).benchmark_args
+    if dtype is None:
+        return build()
+    if "dtype" in inspect.signature(build).parameters:
+        return build(dtype=np.dtype(dtype))
+    return as_dtype(build(), dtype)
 
 
 def as_dtype(args: tuple, dtype) -> tuple:

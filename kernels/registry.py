@@ -79,6 +79,9 @@ class OpSpec:
     one fixed, seeded problem (``np.random.default_rng(0)``), float32 unless the op's contract
     fixes another dtype, already in the validated form ``examples`` draws. Each call returns fresh
     arrays, so an op that writes into its arguments cannot change the next caller's problem.
+    A builder may take a ``dtype`` keyword and give the problem in that storage dtype (needed
+    where the contract mixes dtypes: gemm's out stays float32 for 16-bit inputs); otherwise
+    ``harness.benchmark_problem`` rounds every float32 array of it to the dtype.
     ``bench/test_bench_ops.py`` times every op on every backend with it.
 
     ``deterministic`` is the set of backends whose implementation gives the same bits run to

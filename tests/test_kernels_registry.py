@@ -84,9 +84,7 @@ def test_a_deterministic_backend_gives_the_same_bits_every_run(op, backend, dtyp
     thousands of ids with many duplicates, where a race or a reordered reduction would show;
     converted to float16 / bfloat16 for those) give byte-identical outputs, NaN payloads and
     signed zeros included."""
-    problem = registry.spec(op).benchmark_args()
-    if dtype is not None:
-        problem = harness.as_dtype(problem, dtype)
+    problem = harness.benchmark_problem(op, dtype)
     first, second = (harness.run_implementation(op, backend, problem) for _ in range(2))
     harness.check_same_bits(first, second, what=f"{op} on {backend}")
 

@@ -25,8 +25,15 @@ def test_the_ops_study_measures_every_loaded_backend_and_resumes(tmp_path, monke
     assert rows["embedding_gather/numpy"]["max_abs"] == 0.0
     assert rows["round_to_format/numpy"]["max_ulp"] == 0.0
     assert 0 < rows["attention_weights/numpy"]["max_rel"] < 1e-5
+    # Each 16-bit storage dtype the op takes is a row of its own: a gather copies the stored rows
+    # exactly, and against the float32 problem it shows what storing them in 16 bits cost.
+    for dtype, mantissa_bits in (("float16", 10), ("bfloat16", 7)):
+        row = rows[f"embedding_gather/numpy/{dtype}"]
+        assert row["dtype"] == dtype and row["max_ulp"] == 0.0
+        assert 0 < row["max_rel_vs_float32_inputs"] <= 2.0 ** -mantissa_bits
     text = report.read_text()
-    assert "| attention_weights | numpy |" in text and "float64 reference" in text
+    assert "| attention_weights | numpy | float32 |" in text and "float64 reference" in text
+    assert "| embedding_gather | numpy | bfloat16 | 0 |" in text
 
     def must_not_run(*args):
         raise AssertionError("a measured row was measured again")
