@@ -30,6 +30,7 @@ from .gemm import gemm
 from .lstm import lstm_step_backward, lstm_step_forward
 from .rounding import round_to_format
 from .sgns import gather_dot, gather_dot_backward, sample_negatives
+from .sgd import sgd_update
 from .softmax import exp_row_sums
 from .topk import topk  # noqa: F401  per-row k best scores (WordVectors.most_similar)
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
@@ -59,6 +60,7 @@ __all__ = [
     "sample_negatives",
     "scatter_add",
     "set_backend",
+    "sgd_update",
     "use_backend",
     "weighted_sum",
     "weighted_sum_backward",

@@ -290,3 +290,28 @@ def test_global_norm_of_float32_gradients_survives_squares_beyond_float32_range(
     expected = np.sqrt(9 * 1e40 + 4)
     assert optim.global_norm(huge) == pytest.approx(expected, rel=1e-6)
     assert optim.global_norm([np.full((100, 100), 0.5, np.float32)]) == pytest.approx(50.0, rel=1e-6)
+
+
+def test_sgd_runs_the_one_pass_op_with_numpys_bits_and_falls_back_where_it_cannot():
+    from fastnlp.kernels import sgd_update
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        p, g = rng.standard_normal((40, 33)).astype(dtype), rng.standard_normal((40, 33)).astype(dtype)
+        expected = p - 20.0 * g
+        optim.SGD(lr=20.0).update([p], [g])
+        np.testing.assert_array_equal(p, expected)  # NumPy's two roundings, not a fused one
+    # float16 parameters and strided views take NumPy's expression (the op declines them)
+    half = np.ones(4, np.float16)
+    optim.SGD(lr=0.5).update([half], [np.ones(4, np.float16)])
+    np.testing.assert_array_equal(half, np.full(4, 0.5, np.float16))
+    base = np.ones((4, 6), np.float32)
+    optim.SGD(lr=0.25).update([base[:, ::2]], [np.ones((4, 3), np.float32)])
+    np.testing.assert_array_equal(base[:, ::2], 0.75)
+    np.testing.assert_array_equal(base[:, 1::2], 1.0)
+    with pytest.raises(TypeError, match="sgd_update.*float16"):
+        sgd_update(np.zeros(3, np.float16), np.zeros(3, np.float16), 0.1)
+    with pytest.raises(ValueError, match="p's dtype and shape"):
+        sgd_update(np.zeros(3, np.float32), np.zeros(3, np.float64), 0.1)
+    with pytest.raises(ValueError, match="lr must be finite"):
+        sgd_update(np.zeros(3, np.float32), np.zeros(3, np.float32), float("nan"))

@@ -1,0 +1,40 @@
+/* sgd_update of kernels/sgd (contract in __init__.py): p[i] = p[i] - round(lr * g[i]).
+ *
+ * Contraction is off for this file's loops: a fused multiply-add would round once where the
+ * contract (NumPy's p -= lr * g) rounds twice. GCC vectorises the plain loop at each clone's
+ * width (FASTNLP_CLONES). */
+#ifndef FASTNLP_SGD_OPS_H
+#define FASTNLP_SGD_OPS_H
+
+#include <stddef.h>
+
+#include "fastnlp/dispatch.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+FASTNLP_CLONES
+static void sgd_update_f32(float* __restrict p, const float* __restrict g, float lr, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const float step = lr * g[i];
+        p[i] = p[i] - step;
+    }
+}
+
+FASTNLP_CLONES
+static void sgd_update_f64(double* __restrict p, const double* __restrict g, double lr, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const double step = lr * g[i];
+        p[i] = p[i] - step;
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+#endif /* FASTNLP_SGD_OPS_H */
