@@ -417,3 +417,18 @@ def test_clip_grads_never_flips_or_skips(grads, max_norm):
     scale = min(1.0, max_norm / (total + 1e-6))
     for g, g0 in zip(grads, originals):
         np.testing.assert_allclose(g, g0 * scale, rtol=1e-12, atol=0)  # same direction, never flipped
+
+
+def test_bfloat16_inputs_are_floats_to_the_layers_and_checked_for_nan():
+    # ml_dtypes' bfloat16 has dtype kind 'V': the layers' float check must still take it
+    import ml_dtypes
+
+    from fastnlp.layers.base import FLOAT, NonFiniteError, check_input
+
+    x = np.ones((2, 3), ml_dtypes.bfloat16)
+    assert check_input(x, "Layer.forward", FLOAT) is x
+    x[0, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="Layer.forward: input contains NaN or inf"):
+        check_input(x, "Layer.forward", FLOAT)
+    with pytest.raises(TypeError, match="got dtype bool"):
+        check_input(np.ones(3, bool), "Layer.forward", FLOAT)

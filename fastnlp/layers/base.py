@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.validate import is_float_dtype
+
 # dtype kinds a layer may take: real numbers, i.e. integers (one-hot rows, as in the book's
 # chapter 3) and floats; never bool, complex, object or strings.
 REAL = "iuf"
@@ -68,11 +70,12 @@ def check_input(x, who: str, kinds: str = REAL, what: str = "input"):
     """
     if not (hasattr(x, "dtype") and hasattr(x, "shape")):  # NumPy and CuPy arrays pass as they are
         x = list_as_array(x, f"{who}: {what}")
-    if x.dtype.kind not in kinds:
+    floating = is_float_dtype(x.dtype)  # bfloat16 (ml_dtypes) has kind 'V', not 'f'
+    if x.dtype.kind not in kinds and not (floating and "f" in kinds):
         raise TypeError(f"{who}: {what} must be {_KIND_NAMES[kinds]} array, got dtype {x.dtype}")
     # One pass over the data; NaN in, NaN out would otherwise surface only as a NaN loss, far
     # from its cause. (np.isfinite hands a CuPy array to CuPy.)
-    if x.dtype.kind == "f" and not bool(np.isfinite(x).all()):
+    if floating and not bool(np.isfinite(x).all()):
         raise NonFiniteError(f"{who}: {what} contains NaN or inf")
     return x
 
