@@ -115,16 +115,16 @@ def _dot(x, xo, y, yo, D, zero):
 
 @numba.njit(inline="always")
 def _gradient(f, label, is_positive, alpha, tables, T, mx, scale, one):
-    """(g, loss term) as reference._gradient."""
+    """(g, loss term) as reference._gradient (``one`` unused; kernels/fasttext passes it too)."""
     if f < mx and f > -mx:
         index = np.int64((f + mx) * scale)
         if index >= T:
             index = T - 1
         return (label - tables[index]) * alpha, np.float64(tables[(1 + is_positive) * T + index])
-    if f >= mx:
-        return (label - one) * alpha, (0.0 if is_positive else np.float64(f))
+    if f >= mx:  # saturated: skipped (g = 0)
+        return label - label, (0.0 if is_positive else np.float64(f))
     if f <= -mx:
-        return label * alpha, (-np.float64(f) if is_positive else 0.0)
+        return label - label, (-np.float64(f) if is_positive else 0.0)
     return f * alpha, np.nan
 
 

@@ -42,15 +42,16 @@ def _dot(x, y):
 
 
 def _gradient(f, label, alpha, tables, max_exp, scale):
-    """(g, loss term) of one output: g = (label - sigmoid(f)) * alpha, sigmoid from the table
-    (0 and 1 beyond +-max_exp), loss -log sigmoid(+-f) from the table (|f| or 0 beyond)."""
+    """(g, loss term) of one output: g = (label - sigmoid(f)) * alpha, sigmoid from the table;
+    a score at or beyond +-max_exp is skipped (g = 0, as gensim does) and its loss term is |f|
+    or 0 (the loss -log sigmoid(+-f) comes from the table otherwise)."""
     if f < max_exp and f > -max_exp:
         index = min(int((f + max_exp) * scale), tables.shape[1] - 1)
         return (label - tables[0, index]) * alpha, float(tables[1 + int(label), index])
     if f >= max_exp:
-        return (label - label.dtype.type(1)) * alpha, (0.0 if label else float(f))
+        return label.dtype.type(0), (0.0 if label else float(f))
     if f <= -max_exp:
-        return label * alpha, (-float(f) if label else 0.0)
+        return label.dtype.type(0), (-float(f) if label else 0.0)
     return f * alpha, math.nan  # f is NaN: the weights have diverged, the caller stops
 
 

@@ -173,11 +173,11 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
                         if (index >= n_table) index = n_table - 1;
                         g = mul_rn(sub_rn(label, tables[index]), alpha);
                         loss += (double)tables[(label == one ? 2 : 1) * n_table + index];
-                    } else if (f >= mx) {
-                        g = mul_rn(sub_rn(label, one), alpha);
+                    } else if (f >= mx) {  // saturated: skipped, as gensim does
+                        g = zero;
                         if (label != one) loss += (double)f;
                     } else if (f <= -mx) {
-                        g = mul_rn(label, alpha);
+                        g = zero;
                         if (label == one) loss += -(double)f;
                     } else {
                         g = mul_rn(f, alpha);

@@ -11,8 +11,9 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTNLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-/* For a loop whose AVX-512 clone measured slower than its AVX2 one (word2vec's step, written
- * over 4-lane vectors: 7-13% slower on a Xeon with AVX-512, bench/compare_word2vec.py). */
+/* For a loop whose AVX-512 clone measured slower than its AVX2 one (word2vec's 4-lane step:
+ * 7-13% slower on a Xeon with AVX-512, bench/compare_word2vec.py; kernels/word2vec now runs a
+ * 16-lane step of its own on AVX-512 instead). */
 #define FASTNLP_CLONES_UP_TO_AVX2 __attribute__((target_clones("avx2", "default")))
 /* The clone the loader runs here: of FASTNLP_CLONES (with_avx512 = 1) or of
  * FASTNLP_CLONES_UP_TO_AVX2 (0). */
