@@ -12,19 +12,29 @@ change in the machine's load hits both sides of a ratio alike; the load average 
 Speed is raw corpus words times epochs per second, two ways: of the ``train`` call alone (what
 gensim reports, and what bench/compare_word2vec.py measures) and end to end, ``build_vocab``
 included: counting, the n-gram tables and the initialisation of the V + bucket input rows (at
-2,000,000 buckets, 800 MB of float32 drawn at random by both libraries). A third ratio divides
+2,000,000 buckets, 800 MB of float32 drawn at random by both libraries: gensim with NumPy's
+generator, fastnlp with its compiled counter-based fill; the seconds of ``build_vocab`` are
+printed with each run). A third ratio divides
 the training words by the process's CPU seconds in ``train`` (all threads): on a machine other
 jobs load, wall time also counts the time slices they take, CPU time much less so. Quality is WordSim-353's
 Spearman rho of cosine similarities, on the pairs with both words in PTB's vocabulary and on the
 pairs with a word out of it, which both libraries answer from its n-gram rows (``wv[word]``).
 Speeds are medians over seeds, qualities means; prints a markdown table with the machine,
 threads and versions.
+
+``--facebook`` also trains Facebook's fastText (its Python module ``fasttext``, e.g. ``pip install
+fasttext-wheel``) with the same settings, once per model and worker count (its 0.9.2 module takes no
+seed), on the same sentences written one per line to a temporary file: one call reads the file,
+builds the dictionary, initialises and trains, so only its end-to-end speed is measured. It differs
+in ways the settings cannot change: its learning rate decays to 0 (not 0.0001), its noise
+distribution is counts**0.5 (not 0.75) and every line ends with an end-of-sentence word, ``</s>``.
 """
 import argparse
 import gc
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,6 +80,8 @@ def main(argv=None):
     parser.add_argument("--sg", default="1,0")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds (speed: median, quality: mean)")
+    parser.add_argument("--facebook", action="store_true",
+                        help="also train Facebook's fastText (module fasttext), once per model and worker count")
     args = parser.parse_args(argv)
     # BLAS threads would spin beside the training threads (gensim calls BLAS; nothing else here does).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -113,6 +125,25 @@ def main(argv=None):
 
     run_fastnlp.backend = None
 
+    def run_facebook(sg, workers, path):
+        import fasttext
+
+        start = time.perf_counter()
+        model = fasttext.train_unsupervised(
+            str(path), model="skipgram" if sg else "cbow", dim=SETTINGS["vector_size"], ws=SETTINGS["window"],
+            neg=SETTINGS["negative"], minn=SETTINGS["min_n"], maxn=SETTINGS["max_n"], minCount=SETTINGS["min_count"],
+            t=SETTINGS["sample"], lr=SETTINGS["alpha"], epoch=args.epochs, thread=workers, bucket=args.bucket,
+            verbose=0)
+        total_s = time.perf_counter() - start
+        return total_s, set(model.words), model.get_word_vector
+
+    facebook_dir = tempfile.TemporaryDirectory() if args.facebook else None
+    if facebook_dir is not None:
+        facebook_file = Path(facebook_dir.name) / "ptb.train.sentences.txt"
+        with open(facebook_file, "w", encoding="utf-8") as f:
+            f.writelines(" ".join(sentence) + "\n" for sentence in sentences)
+    facebook_rows = []
+
     sgs = [int(x) for x in args.sg.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
     rows = []
@@ -122,14 +153,15 @@ def main(argv=None):
             for seed in seeds:
                 for name, run in (("gensim", run_gensim), ("fastnlp", run_fastnlp)):
                     train_s, total_s, cpu_s, vocabulary, get = run(sg, workers, seed)
+                    vocab_s = total_s - train_s
                     in_vocab = [p for p in pairs if p[0] in vocabulary and p[1] in vocabulary]
                     out_of_vocab = [p for p in pairs if p[0] not in vocabulary or p[1] not in vocabulary]
                     result = (n_words * args.epochs / train_s, n_words * args.epochs / total_s,
                               _rho(get, in_vocab), _rho(get, out_of_vocab), n_words * args.epochs / cpu_s)
                     results[name].append(result)
-                    print(f"  sg={sg} workers={workers} seed={seed} {name}: train {train_s:.2f} s ({cpu_s:.2f} s "
-                          f"CPU), total {total_s:.2f} s, WS-353 {result[2]:.3f} / OOV pairs {result[3]:.3f}, load "
-                          f"{os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+                    print(f"  sg={sg} workers={workers} seed={seed} {name}: build_vocab {vocab_s:.2f} s, train "
+                          f"{train_s:.2f} s ({cpu_s:.2f} s CPU), total {total_s:.2f} s, WS-353 {result[2]:.3f} / OOV "
+                          f"pairs {result[3]:.3f}, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
                     del vocabulary, get
                     gc.collect()  # the 800 MB of one model are freed before the next is drawn
             summary = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
@@ -137,6 +169,17 @@ def main(argv=None):
                               statistics.median(r[4] for r in rs))
                        for name, rs in results.items()}
             rows.append((sg, workers, summary))
+            if facebook_dir is not None:
+                total_s, vocabulary, get = run_facebook(sg, workers, facebook_file)
+                in_vocab = [p for p in pairs if p[0] in vocabulary and p[1] in vocabulary]
+                out_of_vocab = [p for p in pairs if p[0] not in vocabulary or p[1] not in vocabulary]
+                facebook_rows.append((sg, workers, n_words * args.epochs / total_s, _rho(get, in_vocab),
+                                      _rho(get, out_of_vocab), summary["fastnlp"][1]))
+                print(f"  sg={sg} workers={workers} facebook: total {total_s:.2f} s, WS-353 {facebook_rows[-1][3]:.3f} "
+                      f"/ OOV pairs {facebook_rows[-1][4]:.3f}, load {os.getloadavg()[0]:.2f}", file=sys.stderr,
+                      flush=True)
+                del vocabulary, get
+                gc.collect()
 
     print(describe())
     print("load average (1, 5, 15 min) before / after: " + " / ".join(
@@ -162,6 +205,19 @@ def main(argv=None):
         print(f"| {'skip-gram' if sg else 'CBOW'} | {workers} | {g[0] / 1e3:,.0f}k | {f[0] / 1e3:,.0f}k | "
               f"{f[0] / g[0]:.2f}x | {g[1] / 1e3:,.0f}k | {f[1] / 1e3:,.0f}k | {f[1] / g[1]:.2f}x | "
               f"{f[4] / g[4]:.2f}x | {g[2]:.3f} | {f[2]:.3f} | {g[3]:.3f} | {f[3]:.3f} |")
+    if facebook_rows:
+        import fasttext
+
+        version = getattr(fasttext, "__version__", "0.9.2 (fasttext-wheel)")
+        print(f"\nFacebook's fastText {version}, one run per row (no seed), from the sentences' file:\n")
+        print("| model | workers | fastText words/s (end to end) | fastnlp / fastText (end to end) | WS-353 fastText | "
+              "OOV pairs fastText |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for sg, workers, speed, rho, rho_oov, fastnlp_speed in facebook_rows:
+            print(f"| {'skip-gram' if sg else 'CBOW'} | {workers} | {speed / 1e3:,.0f}k | "
+                  f"{fastnlp_speed / speed:.2f}x | {rho:.3f} | {rho_oov:.3f} |")
+    if facebook_dir is not None:
+        facebook_dir.cleanup()
 
 
 if __name__ == "__main__":

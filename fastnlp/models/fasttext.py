@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import device as fdevice
 from ..kernels import fasttext as kernel_ops
+from ..kernels._numba_common import combine_seeds
 from ..kernels.dispatch import BackendUnavailableError
 from ..kernels.word2vec import Tables
 from ..serialization import register_class, write_file
@@ -217,19 +218,19 @@ class FastText(Word2Vec):
     def build_vocab(self, sentences=None, corpus_file=None):
         """Count the words (``min_count``) of ``sentences`` or of the text file ``corpus_file``
         (streamed), list every word's n-gram rows, build the sampling tables and initialise the
-        weights (word rows and n-gram rows uniform in [-0.5, 0.5) / D, word2vec.c's
-        initialisation; outputs zero)."""
+        weights: word rows and n-gram rows uniform in [-1, 1) / D (fastText's and gensim's
+        initialisation), drawn in place by a compiled counter-based fill (the op
+        ``fasttext_uniform_rows``: the same bits on every backend for a seed, no temporary of the
+        800 MB matrix); outputs zero."""
         words, counts, file_index = self._count_words(sentences, corpus_file)
         if "" in words:
             raise ValueError("the corpus holds an empty word (''): tokens must be non-empty strings")
         self._file_index = file_index
         self._set_vocabulary(Vocabulary(words, counts=counts))
         V, D = len(words), self.vector_size
-        rng = np.random.default_rng(self.seed)
         self.syn0 = np.empty((V + self.bucket, D), dtype=np.float32)
-        for begin in range(0, V + self.bucket, 1 << 18):  # in slices: no float64 temporary of the whole matrix
-            part = self.syn0[begin:begin + (1 << 18)]
-            part[...] = (rng.random(part.shape, dtype=np.float32) - np.float32(0.5)) / np.float32(D)
+        # the seed hashed once: not the stream of any training job (hashed with its epoch and number)
+        kernel_ops.uniform_rows(self.syn0, 0, D, combine_seeds(self.seed))
         self.syn1neg = np.zeros((V, D), dtype=np.float32)
         self.loss_history, self.epochs_trained = [], 0
         self._schedule_epochs = self._schedule_done = 0

@@ -34,6 +34,8 @@ cdef extern from "fasttext_ops.h" nogil:
     void ft_step_d(double** inputs, Py_ssize_t n_in, double** outputs, const unsigned char* positive,
                    Py_ssize_t n_out, Py_ssize_t D, double alpha, const double* tables, Py_ssize_t n_table, double mx,
                    double scale, double* h, double* e, double* loss)
+    void ft_uniform_f(float* out, Py_ssize_t n, uint64_t begin, float divisor, uint64_t seed)
+    void ft_uniform_d(double* out, Py_ssize_t n, uint64_t begin, double divisor, uint64_t seed)
 
 # The build of the float step that runs on this CPU (cf. gensim's FAST_VERSION): "avx2" or
 # "default" (fasttext_ops.h).
@@ -254,3 +256,21 @@ def fasttext_cbow(syn0, syn1neg, tokens, sentence_ends, subword_starts, subword_
     return _run(False, syn0, syn1neg, tokens, sentence_ends, subword_starts, subword_rows, keep_below, alias_prob,
                 alias_index, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows)
 
+
+
+def fasttext_uniform_rows(rows, first_row, divisor, seed):
+    cdef float[:, ::1] single
+    cdef double[:, ::1] double_rows
+    cdef Py_ssize_t n = rows.size
+    cdef uint64_t begin = <uint64_t>first_row * <uint64_t>rows.shape[1], stream = seed
+    cdef double scale = divisor
+    if n == 0:
+        return
+    if rows.dtype == np.float32:
+        single = rows
+        with nogil:
+            ft_uniform_f(&single[0, 0], n, begin, <float>scale, stream)
+    else:
+        double_rows = rows
+        with nogil:
+            ft_uniform_d(&double_rows[0, 0], n, begin, scale, stream)

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "fastnlp/dispatch.h"
+#include "fastnlp/rng.h"
 #include "fastnlp/simd.h"
 
 #if defined(__clang__)
@@ -107,11 +108,11 @@ FT_INLINE int ft_group(void* const* out, ptrdiff_t n) {
                     if (index >= n_table) index = n_table - 1;                                   \
                     g = (label - tables[index]) * alpha;                                         \
                     *loss += tables[(is_positive ? 2 : 1) * n_table + index];                    \
-                } else if (f[q] >= mx) {                                                         \
-                    g = (label - one) * alpha;                                                   \
+                } else if (f[q] >= mx) { /* saturated: skipped (g = 0), as gensim does */       \
+                    g = zero;                                                                    \
                     if (!is_positive) *loss += f[q];                                             \
                 } else if (f[q] <= -mx) {                                                        \
-                    g = label * alpha;                                                           \
+                    g = zero;                                                                    \
                     if (is_positive) *loss += -(double)f[q];                                     \
                 } else {                                                                         \
                     g = f[q] * alpha;                                                            \
@@ -171,6 +172,40 @@ FT_PLAIN_HELPERS(float, f)
 FASTNLP_FASTTEXT_STEP(float, ft_step_f, ft_mean_rows_f, ft_dots_f, )
 static const char* ft_simd_level(void) { return "default"; }
 #endif
+
+/* The initialisation of the input rows (fasttext_uniform_rows, reference.py): the n elements of
+ * out are elements begin.. of the matrix; element k takes 24 bits u of draw k >> 1 (bits 40-63
+ * when k is even, 16-39 when odd) and becomes (u * 2^-23 - 1) / divisor. u * 2^-23 and the
+ * subtraction are exact, the division rounds once: the same bits in every backend. One draw
+ * fills two elements, and the draws are independent, so the loop vectorises. The bits are taken
+ * as an int32_t: it converts to float in vector instructions of every x86-64 level, a uint64_t
+ * only with AVX-512DQ (the loop ran 1.5x slower). */
+#define FT_UNIFORM_BITS(r, odd) ((int32_t)((odd) ? (((r) >> 16) & 0xFFFFFFu) : ((r) >> 40)))
+#define FT_UNIFORM(T, NAME)                                                                      \
+    FASTNLP_CLONES static void NAME(T* __restrict out, ptrdiff_t n, uint64_t begin, T divisor,     \
+                                    uint64_t seed) {                                             \
+        const T step = (T)(1.0 / 8388608.0), one = 1;                                            \
+        ptrdiff_t j = 0, pairs, p;                                                               \
+        if (n > 0 && (begin & 1)) { /* an odd first element: the second half of its draw */      \
+            out[0] = ((T)FT_UNIFORM_BITS(fastnlp_splitmix64(seed, begin >> 1), 1) * step - one) / divisor; \
+            j = 1;                                                                               \
+        }                                                                                        \
+        const uint64_t first_draw = (begin + (uint64_t)j) >> 1;                                  \
+        T* __restrict pair = out + j;                                                            \
+        pairs = (n - j) / 2;                                                                     \
+        for (p = 0; p < pairs; ++p) {                                                            \
+            const uint64_t r = fastnlp_splitmix64(seed, first_draw + (uint64_t)p);               \
+            pair[2 * p] = ((T)FT_UNIFORM_BITS(r, 0) * step - one) / divisor;                     \
+            pair[2 * p + 1] = ((T)FT_UNIFORM_BITS(r, 1) * step - one) / divisor;                 \
+        }                                                                                        \
+        if (j + 2 * pairs < n) { /* an even last element: the first half of its draw */          \
+            const uint64_t r = fastnlp_splitmix64(seed, first_draw + (uint64_t)pairs);           \
+            out[n - 1] = ((T)FT_UNIFORM_BITS(r, 0) * step - one) / divisor;                      \
+        }                                                                                        \
+    }
+
+FT_UNIFORM(float, ft_uniform_f)
+FT_UNIFORM(double, ft_uniform_d)
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

@@ -14,6 +14,8 @@ from ..word2vec.numba_impl import _add_scaled, _dot, _gradient, kept_words, wind
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
+_BITS24 = np.uint64(0xFFFFFF)
+_S16, _S40 = np.uint64(16), np.uint64(40)
 
 
 @numba.njit(inline="always")
@@ -143,3 +145,33 @@ def fasttext_cbow(syn0, syn1neg, tokens, sentence_ends, subword_starts, subword_
                   shrink_windows):
     return _run(False, syn0, syn1neg, tokens, sentence_ends, subword_starts, subword_rows, keep_below, alias_prob,
                 alias_index, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows)
+
+
+@numba.njit(cache=True, nogil=True)
+def _uniform(flat, begin, divisor, seed, step, one):
+    # Element j of flat is element k = begin + j of the matrix: a pair of elements per draw. The
+    # 24 bits are stored first (exactly: no rounding below 2**24), then scaled in the dtype.
+    n = flat.shape[0]
+    j = 0
+    if n and begin % 2 == 1:  # k odd: the second half of draw (k - 1) / 2
+        r = splitmix64(seed, np.uint64(begin >> 1))
+        flat[0] = (r >> _S16) & _BITS24
+        flat[0] = (flat[0] * step - one) / divisor
+        j = 1
+    while j + 1 < n:
+        r = splitmix64(seed, np.uint64((begin + j) >> 1))
+        flat[j] = r >> _S40
+        flat[j + 1] = (r >> _S16) & _BITS24
+        flat[j] = (flat[j] * step - one) / divisor
+        flat[j + 1] = (flat[j + 1] * step - one) / divisor
+        j += 2
+    if j < n:  # k even, the last element: the first half of its draw
+        r = splitmix64(seed, np.uint64((begin + j) >> 1))
+        flat[j] = r >> _S40
+        flat[j] = (flat[j] * step - one) / divisor
+
+
+def fasttext_uniform_rows(rows, first_row, divisor, seed):
+    real = rows.dtype.type
+    _uniform(rows.reshape(-1), np.int64(first_row) * rows.shape[1], real(divisor), np.uint64(seed), real(2.0 ** -23),
+             real(1))

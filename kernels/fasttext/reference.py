@@ -6,6 +6,7 @@ product (16 lanes, then pairwise), gradient (sigmoid table) and counter-based dr
 """
 import numpy as np
 
+from ..sgns.reference import draw as draw_many
 from ..word2vec.reference import _dot, _gradient, draw
 
 
@@ -97,3 +98,18 @@ def fasttext_cbow(syn0, syn1neg, tokens, sentence_ends, subword_starts, subword_
     return _train(False, syn0, syn1neg, tokens, sentence_ends, subword_starts, subword_rows, keep_below,
                   alias_prob, alias_index, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end,
                   seed, shrink_windows)
+
+
+def fasttext_uniform_rows(rows, first_row, divisor, seed):
+    """Fill ``rows`` (rows first_row.. of a matrix) with uniform values in [-1, 1) / divisor:
+    element k = (first_row + i) * D + d is 24 bits u of draw k >> 1 (bits 40-63 for an even k,
+    16-39 for an odd one), (u * 2**-23 - 1) / divisor in the rows' dtype."""
+    dtype = rows.dtype.type
+    flat = rows.reshape(-1)
+    begin = int(first_row) * rows.shape[1]
+    chunk = 1 << 20  # bounded temporaries for a matrix of any size
+    for lo in range(0, flat.shape[0], chunk):
+        k = np.arange(begin + lo, begin + min(flat.shape[0], lo + chunk), dtype=np.uint64)
+        r = draw_many(np.uint64(seed), k >> np.uint64(1))
+        u = np.where(k & np.uint64(1), (r >> np.uint64(16)) & np.uint64(0xFFFFFF), r >> np.uint64(40))
+        flat[lo:lo + k.shape[0]] = (u.astype(dtype) * dtype(2.0 ** -23) - dtype(1)) / dtype(divisor)
