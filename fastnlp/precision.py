@@ -260,22 +260,24 @@ def _op_rows(rows, op: str) -> None:
     if spec.dtype_of(problem32) != _FLOAT32:
         return
     exact32 = harness.run_implementation(op, registry.REFERENCE, tuple(_as_float64(a) for a in problem32))
-    for dtype in dict.fromkeys(d for _, d in todo):
-        args = problem32 if dtype == _FLOAT32 else harness.benchmark_problem(op, dtype)
-        exact = exact32 if dtype == _FLOAT32 else harness.run_implementation(
-            op, registry.REFERENCE, tuple(_as_float64(a) for a in args))
-        for backend in [b for b, d in todo if d == dtype]:
-            key = _op_key(op, backend, dtype)
-            row = {"op": op, "backend": backend, "dtype": dtype.name}
-            try:
-                outputs = harness.run_implementation(op, backend, args)
-            except Exception as exc:  # a backend that loads but cannot take these inputs
-                rows.add(key, {**row, "error": f"{type(exc).__name__}: {exc}"})
-                continue
-            row.update(_errors(outputs, exact, dtype))
-            if dtype != _FLOAT32:
-                row["max_rel_vs_float32_inputs"] = _errors(outputs, exact32, dtype)["max_rel"]
-            rows.add(key, row)
+    problems = {_FLOAT32: (problem32, exact32)}  # per dtype: (arguments, float64 answer), made once
+    for backend, dtype in todo:  # in the order of the task's keys, as a run on a cluster reports them
+        if dtype not in problems:
+            args = harness.benchmark_problem(op, dtype)
+            problems[dtype] = (args, harness.run_implementation(op, registry.REFERENCE,
+                                                                tuple(_as_float64(a) for a in args)))
+        args, exact = problems[dtype]
+        key = _op_key(op, backend, dtype)
+        row = {"op": op, "backend": backend, "dtype": dtype.name}
+        try:
+            outputs = harness.run_implementation(op, backend, args)
+        except Exception as exc:  # a backend that loads but cannot take these inputs
+            rows.add(key, {**row, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        row.update(_errors(outputs, exact, dtype))
+        if dtype != _FLOAT32:
+            row["max_rel_vs_float32_inputs"] = _errors(outputs, exact32, dtype)["max_rel"]
+        rows.add(key, row)
 
 
 def _format_ulps(values, dtype) -> np.ndarray:

@@ -139,7 +139,9 @@ def test_bad_input_is_refused_clearly():
         kernels.weighted_sum(hs, np.ones((N, T - 1), np.float32))
     with pytest.raises(ValueError, match="T >= 1"):
         kernels.attention_weights(hs[:, :0], h)
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="attention_weights takes float32, float64, float16, bfloat16"):
+        kernels.attention_weights(hs.astype(np.int32), h.astype(np.int32))
+    with pytest.raises(TypeError, match="h has dtype float32 but hs has float16"):
         kernels.attention_weights(hs.astype(np.float16), h)
     with pytest.raises(TypeError, match="dtype float64 but hs has float32"):
         kernels.attention_weights(hs, h.astype(np.float64))

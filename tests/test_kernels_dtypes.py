@@ -114,7 +114,8 @@ def test_a_dtype_an_op_does_not_take_raises_type_error_naming_the_op_and_its_dty
 
 def test_a_declined_dtype_names_why_and_kernel_refuses_it(monkeypatch):
     spec = registry.spec("lstm_step_forward")
-    declined = replace(spec, declines={F16: "not yet: the fused loop computes in the storage dtype"})
+    declined = replace(spec, dtypes=(np.dtype(np.float32), np.dtype(np.float64)), lacks_dtype={},
+                       declines={F16: "not yet: the fused loop computes in the storage dtype"})
     monkeypatch.setitem(registry._specs, "lstm_step_forward", declined)
     registry.forget_resolutions()
     with pytest.raises(TypeError, match=r"lstm_step_forward takes float32, float64 \(float16: not yet: the fused"):

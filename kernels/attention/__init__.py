@@ -8,8 +8,9 @@ weighted sum:
     c[n, q]    = sum_t a[n, q, t] hs[n, t]               weighted_sum        (the book's WeightSum)
 
 The contract of the backend-level ops (every file in this folder implements it). hs (N, T, H),
-h and dc (N, Q, H), a and da (N, Q, T): C-contiguous, one float dtype (float32 or float64),
-T >= 1; every other extent may be 0. Each op returns new arrays and changes no input.
+h and dc (N, Q, H), a and da (N, Q, T): C-contiguous, one storage dtype (float32, float64,
+float16 or ml_dtypes' bfloat16), T >= 1; every other extent may be 0. Each op returns new
+arrays of that dtype and changes no input.
 
     attention_weights(hs, h) -> a
     attention_weights_backward(hs, h, a, da) -> (dhs, dh)   gradients through the softmax
@@ -24,6 +25,13 @@ pair reads each hs[n] once per pass while it sits in cache; the compiled loops a
 against the book's broadcast-and-sum code, NumPy's batched matmul and torch.bmm by
 bench/test_bench_attention.py.
 
+float16 / bfloat16 storage: inputs, outputs and gradients are stored in the 16-bit format and
+everything is computed in float32. Each input is converted up (exactly), scores, weights,
+products and sums are float32 from there on (the weights that weigh hs in the fused forward,
+and the scores' gradient ``da`` inside the fused backward, are never rounded), and each output
+is rounded once to the storage format (to nearest, ties to even) when it is written. The
+reference does the float32 computation on float32 copies and rounds its results once.
+
 The public wrappers below also take a single query per item, h (N, H) and a (N, T), and then
 return a (N, T), c (N, H), dh (N, H) as the book's layers do. They check shapes, dtypes and the
 device once and hand the kernels only what the contract allows.
@@ -33,14 +41,26 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
-from ..validate import FLOAT_DTYPES, check_same_device
+from ..validate import BFLOAT16, FLOAT_DTYPES, HALF_DTYPES, check_same_device
 
 FLOATS = FLOAT_DTYPES
+FLOAT16 = np.dtype(np.float16)
+STORAGE = FLOATS + HALF_DTYPES  # the dtypes the ops take
 # Sums of H (or T, or Q) products in another order than BLAS's, then exp: the error is a few ulp
 # of the sum of |terms|, not of the result, hence the absolute part. Measured over 300 examples
 # per op and backend (below; gradients of size ~16 at H = 256): at most 5.2e-6 beyond the
 # relative part in float32, 2.5e-15 in float64.
-_TOLERANCE = {np.dtype(np.float32): (3e-5, 1e-4), np.dtype(np.float64): (3e-14, 1e-10)}
+# float16 / bfloat16: every backend computes in float32 from the same inputs (widened exactly),
+# so before rounding its results are within the float32 tolerance of the reference's; rounding
+# each once to the storage format can then put the two on neighbouring values: one ulp more,
+# 2^-10 (float16) or 2^-7 (bfloat16) of the result. Nothing else is rounded in between. (The
+# float32 atol also covers float16's subnormal spacing, 2^-24.)
+_F32_ATOL, _F32_RTOL = 3e-5, 1e-4
+_TOLERANCE = {np.dtype(np.float32): (_F32_ATOL, _F32_RTOL), np.dtype(np.float64): (3e-14, 1e-10),
+              FLOAT16: (_F32_ATOL, _F32_RTOL + 2.0**-10), BFLOAT16: (_F32_ATOL, _F32_RTOL + 2.0**-7)}
+# CuPy (13) has no bfloat16 dtype: a device array cannot hold one, so no CuPy call can carry it.
+_CUPY_NO_BF16 = ("CuPy arrays cannot hold ml_dtypes.bfloat16; attention_half.cu has the __nv_bfloat16 "
+                 "kernels, run on uint16 views by cupy_impl.run_bits (tested under the CUDA emulation)")
 
 
 def attention_weights(hs, h):
@@ -118,8 +138,7 @@ def _array(x, name, who):
 
 def _states(hs, who):
     _array(hs, "hs", who)
-    if hs.dtype not in FLOATS:
-        raise TypeError(f"{who}: hs must be float32 or float64, got dtype {hs.dtype}")
+    registry.spec(who).check_dtype(hs.dtype, "hs")  # TypeError naming the op and the dtypes it takes
     if hs.ndim != 3:
         raise ValueError(f"{who}: hs must be (N, T, H) encoder states, got shape {tuple(hs.shape)}")
     if hs.shape[1] == 0:
@@ -175,14 +194,16 @@ def _weights(a, hs, Q, single, name, who):
 
 # ----- specs: what the generated tests and benchmarks draw -----------------------------------
 
-def _random_problem(draw, kind):
-    """Arguments of one op. Queries are scaled so that scores have a spread of about ``scale``
-    (0.1: nearly uniform weights; 4: sharply peaked), as trained attention gives."""
+def _random_problem(draw, kind, dtype=None):
+    """Arguments of one op, of storage dtype ``dtype`` (any of STORAGE when None): values drawn in
+    float64 and rounded to the dtype, so each is one the dtype holds. Queries are scaled so that
+    scores have a spread of about ``scale`` (0.1: nearly uniform weights; 4: sharply peaked), as
+    trained attention gives."""
     from hypothesis import strategies as st
 
     from . import reference
 
-    dtype = np.dtype(draw(st.sampled_from(FLOATS)))
+    dtype = np.dtype(dtype) if dtype is not None else np.dtype(draw(st.sampled_from(STORAGE)))
     N = draw(st.sampled_from([0, 1, 2, 5, 17]))
     T = draw(st.sampled_from([1, 2, 7, 29]))
     Q = draw(st.sampled_from([0, 1, 2, 4, 5, 10]))
@@ -205,10 +226,10 @@ def _random_problem(draw, kind):
 
 
 def _examples(kind):
-    def strategy():
+    def strategy(dtype=None):
         from hypothesis import strategies as st
 
-        return st.composite(lambda draw: _random_problem(draw, kind))()
+        return st.composite(lambda draw: _random_problem(draw, kind, dtype))()
 
     return strategy
 
@@ -240,9 +261,11 @@ def _benchmark(kind):
 
 # Which backend runs each op is measured per machine (kernels/calibration.py): Numba and Cython
 # trade places within noise on these loops (bench/README.md), and NumPy's BLAS catches up at Q 10.
-# Every backend sums in a fixed order (attention.cu: no atomics), so all are deterministic.
-_COMMON = dict(family="attention", dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=False,
-               tolerance=_TOLERANCE, dtype_of=lambda args: args[0].dtype)
+# Every backend sums in a fixed order (attention.cu, attention_half.cu: no atomics), so all are
+# deterministic.
+_COMMON = dict(family="attention", dtypes=STORAGE, deterministic=registry.EVERY_BACKEND, exact=False,
+               tolerance=_TOLERANCE, lacks_dtype={"cupy": {BFLOAT16: _CUPY_NO_BF16}},
+               dtype_of=lambda args: args[0].dtype)
 for _name, _doc, _kind in (
         ("attention_weights", "a = softmax_t(h . hs_t) per item and query", "forward"),
         ("attention_weights_backward", "(dhs, dh) through the softmax from da", "weights_backward"),

@@ -9,9 +9,11 @@
  * contraction), though not BLAS's: results are held to the op's tolerance. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fastnlp/dispatch.h"
+#include "fastnlp/half.h"
 
 /* exp(x) in float, written so GCC vectorises the softmax loop that calls it (libm's expf is one
  * call per element: 11 of the 82 us of the fused forward at the date task's size, 7 us this way):
@@ -320,3 +322,117 @@ static inline __attribute__((always_inline)) float att_expf(float x) {
 
 FASTNLP_ATTENTION_OPS(float, f32, att_expf)
 FASTNLP_ATTENTION_OPS(double, f64, exp)
+
+/* ----- float16 / bfloat16 storage (uint16_t bit patterns, fastnlp/half.h) ----------------------
+ * The contract for these formats (__init__.py): everything computed in float32, each output
+ * rounded once. Per batch item the inputs are widened into float32 scratch (hs[n] is 14.5 KB of
+ * float16 at the date task's size: widened once, it stays in cache for every query), the float32
+ * loops above run on it unchanged, and the outputs are rounded to the storage format as each item
+ * is done. Widening uses the CPU's conversion instructions (vcvtph2ps: AVX-512F or F16C; bfloat16
+ * is a shift), rounding vcvtps2ph or AVX512-BF16's vcvtneps2bf16 where the CPU has them. The
+ * float32 weights and the scores' gradient stay float32 between the two halves of a fused op.
+ *
+ * work: float32 scratch of at least ATTENTION_HALF_WORK(Q, T, H) elements. */
+#define ATTENTION_HALF_WORK(Q, T, H) (2 * (T) * (H) + 3 * (Q) * (H) + 3 * (Q) * (T))
+
+#define FASTNLP_ATTENTION_HALF_OPS(FMT, NARROW)                                                       \
+    FASTNLP_CLONES static void attention_weights_##FMT(const uint16_t* hs, const uint16_t* h, uint16_t* a, \
+                                                       float* work, ptrdiff_t N, ptrdiff_t Q,         \
+                                                       ptrdiff_t T, ptrdiff_t H) {                    \
+        float *hs32 = work, *h32 = hs32 + T * H, *a32 = h32 + Q * H;                                  \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            fastnlp_widen_##FMT(hs + n * T * H, hs32, T * H);                                         \
+            fastnlp_widen_##FMT(h + n * Q * H, h32, Q * H);                                           \
+            att_dots_f32(h32, hs32, a32, Q, T, H);                                                    \
+            att_softmax_rows_f32(a32, Q, T);                                                          \
+            NARROW(a32, a + n * Q * T, Q * T);                                                        \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void weighted_sum_##FMT(const uint16_t* hs, const uint16_t* a, uint16_t* c,  \
+                                                  float* work, ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T, \
+                                                  ptrdiff_t H) {                                      \
+        float *hs32 = work, *a32 = hs32 + T * H, *c32 = a32 + Q * T;                                  \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            fastnlp_widen_##FMT(hs + n * T * H, hs32, T * H);                                         \
+            fastnlp_widen_##FMT(a + n * Q * T, a32, Q * T);                                           \
+            for (ptrdiff_t q = 0; q < Q; ++q) att_combine_f32(a32 + q * T, 1, hs32, T, H, c32 + q * H, 0); \
+            NARROW(c32, c + n * Q * H, Q * H);                                                        \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void attention_context_##FMT(const uint16_t* hs, const uint16_t* h, uint16_t* a, \
+                                                       uint16_t* c, float* work, ptrdiff_t N,         \
+                                                       ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {       \
+        float *hs32 = work, *h32 = hs32 + T * H, *a32 = h32 + Q * H, *c32 = a32 + Q * T;              \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            fastnlp_widen_##FMT(hs + n * T * H, hs32, T * H);                                         \
+            fastnlp_widen_##FMT(h + n * Q * H, h32, Q * H);                                           \
+            att_dots_f32(h32, hs32, a32, Q, T, H);                                                    \
+            att_softmax_rows_f32(a32, Q, T);                                                          \
+            for (ptrdiff_t q = 0; q < Q; ++q) att_combine_f32(a32 + q * T, 1, hs32, T, H, c32 + q * H, 0); \
+            NARROW(a32, a + n * Q * T, Q * T); /* c was weighed by the float32 weights */             \
+            NARROW(c32, c + n * Q * H, Q * H);                                                        \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void attention_weights_backward_##FMT(                                      \
+        const uint16_t* hs, const uint16_t* h, const uint16_t* a, const uint16_t* da, uint16_t* dhs,  \
+        uint16_t* dh, float* work, ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {              \
+        float *hs32 = work, *dhs32 = hs32 + T * H, *h32 = dhs32 + T * H, *dh32 = h32 + Q * H;         \
+        float *a32 = dh32 + Q * H, *da32 = a32 + Q * T, *ds = da32 + Q * T;                           \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            fastnlp_widen_##FMT(hs + n * T * H, hs32, T * H);                                         \
+            fastnlp_widen_##FMT(h + n * Q * H, h32, Q * H);                                           \
+            fastnlp_widen_##FMT(a + n * Q * T, a32, Q * T);                                           \
+            fastnlp_widen_##FMT(da + n * Q * T, da32, Q * T);                                         \
+            att_softmax_backward_f32(a32, da32, ds, Q, T);                                            \
+            for (ptrdiff_t q = 0; q < Q; ++q) att_combine_f32(ds + q * T, 1, hs32, T, H, dh32 + q * H, 0); \
+            for (ptrdiff_t t = 0; t < T; ++t) att_combine_f32(ds + t, T, h32, Q, H, dhs32 + t * H, 0);  \
+            NARROW(dhs32, dhs + n * T * H, T * H);                                                    \
+            NARROW(dh32, dh + n * Q * H, Q * H);                                                      \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void weighted_sum_backward_##FMT(                                           \
+        const uint16_t* hs, const uint16_t* a, const uint16_t* dc, uint16_t* dhs, uint16_t* da,       \
+        float* work, ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {                            \
+        float *hs32 = work, *dhs32 = hs32 + T * H, *dc32 = dhs32 + T * H, *a32 = dc32 + Q * H;        \
+        float *da32 = a32 + Q * T;                                                                    \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            fastnlp_widen_##FMT(hs + n * T * H, hs32, T * H);                                         \
+            fastnlp_widen_##FMT(a + n * Q * T, a32, Q * T);                                           \
+            fastnlp_widen_##FMT(dc + n * Q * H, dc32, Q * H);                                         \
+            att_dots_f32(dc32, hs32, da32, Q, T, H);                                                  \
+            for (ptrdiff_t t = 0; t < T; ++t) att_combine_f32(a32 + t, T, dc32, Q, H, dhs32 + t * H, 0); \
+            NARROW(dhs32, dhs + n * T * H, T * H);                                                    \
+            NARROW(da32, da + n * Q * T, Q * T);                                                      \
+        }                                                                                             \
+    }                                                                                                 \
+    FASTNLP_CLONES static void attention_context_backward_##FMT(                                      \
+        const uint16_t* hs, const uint16_t* h, const uint16_t* a, const uint16_t* dc, uint16_t* dhs,  \
+        uint16_t* dh, float* work, ptrdiff_t N, ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {              \
+        float *hs32 = work, *dhs32 = hs32 + T * H, *h32 = dhs32 + T * H, *dc32 = h32 + Q * H;         \
+        float *dh32 = dc32 + Q * H, *a32 = dh32 + Q * H, *da32 = a32 + Q * T, *ds = da32 + Q * T;     \
+        for (ptrdiff_t n = 0; n < N; ++n) {                                                           \
+            fastnlp_widen_##FMT(hs + n * T * H, hs32, T * H);                                         \
+            fastnlp_widen_##FMT(h + n * Q * H, h32, Q * H);                                           \
+            fastnlp_widen_##FMT(a + n * Q * T, a32, Q * T);                                           \
+            fastnlp_widen_##FMT(dc + n * Q * H, dc32, Q * H);                                         \
+            att_dots_f32(dc32, hs32, da32, Q, T, H); /* da: float32, never stored */                  \
+            att_softmax_backward_f32(a32, da32, ds, Q, T);                                            \
+            if (Q == 1) {                                                                             \
+                att_backward_one_query_f32(hs32, a32, ds, dc32, h32, T, H, dhs32, dh32);              \
+            } else {                                                                                  \
+                for (ptrdiff_t q = 0; q < Q; ++q)                                                     \
+                    att_combine_f32(ds + q * T, 1, hs32, T, H, dh32 + q * H, 0);                      \
+                for (ptrdiff_t t = 0; t < T; ++t) {                                                   \
+                    if (Q)                                                                            \
+                        att_combine_two_f32(a32 + t, dc32, ds + t, h32, T, Q, H, dhs32 + t * H);      \
+                    else                                                                              \
+                        memset(dhs32 + t * H, 0, (size_t)H * sizeof(float));                          \
+                }                                                                                     \
+            }                                                                                         \
+            NARROW(dhs32, dhs + n * T * H, T * H);                                                    \
+            NARROW(dh32, dh + n * Q * H, Q * H);                                                      \
+        }                                                                                             \
+    }
+
+FASTNLP_ATTENTION_HALF_OPS(f16, fastnlp_narrow_f16)
+FASTNLP_ATTENTION_HALF_OPS(bf16, fastnlp_narrow_bf16_fast)

@@ -6,13 +6,23 @@ pass instead of once per product. Dot products over H are reductions: ``fastmath
 ``reassoc`` (and ``contract`` for FMA) lets LLVM split them into vector partial sums, a
 different summation order from BLAS, so results are held to the op's tolerance. No flag that
 changes NaN/inf handling is set.
+
+float16 / bfloat16 arrays reach the loops as uint16 views (Numba has neither type on the CPU):
+each batch item's inputs are widened into float32 scratch (exactly), the float32 loops below run
+on it unchanged, and each output is rounded once to the storage format as the item is done (the
+weights between the two halves of a fused op stay float32). The conversions are
+kernels/_numba_half.py's, which LLVM vectorises (F16C's instructions for float16): NumPy's and
+ml_dtypes' bits. (kernels/_numba_common.py's element-wise ones made the float16 ops 3-6x slower
+than float32 at the date task's size.)
 """
 import math
 
 import numba
 import numpy as np
 
+from .._numba_half import f32_to_half, half_to_f32
 from ..memory import aligned_empty_like  # dhs, the one large output: rows streamed by vector stores
+from ..validate import BFLOAT16, HALF_DTYPES
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
@@ -210,26 +220,165 @@ def _attention_context_backward(hs, h, a, dc, dhs, dh):
                 dhs[n, t] = 0
 
 
+# ----- float16 / bfloat16 storage ----------------------------------------------------------------
+# Arrays as (N, rows * columns) uint16 views, one row per batch item; scratch as float32 (T, H) etc.
+
+@numba.njit(inline="always", **_JIT)
+def _widen(bits, out, bf16):
+    """out (float32, any shape, C-contiguous) = the values of the 16-bit patterns ``bits`` (flat)."""
+    flat = out.reshape(-1)
+    for j in range(bits.shape[0]):
+        flat[j] = half_to_f32(bits[j], bf16)
+
+
+@numba.njit(inline="always", **_JIT)
+def _narrow(values, bits, bf16):
+    """bits (flat uint16) = ``values`` (float32, C-contiguous) rounded once to the storage format."""
+    flat = values.reshape(-1)
+    for j in range(bits.shape[0]):
+        bits[j] = f32_to_half(flat[j], bf16)
+
+
+@numba.njit(**_JIT)
+def _attention_weights_half(hs, h, a, Q, T, H, bf16):
+    hs32, h32, a32 = (np.empty((T, H), np.float32), np.empty((Q, H), np.float32),
+                      np.empty((Q, T), np.float32))
+    for n in range(hs.shape[0]):
+        _widen(hs[n], hs32, bf16)
+        _widen(h[n], h32, bf16)
+        _dots(h32, hs32, a32)
+        _softmax_rows(a32)
+        _narrow(a32, a[n], bf16)
+
+
+@numba.njit(**_JIT)
+def _weighted_sum_half(hs, a, c, Q, T, H, bf16):
+    hs32, a32, c32 = (np.empty((T, H), np.float32), np.empty((Q, T), np.float32),
+                      np.empty((Q, H), np.float32))
+    for n in range(hs.shape[0]):
+        _widen(hs[n], hs32, bf16)
+        _widen(a[n], a32, bf16)
+        for q in range(Q):
+            _context(a32[q], hs32, c32[q])
+        _narrow(c32, c[n], bf16)
+
+
+@numba.njit(**_JIT)
+def _attention_context_half(hs, h, a, c, Q, T, H, bf16):
+    hs32, h32 = np.empty((T, H), np.float32), np.empty((Q, H), np.float32)
+    a32, c32 = np.empty((Q, T), np.float32), np.empty((Q, H), np.float32)
+    for n in range(hs.shape[0]):
+        _widen(hs[n], hs32, bf16)
+        _widen(h[n], h32, bf16)
+        _dots(h32, hs32, a32)
+        _softmax_rows(a32)
+        for q in range(Q):
+            _context(a32[q], hs32, c32[q])  # weighed by the float32 weights
+        _narrow(a32, a[n], bf16)
+        _narrow(c32, c[n], bf16)
+
+
+@numba.njit(**_JIT)
+def _attention_weights_backward_half(hs, h, a, da, dhs, dh, Q, T, H, bf16):
+    hs32, dhs32 = np.empty((T, H), np.float32), np.empty((T, H), np.float32)
+    h32, dh32 = np.empty((Q, H), np.float32), np.empty((Q, H), np.float32)
+    a32, da32, ds = np.empty((Q, T), np.float32), np.empty((Q, T), np.float32), np.empty((Q, T), np.float32)
+    for n in range(hs.shape[0]):
+        _widen(hs[n], hs32, bf16)
+        _widen(h[n], h32, bf16)
+        _widen(a[n], a32, bf16)
+        _widen(da[n], da32, bf16)
+        for q in range(Q):
+            _softmax_backward(a32[q], da32[q], ds[q])
+            _context(ds[q], hs32, dh32[q])
+        for t in range(T):
+            _combine(ds[:, t], h32, dhs32[t], False)
+        _narrow(dhs32, dhs[n], bf16)
+        _narrow(dh32, dh[n], bf16)
+
+
+@numba.njit(**_JIT)
+def _weighted_sum_backward_half(hs, a, dc, dhs, da, Q, T, H, bf16):
+    hs32, dhs32 = np.empty((T, H), np.float32), np.empty((T, H), np.float32)
+    a32, da32, dc32 = np.empty((Q, T), np.float32), np.empty((Q, T), np.float32), np.empty((Q, H), np.float32)
+    for n in range(hs.shape[0]):
+        _widen(hs[n], hs32, bf16)
+        _widen(a[n], a32, bf16)
+        _widen(dc[n], dc32, bf16)
+        _dots(dc32, hs32, da32)
+        for t in range(T):
+            _combine(a32[:, t], dc32, dhs32[t], False)
+        _narrow(dhs32, dhs[n], bf16)
+        _narrow(da32, da[n], bf16)
+
+
+@numba.njit(**_JIT)
+def _attention_context_backward_half(hs, h, a, dc, dhs, dh, Q, T, H, bf16):
+    hs32, dhs32 = np.empty((T, H), np.float32), np.empty((T, H), np.float32)
+    h32, dh32, dc32 = np.empty((Q, H), np.float32), np.empty((Q, H), np.float32), np.empty((Q, H), np.float32)
+    a32, da32, ds = np.empty((Q, T), np.float32), np.empty((Q, T), np.float32), np.empty((Q, T), np.float32)
+    for n in range(hs.shape[0]):
+        _widen(hs[n], hs32, bf16)
+        _widen(h[n], h32, bf16)
+        _widen(a[n], a32, bf16)
+        _widen(dc[n], dc32, bf16)
+        _dots(dc32, hs32, da32)  # da: float32, never stored
+        for q in range(Q):
+            _softmax_backward(a32[q], da32[q], ds[q])
+            _context(ds[q], hs32, dh32[q])
+        for t in range(T):
+            if Q:
+                _combine_two(a32[:, t], dc32, ds[:, t], h32, dhs32[t])
+            else:
+                dhs32[t] = 0
+        _narrow(dhs32, dhs[n], bf16)
+        _narrow(dh32, dh[n], bf16)
+
+
+def _bits(x):
+    """A float16 / bfloat16 array as (N, rest) uint16: one row of bit patterns per batch item."""
+    return x.view(np.uint16).reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _half_call(kernel, arrays, Q, T, H):
+    """``kernel`` on the uint16 rows of ``arrays`` (inputs, then the new outputs)."""
+    kernel(*(_bits(x) for x in arrays), Q, T, H, arrays[0].dtype == BFLOAT16)
+
+
+# ----- the backend functions (the reference's signatures) ------------------------------------
+
 def attention_weights(hs, h):
     a = np.empty((hs.shape[0], h.shape[1], hs.shape[1]), dtype=hs.dtype)
+    if hs.dtype in HALF_DTYPES:
+        _half_call(_attention_weights_half, (hs, h, a), h.shape[1], hs.shape[1], hs.shape[2])
+        return a
     _attention_weights(hs, h, a)
     return a
 
 
 def attention_weights_backward(hs, h, a, da):
     dhs, dh = aligned_empty_like(hs), np.empty_like(h)
+    if hs.dtype in HALF_DTYPES:
+        _half_call(_attention_weights_backward_half, (hs, h, a, da, dhs, dh), h.shape[1], hs.shape[1], hs.shape[2])
+        return dhs, dh
     _attention_weights_backward(hs, h, a, da, dhs, dh)
     return dhs, dh
 
 
 def weighted_sum(hs, a):
     c = np.empty((hs.shape[0], a.shape[1], hs.shape[2]), dtype=hs.dtype)
+    if hs.dtype in HALF_DTYPES:
+        _half_call(_weighted_sum_half, (hs, a, c), a.shape[1], hs.shape[1], hs.shape[2])
+        return c
     _weighted_sum(hs, a, c)
     return c
 
 
 def weighted_sum_backward(hs, a, dc):
     dhs, da = aligned_empty_like(hs), np.empty_like(a)
+    if hs.dtype in HALF_DTYPES:
+        _half_call(_weighted_sum_backward_half, (hs, a, dc, dhs, da), a.shape[1], hs.shape[1], hs.shape[2])
+        return dhs, da
     _weighted_sum_backward(hs, a, dc, dhs, da)
     return dhs, da
 
@@ -237,11 +386,17 @@ def weighted_sum_backward(hs, a, dc):
 def attention_context(hs, h):
     a = np.empty((hs.shape[0], h.shape[1], hs.shape[1]), dtype=hs.dtype)
     c = np.empty((hs.shape[0], h.shape[1], hs.shape[2]), dtype=hs.dtype)
+    if hs.dtype in HALF_DTYPES:
+        _half_call(_attention_context_half, (hs, h, a, c), h.shape[1], hs.shape[1], hs.shape[2])
+        return a, c
     _attention_context(hs, h, a, c)
     return a, c
 
 
 def attention_context_backward(hs, h, a, dc):
     dhs, dh = aligned_empty_like(hs), np.empty_like(h)
+    if hs.dtype in HALF_DTYPES:
+        _half_call(_attention_context_backward_half, (hs, h, a, dc, dhs, dh), h.shape[1], hs.shape[1], hs.shape[2])
+        return dhs, dh
     _attention_context_backward(hs, h, a, dc, dhs, dh)
     return dhs, dh

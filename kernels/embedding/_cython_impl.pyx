@@ -23,6 +23,10 @@ cdef extern from "row_ops.h" nogil:
     int scatter_add_rows_bf16(uint16_t* dW, const int64_t* idx, const uint16_t* rows, Py_ssize_t n_ids,
                               Py_ssize_t width)
     const char* fastnlp_half_isa_name()
+    void fastnlp_widen_f16(const uint16_t* src, float* dst, Py_ssize_t n)
+    void fastnlp_narrow_f16(const float* src, uint16_t* dst, Py_ssize_t n)
+    void fastnlp_widen_bf16(const uint16_t* src, float* dst, Py_ssize_t n)
+    void fastnlp_narrow_bf16(const float* src, uint16_t* dst, Py_ssize_t n)
 
 HALF = (np.dtype(np.float16), BFLOAT16)
 # The float16 conversions in use here: 'avx512f' (16 lanes), 'f16c' (8) or 'portable'.
@@ -95,3 +99,43 @@ def _gather_half(W, const int64_t[::1] ids, out):
     cdef Py_ssize_t n = ids.shape[0], width = source.shape[1]
     with nogil:
         gather_rows_u16(&source[0, 0], &ids[0], &target[0, 0], n, width)
+
+
+# The conversions of whole arrays that the other families' Cython kernels use for float16 /
+# bfloat16 storage (fastnlp/half.h: F16C / AVX-512 for float16, vectorised shifts for bfloat16).
+def to_float32(x):
+    """A float32 copy of the float16 / bfloat16 array ``x`` (any shape)."""
+    cdef const uint16_t[::1] bits = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
+    wide = np.empty(x.shape, np.float32)
+    cdef float[::1] out = wide.reshape(-1)
+    cdef bint bf16 = x.dtype == BFLOAT16
+    cdef Py_ssize_t n = bits.shape[0]
+    if n:
+        with nogil:
+            if bf16:
+                fastnlp_widen_bf16(&bits[0], &out[0], n)
+            else:
+                fastnlp_widen_f16(&bits[0], &out[0], n)
+    return wide
+
+
+def round_into(values, x):
+    """x[...] = the float32 array ``values`` rounded once (to nearest, ties to even) to the
+    dtype of the C-contiguous float16 / bfloat16 array ``x`` of the same size."""
+    cdef const float[::1] wide = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    cdef uint16_t[::1] bits = x.reshape(-1).view(np.uint16)
+    cdef bint bf16 = x.dtype == BFLOAT16
+    cdef Py_ssize_t n = bits.shape[0]
+    if n:
+        with nogil:
+            if bf16:
+                fastnlp_narrow_bf16(&wide[0], &bits[0], n)
+            else:
+                fastnlp_narrow_f16(&wide[0], &bits[0], n)
+
+
+def rounded(values, dtype):
+    """A new array of the float16 / bfloat16 ``dtype``: the float32 ``values`` rounded once."""
+    out = np.empty(values.shape, dtype)
+    round_into(values, out)
+    return out

@@ -40,7 +40,13 @@ FASTNLP_ROW_OPS(double, f64)
  * next position with the same id (an open-addressing table of ids, O(n)); an id seen once (the
  * common case at V = 10000) is one fused pass over its row, dW[r] = round(dW[r] + rows[i]); a
  * repeated id is summed in a float32 row `acc` and rounded by the last row's pass.
- * Returns 0, or -1 when the scratch memory cannot be allocated (dW untouched then). */
+ * Returns 0, or -1 when the scratch memory cannot be allocated (dW untouched then).
+ *
+ * Speed (bench/compare_scatter_add.py --dtypes): the row pass is scatter_row_<fmt> below, whole
+ * vectors only (the row's last vector overlaps the one before it instead of a scalar tail: ten
+ * scalar conversions per row of 650 cost as much as the other 640 lanes), and the next id's row
+ * is prefetched: the conversions make each row long enough that the out-of-order window no
+ * longer reaches the next row's first loads (the float32 loop gains nothing from it). */
 static void gather_rows_u16(const uint16_t* W, const int64_t* idx, uint16_t* out, ptrdiff_t n_ids,
                             ptrdiff_t width) {
     for (ptrdiff_t i = 0; i < n_ids; ++i)
@@ -69,6 +75,135 @@ static void link_duplicates(const int64_t* idx, ptrdiff_t n, int64_t* next, unsi
     }
 }
 
+/* dst[j] = round((acc ? acc[j] : float(dst[j])) + float(src[j])), the last pass over a touched row,
+ * for dst not overlapping acc or src (the scatter-add's contract). A row of at least one vector
+ * is done in whole vectors: the last vector, at n - lanes, is summed from the inputs first and
+ * stored after the loop, over lanes the loop also wrote with the same values (each lane's
+ * result depends only on its own inputs), so no lane needs the scalar conversion. */
+#ifdef FASTNLP_HALF_X86
+#define SCATTER_ROUND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* an immediate, even at -O0 */
+
+__attribute__((target("avx512f"))) static inline __m512 scatter_sum16_f16(const uint16_t* dst, const float* acc,
+                                                                          const uint16_t* src) {
+    __m512 a = acc ? _mm512_loadu_ps(acc) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)dst));
+    return _mm512_add_ps(a, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)src)));
+}
+
+__attribute__((target("avx512f"))) static void scatter_row_f16_avx512(uint16_t* dst, const float* acc,
+                                                                       const uint16_t* src, ptrdiff_t n) {
+    ptrdiff_t last = n - 16;
+    __m512 tail_sum = scatter_sum16_f16(dst + last, acc ? acc + last : NULL, src + last);
+    __m256i tail = _mm512_cvtps_ph(tail_sum, SCATTER_ROUND);
+    if (acc) {
+        for (ptrdiff_t j = 0; j < last; j += 16)
+            _mm256_storeu_si256((__m256i*)(dst + j), _mm512_cvtps_ph(scatter_sum16_f16(dst + j, acc + j, src + j),
+                                                                     SCATTER_ROUND));
+    } else {
+        for (ptrdiff_t j = 0; j < last; j += 16)
+            _mm256_storeu_si256((__m256i*)(dst + j), _mm512_cvtps_ph(scatter_sum16_f16(dst + j, NULL, src + j),
+                                                                     SCATTER_ROUND));
+    }
+    _mm256_storeu_si256((__m256i*)(dst + last), tail);
+}
+
+__attribute__((target("avx2,f16c"))) static inline __m256 scatter_sum8_f16(const uint16_t* dst, const float* acc,
+                                                                           const uint16_t* src) {
+    __m256 a = acc ? _mm256_loadu_ps(acc) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)dst));
+    return _mm256_add_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)src)));
+}
+
+__attribute__((target("avx2,f16c"))) static void scatter_row_f16_f16c(uint16_t* dst, const float* acc,
+                                                                      const uint16_t* src, ptrdiff_t n) {
+    ptrdiff_t last = n - 8;
+    __m256 tail_sum = scatter_sum8_f16(dst + last, acc ? acc + last : NULL, src + last);
+    __m128i tail = _mm256_cvtps_ph(tail_sum, SCATTER_ROUND);
+    if (acc) {
+        for (ptrdiff_t j = 0; j < last; j += 8)
+            _mm_storeu_si128((__m128i*)(dst + j), _mm256_cvtps_ph(scatter_sum8_f16(dst + j, acc + j, src + j),
+                                                                  SCATTER_ROUND));
+    } else {
+        for (ptrdiff_t j = 0; j < last; j += 8)
+            _mm_storeu_si128((__m128i*)(dst + j), _mm256_cvtps_ph(scatter_sum8_f16(dst + j, NULL, src + j),
+                                                                  SCATTER_ROUND));
+    }
+    _mm_storeu_si128((__m128i*)(dst + last), tail);
+}
+#endif
+
+static void scatter_row_f16(uint16_t* dst, const float* acc, const uint16_t* src, ptrdiff_t n) {
+#ifdef FASTNLP_HALF_X86
+    int isa = fastnlp_half_isa();
+    if (isa == 2 && n >= 16) { scatter_row_f16_avx512(dst, acc, src, n); return; }
+    if (isa >= 1 && n >= 8) { scatter_row_f16_f16c(dst, acc, src, n); return; }
+#endif
+    fastnlp_add_f16(dst, acc, src, n);
+}
+
+#ifdef FASTNLP_HAVE_AVX512BF16
+/* bfloat16: vcvtneps2bf16 flushes float32 subnormal sums to zero (see fastnlp/half.h), so the
+ * lanes holding one are redone exactly. They are found with one vfpclassps (AVX512-DQ) per
+ * vector and one test per pair of vectors: the and-and-two-compares test of half.h made this
+ * loop a third slower, because the conversion work, not memory, bounds it here. */
+#define SCATTER_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+SCATTER_BF16_TARGET static void scatter_redo_subnormal_bf16(uint16_t* dst, __m512 sum, __mmask16 subnormal) {
+    float lanes[16];
+    _mm512_storeu_ps(lanes, sum);
+    for (int l = 0; l < 16; ++l)
+        if (subnormal & (1u << l)) dst[l] = fastnlp_f32_to_bf16(lanes[l]);
+}
+
+SCATTER_BF16_TARGET static inline __m512 scatter_sum16_bf16(const uint16_t* dst, const float* acc,
+                                                            const uint16_t* src) {
+    return _mm512_add_ps(acc ? _mm512_loadu_ps(acc) : fastnlp_widen16_bf16(dst), fastnlp_widen16_bf16(src));
+}
+
+SCATTER_BF16_TARGET static inline void scatter_store16_bf16(uint16_t* dst, __m512 sum) {
+    __mmask16 subnormal = _mm512_fpclass_ps_mask(sum, 0x20); /* 0x20: a denormal */
+    _mm256_storeu_si256((__m256i*)dst, (__m256i)_mm512_cvtneps_pbh(sum));
+    if (__builtin_expect(subnormal != 0, 0)) scatter_redo_subnormal_bf16(dst, sum, subnormal);
+}
+
+SCATTER_BF16_TARGET static void scatter_row_bf16_avx512bf16(uint16_t* dst, const float* acc, const uint16_t* src,
+                                                            ptrdiff_t n) {
+    ptrdiff_t last = n - 16, j = 0;
+    uint16_t tail[16];
+    scatter_store16_bf16(tail, scatter_sum16_bf16(dst + last, acc ? acc + last : NULL, src + last));
+    for (; j + 32 <= last; j += 32) {
+        __m512 low = scatter_sum16_bf16(dst + j, acc ? acc + j : NULL, src + j);
+        __m512 high = scatter_sum16_bf16(dst + j + 16, acc ? acc + j + 16 : NULL, src + j + 16);
+        __mmask16 low_subnormal = _mm512_fpclass_ps_mask(low, 0x20);
+        __mmask16 high_subnormal = _mm512_fpclass_ps_mask(high, 0x20);
+        _mm256_storeu_si256((__m256i*)(dst + j), (__m256i)_mm512_cvtneps_pbh(low));
+        _mm256_storeu_si256((__m256i*)(dst + j + 16), (__m256i)_mm512_cvtneps_pbh(high));
+        if (__builtin_expect(!_kortestz_mask16_u8(low_subnormal, high_subnormal), 0)) {
+            scatter_redo_subnormal_bf16(dst + j, low, low_subnormal);
+            scatter_redo_subnormal_bf16(dst + j + 16, high, high_subnormal);
+        }
+    }
+    for (; j < last; j += 16) scatter_store16_bf16(dst + j, scatter_sum16_bf16(dst + j, acc ? acc + j : NULL, src + j));
+    memcpy(dst + last, tail, sizeof tail);
+}
+#endif
+
+static void scatter_row_bf16(uint16_t* dst, const float* acc, const uint16_t* src, ptrdiff_t n) {
+#ifdef FASTNLP_HAVE_AVX512BF16
+    if (n >= 16 && fastnlp_bf16_fpclass_isa()) { scatter_row_bf16_avx512bf16(dst, acc, src, n); return; }
+#endif
+    fastnlp_add_bf16(dst, acc, src, n);
+}
+
+/* Asks the memory system for a row before the loop reaches it (write intent: it is updated). */
+static inline void scatter_prefetch_row(const uint16_t* row, ptrdiff_t width) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (ptrdiff_t byte = 0; byte < width * (ptrdiff_t)sizeof(uint16_t); byte += 64)
+        __builtin_prefetch((const char*)row + byte, 1);
+#else
+    (void)row;
+    (void)width;
+#endif
+}
+
 #define FASTNLP_HALF_SCATTER(FMT)                                                                \
     static int scatter_add_rows_##FMT(uint16_t* dW, const int64_t* idx, const uint16_t* rows,  \
                                       ptrdiff_t n_ids, ptrdiff_t width) {                      \
@@ -85,14 +220,15 @@ static void link_duplicates(const int64_t* idx, ptrdiff_t n, int64_t* next, unsi
         for (ptrdiff_t i = 0; i < n_ids; ++i) {                                                 \
             if (repeat[i]) continue; /* summed with the id's first position */                  \
             uint16_t* target = dW + idx[i] * width;                                             \
+            if (i + 1 < n_ids) scatter_prefetch_row(dW + idx[i + 1] * width, width);            \
             if (next[i] < 0) {                                                                  \
-                fastnlp_add_##FMT(target, NULL, rows + i * width, width);                       \
+                scatter_row_##FMT(target, NULL, rows + i * width, width);                       \
                 continue;                                                                       \
             }                                                                                   \
             fastnlp_widen_##FMT(target, acc, width);                                            \
             ptrdiff_t k = i;                                                                    \
             for (; next[k] >= 0; k = next[k]) fastnlp_accumulate_##FMT(acc, rows + k * width, width); \
-            fastnlp_add_##FMT(target, acc, rows + k * width, width);                            \
+            scatter_row_##FMT(target, acc, rows + k * width, width);                            \
         }                                                                                       \
         free(next); free(repeat); free(acc);                                                    \
         return 0;                                                                               \

@@ -21,22 +21,32 @@ The contract of the backend-level ops (every file in this folder implements it):
         pre-activations in the same [f, g, i, o] blocks, and dc_prev (N, H). Returns None.
         (dh_prev = dA @ Wh.T, dx = dA @ Wx.T and the weight gradients are BLAS products.)
 
-Every array is C-contiguous with one float dtype (float32 or float64) and no output overlaps
-another argument; the public wrappers below check this once and allocate missing outputs.
-The compiled float32 kernels use a rational approximation of tanh (a few ulp, vectorisable),
-so these ops are held to a tolerance, not to bit equality.
+Every array is C-contiguous with one float dtype and no output overlaps another argument; the
+public wrappers below check this once and allocate missing outputs. The compiled float32
+kernels use a rational approximation of tanh (a few ulp, vectorisable), so these ops are held
+to a tolerance, not to bit equality.
+
+Storage dtypes: float64, float32, float16 and bfloat16 (ml_dtypes). In float16 / bfloat16 the
+step is the float32 step on the inputs converted up, and each output (the gates, h_next,
+c_next, tanh_c; dA, dc_prev) is rounded once to the storage dtype at the end (to nearest, ties
+to even); what the step reads of its own results (the gates, c_next, tanh_c) is the float32
+value, before rounding. Every backend does this: the reference with NumPy float32 copies.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import dispatch, registry
-from ..validate import FLOAT_DTYPES
+from ..validate import BFLOAT16, FLOAT_DTYPES, HALF_DTYPES
 
-FLOATS = FLOAT_DTYPES
+STORAGE = FLOAT_DTYPES + HALF_DTYPES  # the dtypes the step's arrays may have
 # float32: a few ulp of tanh (the compiled kernels' rational approximation), carried through
 # c = f c_prev + g i and the products of the backward. float64: libm's tanh against NumPy's.
-_TOLERANCE = {np.dtype(np.float32): (2e-6, 2e-5), np.dtype(np.float64): (1e-13, 1e-12)}
+# float16 / bfloat16: float32 results within the float32 tolerance, each rounded once; where a
+# rounding boundary falls between two backends' float32 values they land one storage ulp apart
+# (2^-10 / 2^-7 of the value at most, added to the float32 rtol; atol covers subnormals).
+_TOLERANCE = {np.dtype(np.float32): (2e-6, 2e-5), np.dtype(np.float64): (1e-13, 1e-12),
+              np.dtype(np.float16): (2.1e-6, 1e-3), BFLOAT16: (2e-6, 8e-3)}
 
 
 def lstm_step_forward(A, c_prev, h_next=None, c_next=None, tanh_c=None, overwrite_A=False):
@@ -90,8 +100,8 @@ def lstm_step_backward(dh_next, dc_next, gates, c_prev, tanh_c, dA=None, dc_prev
 def _check_gate_matrix(A, name):
     if not hasattr(A, "dtype") or not hasattr(A, "shape"):
         raise TypeError(f"{name} must be an array, got {type(A).__name__}")
-    if A.dtype not in FLOATS:
-        raise TypeError(f"{name} must be float32 or float64, got dtype {A.dtype}")
+    if A.dtype not in STORAGE:
+        raise TypeError(f"{name} must be float64, float32, float16 or bfloat16, got dtype {A.dtype}")
     if A.ndim != 2 or A.shape[1] % 4:
         raise ValueError(f"{name} must be (N, 4H) with gate blocks [f, g, i, o], got shape {tuple(A.shape)}")
     return dispatch.array_module(A), A.dtype, A.shape[0], A.shape[1] // 4
@@ -141,10 +151,12 @@ def _check_disjoint(xp, outputs, inputs):
 
 # ----- specs: what the generated tests and benchmarks draw -----------------------------------
 
-def _random_step(draw, with_gradients):
+def _random_step(draw, with_gradients, dtype=None):
+    """One step's arguments of storage dtype ``dtype`` (any of STORAGE when None): values drawn
+    in float64 and rounded to the dtype, so each is one the dtype holds."""
     from hypothesis import strategies as st
 
-    dtype = np.dtype(draw(st.sampled_from(FLOATS)))
+    dtype = np.dtype(dtype if dtype is not None else draw(st.sampled_from(STORAGE)))
     N = draw(st.sampled_from([1, 2, 3, 20]))
     H = draw(st.sampled_from([1, 2, 3, 7, 16, 33, 100]))
     scale = draw(st.sampled_from([0.1, 1.0, 4.0, 60.0]))  # 60: saturated gates
@@ -162,16 +174,16 @@ def _random_step(draw, with_gradients):
     return dh_next, dc_next, A, c_prev, tanh_c, garbage((N, 4 * H)), garbage((N, H))
 
 
-def _forward_examples():
+def _forward_examples(dtype=None):
     from hypothesis import strategies as st
 
-    return st.composite(lambda draw: _random_step(draw, False))()
+    return st.composite(lambda draw: _random_step(draw, False, dtype))()
 
 
-def _backward_examples():
+def _backward_examples(dtype=None):
     from hypothesis import strategies as st
 
-    return st.composite(lambda draw: _random_step(draw, True))()
+    return st.composite(lambda draw: _random_step(draw, True, dtype))()
 
 
 def _benchmark_step(with_gradients):
@@ -198,6 +210,10 @@ def _backward_benchmark():
     return _benchmark_step(True)
 
 
+# CuPy (13) has no bfloat16 dtype: a device array cannot hold one, so no CuPy call can carry it.
+_CUPY_NO_BF16 = ("CuPy arrays cannot hold ml_dtypes.bfloat16; lstm_half.cu has the __nv_bfloat16 kernels "
+                 "(lstm_forward_bf16, lstm_backward_bf16) for uint16 views")
+
 # Measured with bench/test_bench_lstm.py (one thread, float32, medians in us at batch x hidden
 # 20 x 100 / 20 x 650 / 128 x 256): forward NumPy 18.3/42.2/95.1, Numba 4.0/15.7/39.7, Cython
 # 3.2/13.9/32.2 (the same math in torch ops: 23.3/82.0/193); backward NumPy 23.0/48.9/112, Numba
@@ -209,12 +225,14 @@ def _backward_benchmark():
 registry.register(registry.OpSpec(
     name="lstm_step_forward", family="lstm",
     doc="gates [f,g,i,o] activated in place; c_next, tanh(c_next), h_next from A and c_prev",
-    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=False, tolerance=_TOLERANCE,
+    dtypes=STORAGE, deterministic=registry.EVERY_BACKEND, exact=False, tolerance=_TOLERANCE,
+    lacks_dtype={"cupy": {BFLOAT16: _CUPY_NO_BF16}},
     examples=_forward_examples, benchmark_args=_forward_benchmark, writes=(0, 2, 3, 4),
     dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(
     name="lstm_step_backward", family="lstm",
     doc="dA [f,g,i,o] and dc_prev from dh_next, dc_next and the forward's gates, c_prev, tanh_c",
-    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=False, tolerance=_TOLERANCE,
+    dtypes=STORAGE, deterministic=registry.EVERY_BACKEND, exact=False, tolerance=_TOLERANCE,
+    lacks_dtype={"cupy": {BFLOAT16: _CUPY_NO_BF16}},
     examples=_backward_examples, benchmark_args=_backward_benchmark, writes=(5, 6),
     dtype_of=lambda args: args[0].dtype))

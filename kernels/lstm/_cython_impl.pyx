@@ -9,10 +9,16 @@ GCC vectorises the loops, which it cannot do around libm's ``tanhf``); float64 c
 ``tanh``. The tanh/sigmoid loops and the whole backward are C functions compiled once per
 instruction set (AVX-512, AVX2, baseline; the loader picks one), so a portable build still
 runs 16-lane vectors on this kind of CPU. Every loop writes one output and reads few arrays.
+
+float16 / bfloat16 storage: the arrays are converted up to float32 (fastnlp/half.h's row
+conversions: F16C / AVX-512 for float16, vectorised shifts for bfloat16), the float32 step
+runs on them, and each output is rounded once back (to nearest, ties to even).
 """
 import numpy as np
 from cython cimport floating
 from libc.math cimport tanh
+
+from ..embedding._cython_impl import round_into, to_float32
 
 
 cdef extern from *:
@@ -142,7 +148,19 @@ cdef void _forward(floating* A, const floating* c_prev, floating* h_next, floati
             hn[j] = o[j] * tc[j]
 
 
+def _in_float32(step, args, written):
+    """The float32 ``step`` on float32 copies of the 16-bit ``args``; each argument at a
+    position in ``written`` rounded once back into its array."""
+    wide = [to_float32(x) for x in args]
+    step(*wide)
+    for k in written:
+        round_into(wide[k], args[k])
+
+
 def lstm_step_forward(A, c_prev, h_next, c_next, tanh_c):
+    if A.dtype.itemsize == 2:  # float16 / bfloat16 (a cheaper test than dtype equality)
+        _in_float32(lstm_step_forward, (A, c_prev, h_next, c_next, tanh_c), (0, 2, 3, 4))
+        return
     cdef float[:, ::1] A32, h32, c32, t32
     cdef const float[:, ::1] cp32
     cdef double[:, ::1] A64, h64, c64, t64
@@ -161,6 +179,9 @@ def lstm_step_forward(A, c_prev, h_next, c_next, tanh_c):
 
 
 def lstm_step_backward(dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev):
+    if gates.dtype.itemsize == 2:
+        _in_float32(lstm_step_backward, (dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev), (5, 6))
+        return
     cdef const float[:, ::1] dh32, dc32, g32, cp32, t32
     cdef float[:, ::1] dA32, dcp32
     cdef const double[:, ::1] dh64, dc64, g64, cp64, t64

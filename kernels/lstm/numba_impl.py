@@ -12,6 +12,8 @@ import math
 import numba
 import numpy as np
 
+from .._numba_half import round_into, to_float32
+
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _CLAMP = np.float32(7.90531110763549805)  # tanh rounds to +-1 in float32 beyond this
 _P = tuple(np.float32(v) for v in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
@@ -103,8 +105,24 @@ def _backward(dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev):
 
 
 def lstm_step_forward(A, c_prev, h_next, c_next, tanh_c):
+    if A.dtype.itemsize == 2:  # float16 / bfloat16 (a cheaper test than dtype equality)
+        _in_float32(_forward32, (A, c_prev, h_next, c_next, tanh_c), (0, 2, 3, 4))
+        return
     (_forward32 if A.dtype == np.float32 else _forward64)(A, c_prev, h_next, c_next, tanh_c)
 
 
 def lstm_step_backward(dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev):
+    if gates.dtype.itemsize == 2:
+        _in_float32(_backward, (dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev), (5, 6))
+        return
     _backward(dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev)
+
+
+def _in_float32(kernel, args, written):
+    """float16 / bfloat16 storage: the float32 kernel on float32 copies (the inputs converted up
+    once, by the vectorised conversions of _numba_half), then each argument at a position in
+    ``written`` rounded once back into its 16-bit array. A step's arrays are small (N x 4H)."""
+    wide = [to_float32(x) for x in args]
+    kernel(*wide)
+    for k in written:
+        round_into(wide[k], args[k])

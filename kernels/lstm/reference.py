@@ -1,9 +1,21 @@
 """NumPy reference of the LSTM step ops: the book's TimeLSTM arithmetic, one step at a time.
 
 Inputs arrive validated (see __init__.py): C-contiguous, one float dtype, shapes agree, outputs
-distinct from inputs. Gate blocks of ``A`` are the book's [f, g, i, o].
+distinct from inputs. Gate blocks of ``A`` are the book's [f, g, i, o]. float16 / bfloat16
+storage: every input converted up to float32, the float32 step, every output rounded once.
 """
 import numpy as np
+
+from ..validate import HALF_DTYPES
+
+
+def _in_float32(step, inputs, outputs):
+    """Run the float32 ``step`` on float32 copies of 16-bit arrays; round each output once.
+    ``inputs`` are read only; ``outputs`` are written (an array in both is listed as output)."""
+    wide_out = [out.astype(np.float32) for out in outputs]
+    step(*[x.astype(np.float32) for x in inputs], *wide_out)
+    for out, value in zip(outputs, wide_out):
+        out[...] = value.astype(out.dtype)
 
 
 def _sigmoid(a):
@@ -13,6 +25,9 @@ def _sigmoid(a):
 
 
 def lstm_step_forward(A, c_prev, h_next, c_next, tanh_c):
+    if A.dtype in HALF_DTYPES:  # A is written in place: passed first, as an output
+        _in_float32(lambda *a: lstm_step_forward(a[1], a[0], *a[2:]), (c_prev,), (A, h_next, c_next, tanh_c))
+        return
     H = c_prev.shape[1]
     f = _sigmoid(A[:, :H])
     g = np.tanh(A[:, H:2 * H])
@@ -25,6 +40,9 @@ def lstm_step_forward(A, c_prev, h_next, c_next, tanh_c):
 
 
 def lstm_step_backward(dh_next, dc_next, gates, c_prev, tanh_c, dA, dc_prev):
+    if gates.dtype in HALF_DTYPES:
+        _in_float32(lstm_step_backward, (dh_next, dc_next, gates, c_prev, tanh_c), (dA, dc_prev))
+        return
     H = c_prev.shape[1]
     f, g, i, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     ds = dc_next + (dh_next * o) * (1 - tanh_c ** 2)

@@ -4,7 +4,7 @@ The contract of the backend-level ops (every file in this folder implements it; 
 it written as code):
 
     gather_dot(W, idx, h) -> out
-        W (V, D) float32/float64; idx (N, K) int64 in [0, V); h (N, D) of W's dtype; all
+        W (V, D) float64/float32/float16/bfloat16; idx (N, K) int64 in [0, V); h (N, D) of W's dtype; all
         C-contiguous, N, K, D >= 1. out (N, K) new array: out[n, k] = W[idx[n, k]] . h[n].
     gather_dot_backward(W, idx, h, dout, dW) -> dh
         as above, dout (N, K) and dW (V, D) of W's dtype, dW written in place and sharing no
@@ -41,6 +41,12 @@ backend and in any traversal order:
   r = min(int(double(d >> 11) * 2**-53 * double(rest)), rest - 1) (IEEE double, truncation),
   r += q if r >= cumulative[t], and the negative is the w with cumulative[w] <= r < cumulative[w + 1].
 
+float16 / bfloat16 storage (ml_dtypes' bfloat16): the float32 ops above on the inputs converted
+up, each output rounded once to the storage dtype (to nearest, ties to even): out and dh from
+their float32 sums; each row of dW that idx touches converted up once, its float32 updates
+added in order of (n, k), the sum rounded once (as the embedding scatter-add does). The CPU
+backends match the reference bit for bit.
+
 The public ``gather_dot`` / ``gather_dot_backward`` / ``sample_negatives`` below take any id
 shape (ids as arrays, lists or tuples) and validate once before the unchecked loops.
 """
@@ -54,15 +60,22 @@ import numpy as np
 
 from .. import dispatch, registry
 from ..alias import ALWAYS, vose_alias
-from ..validate import as_id_array, check_float_matrix, check_ids, check_same_device
+from ..validate import (BFLOAT16, HALF_DTYPES, as_id_array, check_float_matrix, check_ids, check_same_device,
+                        is_float_dtype)
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+STORAGE = FLOATS + HALF_DTYPES  # the dtypes W, h, dout and dW may have
 MAX_SLOTS = 1 << 61  # a slot's 8 counters, (counter + i) * 8 + a, must not wrap around 2**64
 
 # Dot products and dh are exact on every backend; dW's atomic adds on the GPU are summed in any
 # order: for the unit-scale examples below (a few hundred terms per row at most) a float32
 # reordering moves a sum by well under 1e-4.
-_GPU_TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-12, 1e-12)}
+# float16 / bfloat16: the same float32 sums rounded once, so a reordered dW sum may land one
+# storage ulp away (2^-10, 2^-7 relative).
+_GPU_TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-12, 1e-12),
+                  np.dtype(np.float16): (1e-4, 2e-3), BFLOAT16: (1e-4, 1.6e-2)}
+# CuPy (13) has no bfloat16 dtype: a device array cannot hold one, so no CuPy call can carry it.
+_CUPY_NO_BF16 = "CuPy arrays cannot hold ml_dtypes.bfloat16"
 _EXACT_IDS = {np.dtype(np.int64): (0, 0)}
 
 
@@ -192,7 +205,7 @@ def _rows_and_ids(W, idx, h, who):
     check_same_device(W, idx, h)
     if not (hasattr(h, "dtype") and hasattr(h, "shape")):
         h = xp.asarray(h)
-    if h.dtype.kind != "f":
+    if not is_float_dtype(h.dtype):
         raise TypeError(f"{who}: h must be a float array, got dtype {h.dtype}")
     if h.ndim != 2 or h.shape[1] != W.shape[1]:
         raise ValueError(f"{who}: h must have shape (N, {W.shape[1]}) to meet W's rows, got {tuple(h.shape)}")
@@ -241,7 +254,7 @@ def gather_dot_backward(W, idx, h, dout, dW):
         raise ValueError("dW is read-only; gather_dot_backward writes into it")
     if not (hasattr(dout, "dtype") and hasattr(dout, "shape")):
         dout = xp.asarray(dout)
-    if dout.dtype.kind != "f":
+    if not is_float_dtype(dout.dtype):
         raise TypeError(f"gather_dot_backward: dout must be a float array, got dtype {dout.dtype}")
     if tuple(dout.shape) != tuple(idx.shape):
         raise ValueError(f"gather_dot_backward: dout has shape {tuple(dout.shape)}, idx {tuple(idx.shape)}")
@@ -319,35 +332,37 @@ def _non_negative_int(value, name):
 
 # ----- specs: what the generated tests and benchmarks draw -----------------------------------
 
-def _dot_problems():
+def _dot_problems(dtype=None):
+    """(W, idx, h, dout, dW) of storage dtype ``dtype`` (any of STORAGE when None); values drawn
+    in float64 and rounded to the dtype, so each is one the dtype holds."""
     from hypothesis import strategies as st
 
     @st.composite
     def problems(draw):
-        dtype = draw(st.sampled_from(FLOATS))
+        chosen = np.dtype(dtype) if dtype is not None else draw(st.sampled_from(STORAGE))
         vocab = draw(st.integers(1, 40))  # small vocabularies: repeated ids are the common case
         width = draw(st.sampled_from([1, 2, 3, 15, 16, 17, 33, 100]))
         n = draw(st.sampled_from([1, 2, 5, 33]))
         k = draw(st.sampled_from([1, 2, 6]))
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-        W = rng.standard_normal((vocab, width)).astype(dtype)
+        W = rng.standard_normal((vocab, width)).astype(chosen)
         idx = rng.integers(0, vocab, (n, k)).astype(np.int64)
         if draw(st.booleans()):
             idx[:, -1] = idx[:, 0]  # the same id twice in one row, too
-        h = rng.standard_normal((n, width)).astype(dtype)
-        dout = rng.standard_normal((n, k)).astype(dtype)
-        dW = rng.standard_normal((vocab, width)).astype(dtype)
+        h = rng.standard_normal((n, width)).astype(chosen)
+        dout = rng.standard_normal((n, k)).astype(chosen)
+        dW = rng.standard_normal((vocab, width)).astype(chosen)
         return W, idx, h, dout, dW
 
     return problems()
 
 
-def _gather_dot_examples():
-    return _dot_problems().map(lambda p: p[:3])
+def _gather_dot_examples(dtype=None):
+    return _dot_problems(dtype).map(lambda p: p[:3])
 
 
-def _gather_dot_backward_examples():
-    return _dot_problems()
+def _gather_dot_backward_examples(dtype=None):
+    return _dot_problems(dtype)
 
 
 def _sample_examples():
@@ -411,13 +426,15 @@ def _sample_benchmark():
 
 registry.register(registry.OpSpec(
     name="gather_dot", family="sgns", doc="out[n, k] = W[idx[n, k]] . h[n] (16-lane dot)",
-    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND, exact=True, tolerance=_GPU_TOLERANCE,
+    dtypes=STORAGE, deterministic=registry.EVERY_BACKEND, exact=True, tolerance=_GPU_TOLERANCE,
+    lacks_dtype={"cupy": {BFLOAT16: _CUPY_NO_BF16}},
     examples=_gather_dot_examples, benchmark_args=_gather_dot_benchmark, dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(
     name="gather_dot_backward", family="sgns",
     doc="dh[n] = sum_k dout[n, k] W[idx[n, k]]; dW[idx[n, k]] += dout[n, k] h[n]",
     # dW's scatter on the GPU is atomicAdd (sgns.cu); the CPU loops add in order of (n, k).
-    dtypes=FLOATS, deterministic=registry.EVERY_BACKEND - {"cupy"}, exact=True, tolerance=_GPU_TOLERANCE,
+    dtypes=STORAGE, deterministic=registry.EVERY_BACKEND - {"cupy"}, exact=True, tolerance=_GPU_TOLERANCE,
+    lacks_dtype={"cupy": {BFLOAT16: _CUPY_NO_BF16}},
     examples=_gather_dot_backward_examples, benchmark_args=_dot_benchmark, writes=(4,),
     dtype_of=lambda args: args[0].dtype))
 registry.register(registry.OpSpec(

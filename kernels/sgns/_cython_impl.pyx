@@ -8,6 +8,9 @@ dW not sharing memory with the inputs), which is what makes the unchecked indexi
 import numpy as np
 from libc.stdint cimport int64_t, uint64_t
 
+from ..embedding._cython_impl import rounded, to_float32
+from .reference import on_touched_rows
+
 
 cdef extern from "sgns_ops.h" nogil:
     void gather_dot_rows_f32(const float* W, const int64_t* idx, const float* h, float* out,
@@ -24,6 +27,8 @@ cdef extern from "sgns_ops.h" nogil:
 
 
 def gather_dot(W, idx, h):
+    if W.dtype.itemsize == 2:  # float16 / bfloat16: float32 on the touched rows (the CPU converts)
+        return on_touched_rows(gather_dot, W, idx, h, to_float32=to_float32, rounded=rounded)
     cdef const int64_t[:, ::1] ids = idx
     cdef const float[:, ::1] W32, h32
     cdef const double[:, ::1] W64, h64
@@ -45,6 +50,8 @@ def gather_dot(W, idx, h):
 
 
 def gather_dot_backward(W, idx, h, dout, dW):
+    if W.dtype.itemsize == 2:
+        return on_touched_rows(gather_dot_backward, W, idx, h, dout, dW, to_float32=to_float32, rounded=rounded)
     cdef const int64_t[:, ::1] ids = idx
     cdef const float[:, ::1] W32, h32, dout32
     cdef const double[:, ::1] W64, h64, dout64

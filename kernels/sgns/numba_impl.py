@@ -3,11 +3,15 @@ disk), in the reference's order of float operations (Numba never fuses a multipl
 
 Inputs arrive validated (see __init__.py), so the loops index without bounds checks. uint64
 constants keep the sampler's arithmetic in uint64 (mixing uint64 with int64 would give float64).
+float16 / bfloat16: the float32 kernels on the touched rows converted up (reference.on_touched_rows)
+with _numba_half's vectorised conversions.
 """
 import numba
 import numpy as np
 
 from .._numba_common import splitmix64
+from .._numba_half import rounded, to_float32
+from .reference import on_touched_rows
 
 LANES = 16
 ALIAS_ATTEMPTS = 7
@@ -111,12 +115,16 @@ def _sample_negatives(alias_prob, alias_index, cumulative, target, seed, counter
 
 
 def gather_dot(W, idx, h):
+    if W.dtype.itemsize == 2:  # float16 / bfloat16 (a cheaper test than dtype equality)
+        return on_touched_rows(gather_dot, W, idx, h, to_float32=to_float32, rounded=rounded)
     out = np.empty(idx.shape, dtype=W.dtype)
     _gather_dot(W, idx, h, out)
     return out
 
 
 def gather_dot_backward(W, idx, h, dout, dW):
+    if W.dtype.itemsize == 2:
+        return on_touched_rows(gather_dot_backward, W, idx, h, dout, dW, to_float32=to_float32, rounded=rounded)
     dh = np.zeros(h.shape, dtype=W.dtype)
     _gather_dot_backward(W, idx, h, dout, dW, dh)
     return dh

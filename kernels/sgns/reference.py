@@ -3,8 +3,11 @@
 Inputs arrive validated (see __init__.py): ids in range, C-contiguous, matching dtypes. The
 float operations run in the order the contract fixes (16-lane dot products, sums in order of k,
 scatter in order of (n, k)), so the compiled backends can match these results bit for bit.
+float16 / bfloat16 storage: the float32 ops on the touched rows converted up (on_touched_rows).
 """
 import numpy as np
+
+from ..validate import HALF_DTYPES
 
 LANES = 16
 ALIAS_ATTEMPTS = 7
@@ -34,11 +37,41 @@ def lane_dot(x, y):
     return lanes[..., 0]
 
 
+def _to_float32(x):
+    return x.astype(np.float32)
+
+
+def _rounded(values, dtype):
+    return values.astype(dtype)
+
+
+def on_touched_rows(op32, W, idx, h, dout=None, dW=None, *, to_float32=_to_float32, rounded=_rounded, xp=np):
+    """The float16 / bfloat16 ops (the contract in __init__.py) run by a backend's float32 op
+    ``op32`` (gather_dot or gather_dot_backward): the rows of W (and dW) that idx touches, h and
+    dout converted up to float32 (``to_float32``, the backend's conversion), idx renumbered to
+    the touched rows; each float32 result rounded once to the storage dtype (``rounded``), dW's
+    touched rows written back. The float32 op's order of operations is kept, so every backend
+    gives the same bits. Returns gather_dot's out or the backward's dh."""
+    touched, where = xp.unique(idx.reshape(-1), return_inverse=True)
+    where = xp.ascontiguousarray(where.reshape(idx.shape), dtype=np.int64)
+    W32, h32 = to_float32(W[touched]), to_float32(h)
+    if dW is None:
+        return rounded(op32(W32, where, h32), W.dtype)
+    dW32 = to_float32(dW[touched])
+    dh32 = op32(W32, where, h32, to_float32(dout), dW32)
+    dW[touched] = rounded(dW32, dW.dtype)
+    return rounded(dh32, W.dtype)
+
+
 def gather_dot(W, idx, h):
+    if W.dtype in HALF_DTYPES:
+        return on_touched_rows(gather_dot, W, idx, h)
     return lane_dot(W[idx], h[:, None, :])
 
 
 def gather_dot_backward(W, idx, h, dout, dW):
+    if W.dtype in HALF_DTYPES:
+        return on_touched_rows(gather_dot_backward, W, idx, h, dout, dW)
     dh = np.zeros(h.shape, dtype=W.dtype)
     for k in range(idx.shape[1]):
         dh += dout[:, k, None] * W[idx[:, k]]

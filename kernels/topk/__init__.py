@@ -5,7 +5,7 @@ queries with the unit vectors (``kernels.gemm``) followed by this op on each blo
 The contract of the backend-level op (every file in this folder implements it)::
 
     topk(scores, k) -> (values, indices)
-        scores (Q, N) C-contiguous float32 or float64, 1 <= k <= N, Q >= 0.
+        scores (Q, N) C-contiguous float64, float32, float16 or bfloat16, 1 <= k <= N, Q >= 0.
         values (Q, k) of scores' dtype, indices (Q, k) int64: row q holds the k best entries
         of scores[q], best first. The order is total: a larger value ranks higher; equal
         values (-0.0 == 0.0 included) rank by lower index; NaN ranks below every number,
@@ -19,6 +19,11 @@ whose root (the worst kept) rejects almost every later score with one comparison
 scores compared at once (topk.h; O(N + k log k log(N/k)) for random order, O(N log k) at
 worst), then the k kept are heapsorted. On the GPU one thread per row runs the same loop
 (topk.cu). Every backend gives the same answer bit for bit: selection involves no arithmetic.
+
+float16 / bfloat16 scores (a 16-bit matrix product's output: kernels.gemm rounds to the input
+dtype with ``out_dtype``) are ranked as their float32 values, which the conversion gives
+exactly and in the same order (NaN stays NaN, -0.0 == 0.0): every backend converts blocks of
+rows and runs its float32 selection; the values returned are the scores' own 16-bit entries.
 """
 from __future__ import annotations
 
@@ -27,13 +32,13 @@ import numbers
 import numpy as np
 
 from .. import dispatch, registry
-from ..validate import FLOAT_DTYPES
+from ..validate import BFLOAT16, STORAGE_DTYPES
 
 
 def topk(scores, k):
     """``(values, indices)``: per row of ``scores`` (Q, N) the ``k`` largest values, best first,
     ties by lower index, NaN after every number (see the module's contract). ``k`` is an int
-    1..N; float32 or float64 scores (float16 / bfloat16: cast to float32 first)."""
+    1..N; float64, float32, float16 or bfloat16 scores."""
     if not hasattr(scores, "dtype") or not hasattr(scores, "shape"):
         scores = np.asarray(scores)
     if scores.ndim != 2:
@@ -57,7 +62,7 @@ def _topk_examples(dtype=None):
 
     @st.composite
     def problem(draw):
-        chosen = np.dtype(dtype) if dtype is not None else np.dtype(draw(st.sampled_from(FLOAT_DTYPES)))
+        chosen = np.dtype(dtype) if dtype is not None else np.dtype(draw(st.sampled_from(STORAGE_DTYPES)))
         Q = draw(st.sampled_from([0, 1, 2, 3, 7]))
         N = draw(st.sampled_from([1, 2, 5, 16, 17, 33, 100, 257]))
         k = draw(st.integers(1, N))
@@ -88,10 +93,11 @@ def _topk_benchmark():
     return scores, 10
 
 
-_HALF = "scores are computed in float32 (the matrix product accumulates there): cast them to float32"
+# CuPy (13) has no bfloat16 dtype: a device array cannot hold one, so no CuPy call can carry it.
+_CUPY_NO_BF16 = "CuPy arrays cannot hold ml_dtypes.bfloat16"
 registry.register(registry.OpSpec(
     name="topk", family="topk", doc="per row the k largest scores and their indices, best first",
-    dtypes=FLOAT_DTYPES, deterministic=registry.EVERY_BACKEND, exact=True,
-    tolerance={d: (0, 0) for d in FLOAT_DTYPES},
-    declines={np.float16: _HALF},
+    dtypes=STORAGE_DTYPES, deterministic=registry.EVERY_BACKEND, exact=True,
+    tolerance={d: (0, 0) for d in STORAGE_DTYPES},
+    lacks_dtype={"cupy": {BFLOAT16: _CUPY_NO_BF16}},
     examples=_topk_examples, benchmark_args=_topk_benchmark, dtype_of=lambda args: args[0].dtype))

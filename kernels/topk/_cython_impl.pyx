@@ -5,6 +5,9 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 
+from ..embedding._cython_impl import rounded, to_float32
+from .reference import on_float32_rows
+
 
 cdef extern from "topk.h" nogil:
     void topk_rows_f32(const float* scores, Py_ssize_t q, Py_ssize_t n, Py_ssize_t k, float* values,
@@ -20,7 +23,11 @@ def isa_level():
 
 
 def topk(scores, k):
-    """Per row the k largest (values, int64 indices), best first; ties by lower index."""
+    """Per row the k largest (values, int64 indices), best first; ties by lower index.
+    float16 / bfloat16: blocks of rows converted to float32 (the CPU's conversion instructions;
+    exact), selected by the float32 loop."""
+    if scores.dtype.itemsize == 2:  # float16 / bfloat16
+        return on_float32_rows(topk, scores, k, to_float32=to_float32, rounded=rounded)
     Q, N = scores.shape
     values = np.empty((Q, k), scores.dtype)
     indices = np.empty((Q, k), np.int64)

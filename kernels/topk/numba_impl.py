@@ -6,6 +6,9 @@ candidate are walked one by one. Compiled on first call (cached on disk); releas
 import numba
 import numpy as np
 
+from .._numba_half import rounded, to_float32
+from .reference import on_float32_rows
+
 _BLOCK = 16
 
 
@@ -116,6 +119,8 @@ def _topk_rows(scores, k, values, indices):
 
 
 def topk(scores, k):
+    if scores.dtype.itemsize == 2:  # float32 copies of blocks of rows (exact), then the float32 loop
+        return on_float32_rows(topk, scores, k, to_float32=to_float32, rounded=rounded)
     values = np.empty((scores.shape[0], k), scores.dtype)
     indices = np.empty((scores.shape[0], k), np.int64)
     if scores.shape[0]:

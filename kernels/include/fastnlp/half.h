@@ -9,6 +9,7 @@
  *   fastnlp_widen_<fmt>(src, dst, n)       dst[j] = float(src[j])
  *   fastnlp_accumulate_<fmt>(acc, src, n)  acc[j] += float(src[j])
  *   fastnlp_narrow_<fmt>(src, dst, n)      dst[j] = round_to_<fmt>(src[j])
+ *   fastnlp_narrow_bf16_fast(src, dst, n)  fastnlp_narrow_bf16's bits, by vcvtneps2bf16 on AVX512-BF16
  *   fastnlp_add_<fmt>(dst, acc, src, n)    dst[j] = round_to_<fmt>((acc ? acc[j] : float(dst[j])) + float(src[j]))
  *
  * float16 uses the CPU's conversion instructions, picked once at run time (fastnlp_half_isa):
@@ -316,6 +317,37 @@ FASTNLP_HALF_UNUSED static void fastnlp_accumulate_bf16(float* acc, const uint16
     if (fastnlp_bf16_isa()) { fastnlp_accumulate_bf16_avx512bf16(acc, src, n); return; }
 #endif
     fastnlp_accumulate_bf16_clones(acc, src, n);
+}
+
+/* dst[j] = round_to_bf16(src[j]): the bits of fastnlp_narrow_bf16, with AVX512-BF16's
+ * vcvtneps2bf16 (subnormal lanes redone exactly, fastnlp_store16_bf16) where the CPU has it. */
+#ifdef FASTNLP_HAVE_AVX512BF16
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) FASTNLP_HALF_UNUSED static void fastnlp_narrow_bf16_avx512bf16(
+    const float* src, uint16_t* dst, ptrdiff_t n) {
+    ptrdiff_t j = 0;
+    for (; j + 16 <= n; j += 16) fastnlp_store16_bf16(dst + j, _mm512_loadu_ps(src + j));
+    for (; j < n; ++j) dst[j] = fastnlp_f32_to_bf16(src[j]);
+}
+#endif
+
+FASTNLP_HALF_UNUSED static void fastnlp_narrow_bf16_fast(const float* src, uint16_t* dst, ptrdiff_t n) {
+#ifdef FASTNLP_HAVE_AVX512BF16
+    if (fastnlp_bf16_isa()) { fastnlp_narrow_bf16_avx512bf16(src, dst, n); return; }
+#endif
+    fastnlp_narrow_bf16(src, dst, n);
+}
+
+/* 1 when the CPU has AVX512-BF16 (fastnlp_bf16_isa) and AVX512-DQ's vfpclassps, with which a
+ * bfloat16 narrowing finds the float32 subnormals vcvtneps2bf16 flushes in one instruction (the
+ * scatter-add's row pass, kernels/embedding/row_ops.h). Asked of the CPU once. */
+static inline int fastnlp_bf16_fpclass_isa(void) {
+#ifdef FASTNLP_HAVE_AVX512BF16
+    static int level = -1; /* a benign race: every thread computes the same value */
+    if (level < 0) level = fastnlp_bf16_isa() && __builtin_cpu_supports("avx512dq");
+    return level;
+#else
+    return 0;
+#endif
 }
 
 #endif /* FASTNLP_HALF_H */
