@@ -40,8 +40,8 @@ def test_topk_contract_ties_nan_inf(backend):
 def test_topk_wrapper_checks_its_arguments():
     with pytest.raises(ValueError, match="between 1 and the 4"):
         fastnlp.kernels.topk(np.zeros((2, 4), np.float32), 5)
-    with pytest.raises(TypeError, match="float16"):
-        fastnlp.kernels.topk(np.zeros((2, 4), np.float16), 1)
+    with pytest.raises(TypeError, match="int32"):
+        fastnlp.kernels.topk(np.zeros((2, 4), np.int32), 1)
     with pytest.raises(ValueError, match="2-D"):
         fastnlp.kernels.topk(np.zeros(4, np.float32), 1)
     values, ids = fastnlp.kernels.topk(np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)), 2)
@@ -134,7 +134,8 @@ def test_build_index_without_faiss_names_the_extra(monkeypatch):
     assert _wv(n=100).build_index("exact").index_method == "exact"
 
 
-@pytest.mark.parametrize("method, params", [("hnsw", {"M": 16, "ef_search": 128}), ("ivf", {"nlist": 32, "nprobe": 8})])
+@pytest.mark.parametrize("method, params", [("hnsw", {"M": 16, "ef_search": 128}), ("ivf", {"nlist": 32, "nprobe": 8}),
+                                            ("ivf", {"nlist": 32, "nprobe": 8, "quantizer": "hnsw"})])
 def test_approximate_index_finds_the_exact_neighbours(method, params):
     pytest.importorskip("faiss")
     wv = _clustered()
@@ -160,3 +161,53 @@ def test_approximate_index_finds_the_exact_neighbours(method, params):
     assert wv.index_method == "exact" and wv.most_similar(queries, top=10) == exact
     with pytest.raises(ValueError, match="no approximate index"):
         wv.set_index_params(nprobe=3)
+
+
+def test_ivf_probes_chosen_by_exact_search_match_faiss_own_quantizer():
+    """quantizer="flat": the lists to probe come from fastnlp's exact search over the centroids
+    (one gemm for the batch); faiss, choosing them itself, scans the same lists."""
+    pytest.importorskip("faiss", reason="approximate indexes need faiss-cpu (the ann extra)")
+    wv = _clustered()
+    wv.build_index("ivf", nlist=64, nprobe=5)
+    index = wv._index
+    assert index.centroids.shape == (64, 16)
+    queries = np.ascontiguousarray(wv.unit_vectors[100:160] + 0.01, dtype=np.float32)
+    ours_ids, ours_scores = index.candidates(queries, 10)
+    faiss_scores, faiss_ids = index.index.search(queries, 10)
+    np.testing.assert_array_equal(ours_ids, faiss_ids)
+    np.testing.assert_allclose(ours_scores, faiss_scores, rtol=1e-6)
+    wv.set_index_params(nprobe=64)  # every list: the exact answer
+    exact = WordVectors(wv.vectors, wv.words).most_similar(queries, top=10)
+    assert [[w for w, _ in r] for r in wv.most_similar(queries, top=10)] == [[w for w, _ in r] for r in exact]
+
+
+@pytest.mark.parametrize("method, params, error, match", [
+    ("ivf", {"quantizer": "lsh"}, ValueError, "quantizer must be one of 'flat', 'hnsw', got 'lsh'"),
+    ("ivf", {"nlist": 0}, ValueError, "nlist must be a positive integer"),
+    ("ivf", {"nlist": 600}, ValueError, "nlist must be between 1 and the 500 words"),
+    ("ivf", {"nprobe": 2.5}, ValueError, "nprobe must be a positive integer"),
+    ("ivf", {"seed": -1}, ValueError, "seed must be a non-negative integer"),
+    ("ivf", {"train_size": 0}, ValueError, "train_size must be a positive integer"),
+    ("hnsw", {"M": 0}, ValueError, "M must be a positive integer"),
+    ("hnsw", {"ef_search": True}, ValueError, "ef_search must be a positive integer"),
+    ("hnsw", {"nprobe": 4}, TypeError, r"unknown parameters \['nprobe'\]; it takes M, ef_construction, ef_search"),
+])
+def test_build_index_names_bad_parameters_and_keeps_exact_search(method, params, error, match):
+    pytest.importorskip("faiss", reason="approximate indexes need faiss-cpu (the ann extra)")
+    wv = _clustered(n=500)
+    wv.build_index("ivf", nlist=4)
+    with pytest.raises(error, match=match):
+        wv.build_index(method, **params)
+    assert wv.index_method == "exact"  # a failed build leaves exact search, not the previous index
+
+
+def test_set_index_params_takes_only_the_method_search_effort():
+    pytest.importorskip("faiss", reason="approximate indexes need faiss-cpu (the ann extra)")
+    wv = _clustered(n=500)
+    wv.build_index("hnsw", M=8, ef_construction=20)
+    with pytest.raises(TypeError, match=r"hnsw index takes ef_search=, got \['nprobe'\]"):
+        wv.set_index_params(nprobe=3)
+    with pytest.raises(ValueError, match="ef_search must be a positive integer, got 0"):
+        wv.set_index_params(ef_search=0)
+    assert wv.set_index_params(ef_search=5) is wv
+    assert len(wv.most_similar("w3", top=20)) == 20  # more than ef_search: widened for the call

@@ -9,6 +9,7 @@ import numpy as np
 from ..serialization import register_class
 from .evaluation import EvaluationMixin
 from .formats import FormatsMixin
+from .indexes import METHODS as _INDEX_METHODS, build as _build_index
 from .ranking import (ANALOGY_METHODS as _ANALOGY_METHODS, COSMUL_EPS as _COSMUL_EPS, check_top as _check_top,
                       compute_dtype as _compute_dtype, exact_search as _exact_search, row_normalize as _row_normalize)
 
@@ -166,6 +167,22 @@ class WordVectors(EvaluationMixin, FormatsMixin):
             raise ValueError(f"{what} a zero vector: it has no direction, so no word is nearer to it than another")
         return unit, i
 
+    def _unit_query_rows(self, queries):
+        """``_query_direction`` of every row of a (Q, D) array at once (the row named in errors)."""
+        queries = _real_array(queries, "query 0")
+        if queries.shape[1] != self.vector_size:
+            raise ValueError(f"query 0 must have shape ({self.vector_size},), got {queries.shape[1:]}")
+        finite = np.isfinite(queries).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"query {int(np.argmin(finite))} contains NaN or inf")
+        # Normalised before the cast to the vectors' dtype, which might not hold its values.
+        unit = _row_normalize(queries).astype(self._vectors.dtype, copy=False)
+        nonzero = unit.any(axis=1)
+        if not nonzero.all():
+            raise ValueError(f"query {int(np.argmin(nonzero))} is a zero vector: it has no direction, so no word "
+                             "is nearer to it than another")
+        return unit
+
     def similarity(self, a, b):
         """Cosine similarity of two words (or vectors); 0.0 when either is a zero vector."""
         (ua, _), (ub, _) = self._unit_query(a), self._unit_query(b)
@@ -206,9 +223,7 @@ class WordVectors(EvaluationMixin, FormatsMixin):
                                 "subtract it from the rows first")
             if positive.shape[0] == 0:
                 return np.zeros((0, n_candidates), self._vectors.dtype) if topn is None else []
-            unit_queries = np.empty((positive.shape[0], self.vector_size), compute)
-            for k, q in enumerate(positive):
-                unit_queries[k] = self._query_direction(q, f"query {k}")[0]
+            unit_queries = self._unit_query_rows(positive).astype(compute, copy=False)
             input_ids = []
         else:
             query, input_ids = self._combined_query(positive, negative)
@@ -256,80 +271,51 @@ class WordVectors(EvaluationMixin, FormatsMixin):
     @property
     def index_method(self):
         """How ``most_similar`` searches now: "exact", "hnsw" or "ivf" (see ``build_index``)."""
-        return "exact" if self._index is None else self._index[0]
+        return "exact" if self._index is None else self._index.method
 
     def build_index(self, method="exact", **params):
         """Switch ``most_similar`` to an approximate nearest-neighbour index, or back to exact.
 
         ``method="exact"`` (the default search): every word is scored, one ``kernels.gemm``
-        product per block and the compiled ``kernels.topk``. ``"hnsw"``: faiss's
-        ``IndexHNSWFlat`` over the unit vectors (params ``M=32``, ``ef_construction=80``,
-        ``ef_search=64``); ``"ivf"``: faiss's ``IndexIVFFlat`` (``nlist`` about 4 sqrt(n),
-        ``nprobe=16``, trained on ``train_size=max(40 nlist, 20000)`` words sampled with
-        ``seed=0``). Both score by inner product of unit vectors (the cosine), need faiss-cpu
-        (``pip install "fastnlp[ann]"``) and trade recall for speed (bench/compare_neighbours.py
-        measures both). Queries by word or vector, batches of vectors, ``exclude`` and
-        ``positive``/``negative`` work as with exact search; ``restrict_vocab`` and ``topn=None``
-        always search exactly. The index holds its own float32 copy of the unit vectors.
-        ``ef_search`` / ``nprobe`` can be changed later with ``set_index_params``. Returns self.
+        product per block and the compiled ``kernels.topk``.
+
+        ``"hnsw"``: faiss's ``IndexHNSWFlat`` graph over the unit vectors. Parameters: ``M=32``
+        (links per node), ``ef_construction=80``, ``ef_search=64`` (candidates explored per
+        query: more is slower and finds more of the true neighbours).
+
+        ``"ivf"``: faiss's ``IndexIVFFlat``, inverted lists. ``nlist`` (default about 4 sqrt(n))
+        k-means lists, trained on ``train_size`` (default 40 nlist, at least 20,000) words sampled
+        with ``seed=0``; a query scans the ``nprobe=24`` lists whose centroids are nearest.
+        ``quantizer="flat"`` chooses those lists with fastnlp's exact search over the centroids
+        (one gemm for the whole batch); ``"hnsw"`` with faiss's HNSW graph over the centroids,
+        for tens of thousands of lists. The defaults, and what they reach on a million vectors,
+        are in bench/README.md, "Nearest neighbours" (bench/compare_neighbours.py).
+
+        All score by the inner product of unit vectors (the cosine) and need faiss-cpu
+        (``pip install "fastnlp[ann]"``). Queries by word or vector, batches of vectors (one
+        faiss call per batch), ``exclude`` and ``positive``/``negative`` work as with exact
+        search; ``restrict_vocab`` and ``topn=None`` always search exactly. ``ef_search`` /
+        ``nprobe`` can be changed later with ``set_index_params``. The index holds its own
+        float32 copy of the unit vectors. Returns self.
         """
         if method == "exact":
             if params:
                 raise TypeError(f"build_index('exact') takes no parameters, got {sorted(params)}")
             self._index = None
             return self
-        if method not in ("hnsw", "ivf"):
+        if method not in _INDEX_METHODS:
             raise ValueError(f"unknown index method {method!r}; expected 'exact', 'hnsw' or 'ivf'")
-        faiss = _import_faiss()
         n, dim = self._vectors.shape
-        rows = self._search_rows()
-        if method == "hnsw":
-            settings = {"M": 32, "ef_construction": 80, "ef_search": 64}
-            _check_params(method, params, settings)
-            settings.update(params)
-            index = faiss.IndexHNSWFlat(dim, int(settings["M"]), faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = int(settings["ef_construction"])
-        else:
-            nlist = max(1, min(n, int(round(4 * np.sqrt(max(n, 1))))))
-            settings = {"nlist": nlist, "nprobe": 16, "train_size": None, "seed": 0}
-            _check_params(method, params, settings)
-            settings.update(params)
-            settings.update(params)
-            nlist = int(settings["nlist"])
-            if not 1 <= nlist <= n:
-                raise ValueError(f"nlist must be between 1 and the {n} words, got {nlist}")
-            train_size = settings["train_size"] or max(40 * nlist, 20000)
-            quantizer = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            settings["quantizer"] = quantizer  # the IVF index does not own it: keep it alive
-            sample = np.sort(np.random.default_rng(settings["seed"]).choice(n, min(n, train_size), replace=False))
-            train = self._unit_float32(sample)
-            index.train(train)
-            del train
-        step = 1 << 16
-        for start in range(0, n, step):
-            index.add(np.ascontiguousarray(rows(start, min(start + step, n)), dtype=np.float32))
-        self._index = (method, index, settings)
-        self.set_index_params(**{key: settings[key] for key in ("ef_search", "nprobe") if key in settings})
+        self._index = None  # an index that fails to build leaves exact search, not the old index
+        self._index = _build_index(method, params, self._search_rows(), n, dim, self._unit_float32)
         return self
 
     def set_index_params(self, **params):
-        """Change the search effort of the index built: ``ef_search`` (hnsw) or ``nprobe`` (ivf)."""
+        """Change the search effort of the index built without rebuilding it: ``ef_search``
+        (hnsw) or ``nprobe`` (ivf). Returns self."""
         if self._index is None:
             raise ValueError("no approximate index: call build_index('hnsw' or 'ivf') first")
-        method, index, settings = self._index
-        allowed = {"hnsw": "ef_search", "ivf": "nprobe"}[method]
-        unknown = set(params) - {allowed}
-        if unknown:
-            raise TypeError(f"{method} index takes {allowed}=, got {sorted(unknown)}")
-        for key, value in params.items():
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
-            settings[key] = int(value)
-        if method == "hnsw":
-            index.hnsw.efSearch = settings["ef_search"]
-        else:
-            index.nprobe = min(settings["nprobe"], index.nlist)
+        self._index.set_params(**params)
         return self
 
     def _unit_float32(self, ids):
@@ -338,16 +324,8 @@ class WordVectors(EvaluationMixin, FormatsMixin):
     def _index_search(self, unit_queries, top, excluded):
         """``(ids, scores)`` from the approximate index: ``top`` plus the excluded words asked
         for in one batched call, the excluded ones (and faiss's -1 fillers) dropped."""
-        method, index, settings = self._index
         excluded = np.unique(np.asarray(excluded, dtype=np.int64))
-        k = min(top + excluded.size, len(self))
-        if method == "hnsw" and settings["ef_search"] < k:
-            index.hnsw.efSearch = k  # faiss returns at most efSearch results
-        try:
-            scores, ids = index.search(np.ascontiguousarray(unit_queries, dtype=np.float32), k)
-        finally:
-            if method == "hnsw":
-                index.hnsw.efSearch = settings["ef_search"]
+        ids, scores = self._index.candidates(unit_queries, min(top + excluded.size, len(self)))
         if excluded.size:
             drop = np.isin(ids, excluded)
             ids, scores = np.where(drop, -1, ids), np.where(drop, -np.inf, scores)
@@ -476,22 +454,6 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         scores = self._analogy_scores([ids[0]], [ids[1]], [ids[2]], method)
         scores[0, ids] = -np.inf
         return self._ranked(scores, top)[0]
-
-
-def _import_faiss():
-    try:
-        import faiss
-    except ImportError as exc:
-        raise ImportError("approximate nearest-neighbour indexes (build_index('hnsw' / 'ivf')) need faiss-cpu: "
-                          f'pip install "fastnlp[ann]" ({exc})') from None
-    return faiss
-
-
-def _check_params(method, params, settings):
-    unknown = set(params) - set(settings)
-    if unknown:
-        raise TypeError(f"build_index({method!r}) got unknown parameters {sorted(unknown)}; "
-                        f"it takes {', '.join(sorted(settings))}")
 
 
 def _real_array(values, label):
