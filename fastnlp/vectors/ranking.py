@@ -5,6 +5,8 @@ import numbers
 
 import numpy as np
 
+from ..kernels.threads import blas_threads, pool
+
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
 # Levy & Goldberg (2014): keeps 3CosMul's division finite when cos(x, a) is -1.
 COSMUL_EPS = 1e-3
@@ -94,36 +96,7 @@ def search_threads():
     """Threads the search uses to rank blocks: those of NumPy's BLAS now (threadpoolctl's
     ``threadpool_limits`` or OMP/OPENBLAS_NUM_THREADS set them), so the product and the ranking
     run on the same number of cores."""
-    controller = _blas_controller()
-    if controller is None:
-        return 1
-    counts = [c.num_threads for c in controller.lib_controllers]
-    return max(1, min(counts)) if counts else 1
-
-
-_CONTROLLER = []
-
-
-def _blas_controller():
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
-        except Exception:  # threadpoolctl is a dependency; a broken one means one thread
-            _CONTROLLER.append(None)
-    return _CONTROLLER[0]
-
-
-_POOLS = {}
-
-
-def _pool(threads):
-    from concurrent.futures import ThreadPoolExecutor
-
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="fastnlp-topk")
-    return _POOLS[threads]
+    return blas_threads()
 
 
 def _topk_rows(scores, k, threads):
@@ -134,7 +107,7 @@ def _topk_rows(scores, k, threads):
     if threads <= 1 or scores.shape[0] < 2 * threads:
         return topk(scores, k)
     bounds = np.linspace(0, scores.shape[0], threads + 1).astype(int)
-    parts = list(_pool(threads).map(lambda ab: topk(scores[ab[0]:ab[1]], k), zip(bounds[:-1], bounds[1:])))
+    parts = list(pool(threads).map(lambda ab: topk(scores[ab[0]:ab[1]], k), zip(bounds[:-1], bounds[1:])))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
