@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = dict(vector_size=100, window=5, negative=5, hs=0, sample=1e-3, min_count=1, alpha=0.025,
-                min_alpha=0.0001)
+sys.path.insert(0, str(HERE))
+from compare_word2vec import SETTINGS  # noqa: E402  the task compare_word2vec.py times, not a copy of it
 
 
 def main(argv=None):
@@ -52,7 +52,6 @@ def main(argv=None):
     from fastnlp.kernels import word2vec as kernel_ops
     from fastnlp.models.word2vec import _group_into_jobs
 
-    sys.path.insert(0, str(HERE))
     from machine import describe
 
     with open(Path(args.data_dir) / "ptb" / "ptb.train.txt", encoding="utf-8") as f:
