@@ -37,12 +37,7 @@
 #include "fastnlp/rng.h"
 #include "fastnlp/simd.h"
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+FASTNLP_CONTRACTION_OFF_BEGIN
 
 /* The helpers are compiled into each step that calls them, at its instruction set: GCC would
  * otherwise call one baseline (SSE2) copy from all of them. */
@@ -207,8 +202,6 @@ static const char* ft_simd_level(void) { return "default"; }
 FT_UNIFORM(float, ft_uniform_f)
 FT_UNIFORM(double, ft_uniform_d)
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+FASTNLP_CONTRACTION_OFF_END
 
 #endif /* FASTNLP_FASTTEXT_OPS_H */

@@ -9,13 +9,9 @@
 #include <stddef.h>
 
 #include "fastnlp/dispatch.h"
+#include "fastnlp/simd.h"
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+FASTNLP_CONTRACTION_OFF_BEGIN
 
 FASTNLP_CLONES
 static void sgd_update_f32(float* __restrict p, const float* __restrict g, float lr, ptrdiff_t n) {
@@ -33,8 +29,6 @@ static void sgd_update_f64(double* __restrict p, const double* __restrict g, dou
     }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+FASTNLP_CONTRACTION_OFF_END
 
 #endif /* FASTNLP_SGD_OPS_H */

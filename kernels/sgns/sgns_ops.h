@@ -10,12 +10,7 @@
 #include "fastnlp/rng.h"
 #include "fastnlp/simd.h"
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+FASTNLP_CONTRACTION_OFF_BEGIN
 
 #define FASTNLP_SGNS_OPS(T, SUFFIX, LANE)                                                        \
     FASTNLP_CLONES static void gather_dot_rows_##SUFFIX(const T* W, const int64_t* idx,          \
@@ -50,9 +45,7 @@
 FASTNLP_SGNS_OPS(float, f32, f)
 FASTNLP_SGNS_OPS(double, f64, d)
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+FASTNLP_CONTRACTION_OFF_END
 
 /* ----- the sampler: splitmix64 draws (fastnlp/rng.h), alias table, inverse-CDF fallback --- */
 

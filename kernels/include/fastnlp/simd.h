@@ -12,12 +12,20 @@
 
 #define FASTNLP_LANES 16
 
+/* Contraction off between these two (a fused x * y + s rounds once where the contracts round
+ * twice): the one way every header of the families writes it. */
 #if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
+#define FASTNLP_CONTRACTION_OFF_BEGIN _Pragma("STDC FP_CONTRACT OFF")
+#define FASTNLP_CONTRACTION_OFF_END
 #elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
+#define FASTNLP_CONTRACTION_OFF_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"fp-contract=off\")")
+#define FASTNLP_CONTRACTION_OFF_END _Pragma("GCC pop_options")
+#else
+#define FASTNLP_CONTRACTION_OFF_BEGIN
+#define FASTNLP_CONTRACTION_OFF_END
 #endif
+
+FASTNLP_CONTRACTION_OFF_BEGIN
 
 /* s[0..15] added pairwise; s is overwritten. */
 #define FASTNLP_DEFINE_LANE_TREE(T, SUFFIX)                                                      \
@@ -39,8 +47,6 @@
 FASTNLP_DEFINE_LANE_TREE(float, f)
 FASTNLP_DEFINE_LANE_TREE(double, d)
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+FASTNLP_CONTRACTION_OFF_END
 
 #endif /* FASTNLP_SIMD_H */
