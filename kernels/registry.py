@@ -115,6 +115,9 @@ class OpSpec:
     preference: tuple = ("cython", "numba", "numpy")
     absent: dict = field(default_factory=dict)  # backend -> why this family has no implementation
     calibration: Callable | None = None  # variant -> backends fastest first, measured here
+    # (variant, backend, function) -> the function that runs that class of calls there (gemm:
+    # the library's product kept on the calling thread where that measured faster)
+    adapt: Callable | None = None
     lacks_dtype: dict = field(default_factory=dict)  # backend -> {dtype: why it lacks it}
     declines: dict = field(default_factory=dict)  # dtype -> why the op does not take it (yet)
     reference: Callable = field(default=None, repr=False)
@@ -367,6 +370,8 @@ def _resolve_host(op: str, chosen: str | None, variant: str | None = None, dtype
                 _fallbacks_logged.add((op, wanted, dtype))
                 log.warning("fastnlp: op %s on %s arrays runs on %s: %s lacks %s (%s)", op, dtype.name, backend,
                             wanted, dtype.name, op_spec.dtype_reason(wanted, dtype))
+        if op_spec.adapt is not None and variant is not None:
+            function = op_spec.adapt(variant, backend, function)
         return backend, function
     raise RuntimeError(f"op {op!r} has no implementation that loads, not even the reference")
 

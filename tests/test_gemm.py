@@ -195,6 +195,11 @@ def test_calibrate_covers_every_variant_and_refresh_measures_again(fresh_calibra
     monkeypatch.setattr(calibration, "PROBLEMS", {k: (b and 2, 3, 4, 5) for k, (b, *_) in calibration.PROBLEMS.items()})
     result = calibration.calibrate()
     expected = {f"{d.name}/{c}" for d in gemm_family.INPUT_DTYPES for c in gemm_family.SHAPE_CLASSES}
+    if calibration._threads() > 1:  # the per-step classes are also timed on one thread
+        expected |= {f"{d.name}/{c}{calibration.SERIAL_SUFFIX}" for d in gemm_family.INPUT_DTYPES
+                     for c in calibration.SERIAL_CLASSES}
+        result = {v: r for v, r in result.items() if r or not v.endswith(calibration.SERIAL_SUFFIX)}
+        expected = {v for v in expected if v in result or not v.endswith(calibration.SERIAL_SUFFIX)}
     assert set(result) == expected
     for ranking in result.values():
         assert [b for b, _ in ranking] and all(g > 0 for _, g in ranking)
@@ -212,8 +217,8 @@ def test_one_thread_picks_per_class_more_threads_one_library_per_dtype(fresh_cal
     thread every class of a dtype runs on the library that is fastest over all of them."""
     speeds = {"small": {"numpy": 300.0, "lib": 100.0}, "step": {"numpy": 100.0, "lib": 120.0},
               "large": {"numpy": 100.0, "lib": 200.0}, "batched": {"numpy": 10.0, "lib": 9.0}}
-    monkeypatch.setattr(calibration, "_measure", lambda variant: sorted(
-        ([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
+    monkeypatch.setattr(calibration, "_measure", lambda variant: [] if variant.endswith(calibration.SERIAL_SUFFIX)
+                        else sorted(([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
     monkeypatch.setattr(calibration, "_threads", lambda: 1)
     assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "lib", "numpy"]
     monkeypatch.setattr(calibration, "_threads", lambda: 2)
@@ -221,12 +226,53 @@ def test_one_thread_picks_per_class_more_threads_one_library_per_dtype(fresh_cal
     assert {calibration.preference(f"float32/{c}")[0] for c in speeds} == {"lib"}
 
 
+def test_per_step_products_run_on_one_thread_where_that_measured_faster(fresh_calibration, monkeypatch):
+    """More than one thread: a per-step class runs its library's product on the calling thread
+    when the one-thread timing beats the threaded one by more than the tie margin."""
+    from fastnlp.kernels.gemm import _libraries
+
+    speeds = {"float32/small": [["lib", 10.0]], "float32/small@1thread": [["lib", 100.0]],
+              "float32/step": [["lib", 100.0]], "float32/step@1thread": [["lib", 99.0]],
+              "float32/large": [["lib", 100.0]]}
+    monkeypatch.setattr(calibration, "_measure", lambda variant: speeds[variant])
+    monkeypatch.setattr(_libraries, "single_threaded", lambda backend, function: ("alone", function))
+    product = object()
+    monkeypatch.setattr(calibration, "_threads", lambda: 2)
+    assert calibration.adapted("float32/small", "lib", product) == ("alone", product)
+    assert calibration.adapted("float32/step", "lib", product) is product  # not faster alone
+    assert calibration.adapted("float32/large", "lib", product) is product  # never a per-step class
+    monkeypatch.setattr(calibration, "_threads", lambda: 1)
+    assert calibration.adapted("float32/small", "lib", product) is product
+    monkeypatch.setattr(calibration, "_threads", lambda: 2)
+    monkeypatch.setenv(calibration.ENV_VAR, "off")
+    assert calibration.adapted("float32/small", "lib", product) is product
+
+
+@pytest.mark.parametrize("library", ["mkl", "onednn"])
+def test_single_threaded_product_equals_the_threaded_one_and_restores_the_count(library):
+    from fastnlp.kernels.gemm import _libraries
+
+    function = registry.implementations("gemm").get(library)
+    if isinstance(function, str) or function is None:
+        pytest.skip(f"{library} does not load here: {function}")
+    serial = _libraries.single_threaded(library, function)
+    if serial is None:
+        pytest.skip(f"{library} has no per-call thread switch in this build")
+    before = _libraries.thread_counts().get(library)
+    a, b, out, *flags = gemm_family.gemm_problem(20, 100, 400, np.dtype(np.float32), False, False, False)
+    expected = out.copy()
+    function(a, b, expected, *flags)
+    serial(a, b, out, *flags)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert _libraries.thread_counts().get(library) == before
+
+
 def test_a_tie_within_three_percent_goes_to_the_reference(fresh_calibration, monkeypatch):
     speeds = {"small": {"numpy": 98.0, "lib": 100.0}, "step": {"numpy": 90.0, "lib": 100.0},
               "large": {"numpy": 99.0, "lib": 100.0}, "batched": {"numpy": 10.0, "lib": 10.0}}
     tie = {**speeds, "step": {"numpy": 99.0, "lib": 100.0}}
-    monkeypatch.setattr(calibration, "_measure", lambda variant: sorted(
-        ([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
+    monkeypatch.setattr(calibration, "_measure", lambda variant: [] if variant.endswith(calibration.SERIAL_SUFFIX)
+                        else sorted(([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
     monkeypatch.setattr(calibration, "_threads", lambda: 1)
     assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "numpy", "numpy"]
     monkeypatch.setattr(calibration, "_threads", lambda: 2)

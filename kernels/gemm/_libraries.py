@@ -188,6 +188,47 @@ def thread_counts() -> dict[str, int]:
     return counts
 
 
+def single_threaded(name: str, function):
+    """``function`` (a gemm implementation of library ``name``) run on the calling thread alone,
+    the library's thread count put back after each call; None where the library has no cheap
+    per-call switch (NumPy's OpenBLAS: its count is global to the process) or is not loaded.
+
+    MKL: ``MKL_Set_Num_Threads_Local``, which holds for the calling thread only. oneDNN on
+    OpenMP: ``omp_set_num_threads``, an ICV of the calling thread too; ``dnnl_sgemm`` reads
+    ``omp_get_max_threads`` at each call. Either switch costs well under a microsecond.
+    """
+    lib = _loaded.get(name)
+    if not isinstance(lib, ctypes.CDLL):
+        return None
+    if name == "mkl":
+        # The C entry point (the lowercase symbol is the Fortran one, which takes a pointer);
+        # it returns the previous local count (0: the global one).
+        set_local = lib.MKL_Set_Num_Threads_Local
+
+        def serial(*args):
+            previous = set_local(1)
+            try:
+                return function(*args)
+            finally:
+                set_local(previous)
+    elif name == "onednn" and _dnnl_version(lib).cpu_runtime == 2:
+        get_count, set_count = lib.omp_get_max_threads, lib.omp_set_num_threads
+
+        def serial(*args):
+            previous = get_count()
+            set_count(1)
+            try:
+                return function(*args)
+            finally:
+                set_count(previous)
+    else:
+        return None
+    serial.__name__ = serial.__qualname__ = f"{getattr(function, '__name__', 'gemm')}_on_one_thread"
+    serial.__doc__ = f"{name}'s product on the calling thread alone (see _libraries.single_threaded)."
+    serial.single_threaded_of = function
+    return serial
+
+
 def data_pointer_reader():
     """A function ``array -> ctypes.c_void_p`` of the array's data pointer, for the
     implementations' ctypes calls (pass the result as a pointer argument; ``.value`` is the int).

@@ -43,6 +43,14 @@ CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "batched": 29}
 # timing's noise, and NumPy's call costs least.
 TIE = 0.97
 _MIN_SECONDS = 0.004  # per timed block; 5 blocks per backend keep a variant near 0.1 s
+# With more than one thread, the products made once per time step may run faster on the calling
+# thread alone: no fork and join per product, and no barrier waiting on a worker that another
+# process holds (2-core Xeon at load 3.5: MKL's 20x100x400 product under 1 GFLOP/s on 2 threads,
+# 106 on one; 20x650x2600 9 against 93). Whether they do is measured too: each library that can
+# switch per call (_libraries.single_threaded) is timed on one thread as the variant
+# '<variant>@1thread', and runs such products there when that is faster by more than TIE.
+SERIAL_CLASSES = ("small", "step", "batched")
+SERIAL_SUFFIX = "@1thread"
 
 _lock = threading.Lock()
 _state: dict = {}  # "key", "path", "variants": {variant: [[backend, gflops], ...]}
@@ -69,7 +77,11 @@ def preference(variant: str) -> tuple:
         seconds = {}
         for shape_class in SHAPE_CLASSES:
             work = _flops(shape_class) * CALLS_PER_STEP[shape_class]
-            for backend, gflops in _ranking(variant_name(dtype_name, shape_class)):
+            name = variant_name(dtype_name, shape_class)
+            # a library runs a per-step class on one thread where that is faster (adapted)
+            alone = dict(_ranking(name + SERIAL_SUFFIX)) if shape_class in SERIAL_CLASSES else {}
+            for backend, gflops in _ranking(name):
+                gflops = max(gflops, alone.get(backend, 0.0))
                 seconds[backend] = seconds.get(backend, 0.0) + work / (gflops * 1e9)
     order = sorted(seconds, key=seconds.get)
     # A tie goes to the reference: the lowest call overhead and one library fewer in play.
@@ -77,6 +89,26 @@ def preference(variant: str) -> tuple:
         order.remove(registry.REFERENCE)
         order.insert(0, registry.REFERENCE)
     return tuple(order)
+
+
+def adapted(variant: str, backend: str, function):
+    """``function``, the gemm of ``backend`` for products of ``variant``, or the same product on
+    the calling thread alone where that measured faster here (see SERIAL_CLASSES)."""
+    if (os.environ.get(ENV_VAR, "").strip().lower() in ("off", "0", "no") or "/" not in variant
+            or variant.split("/")[1] not in SERIAL_CLASSES or _threads() <= 1):
+        return function
+    from . import _libraries
+
+    serial = _libraries.single_threaded(backend, function)
+    if serial is None:
+        return function
+    threaded = dict(_ranking(variant)).get(backend)
+    alone = dict(_ranking(variant + SERIAL_SUFFIX)).get(backend)
+    if threaded is None or alone is None or alone * TIE <= threaded:
+        return function
+    log.info("fastnlp: gemm %s on %s runs on one thread (%.0f GFLOP/s there, %.0f on %d threads)",
+             variant, backend, alone, threaded, _threads())
+    return serial
 
 
 def _flops(shape_class: str) -> float:
@@ -124,8 +156,10 @@ def calibrate(refresh: bool = False) -> dict:
     for dtype in INPUT_DTYPES:
         for shape_class in SHAPE_CLASSES:
             variant = variant_name(dtype.name, shape_class)
-            if variant not in known:
-                _measure_and_store(variant)
+            wanted = [variant] + ([variant + SERIAL_SUFFIX] if shape_class in SERIAL_CLASSES and _threads() > 1 else [])
+            for name in wanted:
+                if name not in known:
+                    _measure_and_store(name)
     return measurements()
 
 
@@ -166,11 +200,18 @@ def _measure(variant: str) -> list:
     from .. import harness
     from . import gemm_problem
 
-    dtype_name, shape_class = variant.split("/")
+    serial = variant.endswith(SERIAL_SUFFIX)
+    dtype_name, shape_class = variant.removesuffix(SERIAL_SUFFIX).split("/")
     batch, M, K, N = PROBLEMS[shape_class]
     args = gemm_problem(M, K, N, np.dtype(dtype_name), batch=batch, seed=0)
     ranking = []
     for backend, function in _host_implementations().items():
+        if serial:
+            from . import _libraries
+
+            function = _libraries.single_threaded(backend, function)
+            if function is None:
+                continue
         seconds = harness.best_seconds(function, *args, min_seconds=_MIN_SECONDS)
         ranking.append([backend, _flops(shape_class) / seconds / 1e9])
     ranking.sort(key=lambda pair: -pair[1])
