@@ -69,3 +69,44 @@ def run_row_blocks(work, rows: int, threads: int | None = None) -> None:
             future.exception()  # wait for every block before the caller touches the arrays
     for future in futures:
         future.result()
+
+
+# Below this many values a pass stays on the calling thread: handing a block to the pool costs
+# tens of microseconds, what NumPy needs for a few hundred thousand floats.
+PARALLEL_MIN_VALUES = 1 << 18
+# Column sums split the rows into this many blocks whatever the thread count, and add the
+# partial sums in order: the bits are those of any thread count.
+COLUMN_SUM_BLOCKS = 4
+
+
+def parallel_rows(work, rows: int, values: int) -> None:
+    """``work(begin, end)`` over ``[0, rows)``: one call when the pass covers fewer than
+    PARALLEL_MIN_VALUES values, else one block per BLAS thread (:func:`run_row_blocks`). For
+    elementwise NumPy passes over large host arrays (ufuncs release the GIL)."""
+    if values < PARALLEL_MIN_VALUES:
+        work(0, rows)
+    else:
+        run_row_blocks(work, rows)
+
+
+def column_sums(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=0)`` of a 2-D host array, its row blocks summed on the BLAS threads.
+
+    Small arrays are summed by NumPy at once. Large ones are cut into COLUMN_SUM_BLOCKS fixed
+    blocks whose sums are added in block order, so the result does not depend on the thread count.
+    """
+    rows = x.shape[0]
+    if x.size < PARALLEL_MIN_VALUES or rows < COLUMN_SUM_BLOCKS:
+        return x.sum(axis=0)
+    bounds = np.linspace(0, rows, COLUMN_SUM_BLOCKS + 1).astype(int)
+    partial = np.empty((COLUMN_SUM_BLOCKS, x.shape[1]), x.dtype)
+
+    def work(begin, end):
+        for block in range(begin, end):
+            x[bounds[block]:bounds[block + 1]].sum(axis=0, out=partial[block])
+
+    run_row_blocks(work, COLUMN_SUM_BLOCKS)
+    total = partial[0].copy()
+    for block in range(1, COLUMN_SUM_BLOCKS):
+        total += partial[block]
+    return total

@@ -61,3 +61,29 @@ def test_exp_row_sums_refuses_what_the_kernels_cannot_take():
         exp_row_sums(x, out=x)
     with pytest.raises(ValueError, match="sums must be a float32 array of shape"):
         exp_row_sums(x, sums=np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (700, 400), (1001, 300), (2, 200_000)])
+def test_column_sums_equal_numpys_and_do_not_depend_on_the_thread_count(shape):
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl sets the BLAS thread count")
+    from fastnlp.kernels.threads import column_sums
+
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        one = column_sums(x)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        two = column_sums(x)
+    np.testing.assert_array_equal(two, one)
+    np.testing.assert_allclose(one, x.astype(np.float64).sum(axis=0), rtol=1e-4, atol=1e-4)
+    assert one.dtype == x.dtype and one.shape == (shape[1],)
+
+
+def test_parallel_rows_covers_every_row_of_a_large_pass_once():
+    from fastnlp.kernels.threads import PARALLEL_MIN_VALUES, parallel_rows
+
+    x = np.zeros((513, PARALLEL_MIN_VALUES // 256), np.float32)
+    parallel_rows(lambda begin, end: np.add(x[begin:end], 1, out=x[begin:end]), x.shape[0], x.size)
+    np.testing.assert_array_equal(x, 1)
+    small = np.zeros((3, 4), np.float32)
+    parallel_rows(lambda begin, end: np.add(small[begin:end], 1, out=small[begin:end]), 3, small.size)
+    np.testing.assert_array_equal(small, 1)

@@ -25,6 +25,7 @@ import numpy as np
 from ..kernels import exp_row_sums, gemm, lstm_step_backward, lstm_step_forward
 from ..kernels.dispatch import array_module
 from ..kernels.memory import aligned_copy
+from ..kernels.threads import column_sums, parallel_rows
 from ..kernels.validate import as_id_array, check_ids
 from .base import FLOAT, Layer, NonFiniteError, check_dout, check_input, check_param
 from .core import gemm_ready, product, product_into, rows
@@ -444,7 +445,10 @@ class TimeAffine(Layer):
                              f"{W.shape[0]} to multiply W of shape {tuple(W.shape)}")
         self.x = xs = xs.astype(W.dtype, copy=False)
         out = product(rows(xs), W)  # a transposed (tied) W is gemm's trans_b flag, not a copy
-        out += b
+        if type(out) is np.ndarray:  # the bias pass over N*T*V scores, on the BLAS threads
+            parallel_rows(lambda begin, end: np.add(out[begin:end], b, out=out[begin:end]), out.shape[0], out.size)
+        else:
+            out += b
         return out.reshape(xs.shape[:-1] + (W.shape[1],))
 
     def backward(self, dout):
@@ -454,7 +458,7 @@ class TimeAffine(Layer):
         if tuple(dout.shape) != x.shape[:-1] + (W.shape[1],) or dout.dtype.kind not in "iuf":
             check_dout(dout, x.shape[:-1] + (W.shape[1],), "TimeAffine.backward")  # raises, naming the problem
         d2, x2 = dout.reshape(-1, W.shape[1]), x.reshape(-1, W.shape[0])
-        db = d2.sum(axis=0)
+        db = column_sums(d2) if type(d2) is np.ndarray else d2.sum(axis=0)
         # NaN or inf anywhere in dout makes its column sum non-finite: this check over V sums
         # replaces a pass over all N*T*V values, before any gradient is written.
         if not bool(array_module(db).isfinite(db).all()):
@@ -556,7 +560,12 @@ class TimeSoftmaxWithLoss(Layer):
         scale = (dout / count) / sums  # per row: softmax = y / sum
         if mask is not None:
             scale *= mask
-        y *= scale.astype(y.dtype, copy=False)[:, None]
+        scale = scale.astype(y.dtype, copy=False)[:, None]
+        if type(y) is np.ndarray:  # a pass over all N*T*V values: on the BLAS threads
+            parallel_rows(lambda begin, end: np.multiply(y[begin:end], scale[begin:end], out=y[begin:end]),
+                          y.shape[0], y.size)
+        else:
+            y *= scale
         y[rows, labels] -= (dout / count) if mask is None else (dout / count) * mask
         self._spent = True  # y is now the gradient
         return y.reshape(shape)

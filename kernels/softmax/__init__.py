@@ -29,11 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
-from ..threads import run_row_blocks
+from ..threads import PARALLEL_MIN_VALUES, run_row_blocks
 from ..validate import FLOAT_DTYPES, HALF_DTYPES
-
-# Below this many scores one thread is faster than handing blocks to others (~20 us a hand-off).
-PARALLEL_MIN_VALUES = 1 << 18
 
 
 def exp_row_sums(x, out=None, sums=None):
