@@ -15,6 +15,7 @@ from .. import functions as F
 from ..kernels import gemm
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import INPUT_DTYPES
+from ..kernels.memory import aligned_empty
 from .base import FLOAT, Layer, check_dout, check_input, check_param
 
 _GEMM_DTYPES = frozenset(INPUT_DTYPES)  # what gemm multiplies as it is: float32, float64, bfloat16
@@ -62,7 +63,7 @@ def product(a, b, *, trans_a=False, trans_b=False):
     M = a.shape[-1] if trans_a else a.shape[-2]
     N = b.shape[-2] if trans_b else b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) if a.ndim > 2 or b.ndim > 2 else ()
-    out = xp.empty(tuple(batch) + (M, N), dtype=dtype if dtype in _GEMM_DTYPES else compute)
+    out = aligned_empty(tuple(batch) + (M, N), dtype if dtype in _GEMM_DTYPES else compute, xp)
     gemm(a, b, out, trans_a=trans_a, trans_b=trans_b)
     if out.dtype != dtype:
         out = out.astype(dtype)

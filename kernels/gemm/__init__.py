@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
+from ..memory import aligned_empty
 from ..validate import check_same_device
 
 try:
@@ -231,7 +232,9 @@ def _check_out(out, out_dtype, shape, compute, input_dtype, accumulate, like):
         if accumulate:
             raise ValueError("gemm: accumulate=True adds into out, so out must be given")
         xp = np if type(like) is np.ndarray else dispatch.array_module(like)  # on the inputs' device
-        return xp.empty(shape, dtype=out_dtype or compute), out_dtype or compute
+        # 64-byte aligned: MKL's AMX bf16 product of 700x650x10000 took 18 ms into an aligned
+        # output and 26-29 ms into one 16 bytes off (malloc's large blocks), float32 about even
+        return aligned_empty(shape, out_dtype or compute, xp), out_dtype or compute
     if not (hasattr(out, "dtype") and hasattr(out, "shape")):
         raise TypeError(f"gemm: out must be an array, got {type(out).__name__}")
     if out_dtype is not None and out.dtype != out_dtype:

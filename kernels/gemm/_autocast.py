@@ -60,6 +60,8 @@ import weakref
 
 import numpy as np
 
+from ..memory import aligned_empty
+
 FLOAT32 = np.dtype(np.float32)
 FLOAT16 = np.dtype(np.float16)
 try:
@@ -253,7 +255,7 @@ def _sample(x, positions):
 
 def _convert(x, low):
     """A C-contiguous ``low`` copy of the float32 matrix ``x`` (rows contiguous)."""
-    out = np.empty(x.shape, low)
+    out = aligned_empty(x.shape, low)  # AMX products read aligned operands faster (see gemm's _check_out)
     if x.size >= _REORDER_MIN_SIZE and x.flags.c_contiguous:
         reorder = _reorder()
         if reorder is not None:
