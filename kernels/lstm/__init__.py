@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
+from ..memory import aligned_empty
 from ..validate import BFLOAT16, FLOAT_DTYPES, HALF_DTYPES
 
 STORAGE = FLOAT_DTYPES + HALF_DTYPES  # the dtypes the step's arrays may have
@@ -132,7 +133,7 @@ def _check_output(out, name, dtype, shape):
 
 def _output(out, name, xp, dtype, shape):
     if out is None:
-        return xp.empty(shape, dtype=dtype)
+        return aligned_empty(shape, dtype, xp)
     if dispatch.array_module(out) is not xp:
         raise TypeError(f"{name} lives on another device than the gates (numpy vs cupy)")
     _check_output(out, name, dtype, shape)

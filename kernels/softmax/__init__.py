@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
+from ..memory import aligned_empty
 from ..threads import PARALLEL_MIN_VALUES, run_row_blocks
 from ..validate import FLOAT_DTYPES, HALF_DTYPES
 
@@ -61,7 +62,7 @@ def exp_row_sums(x, out=None, sums=None):
 
 def _output(array, shape, x, name, xp):
     if array is None:
-        return xp.empty(shape, x.dtype)
+        return aligned_empty(shape, x.dtype, xp)  # the kernels store whole 64-byte vectors
     if not hasattr(array, "dtype") or tuple(array.shape) != shape or array.dtype != x.dtype:
         raise ValueError(f"exp_row_sums: {name} must be a {x.dtype} array of shape {shape}, got "
                          f"{getattr(array, 'dtype', type(array).__name__)} of shape {tuple(getattr(array, 'shape', ()))}")
