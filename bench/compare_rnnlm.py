@@ -31,6 +31,7 @@ its documentation says), both with float32 SGD on float32 weights.
 import argparse
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -123,22 +124,31 @@ def main(argv=None):
             done += n
         print(f"Speed, {args.timing_iters} iterations each ({args.timing_iters * 700:,} tokens), "
               f"in turns of {args.turn}:\n")
+        print(f"load average {os.getloadavg()[0]:.1f} after the speed phase. tokens/s: all timed iterations; "
+              "median turn: the median of the turns' rates; per CPU s: tokens per second of the process's CPU "
+              "time (at 1 thread the steadiest figure on a shared machine; at more, spinning workers count too)\n")
         print("| implementation | precision | tokens/s | vs torch, same precision | vs torch fp32 | vs own fp32 "
-              "| ms / iteration |")
-        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+              "| median turn | vs torch (median) | per CPU s | vs torch (CPU) | ms / iteration |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
-        def rate_of(name, precision):
+        def figures(c):
+            return {"wall": c.timed_tokens / c.timed_seconds, "median": statistics.median(c.turn_rates),
+                    "cpu": c.timed_tokens / c.timed_cpu if c.timed_cpu > 0 else float("nan")}
+
+        def rate_of(name, precision, kind="wall"):
             key = name if len(precisions) == 1 else f"{name} {precision}"
             c = contenders.get(key)
-            return c.timed_tokens / c.timed_seconds if c is not None else None
+            return figures(c)[kind] if c is not None else None
 
         def ratio(rate, base):
             return f"{rate / base:.2f}x" if base else "n/a"
 
         for c in contenders.values():
-            rate = c.timed_tokens / c.timed_seconds
-            print(f"| {c.label} | {c.precision} | {rate:,.0f} | {ratio(rate, rate_of('torch', c.precision))} | "
-                  f"{ratio(rate, rate_of('torch', 'fp32'))} | {ratio(rate, rate_of(c.name, 'fp32'))} | "
+            f = figures(c)
+            print(f"| {c.label} | {c.precision} | {f['wall']:,.0f} | {ratio(f['wall'], rate_of('torch', c.precision))} | "
+                  f"{ratio(f['wall'], rate_of('torch', 'fp32'))} | {ratio(f['wall'], rate_of(c.name, 'fp32'))} | "
+                  f"{f['median']:,.0f} | {ratio(f['median'], rate_of('torch', c.precision, 'median'))} | "
+                  f"{f['cpu']:,.0f} | {ratio(f['cpu'], rate_of('torch', c.precision, 'cpu'))} | "
                   f"{1e3 * c.timed_seconds / (c.timed_tokens / 700):.1f} |")
         print(flush=True)
 
@@ -162,6 +172,15 @@ def main(argv=None):
         for label, result, test_ppl, wall in rows:
             print(f"| {label} | {result['epochs']} | {result['seconds'] / max(result['epochs_run'], 1):.0f} | "
                   f"{result['tokens_per_s']:,.0f} | {result['train_ppl']:.1f} | {test_ppl:.1f} |")
+
+
+def _record_turn(contender, iterations, wall, cpu):
+    """Add one turn's wall and CPU seconds to ``contender``'s totals, and its tokens/s to the
+    per-turn rates (the median of those shrugs off a turn that a busy neighbour slowed)."""
+    contender.timed_seconds = getattr(contender, "timed_seconds", 0.0) + wall
+    contender.timed_cpu = getattr(contender, "timed_cpu", 0.0) + cpu
+    contender.timed_tokens = getattr(contender, "timed_tokens", 0) + iterations * 700
+    contender.turn_rates = getattr(contender, "turn_rates", []) + [iterations * 700 / wall]
 
 
 def _openblas_core():
@@ -202,7 +221,8 @@ class OursContender:
             self.autocast = lambda: autocast("bf16")
         else:
             self.autocast = contextlib.nullcontext
-        self.timed_seconds = self.timed_tokens = 0
+        self.timed_seconds = self.timed_tokens = self.timed_cpu = 0
+        self.turn_rates = []
         self.reset()
 
     def _optimizer(self):
@@ -247,10 +267,9 @@ class OursContender:
     def timed_iterations(self, xs, ts, n):
         x, t = self._slice(xs, ts, n)
         with self.fastnlp.use_backend(self.backend), self.autocast():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             self.trainer.fit(x, t, max_epoch=1, max_grad=0.25, eval_interval=None, progress=False)
-            self.timed_seconds += time.perf_counter() - start
-        self.timed_tokens += n * 700
+            _record_turn(self, n, time.perf_counter() - start, time.process_time() - cpu_start)
 
     def train(self, xs, ts, valid, epochs):
         trainer, args = self.trainer, self.args
@@ -306,7 +325,8 @@ class TorchContender:
         self.label = f"PyTorch {torch.__version__} (nn.LSTM)"
         self.autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16-mixed"
                          else contextlib.nullcontext)
-        self.timed_seconds = self.timed_tokens = 0
+        self.timed_seconds = self.timed_tokens = self.timed_cpu = 0
+        self.turn_rates = []
         self.reset()
 
     def reset(self):
@@ -385,10 +405,9 @@ class TorchContender:
         self._iterations(xs, ts, 2)
 
     def timed_iterations(self, xs, ts, n):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         self._iterations(xs, ts, n)
-        self.timed_seconds += time.perf_counter() - start
-        self.timed_tokens += n * 700
+        _record_turn(self, n, time.perf_counter() - start, time.process_time() - cpu_start)
 
     def train(self, xs, ts, valid, epochs):
         max_iters = len(xs) // 700
