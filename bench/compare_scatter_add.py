@@ -125,6 +125,7 @@ def compare_dtypes(rounds, size="V10000xD650-ids20x35", calls_per_block=20):
     for kernel, args in contenders.values():  # compile and warm every contender first
         kernel(*args)
     best = dict.fromkeys(contenders, float("inf"))
+    load_before = os.getloadavg()[0]  # the load on the other cores decides how far ratios can be trusted
     for _ in range(rounds):
         for key, (kernel, args) in contenders.items():
             start = time.thread_time()
@@ -132,8 +133,8 @@ def compare_dtypes(rounds, size="V10000xD650-ids20x35", calls_per_block=20):
                 kernel(*args)
             best[key] = min(best[key], (time.thread_time() - start) / calls_per_block)
     print(describe())
-    print(f"load average {os.getloadavg()[0]:.1f}; {rounds} rounds of {calls_per_block} calls; best round, "
-          f"thread CPU time; {size}")
+    print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {rounds} rounds of {calls_per_block} calls; "
+          f"best round, thread CPU time; {size}")
     print()
     print("| op | backend | f32 | f16 | bf16 | f16 / f32 | bf16 / f32 |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")

@@ -1,7 +1,7 @@
 """kernels/embedding/row_ops.h's float16 / bfloat16 row passes of the scatter-add, every
-instruction-set version this CPU runs (AVX-512, F16C, AVX512-BF16) and half.h's passes they fall back on,
+instruction-set version this CPU runs (AVX-512, F16C, AVX512-FP16, AVX512-BF16) and half.h's passes they fall back on,
 against half.h's exact scalar conversions, bit for bit, on random 16-bit patterns (subnormals,
-inf and NaN included) and every row length from 1 to 70 (whole vectors and the overlapping last
+inf and NaN included) and every row length from 1 to 100 (whole vectors and the overlapping last
 one). The generated registry tests reach only the version the loader picks on this CPU; this
 compiles the header into a small C program and calls each version directly. Needs gcc."""
 import shutil
@@ -25,13 +25,14 @@ static uint16_t pattern(void) { /* any bits, a third of them subnormal or tiny *
 
 typedef void (*row_pass)(uint16_t*, const float*, const uint16_t*, ptrdiff_t);
 
-static long check(row_pass pass, int bf16, ptrdiff_t min_n) {
+/* takes_acc 0: a pass for the fused case only (acc NULL), as its dispatcher calls it. */
+static long check(row_pass pass, int bf16, ptrdiff_t min_n, int takes_acc) {
     long bad = 0;
     for (int trial = 0; trial < 40000; ++trial) {
-        ptrdiff_t n = min_n + (ptrdiff_t)(next_random() % (71 - min_n));
-        int with_acc = next_random() % 2;
-        uint16_t dst[80], src[80], want[80];
-        float acc[80];
+        ptrdiff_t n = min_n + (ptrdiff_t)(next_random() % (101 - min_n));
+        int with_acc = takes_acc && next_random() % 2;
+        uint16_t dst[128], src[128], want[128];
+        float acc[128];
         for (ptrdiff_t j = 0; j < n; ++j) {
             dst[j] = pattern();
             src[j] = pattern();
@@ -54,19 +55,38 @@ static long check(row_pass pass, int bf16, ptrdiff_t min_n) {
     return bad;
 }
 
+#ifdef FASTNLP_HAVE_AVX512BF16
+static void bf16_unpacked_pass(uint16_t* dst, const float* acc, const uint16_t* src, ptrdiff_t n) {
+    (void)acc;
+    scatter_row_bf16_unpacked(dst, src, n);
+}
+#endif
+#ifdef FASTNLP_HAVE_AVX512FP16
+static void fp16_pass(uint16_t* dst, const float* acc, const uint16_t* src, ptrdiff_t n) {
+    (void)acc;
+    scatter_row_f16_avx512fp16(dst, src, n);
+}
+#endif
+
 int main(void) {
     __builtin_cpu_init();
-    printf("half.h-f16 %ld\n", check(fastnlp_add_f16, 0, 1));
-    printf("half.h-bf16 %ld\n", check(fastnlp_add_bf16_clones, 1, 1));
-    printf("dispatch-f16 %ld\n", check(scatter_row_f16, 0, 1));
-    printf("dispatch-bf16 %ld\n", check(scatter_row_bf16, 1, 1));
+    printf("half.h-f16 %ld\n", check(fastnlp_add_f16, 0, 1, 1));
+    printf("half.h-bf16 %ld\n", check(fastnlp_add_bf16_clones, 1, 1, 1));
+    printf("dispatch-f16 %ld\n", check(scatter_row_f16, 0, 1, 1));
+    printf("dispatch-bf16 %ld\n", check(scatter_row_bf16, 1, 1, 1));
     if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2"))
-        printf("f16c %ld\n", check(scatter_row_f16_f16c, 0, 8));
+        printf("f16c %ld\n", check(scatter_row_f16_f16c, 0, 8, 1));
     if (__builtin_cpu_supports("avx512f"))
-        printf("avx512f %ld\n", check(scatter_row_f16_avx512, 0, 16));
+        printf("avx512f %ld\n", check(scatter_row_f16_avx512, 0, 16, 1));
+#ifdef FASTNLP_HAVE_AVX512FP16
+    if (scatter_fp16_isa())
+        printf("avx512fp16 %ld\n", check(fp16_pass, 0, 32, 0));
+#endif
 #ifdef FASTNLP_HAVE_AVX512BF16
-    if (fastnlp_bf16_fpclass_isa())
-        printf("avx512bf16 %ld\n", check(scatter_row_bf16_avx512bf16, 1, 16));
+    if (fastnlp_bf16_fpclass_isa()) {
+        printf("avx512bf16 %ld\n", check(scatter_row_bf16_avx512bf16, 1, 16, 1));
+        printf("avx512bf16-unpacked %ld\n", check(bf16_unpacked_pass, 1, 32, 0));
+    }
 #endif
     return 0;
 }

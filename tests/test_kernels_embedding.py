@@ -72,3 +72,40 @@ def test_read_only_dW_is_refused(cpu_backend):
     dW.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         scatter_add(dW, np.array([0]), np.ones((1, 2)))
+
+
+def _sixteen_bit_patterns(rng, shape, dtype):
+    """Random float16 / bfloat16 values, a third of them subnormal or tiny (so sums round to and
+    from subnormals), with inf and NaN among the rest; no signalling NaNs (the conversion
+    instructions quiet them, NumPy keeps them, and no arithmetic result is one)."""
+    bits = rng.integers(0, 2**16, shape, dtype=np.uint64).astype(np.uint16)
+    tiny_mask = np.uint16(0x83FF if dtype == np.float16 else 0x80FF)
+    bits = np.where(rng.integers(0, 3, shape) == 0, bits & tiny_mask, bits).astype(np.uint16)
+    values = bits.view(dtype)
+    quiet_bit = np.uint16(0x0200 if dtype == np.float16 else 0x0040)
+    bits[np.isnan(values.astype(np.float32))] |= quiet_bit
+    return bits.view(dtype)
+
+
+@pytest.mark.parametrize("width", [650, 33, 16, 7])
+@pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+def test_16_bit_scatter_add_matches_the_reference_bit_for_bit(cpu_backend, dtype_name, width):
+    """The fast row passes (a row of 32 or more values: AVX512-FP16's vaddph for float16,
+    vcvtneps2bf16 with its subnormal fix for bfloat16; Numba's vectorised conversions) and the
+    float32 row of repeated ids, on every 16-bit pattern class: the reference's bits, NaN for NaN."""
+    from fastnlp.kernels.embedding import reference
+    from fastnlp.kernels.validate import BFLOAT16
+
+    dtype = np.dtype(np.float16) if dtype_name == "float16" else BFLOAT16
+    rng = np.random.default_rng(width)
+    dW = _sixteen_bit_patterns(rng, (60, width), dtype)
+    idx = np.concatenate([rng.permutation(60)[:40], rng.integers(0, 8, 40)])  # unique ids and repeated ones
+    rows = _sixteen_bit_patterns(rng, (idx.size, width), dtype)
+    expected = dW.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        reference.scatter_add(expected, idx, rows)
+        scatter_add(dW, idx, rows)
+    got_bits, want_bits = dW.view(np.uint16), expected.view(np.uint16)
+    both_nan = np.isnan(dW.astype(np.float32)) & np.isnan(expected.astype(np.float32))
+    mismatch = (got_bits != want_bits) & ~both_nan
+    assert not mismatch.any(), f"{mismatch.sum()} values differ, first at {np.argwhere(mismatch)[0]}"

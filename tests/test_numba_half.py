@@ -75,3 +75,50 @@ def test_float16_fallback_matches_the_hardware_path():
     _narrow(values, False, hardware)
     fallback = np.array([_numba_common.f32_bits_to_f16(u) for u in values.view(np.uint32)[:20_000]], np.uint16)
     _same_bits_or_both_nan(hardware[:20_000], fallback, np.float16)
+
+
+@numba.njit
+def _sum_and_round(a_bits, b_bits, out):
+    for j in range(a_bits.shape[0]):
+        total = _numba_half.bf16_to_f32(a_bits[j]) + _numba_half.bf16_to_f32(b_bits[j])
+        out[j] = _numba_half.f32_sum_to_bf16(total)
+
+
+def test_rounding_of_sums_of_bfloat16_values_needs_no_nan_select():
+    """f32_sum_to_bf16 (the NaN select left out) on sums of two bfloat16 values, every pattern
+    class among them (NaN payloads, inf - inf, subnormal sums, ties): ml_dtypes' bits."""
+    rng = np.random.default_rng(7)
+    a, b = (rng.integers(0, 2**16, 300_000, dtype=np.uint64).astype(np.uint16) for _ in range(2))
+    tiny = rng.integers(0, 3, a.size) == 0
+    a[tiny], b[tiny] = a[tiny] & 0x80FF, b[tiny] & 0x80FF  # subnormal sums and their cancellations
+    a[:4], b[:4] = [0x7F80, 0x7FC1, 0x7F81, 0x3F80], [0xFF80, 0x3F80, 0xFFC0, 0x3B80]  # inf - inf, NaNs, a tie
+    out = np.empty(a.size, np.uint16)
+    _sum_and_round(a, b, out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sums = a.view(BFLOAT16).astype(np.float32) + b.view(BFLOAT16).astype(np.float32)
+    _same_bits_or_both_nan(out, sums.astype(BFLOAT16).view(np.uint16), BFLOAT16)
+
+
+@numba.njit
+def _add_blocks(dst, src, out, starts):
+    for start in starts:
+        _numba_half.add_round_bf16_block(dst, start, src, start + 1, out, start)
+
+
+def test_bfloat16_block_of_pairs_rounds_like_ml_dtypes():
+    """add_round_bf16_block at even and odd offsets (the pairs need no alignment): each value the
+    bfloat16 of the float32 sum of its two inputs, the other values of ``out`` untouched."""
+    rng = np.random.default_rng(8)
+    dst, src = (rng.integers(0, 2**16, 4096, dtype=np.uint64).astype(np.uint16) for _ in range(2))
+    dst[::3] &= 0x80FF  # subnormal and tiny values, so sums round to and from subnormals
+    src[1::3] &= 0x80FF
+    starts = np.array([0, 33, 101, 500, 1023, 2000, 4064 - 1], np.int64)
+    out = np.full(4096, 0x1234, np.uint16)
+    _add_blocks(dst, src, out, starts)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sums = (dst[:-1].view(BFLOAT16).astype(np.float32) + src[1:].view(BFLOAT16).astype(np.float32)).astype(BFLOAT16)
+    covered = np.zeros(4096, bool)
+    for start in starts:
+        covered[start:start + _numba_half.BF16_BLOCK] = True
+    _same_bits_or_both_nan(out[:-1][covered[:-1]], sums.view(np.uint16)[covered[:-1]], BFLOAT16)
+    assert (out[~covered] == 0x1234).all()
