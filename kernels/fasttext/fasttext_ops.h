@@ -103,7 +103,7 @@ FT_INLINE int ft_group(void* const* out, ptrdiff_t n) {
                     if (index >= n_table) index = n_table - 1;                                   \
                     g = (label - tables[index]) * alpha;                                         \
                     *loss += tables[(is_positive ? 2 : 1) * n_table + index];                    \
-                } else if (f[q] >= mx) { /* saturated: skipped (g = 0), as gensim does */       \
+                } else if (f[q] >= mx) { /* saturated: skipped (g = 0), as word2vec does */     \
                     g = zero;                                                                    \
                     if (!is_positive) *loss += f[q];                                             \
                 } else if (f[q] <= -mx) {                                                        \
