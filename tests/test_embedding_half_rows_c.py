@@ -79,7 +79,7 @@ int main(void) {
     if (__builtin_cpu_supports("avx512f"))
         printf("avx512f %ld\n", check(scatter_row_f16_avx512, 0, 16, 1));
 #ifdef FASTNLP_HAVE_AVX512FP16
-    if (scatter_fp16_isa())
+    if (fastnlp_has_avx512fp16())
         printf("avx512fp16 %ld\n", check(fp16_pass, 0, 32, 0));
 #endif
 #ifdef FASTNLP_HAVE_AVX512BF16

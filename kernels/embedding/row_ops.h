@@ -157,21 +157,11 @@ SCATTER_FP16_TARGET static void scatter_row_f16_avx512fp16(uint16_t* dst, const 
     _mm512_storeu_ph(dst + last, tail);
 }
 
-/* 1 when the CPU has AVX512-FP16 (asked once; a benign race, every thread computes the same). */
-static inline int scatter_fp16_isa(void) {
-    static int level = -1;
-    if (level < 0) {
-        __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512fp16") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl");
-    }
-    return level;
-}
 #endif
 
 static void scatter_row_f16(uint16_t* dst, const float* acc, const uint16_t* src, ptrdiff_t n) {
 #ifdef FASTNLP_HAVE_AVX512FP16
-    if (!acc && n >= 32 && scatter_fp16_isa()) { scatter_row_f16_avx512fp16(dst, src, n); return; }
+    if (!acc && n >= 32 && fastnlp_has_avx512fp16()) { scatter_row_f16_avx512fp16(dst, src, n); return; }
 #endif
 #ifdef FASTNLP_HALF_X86
     int isa = fastnlp_half_isa();

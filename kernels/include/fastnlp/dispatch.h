@@ -46,4 +46,20 @@ static inline int fastnlp_vector_level(void) {
 static inline int fastnlp_vector_level(void) { return 0; }
 #endif
 
+/* 1 when the CPU runs AVX512-FP16 arithmetic (with AVX512-BW/VL), for the float16 passes that
+ * add in float16 itself (embedding/row_ops.h). GCC names the feature from version 12. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__)
+static inline int fastnlp_has_avx512fp16(void) {
+    static int level = -1; /* a benign race, as above */
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("avx512fp16") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl");
+    }
+    return level;
+}
+#else
+static inline int fastnlp_has_avx512fp16(void) { return 0; }
+#endif
+
 #endif /* FASTNLP_DISPATCH_H */
