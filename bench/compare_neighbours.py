@@ -1,5 +1,6 @@
 """Nearest neighbours: exact search (gemm + topk) against faiss's exact IndexFlatIP, and the
-approximate indexes of WordVectors.build_index (faiss HNSW / IVF), at 1 and 2 threads.
+approximate indexes of WordVectors.build_index (IVF: fastnlp's list-major scan over faiss's k-means
+lists; HNSW: faiss's graph), at 1 and 2 threads.
 
     python bench/compare_neighbours.py                       # PTB vectors and the 1M set
     python bench/compare_neighbours.py --skip-ptb --configs ivf --threads 1
@@ -13,6 +14,15 @@ load hits all alike; the medians are printed. ``q/s CPU`` (1 thread only) counts
 thread's CPU time instead of the wall clock: on a machine shared with other work it is the steadier
 figure (at 1 thread every contender computes on the calling thread). Each approximate index is
 built once, with the largest thread count, and searched at every thread count.
+
+"ivf" rows are ``build_index("ivf")``: fastnlp's own inverted lists, scanned list-major
+(``kernels.ivf_scan``: each probed list read once for all the queries of the batch that probe it).
+Beside them, at one nprobe, stand faiss's IndexIVFFlat holding the very same lists (built from the
+index's arrays with ``add_preassigned``, no k-means), scanning them query by query with
+``search_preassigned`` given the same probes (what build_index("ivf") ran before the list-major
+scan), and both answering one query per call (the first 100 queries, one call each of the
+index's ``candidates`` / faiss's ``search_preassigned``, the lists chosen the same way): the
+small-batch case, without most_similar's own per-call work (the same for both).
 
 faiss's exact IndexFlatIP is shown twice: as faiss runs it by default and with
 ``faiss.cvar.distance_compute_blas_threshold = 0``. faiss (1.15) sends a batch to its BLAS path
@@ -46,15 +56,19 @@ DATA = HERE.parent.parent / "shared" / "data"
 # name: (method, build parameters, search parameters tried one after another). The default
 # settings of build_index are the configurations named "hnsw" and "ivf" at their first search
 # setting; the others show what the parameters buy.
+# For "ivf", the last entry is the nprobe at which faiss's scan of the same lists and the
+# one-query-per-call rows are shown.
 PTB_CONFIGS = {
-    "ivf": ("ivf", {"nlist": 100}, [{"nprobe": 4}, {"nprobe": 16}]),
-    "hnsw": ("hnsw", {"M": 16, "ef_construction": 80}, [{"ef_search": 32}, {"ef_search": 64}]),
+    "ivf": ("ivf", {"nlist": 100}, [{"nprobe": 4}, {"nprobe": 16}], 16),
+    "hnsw": ("hnsw", {"M": 16, "ef_construction": 80}, [{"ef_search": 32}, {"ef_search": 64}], None),
 }
 MILLION_CONFIGS = {
-    # nlist=4000: the default (4 sqrt(n)) at a million words
-    "ivf": ("ivf", {"nlist": 4000}, [{"nprobe": 16}, {"nprobe": 20}, {"nprobe": 24}, {"nprobe": 32}]),
-    "hnsw": ("hnsw", {"M": 32, "ef_construction": 80}, [{"ef_search": 64}, {"ef_search": 128}]),
+    # nlist=4000: the default (4 sqrt(n)) at a million words; nprobe=24 the default
+    "ivf": ("ivf", {"nlist": 4000}, [{"nprobe": 16}, {"nprobe": 20}, {"nprobe": 24}, {"nprobe": 32}], 24),
+    "hnsw": ("hnsw", {"M": 32, "ef_construction": 80}, [{"ef_search": 64}, {"ef_search": 128}], None),
 }
+# Queries answered one call each in the small-batch rows.
+SINGLE_QUERIES = 100
 
 
 def rss_mb():
@@ -134,7 +148,7 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
         contenders.append(("faiss IndexFlatIP, BLAS path (threshold 0)", build, grown,
                            lambda: flat_search(0, unit_q), 1))
     with threadpool_limits(max(threads_list)):
-        for config, (method, build_params, searches) in configs.items():
+        for config, (method, build_params, searches, reference_nprobe) in configs.items():
             if faiss is None:
                 print(f"{config}: faiss not installed")
                 continue
@@ -144,6 +158,7 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
             index_wv.build_index(method, **build_params)
             build, grown = time.perf_counter() - start, rss_mb() - before
             print(f"built {config}: {build:.1f} s ({max(threads_list)} threads), +{grown:,.0f} MB", flush=True)
+            index_wv.most_similar(queries[:2], top=10)  # compiled kernels
             for search in searches:
                 shown = ", ".join(f"{k}={v}" for k, v in {**build_params, **search}.items())
 
@@ -152,6 +167,8 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
                     return as_ids(index_wv.most_similar(queries, top=10))
 
                 contenders.append((f"{method} ({shown})", build, grown, approximate, 1))
+            if method == "ivf":
+                contenders += faiss_same_lists(faiss, index_wv, queries, unit_q, reference_nprobe, build, grown)
     for threads in threads_list:
         timings = {label: [] for label, *_ in contenders}
         found = {}
@@ -183,6 +200,45 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
         print("\nhnswlib: installed but not run by this script")
     except ImportError:
         print("\nhnswlib: not installed")
+
+
+def faiss_same_lists(faiss, index_wv, queries, unit_q, nprobe, build, grown):
+    """Contenders at ``nprobe``: faiss's IndexIVFFlat holding the lists of ``index_wv``'s IVF
+    index, scanning them query by query (``search_preassigned``, the same probes), for the batch
+    and one query per call; and the list-major index one query per call."""
+    import numpy as np
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    index = index_wv._index
+    before, start = rss_mb(), time.perf_counter()
+    quantizer = faiss.IndexFlatIP(index.centroids.shape[1])
+    quantizer.add(index.centroids)
+    reference = faiss.IndexIVFFlat(quantizer, index.centroids.shape[1], index.nlist, faiss.METRIC_INNER_PRODUCT)
+    reference.is_trained = True
+    add_preassigned(reference, index.vectors, np.repeat(np.arange(index.nlist), np.diff(index.offsets)), index.ids)
+    reference.nprobe = min(nprobe, index.nlist)
+    copied, copy_grown = time.perf_counter() - start, rss_mb() - before
+    print(f"faiss IndexIVFFlat of the same lists: {copied:.1f} s to fill, +{copy_grown:,.0f} MB", flush=True)
+    few = min(SINGLE_QUERIES, len(queries))
+
+    def faiss_scan(batch):
+        probes = index.probes(batch, reference.nprobe)  # the lists build_index("ivf") probes
+        return reference.search_preassigned(batch, 10, probes, np.zeros(probes.shape, np.float32))[1].tolist()
+
+    def ours_one_by_one():
+        index.set_params(nprobe=nprobe)
+        return [index.candidates(unit_q[q:q + 1], 10)[0][0].tolist() for q in range(few)]
+
+    def faiss_one_by_one():
+        return [faiss_scan(unit_q[q:q + 1])[0] for q in range(few)]
+
+    scan = f"nprobe={nprobe}"
+    # faiss's rows: the build time includes the k-means (shared), the memory is faiss's own copy.
+    return [(f"faiss IVF scan of the same lists, query by query ({scan})", build + copied, copy_grown,
+             lambda: faiss_scan(unit_q), 1),
+            (f"ivf ({scan}), one query per call", build, grown, ours_one_by_one, few / len(queries)),
+            (f"faiss IVF scan of the same lists, one query per call ({scan})", build + copied, copy_grown,
+             faiss_one_by_one, few / len(queries))]
 
 
 def main(argv=None):

@@ -35,6 +35,7 @@ from .softmax import exp_row_sums
 from .topk import topk  # noqa: F401  per-row k best scores (WordVectors.most_similar)
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
 from . import fasttext  # noqa: E402, F401  registers the fastText trainer's ops (fastnlp.FastText runs them)
+from . import ivf  # noqa: E402, F401  registers ivf_scan (WordVectors.build_index("ivf") scans with it)
 
 __all__ = [
     "BACKENDS",

@@ -6,7 +6,7 @@ import pytest
 import fastnlp
 from fastnlp import WordVectors
 from fastnlp.kernels import registry
-from fastnlp.vectors import ranking
+from fastnlp.vectors import indexes, ranking
 
 
 def _wv(n=3000, dim=24, seed=0, dtype=np.float32):
@@ -163,22 +163,107 @@ def test_approximate_index_finds_the_exact_neighbours(method, params):
         wv.set_index_params(nprobe=3)
 
 
-def test_ivf_probes_chosen_by_exact_search_match_faiss_own_quantizer():
-    """quantizer="flat": the lists to probe come from fastnlp's exact search over the centroids
-    (one gemm for the batch); faiss, choosing them itself, scans the same lists."""
+def _faiss_ivf_of(index):
+    """faiss's IndexIVFFlat holding the same centroids and the same lists as our ``index``."""
+    faiss = pytest.importorskip("faiss", reason="approximate indexes need faiss-cpu (the ann extra)")
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    quantizer = faiss.IndexFlatIP(index.centroids.shape[1])
+    quantizer.add(index.centroids)
+    reference = faiss.IndexIVFFlat(quantizer, index.centroids.shape[1], index.nlist, faiss.METRIC_INNER_PRODUCT)
+    reference.is_trained = True
+    lists = np.repeat(np.arange(index.nlist), np.diff(index.offsets))
+    add_preassigned(reference, index.vectors, lists, index.ids)
+    return reference, quantizer
+
+
+def test_list_major_ivf_scan_finds_what_faiss_scans_in_the_same_lists(monkeypatch):
+    """Our lists hold every word once, in the list faiss's quantizer assigns it to; for the
+    same probes, the list-major scan (one batch, one query at a time, two threads) returns
+    faiss's search_preassigned candidates: the same words (ties aside) and the same scores."""
     pytest.importorskip("faiss", reason="approximate indexes need faiss-cpu (the ann extra)")
     wv = _clustered()
     wv.build_index("ivf", nlist=64, nprobe=5)
     index = wv._index
-    assert index.centroids.shape == (64, 16)
+    assert index.centroids.shape == (64, 16) and index.vectors.shape == (4000, 16)
+    assert sorted(index.ids.tolist()) == list(range(4000)) and index.offsets[-1] == 4000
+    np.testing.assert_array_equal(index.vectors, wv.unit_vectors[index.ids])
+    reference, quantizer = _faiss_ivf_of(index)
+    assigned = quantizer.search(index.vectors, 1)[1][:, 0]
+    np.testing.assert_array_equal(assigned, np.repeat(np.arange(64), np.diff(index.offsets)))
     queries = np.ascontiguousarray(wv.unit_vectors[100:160] + 0.01, dtype=np.float32)
-    ours_ids, ours_scores = index.candidates(queries, 10)
-    faiss_scores, faiss_ids = index.index.search(queries, 10)
-    np.testing.assert_array_equal(ours_ids, faiss_ids)
-    np.testing.assert_allclose(ours_scores, faiss_scores, rtol=1e-6)
+    probes = index.probes(queries, 5)
+    np.testing.assert_array_equal(probes, quantizer.search(queries, 5)[1])  # the lists faiss would choose
+    reference.nprobe = 5
+    faiss_scores, faiss_ids = reference.search_preassigned(queries, 10, probes, np.zeros(probes.shape, np.float32))
+    ours_ids, ours_scores = index.candidates(queries, 10, threads=1)
+    np.testing.assert_allclose(ours_scores, faiss_scores, rtol=1e-6, atol=1e-6)
+    clear = np.abs(faiss_scores - faiss_scores[:, -1:]) > 1e-5  # not tied with the 10th: must match
+    np.testing.assert_array_equal(np.where(clear, ours_ids, 0), np.where(clear, faiss_ids, 0))
+    one_at_a_time = [index.candidates(queries[q:q + 1], 10, threads=1)[0][0] for q in range(3)]
+    np.testing.assert_array_equal(one_at_a_time, ours_ids[:3])
+    monkeypatch.setattr(indexes, "PARALLEL_MIN_SCORES", 1)  # split this small batch too
+    two_ids, two_scores = index.candidates(queries, 10, threads=2)
+    np.testing.assert_array_equal(two_ids, ours_ids)
+    np.testing.assert_array_equal(two_scores, ours_scores)
     wv.set_index_params(nprobe=64)  # every list: the exact answer
     exact = WordVectors(wv.vectors, wv.words).most_similar(queries, top=10)
     assert [[w for w, _ in r] for r in wv.most_similar(queries, top=10)] == [[w for w, _ in r] for r in exact]
+
+
+def test_ivf_returns_minus_one_where_the_probed_lists_hold_fewer_than_k():
+    pytest.importorskip("faiss", reason="approximate indexes need faiss-cpu (the ann extra)")
+    wv = _clustered(n=500)
+    wv.build_index("ivf", nlist=20, nprobe=1)
+    index = wv._index
+    query = np.ascontiguousarray(wv.unit_vectors[:1])
+    lst = index.probes(query, 1)[0, 0]
+    size = int(index.offsets[lst + 1] - index.offsets[lst])
+    ids, scores = index.candidates(query, size + 3)
+    assert (ids[0, size:] == -1).all() and np.isneginf(scores[0, size:]).all()
+    assert sorted(ids[0, :size].tolist()) == sorted(index.ids[index.offsets[lst]:index.offsets[lst + 1]].tolist())
+    assert len(wv.most_similar(wv.vectors[0], top=size + 3)) == size  # the -1 slots are dropped
+
+
+def test_ivf_scan_of_list_ranges_merges_to_the_whole_scan():
+    """Threads scan ranges of lists: the best of each range's k, merged, are the whole scan's."""
+    from fastnlp.kernels.ivf import _random_problem, ivf_scan
+
+    args = _random_problem(np.random.default_rng(3), 9, 400, 8, 12, 5, 6, integers=True)
+    queries, vectors, ids, offsets, probes, _, _, k = args
+    whole_scores, whole_found = ivf_scan(queries, vectors, ids, offsets, probes, 0, 12, k)
+    parts = [ivf_scan(queries, vectors, ids, offsets, probes, a, b, k) for a, b in ((0, 4), (4, 4), (4, 12))]
+    scores = np.concatenate([p[0] for p in parts], axis=1)
+    found = np.concatenate([p[1] for p in parts], axis=1)
+    order = np.lexsort((found, -scores), axis=1)[:, :k]
+    np.testing.assert_array_equal(np.take_along_axis(found, order, axis=1), whole_found)
+    np.testing.assert_array_equal(np.take_along_axis(scores, order, axis=1), whole_scores)
+    assert (whole_found >= 0).any() and (probes == -1).any()
+
+
+def test_ivf_scan_names_bad_input():
+    from fastnlp.kernels.ivf import _random_problem, ivf_scan
+
+    args = _random_problem(np.random.default_rng(0), 4, 50, 8, 5, 2, 3, integers=False)
+    queries, vectors, ids, offsets, probes, first, last, k = args
+    assert ivf_scan(*args)[0].shape == (4, 3)
+    cases = [
+        ((queries.astype(np.float64),) + args[1:], TypeError, "queries has dtype float64"),
+        ((queries[:, :4],) + args[1:], ValueError, "queries have 4 dimensions, vectors 8"),
+        ((np.where(queries > 1, np.nan, queries),) + args[1:], ValueError, "queries hold NaN or inf"),
+        (args[:2] + (ids[:-1],) + args[3:], TypeError, "one per vector"),
+        (args[:3] + (offsets[::-1].copy(),) + args[4:], ValueError, "offsets must rise from 0 to the 50 vectors"),
+        (args[:4] + (probes + 5,) + args[5:], IndexError, "list id .* is out of range for 5 lists"),
+        (args[:4] + (probes - 2,) + args[5:], IndexError, "list id -. is out of range"),
+        (args[:4] + (probes[:2],) + args[5:], TypeError, "one row per query"),
+        (args[:5] + (3, 2, k), ValueError, "0 <= first_list <= last_list <= 5, got 3:2"),
+        (args[:5] + (0, 6, k), ValueError, "got 0:6"),
+        (args[:5] + (0, 5.0, k), TypeError, "last_list must be an integer"),
+        (args[:7] + (0,), ValueError, "k must be a positive integer"),
+    ]
+    for bad, error, match in cases:
+        with pytest.raises(error, match=match):
+            ivf_scan(*bad)
 
 
 @pytest.mark.parametrize("method, params, error, match", [

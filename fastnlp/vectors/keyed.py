@@ -283,7 +283,9 @@ class WordVectors(EvaluationMixin, FormatsMixin):
         (links per node), ``ef_construction=80``, ``ef_search=64`` (candidates explored per
         query: more is slower and finds more of the true neighbours).
 
-        ``"ivf"``: faiss's ``IndexIVFFlat``, inverted lists. ``nlist`` (default about 4 sqrt(n))
+        ``"ivf"``: inverted lists from faiss's k-means, stored by fastnlp sorted by list; a batch is
+        scanned list-major (``kernels.ivf_scan``: each probed list read once for all the queries
+        that probe it). ``nlist`` (default about 4 sqrt(n))
         k-means lists, trained on ``train_size`` (default 40 nlist, at least 20,000) words sampled
         with ``seed=0``; a query scans the ``nprobe=24`` lists whose centroids are nearest.
         ``quantizer="flat"`` chooses those lists with fastnlp's exact search over the centroids
@@ -293,7 +295,7 @@ class WordVectors(EvaluationMixin, FormatsMixin):
 
         All score by the inner product of unit vectors (the cosine) and need faiss-cpu
         (``pip install "fastnlp[ann]"``). Queries by word or vector, batches of vectors (one
-        faiss call per batch), ``exclude`` and ``positive``/``negative`` work as with exact
+        call per batch), ``exclude`` and ``positive``/``negative`` work as with exact
         search; ``restrict_vocab`` and ``topn=None`` always search exactly. ``ef_search`` /
         ``nprobe`` can be changed later with ``set_index_params``. The index holds its own
         float32 copy of the unit vectors. Returns self.
