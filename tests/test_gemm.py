@@ -228,18 +228,20 @@ def test_one_thread_picks_per_class_more_threads_one_library_per_dtype(fresh_cal
 
 def test_per_step_products_run_on_one_thread_where_that_measured_faster(fresh_calibration, monkeypatch):
     """More than one thread: a per-step class runs its library's product on the calling thread
-    when the one-thread timing beats the threaded one by more than the tie margin."""
+    unless the threaded timing beats the one-thread one by more than the tie margin."""
     from fastnlp.kernels.gemm import _libraries
 
     speeds = {"float32/small": [["lib", 10.0]], "float32/small@1thread": [["lib", 100.0]],
-              "float32/step": [["lib", 100.0]], "float32/step@1thread": [["lib", 99.0]],
+              "float32/step": [["lib", 100.0]], "float32/step@1thread": [["lib", 90.0]],
+              "float32/batched": [["lib", 100.0]], "float32/batched@1thread": [["lib", 99.0]],
               "float32/large": [["lib", 100.0]]}
     monkeypatch.setattr(calibration, "_measure", lambda variant: speeds[variant])
     monkeypatch.setattr(_libraries, "single_threaded", lambda backend, function: ("alone", function))
     product = object()
     monkeypatch.setattr(calibration, "_threads", lambda: 2)
     assert calibration.adapted("float32/small", "lib", product) == ("alone", product)
-    assert calibration.adapted("float32/step", "lib", product) is product  # not faster alone
+    assert calibration.adapted("float32/step", "lib", product) is product  # clearly slower alone
+    assert calibration.adapted("float32/batched", "lib", product) == ("alone", product)  # a tie: alone
     assert calibration.adapted("float32/large", "lib", product) is product  # never a per-step class
     monkeypatch.setattr(calibration, "_threads", lambda: 1)
     assert calibration.adapted("float32/small", "lib", product) is product

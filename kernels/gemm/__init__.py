@@ -313,7 +313,7 @@ def _calibrated_preference(variant):
 
 
 def _adapted(variant, backend, function):
-    """The product for ``variant`` on ``backend``: on one thread where that measured faster."""
+    """The product for ``variant`` on ``backend``: on one thread unless two measured clearly faster."""
     from . import calibration
 
     return calibration.adapted(variant, backend, function)

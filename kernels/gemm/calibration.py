@@ -48,7 +48,8 @@ _MIN_SECONDS = 0.004  # per timed block; 5 blocks per backend keep a variant nea
 # process holds (2-core Xeon at load 3.5: MKL's 20x100x400 product under 1 GFLOP/s on 2 threads,
 # 106 on one; 20x650x2600 9 against 93). Whether they do is measured too: each library that can
 # switch per call (_libraries.single_threaded) is timed on one thread as the variant
-# '<variant>@1thread', and runs such products there when that is faster by more than TIE.
+# '<variant>@1thread', and runs such products there unless the threaded call is faster by more
+# than TIE.
 SERIAL_CLASSES = ("small", "step", "batched")
 SERIAL_SUFFIX = "@1thread"
 
@@ -93,7 +94,8 @@ def preference(variant: str) -> tuple:
 
 def adapted(variant: str, backend: str, function):
     """``function``, the gemm of ``backend`` for products of ``variant``, or the same product on
-    the calling thread alone where that measured faster here (see SERIAL_CLASSES)."""
+    the calling thread alone unless the threaded call measured clearly faster here (see
+    SERIAL_CLASSES)."""
     if (os.environ.get(ENV_VAR, "").strip().lower() in ("off", "0", "no") or "/" not in variant
             or variant.split("/")[1] not in SERIAL_CLASSES or _threads() <= 1):
         return function
@@ -104,7 +106,10 @@ def adapted(variant: str, backend: str, function):
         return function
     threaded = dict(_ranking(variant)).get(backend)
     alone = dict(_ranking(variant + SERIAL_SUFFIX)).get(backend)
-    if threaded is None or alone is None or alone * TIE <= threaded:
+    # A tie goes to one thread: a product this small gains little from a second one, and a
+    # threaded call waits on a worker whenever another process holds its core (MKL's 1 x 100 x
+    # 4000 product took 7.5 ms on 2 threads at load 5, 48 us on one).
+    if threaded is None or alone is None or threaded * TIE > alone:
         return function
     log.info("fastnlp: gemm %s on %s runs on one thread (%.0f GFLOP/s there, %.0f on %d threads)",
              variant, backend, alone, threaded, _threads())
