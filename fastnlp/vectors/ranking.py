@@ -81,10 +81,13 @@ def top_k(scores, k):
 
 # ----- exact search: blocks of one matrix product each, then the compiled top-k --------------
 # Queries and candidate rows go through the product in blocks, so the scores of one block
-# (QUERY_BLOCK x ROW_BLOCK float32, 8 MB) are ranked while they are still in cache and a
-# million-word vocabulary never needs a (queries x vocabulary) matrix.
-QUERY_BLOCK = 512
-ROW_BLOCK = 4096
+# (QUERY_BLOCK x ROW_BLOCK float32, 16 MB) are ranked while they are still in cache and a
+# million-word vocabulary never needs a (queries x vocabulary) matrix. Long row blocks keep the
+# top-k's per-block cost (a heap filled and sorted per query and block, and the merge) small:
+# 1,000 queries against 262,144 rows, 1 thread, CPU time, best of 4 rounds: 256 x 16,384 blocks
+# ran 1.3x the speed of 512 x 4,096 (1.1x in a second measurement of the product and top-k alone).
+QUERY_BLOCK = 256
+ROW_BLOCK = 16384
 
 
 def compute_dtype(dtype):
