@@ -14,11 +14,17 @@ the trainers only call ``attached`` (around ``fit``) and ``step`` (per iteration
     float32 master weights; forward and backward see fp16-rounded copies of them (written into
     the parameters for the step, the masters put back before the update), and the outputs and
     input-gradients of every layer, and every parameter gradient, are rounded to fp16 (with
-    ``round_to_format``, so fp16 overflow and underflow happen as on hardware). The loss and its
-    softmax stay float32. Dynamic loss scaling (``GradScaler``, PyTorch's defaults) is on: the
-    backward starts from the scale instead of 1, gradients are unscaled in float32 before
-    clipping and the update, and a step whose gradients hold inf/NaN is skipped and the scale
-    halved. ``loss_scaling=False`` runs it without, to see what underflows.
+    ``round_to_format``, so fp16 overflow and underflow happen as on hardware); a layer with
+    weights also rounds its inputs (the cast autocast puts in front of a 16-bit product). The
+    loss and its softmax stay float32, and so do the layers that gather rows instead of
+    multiplying (``Embedding``, ``TimeEmbedding``, ``EmbeddingDot``, ``NegativeSamplingLoss``:
+    weights, outputs and gradients), as autocast leaves ``embedding`` in float32 and as
+    bf16-mixed, which rounds only the operands of products, leaves them. Dynamic loss scaling
+    (``GradScaler``, PyTorch's defaults) is on: the backward starts from the scale instead of 1,
+    gradients are unscaled in float32 before clipping and the update (PyTorch's order: unscale,
+    clip, step), and a step whose gradients hold inf/NaN (an fp16 overflow of a scaled value
+    included) is skipped and the scale halved. ``loss_scaling=False`` runs it without, to see
+    what underflows.
 ``"bf16"``, ``"fp16"``
     pure low precision: the weights themselves live in the format (rounded when ``fit`` starts
     and after every update, ``rounding="nearest"`` or ``"stochastic"``), and activations and
@@ -53,7 +59,9 @@ from .kernels import round_to_format
 from .kernels._numba_common import combine_seeds
 from .kernels.rounding import FORMATS, ROUNDING_MODES, number_format
 from .layers.base import Layer, NonFiniteError
-from .layers.embedding import plain, row_ids
+from .kernels.dispatch import array_module
+from .layers.embedding import Embedding, plain, row_ids
+from .layers.sampling import EmbeddingDot, NegativeSamplingLoss
 from .optim import check_positive_finite, check_positive_int, clip_grads
 
 try:  # gemm's autocast is new; the other precisions work without it
@@ -64,6 +72,11 @@ except ImportError:  # pragma: no cover - an older kernels package
 
     def clear_autocast_cache():
         pass
+
+# Layers that gather rows instead of multiplying matrices. PyTorch's autocast runs them in the
+# weights' dtype (embedding is on none of its lists), bf16-mixed never rounds them (it rounds the
+# operands of products): under fp16-mixed they keep float32 too.
+GATHER_LAYERS = (Embedding, EmbeddingDot, NegativeSamplingLoss)
 
 PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16", "simulate:<format>")
 _ACCEPTED = ("'fp32', 'bf16-mixed', 'fp16-mixed', 'bf16', 'fp16' or 'simulate:<format>' (a format of "
@@ -238,6 +251,7 @@ class Precision:
         self.steps = 0
         self.underflow_counts = [0, 0]  # gradient values non-zero before rounding, and of those zero after
         self._masters = None
+        self._float32_params = frozenset()  # ids of the parameters fp16-mixed leaves in float32
 
     def __repr__(self):
         scaling = "" if self.scaler is None else f", loss scale {self.scaler.scale:g}"
@@ -304,12 +318,15 @@ class Precision:
         if self.mode == "low":
             for p in params:
                 p[...] = self.round(p)
+        elif self.fmt is not None:
+            self._float32_params = frozenset(id(p) for p in gathered_only(model, params))
         hooks = boundary_hooks(model, self) if self.fmt is not None else nullcontext()
         try:
             with hooks:
                 yield
         finally:
             self._masters = None
+            self._float32_params = frozenset()
             if self.autocast:
                 clear_autocast_cache()
 
@@ -322,7 +339,10 @@ class Precision:
         the scale collapses)."""
         self.steps += 1
         found_inf, loss = False, math.nan
-        with self._compute_weights(ties.params), (_gemm_autocast(self.autocast) if self.autocast else nullcontext()):
+        # With a scaler an overflow is an expected event (skip, back off): no NumPy warnings for it.
+        quiet = np.errstate(over="ignore", invalid="ignore") if self.scaler is not None else nullcontext()
+        with self._compute_weights(ties.params), (_gemm_autocast(self.autocast) if self.autocast else nullcontext()), \
+                quiet:
             try:
                 loss = float(forward())
                 if not math.isfinite(loss):
@@ -356,10 +376,11 @@ class Precision:
     @contextmanager
     def _compute_weights(self, params):
         """fp16-mixed: the parameters hold their fp16-rounded copies inside, the float32 masters
-        again on the way out."""
+        again on the way out (all but those only gather layers use: they stay float32)."""
         if self.mode != "mixed" or self.fmt is None:
             yield
             return
+        params = [p for p in params if id(p) not in self._float32_params]
         if self._masters is None or [m.shape for m in self._masters] != [p.shape for p in params]:
             self._masters = [p.copy() for p in params]
         else:
@@ -491,14 +512,33 @@ def boundary_layers(model) -> list:
     return found
 
 
+def gathered_only(model, params) -> list:
+    """The ``params`` that only gather layers (``GATHER_LAYERS``) among ``model``'s boundary
+    layers use: a weight tied to a product's (BetterRnnlm's embedding and softmax) is not one."""
+    layers = boundary_layers(model)
+    gathered = [q for layer in layers if isinstance(layer, GATHER_LAYERS) for q in layer.params]
+    multiplied = [q for layer in layers if not isinstance(layer, GATHER_LAYERS) for q in layer.params]
+
+    def same_memory(a, b):
+        return a is b or (type(a) is type(b) and bool(array_module(a).may_share_memory(a, b)))
+
+    return [p for p in params if any(same_memory(p, q) for q in gathered)
+            and not any(same_memory(p, q) for q in multiplied)]
+
+
 @contextmanager
 def boundary_hooks(model, precision: Precision):
     """Every boundary layer's outputs, input-gradients and parameter gradients rounded by
-    ``precision`` while inside; the layers are as they were afterwards."""
+    ``precision`` while inside; the layers are as they were afterwards. Under a mixed precision
+    the gather layers are left alone (they compute in float32) and a layer with weights also
+    rounds its float inputs, where a 16-bit product would cast them."""
     installed = []
+    mixed = precision.mode == "mixed"
 
-    def hooked_forward(original):
+    def hooked_forward(original, casts_inputs):
         def forward(*args, **kwargs):
+            if casts_inputs:  # ids and other non-float arguments pass as they are
+                args = precision._round_tree(args)
             return precision._round_tree(original(*args, **kwargs))
         return forward
 
@@ -511,7 +551,10 @@ def boundary_hooks(model, precision: Precision):
 
     try:
         for layer in boundary_layers(model):
-            for name, hooked in (("forward", hooked_forward(layer.forward)),
+            if mixed and isinstance(layer, GATHER_LAYERS):
+                continue
+            casts_inputs = mixed and bool(getattr(layer, "params", None))
+            for name, hooked in (("forward", hooked_forward(layer.forward, casts_inputs)),
                                  ("backward", hooked_backward(layer.backward, layer))):
                 own = layer.__dict__.get(name)  # an instance's own method, put back afterwards
                 setattr(layer, name, hooked)

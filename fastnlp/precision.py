@@ -24,7 +24,9 @@ Studies:
 
 ``train``
     Rnnlm (PTB perplexity), AttentionSeq2seq (date accuracy) and CBOW (WordSim-353; the book's
-    layer path, or the fused Word2Vec in the quick study) trained from the same seed in fp32, bf16-mixed, fp16-mixed with and without loss scaling
+    layer path, or the fused Word2Vec in the quick study) trained from the same seed in fp32 (twice
+    more, to show the noise floor: from another seed, and with every initial weight one ulp
+    away), bf16-mixed, fp16-mixed with and without loss scaling
     (with the fraction of gradient values that underflow to zero), pure bf16 with
     round-to-nearest and with stochastic rounding, and simulated fp8 (e4m3, e5m2); the quality
     of each against fp32, and the loss curves side by side.
@@ -549,11 +551,14 @@ def _plot_storage(out: Path, model_name: str, model_rows: list) -> None:
 
 # ----- train: the same models trained in each precision -----------------------------------------
 
-# (label, precision, trainer keywords). One seed for all, so fp32 is each row's twin; fp32 from
-# another seed shows how far two float32 runs differ by chance (the noise floor of a change).
+# (label, precision, trainer keywords). One seed for all, so fp32 is each row's twin. Two float32
+# rows show how far runs differ by chance alone, the noise floor of a change: another seed, and
+# the same seed and steps with every initial weight one ulp away (what any rounding difference
+# does to a chaotic training: a changed summation order moves a run as far).
 TRAINING_RUNS = (
     ("fp32", "fp32", {}),
     ("fp32, another seed", "fp32", {"seed": 1}),
+    ("fp32, weights 1 ulp apart", "fp32", {"perturb": "ulp"}),
     ("bf16-mixed", "bf16-mixed", {}),
     ("fp16-mixed", "fp16-mixed", {}),
     ("fp16-mixed, no loss scaling", "fp16-mixed", {"loss_scaling": False}),
@@ -611,7 +616,24 @@ def _seed_of(run) -> int:
 
 def _trainer_keywords(run):
     precision, keywords = run
-    return {"precision": precision, **{k: v for k, v in keywords.items() if k != "seed"}}
+    return {"precision": precision, **{k: v for k, v in keywords.items() if k not in ("seed", "perturb")}}
+
+
+_PERTURB_SEED = 12345
+
+
+def _perturbed(model, run):
+    """``model``, its float initial weights each moved one ulp up or down (at random, the same
+    draws every time) when ``run`` asks for it ("perturb": "ulp")."""
+    if run[1].get("perturb") != "ulp":
+        return model
+    from .optim import TiedParams
+
+    rng = np.random.default_rng(_PERTURB_SEED)
+    for p in TiedParams(model.params).params:  # a tied weight moves once
+        up = rng.random(p.shape) < 0.5
+        p[...] = np.where(up, np.nextafter(p, p.dtype.type(np.inf)), np.nextafter(p, p.dtype.type(-np.inf)))
+    return model
 
 
 def _amp_results(trainer) -> dict:
@@ -623,7 +645,7 @@ def _train_rnnlm_in(run, corpus, valid, vocab_size, quick) -> dict:
     from .models import Rnnlm
 
     tokens = corpus[:100_000] if quick else corpus
-    model = Rnnlm(vocab_size, 100, 100, seed=_seed_of(run))
+    model = _perturbed(Rnnlm(vocab_size, 100, 100, seed=_seed_of(run)), run)
     trainer = RnnlmTrainer(model, optim.SGD(lr=20.0), seed=_seed_of(run), **_trainer_keywords(run))
     trainer.fit(tokens[:-1], tokens[1:], max_epoch=1, batch_size=20, time_size=35, max_grad=0.25,
                 eval_interval=10 if quick else 100, progress=False)
@@ -639,7 +661,8 @@ def _train_seq2seq_in(run, dates, quick) -> dict:
     (x_train, t_train), (x_test, t_test), char_to_id, id_to_char = dates
     # Quick: a small model with more, smaller steps learns the task in one pass over 8,000 dates.
     n, epochs, hidden, batch, lr = (8_000, 1, 64, 32, 0.005) if quick else (len(x_train), 3, 256, 128, 0.001)
-    model = AttentionSeq2seq(len(char_to_id), wordvec_size=16, hidden_size=hidden, seed=_seed_of(run))
+    model = _perturbed(AttentionSeq2seq(len(char_to_id), wordvec_size=16, hidden_size=hidden, seed=_seed_of(run)),
+                       run)
     trainer = Trainer(model, optim.Adam(lr=lr), seed=_seed_of(run), **_trainer_keywords(run))
     history = trainer.fit(x_train[:n], t_train[:n], max_epoch=epochs, batch_size=batch, max_grad=5.0,
                           eval_interval=10, progress=False)
@@ -665,6 +688,9 @@ def _train_cbow_in(run, corpus, vocab_size, data_dir, quick) -> dict:
         if precision.endswith("-mixed"):
             return {"metric": metric, "value": None, "curve": [],
                     "not_applicable": "the fused Word2Vec has no matrix products to run mixed"}
+        if keywords.get("perturb"):
+            return {"metric": metric, "value": None, "curve": [],
+                    "not_applicable": "the fused Word2Vec initialises its weights inside its training"}
         model = Word2Vec(str(find_or_fetch("ptb/ptb.train.txt", data_dir)), sg=0, vector_size=100, window=5,
                          negative=5, min_count=1, epochs=1, workers=1, seed=1 + _seed_of(run), progress=False,
                          precision=precision, rounding=keywords.get("rounding", "nearest"))
@@ -676,7 +702,7 @@ def _train_cbow_in(run, corpus, vocab_size, data_dir, quick) -> dict:
     from .models import CBOW
 
     contexts, target = create_contexts_target(corpus, window_size=5)
-    model = CBOW(vocab_size, 100, 5, corpus, seed=_seed_of(run))
+    model = _perturbed(CBOW(vocab_size, 100, 5, corpus, seed=_seed_of(run)), run)
     trainer = Trainer(model, optim.Adam(lazy=True), seed=_seed_of(run), **_trainer_keywords(run))
     history = trainer.fit(contexts, target, max_epoch=3, batch_size=100, eval_interval=100, progress=False)
     _, _, id_to_word = load_ptb("train", data_dir=data_dir)
@@ -689,11 +715,13 @@ def _train_cbow_in(run, corpus, vocab_size, data_dir, quick) -> dict:
 def _train_report(done: dict, out: Path) -> str:
     by_model = _rows_by_model(done)
     lines = [f"**The claim.** {TRAIN_CLAIM}", "",
-             "Every run starts from the same seed and data; only the precision differs (the row 'fp32, another "
-             "seed' shows how much two float32 runs differ by chance: changes smaller than it are noise). *underflow* is the "
+             "Every run starts from the same seed and data; only the precision differs. The rows 'fp32, another "
+             "seed' and 'fp32, weights 1 ulp apart' (the same seed and steps, every initial weight one ulp away) "
+             "show how much float32 runs differ by chance: changes smaller than they are noise. *underflow* is the "
              "fraction of gradient values that rounding to the format turned from non-zero to zero; *skipped* "
              "the steps skipped for inf/NaN by the loss scaler. fp16 and fp8 are simulated (values rounded with "
-             "`round_to_format` at every layer boundary); bf16-mixed runs the products in bf16 on this CPU.", ""]
+             "`round_to_format` at every layer boundary; fp16-mixed leaves the layers that gather rows, embeddings, "
+             "in float32, as autocast does); bf16-mixed runs the products in bf16 on this CPU.", ""]
     verdicts, base_of = [], {}
     for model_name, model_rows in by_model.items():
         base = next((r for r in model_rows if r["run"] == "fp32" and r.get("value") is not None), None)
@@ -720,11 +748,13 @@ def _train_report(done: dict, out: Path) -> str:
                   f"Mixed precision changes the measured quality by at most {worst[2]:.2%} ({worst[0]}, {worst[1]}): "
                   + ("**within 1%** of float32." if worst[2] <= 0.01 else "**more than 1%** from float32.")]
         for model_name, run, change in verdicts:
-            noise = next((abs(_relative_change(r["value"], base_of[model_name]))
-                          for r in by_model[model_name] if r["run"] == "fp32, another seed" and r.get("value") is not None
-                          and base_of.get(model_name)), None)
-            if noise is not None:
-                lines.append(f"- {model_name}, {run}: {change:.2%} against {noise:.2%} between two float32 seeds"
+            chance = [(abs(_relative_change(r["value"], base_of[model_name])), r["run"][len("fp32, "):])
+                      for r in by_model[model_name] if r["run"].startswith("fp32, ") and r.get("value") is not None
+                      and base_of.get(model_name)]
+            if chance:
+                noise = max(n for n, _ in chance)
+                lines.append(f"- {model_name}, {run}: {change:.2%} against up to {noise:.2%} between float32 runs "
+                             f"that differ by chance ({', '.join(why for _, why in chance)})"
                              + (" (beyond chance)" if change > noise else " (within chance)"))
         lines.append("")
     return "\n".join(lines)

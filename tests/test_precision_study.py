@@ -136,6 +136,36 @@ def test_the_train_report_compares_each_precision_with_fp32_and_keeps_divergence
     assert "**more than 1%**" in precision._train_report(done, tmp_path)
 
 
+def test_the_verdict_weighs_each_mixed_change_against_the_widest_float32_noise_row(tmp_path):
+    done = {"m/fp32": _train_row("m", "fp32", 200.0), "m/seed": _train_row("m", "fp32, another seed", 200.1),
+            "m/ulp": _train_row("m", "fp32, weights 1 ulp apart", 201.2),
+            "m/bf16-mixed": _train_row("m", "bf16-mixed", 201.0), "m/fp16-mixed": _train_row("m", "fp16-mixed", 198.0)}
+    text = precision._train_report(done, tmp_path)
+    assert ("- m, bf16-mixed: 0.50% against up to 0.60% between float32 runs that differ by chance (another seed, "
+            "weights 1 ulp apart) (within chance)") in text
+    assert "- m, fp16-mixed: 1.00% against up to 0.60%" in text and "(beyond chance)" in text
+
+
+def test_the_one_ulp_run_moves_every_initial_weight_by_exactly_one_ulp():
+    from fastnlp.models import BetterRnnlm
+
+    model, twin = BetterRnnlm(50, 8, 8, seed=0), BetterRnnlm(50, 8, 8, seed=0)  # tied weights: moved once
+    assert precision._perturbed(twin, ("fp32", {})) is twin  # other runs are left as they are
+    assert all(np.array_equal(a, b) for a, b in zip(model.params, twin.params))
+    precision._perturbed(twin, ("fp32", {"perturb": "ulp"}))
+    moved = [0, 0]
+    for a, b in zip(model.params, twin.params):
+        steps = np.abs(b.view(np.int32).astype(np.int64) - a.view(np.int32).astype(np.int64))
+        steps[(a == 0) & (b != 0)] = 1  # across zero: the smallest subnormal
+        assert (steps == 1).all()
+        moved[0] += int((b > a).sum())
+        moved[1] += int((b < a).sum())
+    assert min(moved) > 0.4 * sum(moved)  # up and down alike
+    again = precision._perturbed(BetterRnnlm(50, 8, 8, seed=0), ("fp32", {"perturb": "ulp"}))
+    assert all(np.array_equal(a, b) for a, b in zip(again.params, twin.params))
+    assert precision._trainer_keywords(("fp32", {"perturb": "ulp"})) == {"precision": "fp32"}
+
+
 def test_the_train_study_runs_every_precision_once_and_records_divergence(tmp_path, monkeypatch):
     seen = []
 

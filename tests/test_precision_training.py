@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnlp
-from fastnlp.amp import GradScaler, LossScaleError, Precision, boundary_layers
+from fastnlp.amp import GradScaler, LossScaleError, Precision, boundary_layers, gathered_only
 from fastnlp.kernels import round_to_format
 from fastnlp.kernels.gemm import autocast_dtype
 from fastnlp.layers import NonFiniteError
@@ -184,6 +184,92 @@ def test_loss_scaling_keeps_small_gradients_from_underflowing_in_fp16():
         underflow[scaling] = trainer.grad_underflow
     assert underflow[False] > 1e-4  # small gradients (1/(N*T*V)) vanish in fp16 without scaling
     assert underflow[True] < underflow[False] / 100
+
+
+def _one_step_update(precision, max_grad, vocab=400, **kwargs):
+    """The change one RnnlmTrainer step makes to every parameter, from the same weights and batch."""
+    corpus = _corpus(20 * 10 + 1, vocab=vocab)
+    model = Rnnlm(vocab, 16, 16, seed=0)
+    before = [p.copy() for p in model.params]
+    trainer = fastnlp.RnnlmTrainer(model, SGD(lr=1.0), precision=precision, **kwargs)
+    _fit(trainer, corpus, batch_size=20, time_size=10, max_grad=max_grad)
+    assert len(trainer.ppl_list) == 1 and trainer.skipped_steps == []  # one step, not skipped
+    return np.concatenate([(p - b).ravel() for p, b in zip(model.params, before)])
+
+
+@pytest.mark.parametrize("max_grad", [None, 0.01])
+def test_fp16_mixed_unscales_once_before_clipping_so_its_step_is_fp32s(max_grad):
+    # Unscaled once, in float32, before the clip (PyTorch's order: unscale, clip, step): the
+    # update is fp32's to fp16's rounding. A scale left in or applied twice shows without
+    # clipping; clipping the scaled gradients (to the clip's norm, then divided by 2**16) with it.
+    fp32 = _one_step_update("fp32", max_grad)
+    for scaling in (True, False):
+        mixed = _one_step_update("fp16-mixed", max_grad, loss_scaling=scaling)
+        error = np.linalg.norm(mixed - fp32) / np.linalg.norm(fp32)
+        assert error < 2e-3, (scaling, error)  # measured: 4e-4 to 6e-4
+    if max_grad is not None:
+        assert abs(np.linalg.norm(fp32) - max_grad) < 1e-4 * max_grad  # the clip was at work
+
+
+def test_a_scaled_gradient_beyond_fp16s_range_overflows_and_the_step_is_skipped():
+    # At 2**40 the scaled gradients pass fp16's 65504: rounding makes them inf (fp16 has no
+    # saturation), the step is skipped and the scale halved, until it fits.
+    corpus = _corpus(3 * 8 * 30 + 1)  # 30 iterations
+    model = Rnnlm(V, 6, 6, seed=0)
+    scaler = GradScaler(init_scale=2.0 ** 40)
+    trainer = fastnlp.RnnlmTrainer(model, SGD(lr=1.0), precision="fp16-mixed", loss_scaling=scaler)
+    updates = []
+    update = trainer.optimizer.update
+    trainer.optimizer.update = lambda params, grads: (updates.append(trainer.amp.steps), update(params, grads))
+    _fit(trainer, corpus)
+    skipped = len(trainer.skipped_steps)
+    assert 10 <= skipped < 30 and trainer.skipped_steps == list(range(1, skipped + 1))
+    assert updates == list(range(skipped + 1, 31)) and trainer.loss_scale == 2.0 ** (40 - skipped)
+    assert all(np.isfinite(p).all() for p in model.params)
+
+
+def test_fp16_mixed_leaves_gather_layers_in_float32_as_autocast_does():
+    # CBOW only gathers rows (Embedding, NegativeSamplingLoss): autocast and bf16-mixed leave it
+    # in float32, and so does fp16-mixed: its training is fp32's, bit for bit (the loss scale is
+    # a power of two, undone exactly).
+    from fastnlp.models import CBOW
+
+    corpus = _corpus(600, vocab=40)
+    contexts, target = fastnlp.create_contexts_target(corpus, window_size=2)
+    trained = {}
+    for precision in ("fp32", "fp16-mixed"):
+        model = CBOW(40, 8, 2, corpus, seed=0)
+        trainer = fastnlp.Trainer(model, fastnlp.optim.Adam(lazy=True), seed=0, precision=precision)
+        trainer.fit(contexts, target, max_epoch=2, batch_size=32, progress=False)
+        trained[precision] = model.params
+    for a, b in zip(trained["fp32"], trained["fp16-mixed"]):
+        assert np.array_equal(a, b)
+
+
+def test_fp16_mixed_rnnlm_gathers_float32_rows_and_rounds_what_the_lstm_reads():
+    model = Rnnlm(V, 6, 6, seed=0)
+    embedding, lstm = model.layers[0], model.layers[1]
+    assert gathered_only(model, model.params) == [embedding.params[0]]
+    tied = BetterRnnlm(V, 6, 6, seed=0)  # the embedding is the softmax's weight: a product's
+    assert gathered_only(tied, tied.params) == []
+    seen = {"weights": [], "inputs": []}
+    lstm_forward, embedding_backward = lstm.forward, embedding.backward
+
+    def spy_lstm(xs):
+        seen["inputs"].append(np.array_equal(round_to_format(xs, "fp16"), xs))
+        seen["weights"].append(np.array_equal(round_to_format(embedding.params[0], "fp16"), embedding.params[0]))
+        return lstm_forward(xs)
+
+    def spy_embedding(dout):
+        embedding_backward(dout)
+        seen.setdefault("grads", []).append(embedding.grads[0].copy())
+
+    lstm.forward, embedding.backward = spy_lstm, spy_embedding
+    _fit(fastnlp.RnnlmTrainer(model, SGD(lr=1.0), precision="fp16-mixed"), _corpus(200))
+    assert all(seen["inputs"])  # the cast in front of the LSTM's products
+    assert not any(seen["weights"])  # the embedding's weights stay float32 (not fp16 copies)
+    grads = np.concatenate([g[g != 0] for g in seen["grads"]])
+    assert not np.array_equal(round_to_format(grads, "fp16"), grads)  # and so do its gradients
 
 
 # ----- pure low precision ----------------------------------------------------------------------------
