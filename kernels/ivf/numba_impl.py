@@ -9,6 +9,10 @@ disk); releases the GIL, so callers may scan disjoint lists on several threads."
 import numba
 import numpy as np
 
+# The k-best heap of the top-k op (the same order: a smaller score, then a larger id, ranks lower;
+# its NaN rule never applies here, the vectors and queries being finite).
+from ..topk.numba_impl import _sift_down, _worse
+
 # Rows of a list scored per pass over its queries: 64 x 100 float32 (25 kB) stay in L1 while
 # every query of the list reads them.
 TILE = 64
@@ -20,31 +24,6 @@ def _dot(a, b):
     for d in range(a.shape[0]):
         total += a[d] * b[d]
     return total
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _worse(av, ai, bv, bi):
-    """True when (av, ai) ranks below (bv, bi): a smaller score, or the same with a larger id."""
-    return av < bv or (av == bv and ai > bi)
-
-
-@numba.njit(cache=True, nogil=True)
-def _sift_down(hv, hi, n, pos):
-    v = hv[pos]
-    i = hi[pos]
-    while True:
-        c = 2 * pos + 1
-        if c >= n:
-            break
-        if c + 1 < n and _worse(hv[c + 1], hi[c + 1], hv[c], hi[c]):
-            c += 1
-        if not _worse(hv[c], hi[c], v, i):
-            break
-        hv[pos] = hv[c]
-        hi[pos] = hi[c]
-        pos = c
-    hv[pos] = v
-    hi[pos] = i
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
