@@ -95,6 +95,9 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1", help="comma-separated seeds (speed: median, quality: mean)")
     parser.add_argument("--facebook", action="store_true",
                         help="also train Facebook's fastText (module fasttext) with the same seeds")
+    parser.add_argument("--corpus-file", action="store_true",
+                        help="fastnlp trains from a file of the same sentences (corpus_file=), as fastText does: "
+                             "each worker reads its own byte range, the learning rate falling over it")
     args = parser.parse_args(argv)
     # BLAS threads would spin beside the training threads (gensim calls BLAS; nothing else here does).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -128,9 +131,10 @@ def main(argv=None):
     def run_fastnlp(sg, workers, seed):
         start = time.perf_counter()
         model = fastnlp.FastText(sg=sg, workers=workers, seed=seed, progress=False, **common)
-        model.build_vocab(sentences)
+        source = {"corpus_file": str(sentences_file)} if args.corpus_file else {"sentences": sentences}
+        model.build_vocab(**source)
         trained, cpu = time.perf_counter(), time.process_time()
-        model.train(sentences)
+        model.train(**source)
         end, cpu = time.perf_counter(), time.process_time() - cpu
         run_fastnlp.backend = model.kernel_backend
         wv = model.wv
@@ -156,9 +160,9 @@ def main(argv=None):
         total_s = time.perf_counter() - start
         return total_s, set(model.words), model.get_word_vector
 
-    facebook_dir = tempfile.TemporaryDirectory() if args.facebook else None
-    if facebook_dir is not None:
-        facebook_file = Path(facebook_dir.name) / "ptb.train.sentences.txt"
+    facebook_dir = tempfile.TemporaryDirectory() if args.facebook or args.corpus_file else None
+    if facebook_dir is not None:  # one sentence a line: fastText's input, and fastnlp's with --corpus-file
+        facebook_file = sentences_file = Path(facebook_dir.name) / "ptb.train.sentences.txt"
         with open(facebook_file, "w", encoding="utf-8") as f:
             f.writelines(" ".join(sentence) + "\n" for sentence in sentences)
     facebook_rows = []
@@ -184,7 +188,7 @@ def main(argv=None):
                           f"pairs {result[3]:.3f}, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
                     del vocabulary, get
                     gc.collect()  # the 800 MB of one model are freed before the next is drawn
-                if facebook_dir is not None:
+                if args.facebook:
                     total_s, vocabulary, get = run_facebook(sg, workers, seed, facebook_file)
                     in_vocab = [p for p in pairs if p[0] in vocabulary and p[1] in vocabulary]
                     out_of_vocab = [p for p in pairs if p[0] not in vocabulary or p[1] not in vocabulary]
@@ -218,7 +222,8 @@ def main(argv=None):
           f"{run_fastnlp.backend}{simd}; OMP/MKL/OPENBLAS_NUM_THREADS=1")
     print(f"\nPTB train: {len(sentences):,} sentences, {n_words:,} words; {args.epochs} epoch(s); vector_size 100, "
           f"window 5, negative 5, n-grams 3-6, bucket {args.bucket:,}, min_count 5, sample 1e-3, noise exponent "
-          f"{args.ns_exponent} (fastText: 0.5); seeds {args.seeds}\n")
+          f"{args.ns_exponent} (fastText: 0.5); seeds {args.seeds}; fastnlp from "
+          f"{'a file of the sentences (corpus_file=, a byte range per worker)' if args.corpus_file else 'the sentences in memory'}\n")
     print("| model | workers | gensim words/s (train) | fastnlp words/s (train) | fastnlp / gensim (train) | "
           "gensim words/s (end to end) | fastnlp words/s (end to end) | fastnlp / gensim (end to end) | "
           "fastnlp / gensim (train, CPU time) | WS-353 gensim | WS-353 fastnlp | OOV pairs gensim | "
