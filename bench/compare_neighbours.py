@@ -128,6 +128,7 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
     unit_q = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), np.float32)
     # Contenders: (label, build seconds, MB added, search(queries) -> ids per query, share of the batch)
     contenders = [("fastnlp exact (gemm + topk)", None, None, lambda: as_ids(wv.most_similar(queries, top=10)), 1)]
+    current_threads = [max(threads_list)]  # hnswlib takes its thread count per call
     if faiss is not None:
         before, start = rss_mb(), time.perf_counter()
         flat = faiss.IndexFlatIP(wv.vector_size)
@@ -169,7 +170,10 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
                 contenders.append((f"{method} ({shown})", build, grown, approximate, 1))
             if method == "ivf":
                 contenders += faiss_same_lists(faiss, index_wv, queries, unit_q, reference_nprobe, build, grown)
+            if method == "hnsw":
+                contenders += hnswlib_peer(wv, unit_q, build_params, searches, max(threads_list), current_threads)
     for threads in threads_list:
+        current_threads[0] = threads
         timings = {label: [] for label, *_ in contenders}
         found = {}
         with threadpool_limits(threads):
@@ -194,12 +198,44 @@ def run(name, wv, queries, threads_list, configs, turns, faiss):
             built = "- | -" if build is None else f"{build:.1f} | {grown:,.0f}"
             row += f"{recall(found[label], truth[:n_found]):.3f} | {built} |"
             print(row, flush=True)
+    if "hnsw" in configs and not hnswlib_available():
+        print("\nhnswlib: not installed (the bench extra)")
+
+
+def hnswlib_available():
     try:
         import hnswlib  # noqa: F401
-
-        print("\nhnswlib: installed but not run by this script")
     except ImportError:
-        print("\nhnswlib: not installed")
+        return False
+    return True
+
+
+def hnswlib_peer(wv, unit_q, build_params, searches, build_threads, current_threads):
+    """hnswlib's HNSW (inner product) with the faiss HNSW configuration's M and ef_construction,
+    searched at the same ef values, the whole batch in one knn_query on the current thread count."""
+    if not hnswlib_available():
+        return []
+    import hnswlib
+    import numpy as np
+
+    before, start = rss_mb(), time.perf_counter()
+    index = hnswlib.Index(space="ip", dim=wv.vector_size)
+    index.init_index(max_elements=len(wv), M=build_params["M"], ef_construction=build_params["ef_construction"],
+                     random_seed=0)
+    index.add_items(np.ascontiguousarray(wv.unit_vectors, dtype=np.float32), num_threads=build_threads)
+    build, grown = time.perf_counter() - start, rss_mb() - before
+    print(f"built hnswlib: {build:.1f} s ({build_threads} threads), +{grown:,.0f} MB", flush=True)
+    contenders = []
+    for search in searches:
+        ef = search["ef_search"]
+
+        def query(ef=ef):
+            index.set_ef(ef)
+            return index.knn_query(unit_q, k=10, num_threads=current_threads[0])[0].tolist()
+
+        contenders.append((f"hnswlib (M={build_params['M']}, ef_construction={build_params['ef_construction']}, "
+                           f"ef={ef})", build, grown, query, 1))
+    return contenders
 
 
 def faiss_same_lists(faiss, index_wv, queries, unit_q, nprobe, build, grown):
