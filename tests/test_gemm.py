@@ -198,11 +198,11 @@ def test_calibrate_covers_every_variant_and_refresh_measures_again(fresh_calibra
     if calibration._threads() > 1:  # the per-step classes are also timed on one thread
         expected |= {f"{d.name}/{c}{calibration.SERIAL_SUFFIX}" for d in gemm_family.INPUT_DTYPES
                      for c in calibration.SERIAL_CLASSES}
-        result = {v: r for v, r in result.items() if r or not v.endswith(calibration.SERIAL_SUFFIX)}
-        expected = {v for v in expected if v in result or not v.endswith(calibration.SERIAL_SUFFIX)}
     assert set(result) == expected
-    for ranking in result.values():
-        assert [b for b, _ in ranking] and all(g > 0 for _, g in ranking)
+    for variant, ranking in result.items():
+        # a one-thread variant is empty where no library here switches per call (NumPy alone)
+        assert [b for b, _ in ranking] or variant.endswith(calibration.SERIAL_SUFFIX)
+        assert all(g > 0 for _, g in ranking)
     measured = []
     real = calibration._measure
     monkeypatch.setattr(calibration, "_measure", lambda variant: measured.append(variant) or real(variant))
