@@ -5,7 +5,7 @@ import pytest
 
 import fastnlp  # noqa: F401 (attaches fastnlp.kernels in a source checkout)
 from fastnlp.kernels import exp_row_sums, use_backend
-from fastnlp.kernels import softmax as softmax_family
+from fastnlp.kernels import threads as threads_module
 from fastnlp.kernels.threads import run_row_blocks
 
 
@@ -38,7 +38,7 @@ def test_exp_row_sums_on_two_threads_gives_the_bits_of_one(backend):
     threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl sets the BLAS thread count")
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((301, 1000)) * 3).astype(np.float32)
-    assert x.size >= softmax_family.PARALLEL_MIN_VALUES  # large enough to be split
+    assert x.size >= threads_module.PARALLEL_MIN_VALUES  # large enough to be split
     with use_backend(backend):
         with threadpoolctl.threadpool_limits(1, user_api="blas"):
             one_y, one_sums = exp_row_sums(x)

@@ -67,7 +67,7 @@ def preference(variant: str) -> tuple:
     alone). That library is the one that takes least time over the classes' problems together,
     each weighed by how often a training step makes it (CALLS_PER_STEP).
     """
-    if os.environ.get(ENV_VAR, "").strip().lower() in ("off", "0", "no"):
+    if not op_calibration.enabled():
         return registry.spec("gemm").preference
     if _threads() <= 1:
         seconds = {backend: 1.0 / gflops for backend, gflops in _ranking(variant)}
@@ -96,8 +96,8 @@ def adapted(variant: str, backend: str, function):
     """``function``, the gemm of ``backend`` for products of ``variant``, or the same product on
     the calling thread alone unless the threaded call measured clearly faster here (see
     SERIAL_CLASSES)."""
-    if (os.environ.get(ENV_VAR, "").strip().lower() in ("off", "0", "no") or "/" not in variant
-            or variant.split("/")[1] not in SERIAL_CLASSES or _threads() <= 1):
+    if (not op_calibration.enabled() or "/" not in variant or variant.split("/")[1] not in SERIAL_CLASSES
+            or _threads() <= 1):
         return function
     from . import _libraries
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import dispatch, registry
 from ..memory import aligned_empty
-from ..threads import PARALLEL_MIN_VALUES, run_row_blocks
+from ..threads import parallel_rows
 from ..validate import FLOAT_DTYPES, HALF_DTYPES
 
 
@@ -53,8 +53,8 @@ def exp_row_sums(x, out=None, sums=None):
     if R == 0:
         return out, sums
     kernel = registry.kernel("exp_row_sums", x)
-    if xp is np and x.size >= PARALLEL_MIN_VALUES:
-        run_row_blocks(lambda a, b: kernel(x[a:b], out[a:b], sums[a:b]), R)
+    if xp is np:
+        parallel_rows(lambda a, b: kernel(x[a:b], out[a:b], sums[a:b]), R, x.size)
     else:
         kernel(x, out, sums)
     return out, sums
