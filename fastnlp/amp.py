@@ -62,7 +62,7 @@ from .layers.base import Layer, NonFiniteError
 from .kernels.dispatch import array_module
 from .layers.embedding import Embedding, plain, row_ids
 from .layers.sampling import EmbeddingDot, NegativeSamplingLoss
-from .optim import check_positive_finite, check_positive_int, clip_grads
+from .optim import check_positive_finite, check_positive_int, clip_grads, update_after_check
 
 try:  # gemm's autocast is new; the other precisions work without it
     from .kernels.gemm import autocast as _gemm_autocast
@@ -363,8 +363,8 @@ class Precision:
         if found_inf:
             return loss if math.isfinite(loss) else None
         if max_grad is not None:
-            clip_grads(grads, max_grad)
-        optimizer.update(ties.params, grads)
+            clip_grads(grads, max_grad)  # raises on NaN/inf, so the update need not check again
+        update_after_check(optimizer, ties.params, grads, finite=max_grad is not None)
         if self.mode == "low":
             for i, p in enumerate(ties.params):
                 seed = stream_seed(self.seed, self.steps, i) if self.rounding == "stochastic" else None
@@ -449,8 +449,8 @@ class TrainsInPrecision:
         self.model.backward()
         grads = self.ties.merge(self.model.grads)
         if max_grad is not None:
-            clip_grads(grads, max_grad)
-        self.optimizer.update(self.ties.params, grads)  # checks every gradient before writing
+            clip_grads(grads, max_grad)  # raises on NaN/inf, so the update need not check again
+        update_after_check(self.optimizer, self.ties.params, grads, finite=max_grad is not None)
         return loss
 
     @property

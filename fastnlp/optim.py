@@ -66,7 +66,9 @@ class Optimizer:
     def __init__(self, lr: float):
         self.lr = check_positive_finite("learning rate", lr)
 
-    def update(self, params, grads):
+    def update(self, params, grads, *, finite=False):
+        """``finite=True``: the caller has just found every gradient finite (``clip_grads``
+        raises otherwise), so the pass that checks it again is skipped."""
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} params but {len(grads)} grads")
         for i, (p, g) in enumerate(zip(params, grads)):
@@ -79,7 +81,7 @@ class Optimizer:
                 raise TypeError(f"gradient {i} has dtype {g.dtype}; gradients must be real numbers")
             if p.shape != g.shape:
                 raise ValueError(f"param {i} has shape {p.shape} but its gradient {g.shape}")
-            if not _all_finite(_touched(g)):
+            if not finite and not _all_finite(_touched(g)):
                 raise NonFiniteError(f"gradient {i} contains NaN or inf")
         self._update(params, grads)
 
@@ -101,6 +103,18 @@ class Optimizer:
             buffers = [like(b, p) for b, p in zip(buffers, params)]
             setattr(self, name, buffers)
         return buffers
+
+
+def update_after_check(optimizer, params, grads, finite: bool) -> None:
+    """``optimizer.update(params, grads)``, telling this module's optimizers when the caller has
+    just found every gradient finite (they then skip their own pass over them); any other
+    update (the book's ``update(params, grads)``, an override, a wrapper set on the instance)
+    is called as it is."""
+    update = optimizer.update
+    if finite and getattr(update, "__func__", None) is Optimizer.update:
+        update(params, grads, finite=True)
+    else:
+        update(params, grads)
 
 
 def _all_finite(g) -> bool:
@@ -361,16 +375,31 @@ class TiedParams:
                         and all(row_ids(m) is not None for m in members):
                     self._merge_rows(i, buffer, members)
                 else:
-                    out = plain(buffer)
-                    out[...] = plain(g)
-                    for j, transposed in tied:
-                        out += plain(grads[j]).T if transposed else plain(grads[j])
+                    self._merge_dense(plain(buffer), [(g, False)] + [(grads[j], t) for j, t in tied])
                     if isinstance(buffer, RowSparseGrad):
                         buffer.rows = None
                     self._written[i] = None
                 g = buffer
             merged.append(g)
         return merged
+
+    @staticmethod
+    def _merge_dense(out, members):
+        """``out`` = the sum of ``members`` ((gradient, transposed) pairs), at least one dense:
+        the first dense one (else the first) copied, the others added, row-sparse ones over their
+        rows only. The book's tied embedding adds a 700-row gradient to the softmax's dense
+        (V, D) one: a pass over the touched rows, not over V x D zeros."""
+        base = next((k for k, (m, _) in enumerate(members) if row_ids(m) is None), 0)
+        first, transposed = members[base]
+        out[...] = plain(first).T if transposed else plain(first)
+        for k, (m, transposed) in enumerate(members):
+            if k == base:
+                continue
+            rows = None if transposed else row_ids(m)
+            if rows is None:
+                out += plain(m).T if transposed else plain(m)
+            else:
+                out[rows] += _take(m, rows)
 
     def _merge_rows(self, i, buffer, members):
         """Sum row-sparse gradients over the union of their rows (the same sums as dense)."""

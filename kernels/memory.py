@@ -6,15 +6,29 @@ crosses cache lines. At the date task's attention size (N 128, T 29, H 256, floa
 fused forward 60 -> 77 us and the backward 92 -> 113 us (the same C loops, aligned against
 misaligned buffers). So the outputs of the compiled ops, and the layer outputs that feed them
 (TimeLSTM's states), are allocated here; CuPy arrays are aligned by CuPy's allocator already.
+
+Large blocks are also reused. A training step makes the same large arrays every iteration (the
+softmax's 700 x 10,000 exponentials, the LSTM's gates), and malloc hands a request of a size it
+has just freed back to the kernel and maps it again (glibc's mmap threshold), so every iteration
+page-faulted its 28 MB afresh: with the transparent huge pages NumPy asks for, BetterRnnlm's
+``exp_row_sums`` took 15-28 ms on a new buffer against 5 ms on one it had written before. A
+block of at least POOL_MIN_BYTES that no array uses any more (its reference count says so) is
+handed out again for a request of the same size; at most POOL_MAX_FREE_BYTES stay held while
+unused, and :func:`release_cached_blocks` lets them go.
 """
 from __future__ import annotations
 
 import math
 import operator
+import sys
+import threading
 
 import numpy as np
 
 ALIGNMENT = 64
+POOL_MIN_BYTES = 1 << 22  # below 4 MiB malloc reuses freed memory by itself
+POOL_MAX_FREE_BYTES = 1 << 28  # unused blocks held for reuse, at most
+POOL_MAX_BLOCKS = 32  # blocks tracked (in use or not); the oldest is let go first
 
 
 def aligned_empty(shape, dtype=np.float32, xp=np):
@@ -24,9 +38,69 @@ def aligned_empty(shape, dtype=np.float32, xp=np):
     dtype = np.dtype(dtype)
     shape = (operator.index(shape),) if np.isscalar(shape) else tuple(shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    array = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    array = _pooled_block(nbytes + ALIGNMENT) if nbytes >= POOL_MIN_BYTES else np.empty(nbytes + ALIGNMENT, np.uint8)
     start = -array.__array_interface__["data"][0] % ALIGNMENT  # ~1 us; .ctypes builds an object
     return array[start:start + nbytes].view(dtype).reshape(shape)
+
+
+_pool: list = []  # uint8 blocks handed out by aligned_empty, oldest first
+_pool_lock = threading.Lock()
+
+
+def _references(block) -> int:
+    return sys.getrefcount(block)
+
+
+# What _references reads for a block that only a list holds, called as the pool calls it
+# (``_references(_pool[i])``): a block reading no more is used by no array (every array made
+# from a block, views included, holds a reference to the block itself: NumPy points them there).
+_probe = [np.empty(1, np.uint8)]
+_FREE_REFERENCES = _references(_probe[0])
+del _probe
+
+
+def _is_free(i) -> bool:
+    return _references(_pool[i]) <= _FREE_REFERENCES
+
+
+def _pooled_block(nbytes):
+    """A uint8 block of ``nbytes``: an unused one of that size from the pool, else a new one."""
+    with _pool_lock:
+        for i in range(len(_pool)):
+            if _pool[i].nbytes == nbytes and _is_free(i):
+                block = _pool.pop(i)
+                _pool.append(block)  # most recently used last
+                return block
+        block = np.empty(nbytes, np.uint8)
+        _pool.append(block)
+        _trim_pool()
+        return block
+
+
+def _trim_pool():
+    """Let go of the oldest blocks beyond POOL_MAX_BLOCKS, and of unused ones beyond POOL_MAX_FREE_BYTES."""
+    while len(_pool) > POOL_MAX_BLOCKS:
+        del _pool[0]
+    free = [i for i in range(len(_pool)) if _is_free(i)]
+    held = sum(_pool[i].nbytes for i in free)
+    for i in free:  # oldest first
+        if held <= POOL_MAX_FREE_BYTES:
+            break
+        held -= _pool[i].nbytes
+        _pool[i] = None
+    _pool[:] = [block for block in _pool if block is not None]
+
+
+def release_cached_blocks() -> int:
+    """Let go of every large block the pool holds that no array uses (their memory returns to
+    malloc at once); returns the bytes released."""
+    with _pool_lock:
+        free = [i for i in range(len(_pool)) if _is_free(i)]
+        released = sum(_pool[i].nbytes for i in free)
+        for i in free:
+            _pool[i] = None
+        _pool[:] = [block for block in _pool if block is not None]
+    return released
 
 
 def aligned_empty_like(array):

@@ -285,3 +285,52 @@ def test_a_tie_within_three_percent_goes_to_the_reference(fresh_calibration, mon
         saved.unlink()
     speeds.update(tie)  # ...and at 1% over every class together, the reference keeps it
     assert calibration.preference("float32/step")[0] == "numpy"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_repeated_product_equals_gemm_at_every_step(host_backend, dtype, trans_b):
+    """The per-step product of a recurrent loop (b prepared once: packed on MKL, a transposed b
+    copied once elsewhere) gives gemm's answer, with and without accumulate, and b's later
+    changes do not leak into a step made before them."""
+    rows, K, N = 5, 70, 90
+    Wh = _random((N, K) if trans_b else (K, N), dtype, 1)
+    step = gemm_family.repeated_product(Wh, rows, trans_b=trans_b)
+    expected_b = Wh.T if trans_b else Wh
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for t in range(3):
+        h, acc = _random((rows, K), dtype, 10 + t), _random((rows, N), dtype, 20 + t)
+        before = acc.copy()
+        assert step(h, acc, accumulate=True) is acc
+        np.testing.assert_allclose(acc, before + h @ expected_b, **tolerance)
+        fresh = np.full((rows, N), np.nan, dtype)
+        step(h, fresh)
+        np.testing.assert_allclose(fresh, h @ expected_b, **tolerance)
+
+
+def test_repeated_product_takes_other_shapes_through_gemm_and_refuses_bad_input(host_backend):
+    Wh = _random((6, 8))
+    step = gemm_family.repeated_product(Wh, 4)
+    other = _random((3, 6), seed=1)  # not the rows it was prepared for: gemm runs it, and checks
+    np.testing.assert_allclose(step(other, np.zeros((3, 8), np.float32)), other @ Wh, rtol=1e-5, atol=1e-6)
+    strided = _random((4, 12), seed=2)[:, ::2]
+    np.testing.assert_allclose(step(strided, np.zeros((4, 8), np.float32)), strided @ Wh, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="inner sizes"):
+        step(_random((4, 5)), np.zeros((4, 8), np.float32))
+    with pytest.raises(TypeError, match="one dtype"):
+        step(_random((4, 6), np.float64), np.zeros((4, 8), np.float32))
+    with pytest.raises(ValueError, match="rows must be a positive integer"):
+        gemm_family.repeated_product(Wh, 0)
+    with pytest.raises(ValueError, match="must be a matrix"):
+        gemm_family.repeated_product(_random((2, 3, 4)), 2)
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
+def test_repeated_product_inside_autocast_multiplies_bfloat16_operands():
+    Wh = _random((64, 48))
+    h = _random((20, 48), seed=1)
+    with gemm_family.autocast("bf16"):
+        step = gemm_family.repeated_product(Wh, 20, trans_b=True)
+        out = step(h, np.zeros((20, 64), np.float32))
+    expected = _product64(h.astype(BF16), Wh.astype(BF16).T)
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)

@@ -304,13 +304,16 @@ def test_tied_affine_and_lstm_match_the_rounded_computation():
         return gemm(_rounded(a) if a.dtype == np.float32 else a, _rounded(b) if b.dtype == np.float32 else b,
                     *args, **kwargs)
 
+    def rounding_steps(b, rows, *, trans_b=False):  # the recurrent loops' per-step products
+        return lambda a, out, accumulate=False: rounding_gemm(a, b, out, trans_b=trans_b, accumulate=accumulate)
+
     mixed = run(lambda: autocast("bf16"))
-    saved = core.gemm, recurrent.gemm
-    core.gemm = recurrent.gemm = rounding_gemm
+    saved = core.gemm, recurrent.repeated_product
+    core.gemm, recurrent.repeated_product = rounding_gemm, rounding_steps
     try:
         reference = run(contextlib.nullcontext)
     finally:
-        core.gemm, recurrent.gemm = saved
+        core.gemm, recurrent.repeated_product = saved
     assert calls
     for got, want in zip(mixed, reference):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(want).max())))

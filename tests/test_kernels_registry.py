@@ -265,3 +265,29 @@ def test_what_the_attention_kernels_stream_is_cache_line_aligned(backend):
         a, _ = kernels.attention_context(hs, h)
         dhs, _ = impl(hs, h, a, dc)
         assert dhs.__array_interface__["data"][0] % 64 == 0
+
+
+def test_large_aligned_blocks_are_reused_only_once_no_array_uses_them():
+    """aligned_empty hands a large block out again (no fresh pages to fault each iteration)
+    only when nothing made from it is alive: not while a view of it is."""
+    from fastnlp.kernels import memory
+
+    shape = (memory.POOL_MIN_BYTES // 4 + 16,)
+
+    def address(a):
+        return a.__array_interface__["data"][0]
+
+    first = memory.aligned_empty(shape, np.float32)
+    first[...] = 1.0
+    where = address(first)
+    view = first[10:20]
+    del first
+    second = memory.aligned_empty(shape, np.float32)
+    assert address(second) != where  # the view still holds the first block
+    assert view.sum() == 10.0
+    del view
+    third = memory.aligned_empty(shape, np.float32)
+    assert address(third) == where and address(third) % memory.ALIGNMENT == 0
+    del second, third
+    assert memory.release_cached_blocks() >= 2 * shape[0] * 4
+    assert memory.release_cached_blocks() == 0

@@ -315,3 +315,42 @@ def test_sgd_runs_the_one_pass_op_with_numpys_bits_and_falls_back_where_it_canno
         sgd_update(np.zeros(3, np.float32), np.zeros(3, np.float64), 0.1)
     with pytest.raises(ValueError, match="lr must be finite"):
         sgd_update(np.zeros(3, np.float32), np.zeros(3, np.float32), float("nan"))
+
+
+def test_tied_merge_of_a_dense_transposed_and_a_row_sparse_gradient_equals_the_dense_sum():
+    """The book's tied embedding: a row-sparse (V, D) gradient and the softmax's dense (D, V)
+    one merge to the plain sum, whichever comes first, step after step (touched rows change)."""
+    from fastnlp.layers.embedding import RowSparseGrad
+    from fastnlp.optim import TiedParams
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((12, 4)).astype(np.float32)
+    for order in ([W, W.T], [W.T, W]):
+        ties = TiedParams(order)
+        for step in range(3):
+            sparse = RowSparseGrad.zeros_like(W)
+            rows = np.unique(rng.integers(0, 12, size=3 + step))
+            sparse[rows] = rng.standard_normal((rows.size, 4))
+            sparse.rows = rows
+            dense = rng.standard_normal((4, 12)).astype(np.float32)
+            grads = [sparse, dense] if order[0] is W else [dense, sparse]
+            merged = np.asarray(ties.merge(grads)[0])
+            np.testing.assert_array_equal(merged if order[0] is W else merged.T, np.asarray(sparse) + dense.T)
+
+
+def test_update_skips_its_finite_check_only_when_told_the_caller_made_it():
+    from fastnlp.optim import update_after_check
+
+    p, g = np.zeros(3, np.float32), np.array([1.0, np.nan, 0.0], np.float32)
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        optim.SGD(0.1).update([p], [g])
+    update_after_check(optim.SGD(0.1), [p], [np.ones(3, np.float32)], finite=True)
+    np.testing.assert_allclose(p, -0.1)
+
+    class BookSGD:  # the book's optimizer: update(params, grads), nothing else
+        def update(self, params, grads):
+            for q, d in zip(params, grads):
+                q -= 0.5 * d
+
+    update_after_check(BookSGD(), [p], [np.ones(3, np.float32)], finite=True)
+    np.testing.assert_allclose(p, -0.6)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import exp_row_sums, gemm, lstm_step_backward, lstm_step_forward
+from ..kernels import exp_row_sums, lstm_step_backward, lstm_step_forward
 from ..kernels.dispatch import array_module
+from ..kernels.gemm import repeated_product
 from ..kernels.memory import aligned_copy
 from ..kernels.threads import column_sums, parallel_rows
 from ..kernels.validate import as_id_array, check_ids
@@ -249,16 +250,15 @@ class _TimeRecurrent(Layer):
     def _check_dhs(self, dhs, T, N):
         return check_dout(dhs, (N, T, self.H), f"{type(self).__name__}.backward")
 
-    def _step_product(self, dtype):
-        """What the time loops call per step, ``(a, b, out, trans_b=, accumulate=)``: gemm
-        itself for the dtypes it multiplies, else the promoting :func:`product_into`."""
-        return gemm if gemm_ready(dtype, self.params[1].dtype) else product_into
-
-    def _Wh_T(self, xp):
-        """Wh.T as a C-contiguous (gates*H, H) copy for the backward's per-step ``dA[t] @ Wh.T``:
-        one copy per backward, where a transposed operand at one step's rows (M = N) runs on
-        a slower path of BLAS (OpenBLAS: ~1.6x at BetterRnnlm's 20 x 2600 x 650) at every step."""
-        return xp.ascontiguousarray(self.params[1].T)
+    def _step_product(self, dtype, N, transposed=False):
+        """What the time loops call per step, ``(a, out, accumulate=)``: ``out (+)= a @ Wh``
+        (``a @ Wh.T`` when ``transposed``) for N sequences. gemm's repeated product (Wh
+        prepared once for the loop: packed on MKL) for the dtypes gemm multiplies, else the
+        promoting :func:`product_into`."""
+        Wh = self.params[1]
+        if gemm_ready(dtype, Wh.dtype):
+            return repeated_product(Wh, N, trans_b=transposed)
+        return lambda a, out, accumulate=False: product_into(a, Wh, out, trans_b=transposed, accumulate=accumulate)
 
     def _finish_backward(self, x_tm, h_prev_tm, dA):
         """Weight gradients of all steps in one product each; dxs back in (N, T, D)."""
@@ -275,14 +275,13 @@ class TimeRNN(_TimeRecurrent):
     """T steps of RNN over xs (N, T, D) -> hs (N, T, H)."""
 
     def forward(self, xs):
-        _, Wh, _ = self.params
         xp, x_tm, A, h0 = self._begin(xs)
         T, N, _ = A.shape
         hs = xp.empty((T + 1, N, self.H), dtype=A.dtype)  # hs[0] = initial state, hs[t + 1] = step t
         hs[0] = h0
-        step = self._step_product(A.dtype)
+        step = self._step_product(A.dtype, N)
         for t in range(T):
-            step(hs[t], Wh, A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
+            step(hs[t], A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
             np.tanh(A[t], out=hs[t + 1])
         self.h = hs[T]
         self._saved = (x_tm, hs)
@@ -294,14 +293,14 @@ class TimeRNN(_TimeRecurrent):
         xp = array_module(hs)
         dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
         dA = xp.empty_like(dH)
-        Wh_T, step = self._Wh_T(xp), self._step_product(hs.dtype)
+        step = self._step_product(hs.dtype, N, transposed=True)
         dh = xp.empty((N, self.H), dtype=hs.dtype)
         for t in reversed(range(T)):
             dA[t] = dH[t] * (1 - hs[t + 1] ** 2)
             if t:
-                step(dA[t], Wh_T, dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
+                step(dA[t], dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
             else:
-                step(dA[t], Wh_T, dh)
+                step(dA[t], dh)
         self.dh = dh
         return self._finish_backward(x_tm, hs[:-1], dA)
 
@@ -316,7 +315,6 @@ class TimeLSTM(_TimeRecurrent):
     gates = 4
 
     def forward(self, xs):
-        _, Wh, _ = self.params
         xp, x_tm, A, h0 = self._begin(xs)
         T, N, H = A.shape[0], A.shape[1], self.H
         c0 = _state(self.c if self.stateful else None, "TimeLSTM.forward", "the carried state c", N, H, A.dtype, xp)
@@ -324,9 +322,9 @@ class TimeLSTM(_TimeRecurrent):
         cs = xp.empty((T + 1, N, H), dtype=A.dtype)
         tanh_cs = xp.empty((T, N, H), dtype=A.dtype)
         hs[0], cs[0] = h0, c0
-        step = self._step_product(A.dtype)
+        step = self._step_product(A.dtype, N)
         for t in range(T):
-            step(hs[t], Wh, A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
+            step(hs[t], A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
             lstm_step_forward(A[t], cs[t], hs[t + 1], cs[t + 1], tanh_cs[t], overwrite_A=True)
         self.h, self.c = hs[T], cs[T]
         self._saved = (x_tm, A, hs, cs, tanh_cs)  # A now holds the gates
@@ -339,14 +337,14 @@ class TimeLSTM(_TimeRecurrent):
         dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=gates.dtype, order="C")
         dA = xp.empty_like(gates)
         dc, dc_prev = xp.zeros((N, H), dtype=gates.dtype), xp.empty((N, H), dtype=gates.dtype)
-        Wh_T, step = self._Wh_T(xp), self._step_product(gates.dtype)
+        step = self._step_product(gates.dtype, N, transposed=True)
         dh = xp.empty((N, H), dtype=gates.dtype)
         for t in reversed(range(T)):
             lstm_step_backward(dH[t], dc, gates[t], cs[t], tanh_cs[t], dA[t], dc_prev)
             if t:
-                step(dA[t], Wh_T, dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
+                step(dA[t], dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
             else:
-                step(dA[t], Wh_T, dh)
+                step(dA[t], dh)
             dc, dc_prev = dc_prev, dc
         self.dh = dh
         return self._finish_backward(x_tm, hs[:-1], dA)

@@ -321,13 +321,8 @@ def _reorder():
 _packing = {}
 
 
-def packed_product(entry, a, b, out, trans_a, trans_b, accumulate, M):
-    """Run ``out (+)= op(a) @ op(b)`` on MKL with ``b`` pre-packed, ``b`` being the cached bf16
-    weight of ``entry`` (as cast_operands returned them); False (nothing done) when that cannot
-    be. For the per-step products (few rows, the same weight at every step): twice the speed of
-    a product that packs the weight at every call."""
-    if entry.low is not b or b.dtype != BFLOAT16:
-        return False
+def _bf16_packing():
+    """mkl_impl where MKL packs bf16 weights and no other library was chosen by the user, else None."""
     mkl = _packing.get("mkl", False)
     if mkl is False:
         try:
@@ -338,10 +333,29 @@ def packed_product(entry, a, b, out, trans_a, trans_b, accumulate, M):
             mkl = None
         _packing["mkl"] = mkl
     if mkl is None:
-        return False
+        return None
     from .. import dispatch
 
     if dispatch.chosen_backend() in ("numpy", "onednn"):  # a library the user chose stays chosen
+        return None
+    return mkl
+
+
+def packs_cached_weights(state) -> bool:
+    """Whether per-step products on a cached weight run pre-packed under ``state`` (bf16 on MKL):
+    a transposed weight is then packed as it is, with no transposed copy."""
+    return state.low == BFLOAT16 and state.caches.get(state.low) is not None and _bf16_packing() is not None
+
+
+def packed_product(entry, a, b, out, trans_a, trans_b, accumulate, M):
+    """Run ``out (+)= op(a) @ op(b)`` on MKL with ``b`` pre-packed, ``b`` being the cached bf16
+    weight of ``entry`` (as cast_operands returned them); False (nothing done) when that cannot
+    be. For the per-step products (few rows, the same weight at every step): twice the speed of
+    a product that packs the weight at every call."""
+    if entry.low is not b or b.dtype != BFLOAT16:
+        return False
+    mkl = _bf16_packing()
+    if mkl is None:
         return False
     packs = entry.packed
     if packs is None:

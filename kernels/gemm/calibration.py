@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import threading
+import time
 
 import numpy as np
 
@@ -43,6 +44,11 @@ CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "batched": 29}
 # timing's noise, and NumPy's call costs least.
 TIE = 0.97
 _MIN_SECONDS = 0.004  # per timed block; 5 blocks per backend keep a variant near 0.1 s
+# A library's worker threads spin for a while after its last call and hold a core the next
+# library measured needs: on the 2-core Xeon, MKL's threaded 20x650x2600 product ran at 20-80
+# GFLOP/s within 30 ms of an OpenBLAS product and at 150 after 0.1 s. With more than one thread,
+# each library is measured only after the previous one's threads have gone to sleep.
+SETTLE_SECONDS = 0.15
 # With more than one thread, the products made once per time step may run faster on the calling
 # thread alone: no fork and join per product, and no barrier waiting on a worker that another
 # process holds (2-core Xeon at load 3.5: MKL's 20x100x400 product under 1 GFLOP/s on 2 threads,
@@ -210,7 +216,10 @@ def _measure(variant: str) -> list:
     batch, M, K, N = PROBLEMS[shape_class]
     args = gemm_problem(M, K, N, np.dtype(dtype_name), batch=batch, seed=0)
     ranking = []
+    settle = _threads() > 1
     for backend, function in _host_implementations().items():
+        if settle:
+            time.sleep(SETTLE_SECONDS)
         if serial:
             from . import _libraries
 
