@@ -7,7 +7,9 @@
 Each row is one product the library's models run (named in SHAPES); each column one way to run
 it: every host implementation of the registry's ``gemm`` op (``registry.implementations``), the
 public ``fastnlp.kernels.gemm`` (the library the calibration picked for that shape class, plus
-the wrapper's validation), and ``torch.matmul`` when PyTorch is installed (the ``bench`` extra).
+the wrapper's validation), for the per-step shapes ``repeated``: the product a recurrent layer's
+time loop makes, ``gemm.repeated_product`` (the weight prepared once, packed on MKL) and
+``torch.matmul`` when PyTorch is installed (the ``bench`` extra).
 GFLOP/s are the best of several timed blocks, measured back to back in one process on the same
 arrays; ``within`` is the public gemm's share of the fastest column. bfloat16 inputs accumulate
 in float32 everywhere (PyTorch's bf16 matmul writes bf16; that is the only difference).
@@ -22,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 # and AttentionSeq2seq (batch 128, 29 encoder states, hidden 256).
 SHAPES = {
     "step": (None, 20, 650, 2600, False, False),  # BetterRnnlm: h @ Wh, one time step
+    "step-back": (None, 20, 2600, 650, False, True),  # BetterRnnlm: dh += dA @ Wh.T, one step back
     "projection": (None, 700, 650, 2600, False, False),  # BetterRnnlm: the input projection of 35 steps
     "softmax": (None, 700, 650, 10000, False, False),  # BetterRnnlm: the output projection
     "rnnlm-softmax": (None, 700, 100, 10000, False, False),  # Rnnlm: the output projection
@@ -48,7 +51,7 @@ def main(argv=None):
 
     import fastnlp
     from fastnlp.kernels import dispatch, gemm, harness, registry
-    from fastnlp.kernels.gemm import BFLOAT16, calibration, variant_of
+    from fastnlp.kernels.gemm import BFLOAT16, STEP_ROWS, calibration, repeated_product, variant_of
 
     try:
         import torch
@@ -58,7 +61,7 @@ def main(argv=None):
         torch = None
     implementations = {b: f for b, f in registry.implementations("gemm").items()
                        if b in dispatch.HOST_BACKENDS and not isinstance(f, str)}
-    columns = list(implementations) + ["fastnlp.gemm"] + (["torch"] if torch else [])
+    columns = list(implementations) + ["fastnlp.gemm", "repeated"] + (["torch"] if torch else [])
     print(describe())
     print(f"threads {args.threads}; FASTNLP_CALIBRATION={os.environ.get(calibration.ENV_VAR, 'unset')}\n")
     print("| shape | M x K x N | dtype | " + " | ".join(columns) + " | picked | within |")
@@ -76,14 +79,17 @@ def main(argv=None):
             calls = {backend: (lambda f=f: f(a, b, out, trans_a, trans_b, False))
                      for backend, f in implementations.items()}
             calls["fastnlp.gemm"] = lambda: gemm(a, b, out, trans_a=trans_a, trans_b=trans_b)
+            if batch is None and not trans_a and M <= STEP_ROWS:
+                step = repeated_product(b, M, trans_b=trans_b)
+                calls["repeated"] = lambda: step(a, out)
             if torch is not None:
                 calls["torch"] = _torch_call(torch, np, a, b, trans_a, trans_b, dtype == BFLOAT16)
             speed = {column: flops / harness.best_seconds(call, min_seconds=args.seconds) / 1e9
                      for column, call in calls.items()}
-            fastest = max(v for k, v in speed.items() if k != "torch")
-            variant = variant_of(a.dtype, batch, M, N, K)
+            fastest = max(v for k, v in speed.items() if k not in ("torch", "repeated"))
+            variant = variant_of(a.dtype, batch, M, N, K, trans_a, trans_b)
             picked = registry.backend_for("gemm", variant=variant)
-            cells = " | ".join(f"{speed[c]:.0f}" for c in columns)
+            cells = " | ".join(f"{speed[c]:.0f}" if c in speed else "" for c in columns)
             batched = f"{batch} x " if batch else ""
             print(f"| {name} | {batched}"
                   f"{M} x {K} x {N} | {dtype_name} | {cells} | {picked} | {speed['fastnlp.gemm'] / fastest:.0%} |",

@@ -26,9 +26,9 @@ import threading
 import numpy as np
 
 ALIGNMENT = 64
-POOL_MIN_BYTES = 1 << 22  # below 4 MiB malloc reuses freed memory by itself
+POOL_MIN_BYTES = 1 << 20  # smaller requests stay with malloc, which reuses freed memory below its mmap threshold
 POOL_MAX_FREE_BYTES = 1 << 28  # unused blocks held for reuse, at most
-POOL_MAX_BLOCKS = 32  # blocks tracked (in use or not); the oldest is let go first
+POOL_MAX_BLOCKS = 96  # blocks tracked (in use or not; a BetterRnnlm step holds ~50); the oldest is let go first
 
 
 def aligned_empty(shape, dtype=np.float32, xp=np):

@@ -133,6 +133,9 @@ def test_shape_classes():
     assert gemm_family.variant_of(np.dtype(np.float32), None, 20, 400, 100) == "float32/small"
     assert gemm_family.variant_of(np.dtype(np.float32), None, 20, 2600, 650) == "float32/step"
     assert gemm_family.variant_of(np.dtype(np.float64), None, 700, 2600, 650) == "float64/large"
+    assert gemm_family.variant_of(np.dtype(np.float32), None, 650, 2600, 700, trans_a=True) == "float32/large_ta"
+    assert gemm_family.variant_of(np.dtype(np.float32), None, 700, 650, 2600, trans_b=True) == "float32/large_tb"
+    assert gemm_family.variant_of(np.dtype(np.float32), None, 20, 2600, 650, trans_b=True) == "float32/step"
     assert gemm_family.variant_of(np.dtype(np.float32), 128, 1, 29, 256) == "float32/batched"
 
 
@@ -216,11 +219,12 @@ def test_one_thread_picks_per_class_more_threads_one_library_per_dtype(fresh_cal
     """Two libraries' thread pools alternating on two cores starve each other: with more than one
     thread every class of a dtype runs on the library that is fastest over all of them."""
     speeds = {"small": {"numpy": 300.0, "lib": 100.0}, "step": {"numpy": 100.0, "lib": 120.0},
-              "large": {"numpy": 100.0, "lib": 200.0}, "batched": {"numpy": 10.0, "lib": 9.0}}
+              "large": {"numpy": 100.0, "lib": 200.0}, "large_ta": {"numpy": 100.0, "lib": 150.0},
+              "large_tb": {"numpy": 100.0, "lib": 150.0}, "batched": {"numpy": 10.0, "lib": 9.0}}
     monkeypatch.setattr(calibration, "_measure", lambda variant: [] if variant.endswith(calibration.SERIAL_SUFFIX)
                         else sorted(([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
     monkeypatch.setattr(calibration, "_threads", lambda: 1)
-    assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "lib", "numpy"]
+    assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "lib", "lib", "lib", "numpy"]
     monkeypatch.setattr(calibration, "_threads", lambda: 2)
     # Weighed by calls per training step, the step and large classes decide: "lib" for every class.
     assert {calibration.preference(f"float32/{c}")[0] for c in speeds} == {"lib"}
@@ -271,12 +275,14 @@ def test_single_threaded_product_equals_the_threaded_one_and_restores_the_count(
 
 def test_a_tie_within_three_percent_goes_to_the_reference(fresh_calibration, monkeypatch):
     speeds = {"small": {"numpy": 98.0, "lib": 100.0}, "step": {"numpy": 90.0, "lib": 100.0},
-              "large": {"numpy": 99.0, "lib": 100.0}, "batched": {"numpy": 10.0, "lib": 10.0}}
+              "large": {"numpy": 99.0, "lib": 100.0}, "large_ta": {"numpy": 99.0, "lib": 100.0},
+              "large_tb": {"numpy": 99.0, "lib": 100.0}, "batched": {"numpy": 10.0, "lib": 10.0}}
     tie = {**speeds, "step": {"numpy": 99.0, "lib": 100.0}}
     monkeypatch.setattr(calibration, "_measure", lambda variant: [] if variant.endswith(calibration.SERIAL_SUFFIX)
                         else sorted(([b, g] for b, g in speeds[variant.split("/")[1]].items()), key=lambda p: -p[1]))
     monkeypatch.setattr(calibration, "_threads", lambda: 1)
-    assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "numpy", "numpy"]
+    assert [calibration.preference(f"float32/{c}")[0] for c in speeds] == ["numpy", "lib", "numpy", "numpy",
+                                                                              "numpy", "numpy"]
     monkeypatch.setattr(calibration, "_threads", lambda: 2)
     # Weighed by calls per step, the step class's 10% decides for the library...
     assert calibration.preference("float32/step")[0] == "lib"
@@ -323,6 +329,16 @@ def test_repeated_product_takes_other_shapes_through_gemm_and_refuses_bad_input(
         gemm_family.repeated_product(Wh, 0)
     with pytest.raises(ValueError, match="must be a matrix"):
         gemm_family.repeated_product(_random((2, 3, 4)), 2)
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_repeated_product_of_bfloat16_operands_sums_in_float32(host_backend, trans_b):
+    Wh = _random((90, 70) if trans_b else (70, 90), BF16, 1)
+    step = gemm_family.repeated_product(Wh, 5, trans_b=trans_b)
+    h, acc = _random((5, 70), BF16, 2), _random((5, 90), seed=3)
+    expected = acc + _product64(h, Wh.T if trans_b else Wh)
+    np.testing.assert_allclose(step(h, acc, accumulate=True), expected, rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")

@@ -25,7 +25,7 @@ import numpy as np
 from ..kernels import exp_row_sums, lstm_step_backward, lstm_step_forward
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import repeated_product
-from ..kernels.memory import aligned_copy
+from ..kernels.memory import aligned_copy, aligned_empty
 from ..kernels.threads import column_sums, parallel_rows
 from ..kernels.validate import as_id_array, check_ids
 from .base import FLOAT, Layer, NonFiniteError, check_dout, check_input, check_param
@@ -241,14 +241,18 @@ class _TimeRecurrent(Layer):
             raise ValueError(f"{who}: empty batch or sequence, input of shape {tuple(xs.shape)}")
         xp = array_module(xs)
         x_tm = xp.ascontiguousarray(xs.transpose(1, 0, 2))
-        A = xp.empty((T, N, Wx.shape[1]), dtype=Wx.dtype)
+        A = aligned_empty((T, N, Wx.shape[1]), Wx.dtype, xp)  # large buffers: reused (kernels/memory.py)
         product_into(x_tm.reshape(T * N, D), Wx, A.reshape(T * N, -1))
         A += b
         h0 = _state(self.h if self.stateful else None, who, "the carried state h", N, self.H, Wx.dtype, xp)
         return xp, x_tm, A, h0
 
-    def _check_dhs(self, dhs, T, N):
-        return check_dout(dhs, (N, T, self.H), f"{type(self).__name__}.backward")
+    def _time_major(self, dhs, T, N, dtype, xp):
+        """The checked ``dhs`` (N, T, H) as a new time-major (T, N, H) array of ``dtype``."""
+        dhs = check_dout(dhs, (N, T, self.H), f"{type(self).__name__}.backward")
+        dH = aligned_empty((T, N, self.H), dtype, xp)
+        dH[...] = dhs.transpose(1, 0, 2)
+        return dH
 
     def _step_product(self, dtype, N, transposed=False):
         """What the time loops call per step, ``(a, out, accumulate=)``: ``out (+)= a @ Wh``
@@ -277,7 +281,7 @@ class TimeRNN(_TimeRecurrent):
     def forward(self, xs):
         xp, x_tm, A, h0 = self._begin(xs)
         T, N, _ = A.shape
-        hs = xp.empty((T + 1, N, self.H), dtype=A.dtype)  # hs[0] = initial state, hs[t + 1] = step t
+        hs = aligned_empty((T + 1, N, self.H), A.dtype, xp)  # hs[0] = initial state, hs[t + 1] = step t
         hs[0] = h0
         step = self._step_product(A.dtype, N)
         for t in range(T):
@@ -291,8 +295,8 @@ class TimeRNN(_TimeRecurrent):
         x_tm, hs = self.saved("_saved")
         T, N = hs.shape[0] - 1, hs.shape[1]
         xp = array_module(hs)
-        dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
-        dA = xp.empty_like(dH)
+        dH = self._time_major(dhs, T, N, hs.dtype, xp)
+        dA = aligned_empty(dH.shape, dH.dtype, xp)
         step = self._step_product(hs.dtype, N, transposed=True)
         dh = xp.empty((N, self.H), dtype=hs.dtype)
         for t in reversed(range(T)):
@@ -318,9 +322,9 @@ class TimeLSTM(_TimeRecurrent):
         xp, x_tm, A, h0 = self._begin(xs)
         T, N, H = A.shape[0], A.shape[1], self.H
         c0 = _state(self.c if self.stateful else None, "TimeLSTM.forward", "the carried state c", N, H, A.dtype, xp)
-        hs = xp.empty((T + 1, N, H), dtype=A.dtype)  # [0] initial state, [t + 1] after step t
-        cs = xp.empty((T + 1, N, H), dtype=A.dtype)
-        tanh_cs = xp.empty((T, N, H), dtype=A.dtype)
+        hs = aligned_empty((T + 1, N, H), A.dtype, xp)  # [0] initial state, [t + 1] after step t
+        cs = aligned_empty((T + 1, N, H), A.dtype, xp)
+        tanh_cs = aligned_empty((T, N, H), A.dtype, xp)
         hs[0], cs[0] = h0, c0
         step = self._step_product(A.dtype, N)
         for t in range(T):
@@ -334,8 +338,8 @@ class TimeLSTM(_TimeRecurrent):
         x_tm, gates, hs, cs, tanh_cs = self.saved("_saved")
         T, N, H = tanh_cs.shape
         xp = array_module(gates)
-        dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=gates.dtype, order="C")
-        dA = xp.empty_like(gates)
+        dH = self._time_major(dhs, T, N, gates.dtype, xp)
+        dA = aligned_empty(gates.shape, gates.dtype, xp)
         dc, dc_prev = xp.zeros((N, H), dtype=gates.dtype), xp.empty((N, H), dtype=gates.dtype)
         step = self._step_product(gates.dtype, N, transposed=True)
         dh = xp.empty((N, H), dtype=gates.dtype)
@@ -359,7 +363,7 @@ class TimeGRU(_TimeRecurrent):
         _, Wh, _ = self.params
         xp, x_tm, A, h0 = self._begin(xs)
         T, N, H = A.shape[0], A.shape[1], self.H
-        hs = xp.empty((T + 1, N, H), dtype=A.dtype)
+        hs = aligned_empty((T + 1, N, H), A.dtype, xp)
         hs[0] = h0
         steps = []
         Wh_zr, Wh_h = _gru_blocks(Wh)
@@ -375,8 +379,8 @@ class TimeGRU(_TimeRecurrent):
         x_tm, hs, steps = self.saved("_saved")
         T, N, H = hs.shape[0] - 1, hs.shape[1], self.H
         xp = array_module(hs)
-        dH = xp.array(self._check_dhs(dhs, T, N).transpose(1, 0, 2), dtype=hs.dtype, order="C")
-        dA = xp.empty((T, N, 3 * H), dtype=hs.dtype)
+        dH = self._time_major(dhs, T, N, hs.dtype, xp)
+        dA = aligned_empty((T, N, 3 * H), hs.dtype, xp)
         Wh_zr, Wh_h = _gru_blocks(Wh)
         for t in reversed(range(T)):
             dh = _gru_step_backward(dH[t], hs[t], steps[t], Wh_zr, Wh_h, dA[t])

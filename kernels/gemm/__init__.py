@@ -46,10 +46,15 @@ HALF_INPUTS = tuple(d for d in INPUT_DTYPES if d.itemsize == 2)  # stored in 16 
 
 # Shape classes the calibration measures separately. Products at or below SMALL_MACS
 # multiply-adds are dominated by call overhead; a side of at most STEP_ROWS rows is one time
-# step of a recurrent model (20 x 650 x 2600), where libraries' blocking differs most.
+# step of a recurrent model (20 x 650 x 2600), where libraries' blocking differs most. Large
+# products are told apart by which operand is read transposed, since libraries differ most
+# there: the weight gradients x.T @ dA ('large_ta') and the input gradients dA @ W.T
+# ('large_tb') ran 2.5x faster in bf16 on oneDNN than on MKL on the AMX Xeon (761 against 292
+# GFLOP/s at 650 x 700 x 2600, 674 against 298 at 700 x 2600 x 650), where MKL led the plain
+# 700 x 650 x 2600 (786 against 578).
 SMALL_MACS = 1 << 20
 STEP_ROWS = 64
-SHAPE_CLASSES = ("small", "step", "large", "batched")
+SHAPE_CLASSES = ("small", "step", "large", "large_ta", "large_tb", "batched")
 
 # On a GPU the product is cuBLAS's (cupy.matmul): no .cu source of this family's own.
 CUDA_LIBRARY = "cuBLAS"
@@ -91,7 +96,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
             K_b, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
             if (K == K_b and out.shape == (M, N) and M and N and K
                     and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
-                variant = variant_of(dtype, None, M, N, K)
+                variant = variant_of(dtype, None, M, N, K, trans_a, trans_b)
                 if state is not None and dtype is BFLOAT16 and _autocast.special_product(
                         cached_b, a, b, out, trans_a, trans_b, accumulate, M, N, K):
                     return out
@@ -135,7 +140,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_
         elif lead:
             batch = int(np.prod(lead))
             a, b, product = _stacked(a, lead, xp), _stacked(b, lead, xp), target.reshape(batch, M, N)
-        kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K))
+        kernel = registry.kernel("gemm", a, variant=variant_of(a.dtype, batch, rows, N, K, trans_a, trans_b))
         kernel(a, b, product, trans_a, trans_b, accumulate)
     if target is not out:
         out[...] = target.astype(result_dtype)
@@ -151,7 +156,7 @@ def repeated_product(b, rows: int, *, trans_b=False):
     keeps it in its packed layout (``cblas_?gemm_pack``), so no step packs the weight again:
     BetterRnnlm's 20 x 650 x 2600 step took 560 us against 800 on one thread of the AMX Xeon,
     its transposed 20 x 2600 x 650 600 against 833 (and no transposed copy), the packing about
-    one step's time. Elsewhere a transposed ``b`` is copied to row-major once: at a step's few
+    one step's time; in bfloat16 (float32 out) MKL's packed AMX product ran twice its plain one. Elsewhere a transposed ``b`` is copied to row-major once: at a step's few
     rows a transposed operand runs on slower BLAS paths (OpenBLAS ~1.6x at 20 x 2600 x 650).
     Inside :func:`autocast` the bf16 weight cache packs it (see _autocast.py).
 
@@ -168,7 +173,7 @@ def repeated_product(b, rows: int, *, trans_b=False):
     rows = int(rows)
     trans_b = _flag(trans_b, "trans_b")
     state = _autocast.active()
-    if state is None and type(b) is np.ndarray and (b.dtype == FLOAT32 or b.dtype == FLOAT64):
+    if state is None and type(b) is np.ndarray and b.dtype in (FLOAT32, FLOAT64, BFLOAT16):
         step = _packed_step(b, rows, trans_b)
         if step is not None:
             return step
@@ -189,7 +194,7 @@ def _packed_step(b, rows, trans_b):
     K, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if not (K and N) or rows * max(K, N, b.size) >= _MKL_INT_LIMIT:
         return None
-    variant = variant_of(b.dtype, None, rows, N, K)
+    variant = variant_of(b.dtype, None, rows, N, K, False, trans_b)
     if registry.backend_for("gemm", b, variant) != "mkl":
         return None
     try:
@@ -205,9 +210,10 @@ def _packed_step(b, rows, trans_b):
 
         compute = _libraries.single_threaded("mkl", compute) or compute  # as calibrated for the class
     dtype, ldb, fallback = b.dtype, b.shape[1], (b, trans_b)
+    out_dtype = FLOAT64 if dtype == FLOAT64 else FLOAT32  # bfloat16 products sum into float32
 
     def step(a, out, accumulate=False):
-        if (type(a) is np.ndarray and type(out) is np.ndarray and a.dtype is dtype and out.dtype is dtype
+        if (type(a) is np.ndarray and type(out) is np.ndarray and a.dtype is dtype and out.dtype is out_dtype
                 and a.shape == (rows, K) and out.shape == (rows, N) and a.flags.c_contiguous
                 and out.flags.c_contiguous and out.flags.writeable and (accumulate is True or accumulate is False)
                 and not np.may_share_memory(out, a)):
@@ -225,10 +231,10 @@ from . import _autocast  # noqa: E402
 from ._autocast import autocast, autocast_dtype, clear_autocast_cache  # noqa: E402, F401
 
 
-def variant_of(dtype, batch, M: int, N: int, K: int) -> str:
+def variant_of(dtype, batch, M: int, N: int, K: int, trans_a=False, trans_b=False) -> str:
     """The calibration's class of a product, e.g. 'float32/step' (see SHAPE_CLASSES)."""
     # Names looked up, not formatted: dtype.name alone costs more than a small product's dispatch.
-    return _VARIANT_NAMES[dtype, shape_class(batch, M, N, K)]
+    return _VARIANT_NAMES[dtype, shape_class(batch, M, N, K, trans_a, trans_b)]
 
 
 def variant_name(dtype_name: str, shape_class_name: str) -> str:
@@ -238,15 +244,16 @@ def variant_name(dtype_name: str, shape_class_name: str) -> str:
 _VARIANT_NAMES = {(dtype, c): variant_name(dtype.name, c) for dtype in INPUT_DTYPES for c in SHAPE_CLASSES}
 
 
-def shape_class(batch, M: int, N: int, K: int) -> str:
-    """The calibration's class of a product: 'batched', 'small', 'step' or 'large'."""
+def shape_class(batch, M: int, N: int, K: int, trans_a=False, trans_b=False) -> str:
+    """The calibration's class of a product: 'batched', 'small', 'step', or 'large' ('large_ta'
+    with the left operand read transposed, 'large_tb' with only the right one)."""
     if batch is not None:
         return "batched"
     if M * N * K <= SMALL_MACS:
         return "small"
     if min(M, N) <= STEP_ROWS:
         return "step"
-    return "large"
+    return "large_ta" if trans_a else "large_tb" if trans_b else "large"
 
 
 def _check_arrays(a, b, out):

@@ -34,12 +34,15 @@ PROBLEMS = {
     "small": (None, 20, 100, 400),  # one Rnnlm step (H 100): 20 sequences x Wh (100 x 400)
     "step": (None, 20, 650, 2600),  # one BetterRnnlm step (H 650)
     "large": (None, 700, 650, 2600),  # a BetterRnnlm input projection (35 steps of 20 sequences)
+    "large_ta": (None, 650, 700, 2600),  # its weight gradient, xs.T @ dA
+    "large_tb": (None, 700, 2600, 650),  # its input gradient, dA @ Wx.T
     "batched": (128, 1, 256, 29),  # one attention step: 128 queries against 29 encoder states
 }
+TRANSPOSED = {"large_ta": (True, False), "large_tb": (False, True)}  # (trans_a, trans_b); others none
 # How often a training step of the models makes each class of product, roughly: one per time
 # step for the per-step classes (35 in the book's BPTT window, 29 decoder steps of attention),
 # a few batched products a layer. The one-library choice weighs each class's time by it.
-CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "batched": 29}
+CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "large_ta": 1, "large_tb": 1, "batched": 29}
 # Another library must beat NumPy's by more than 3% to be preferred: closer than that is the
 # timing's noise, and NumPy's call costs least.
 TIE = 0.97
@@ -214,7 +217,8 @@ def _measure(variant: str) -> list:
     serial = variant.endswith(SERIAL_SUFFIX)
     dtype_name, shape_class = variant.removesuffix(SERIAL_SUFFIX).split("/")
     batch, M, K, N = PROBLEMS[shape_class]
-    args = gemm_problem(M, K, N, np.dtype(dtype_name), batch=batch, seed=0)
+    trans_a, trans_b = TRANSPOSED.get(shape_class, (False, False))
+    args = gemm_problem(M, K, N, np.dtype(dtype_name), trans_a, trans_b, batch=batch, seed=0)
     ranking = []
     settle = _threads() > 1
     for backend, function in _host_implementations().items():

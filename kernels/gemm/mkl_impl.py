@@ -22,6 +22,7 @@ import ctypes
 
 import numpy as np
 
+from ..memory import aligned_empty
 from . import _libraries
 
 _mkl = _libraries.load("mkl")
@@ -137,7 +138,7 @@ def pack_bf16_b(b, trans_b, m):
     """``b`` (bf16, C-contiguous 2-D, (N, K) when ``trans_b``) packed as the right operand of
     products with ``m`` rows: a uint8 buffer for :func:`gemm_bf16_packed_b`."""
     n, k = (b.shape[0], b.shape[1]) if trans_b else (b.shape[1], b.shape[0])
-    packed = np.empty(_pack_get_size(_CBLAS_B_MATRIX, m, n, k), np.uint8)
+    packed = aligned_empty(_pack_get_size(_CBLAS_B_MATRIX, m, n, k), np.uint8)  # reused, not faulted in anew
     _pack(_ROW_MAJOR, _CBLAS_B_MATRIX, _TRANS if trans_b else _NO_TRANS, m, n, k, _pointer(b), b.shape[1],
           _pointer(packed))
     return packed
@@ -170,24 +171,30 @@ _BETA = {(_F32, False): _F_ZERO, (_F32, True): _F_ONE, (_F64, False): _D_ZERO, (
 
 
 def can_pack(dtype) -> bool:
-    """Whether this MKL packs right operands of ``dtype`` (float32, float64) for :func:`pack_b`."""
-    return np.dtype(dtype) in _float_packing
+    """Whether this MKL packs right operands of ``dtype`` (float32, float64, bfloat16) for :func:`pack_b`."""
+    dtype = np.dtype(dtype)
+    return dtype in _float_packing or (HAS_BF16_PACK and dtype.name == "bfloat16")
 
 
 def pack_b(b, trans_b, m):
-    """``b`` (float32/float64, C-contiguous 2-D, (N, K) when ``trans_b``) packed as the right
-    operand of products with ``m`` rows: a buffer for :func:`gemm_packed_b`."""
+    """``b`` (float32/float64/bfloat16, C-contiguous 2-D, (N, K) when ``trans_b``) packed as the
+    right operand of products with ``m`` rows: a buffer for :func:`gemm_packed_b`."""
+    if b.dtype.name == "bfloat16":
+        return pack_bf16_b(b, trans_b, m)
     get_size, pack, _ = _float_packing[b.dtype]
     n, k = (b.shape[0], b.shape[1]) if trans_b else (b.shape[1], b.shape[0])
-    packed = np.empty(get_size(_CBLAS_B_MATRIX, m, n, k), np.uint8)
+    packed = aligned_empty(get_size(_CBLAS_B_MATRIX, m, n, k), np.uint8)  # reused, not faulted in anew
     pack(_ROW_MAJOR, _CBLAS_B_MATRIX, _TRANS if trans_b else _NO_TRANS, m, n, k, _ALPHA_ONE[b.dtype], _pointer(b),
          b.shape[1], _pointer(packed))
     return packed
 
 
 def gemm_packed_b(a, packed, ldb, out, accumulate):
-    """``out (+)= a @ B``, B packed by :func:`pack_b` for ``a``'s rows; ``a`` (M, K) and ``out``
-    (M, N) C-contiguous, of B's dtype; ``ldb`` the row length of the matrix that was packed."""
+    """``out (+)= a @ B``, B packed by :func:`pack_b` for ``a``'s rows; ``a`` (M, K) of B's dtype
+    and ``out`` (M, N) of the product's (float32 for bfloat16), C-contiguous; ``ldb`` the row
+    length of the matrix that was packed."""
+    if a.dtype.name == "bfloat16":
+        return gemm_bf16_packed_b(a, False, packed, ldb, out, accumulate)
     m, n = out.shape
     _float_packing[a.dtype][2](_ROW_MAJOR, _NO_TRANS, _CBLAS_PACKED, m, n, a.shape[1], _pointer(a), a.shape[1],
                                _pointer(packed), ldb, _BETA[a.dtype, accumulate], _pointer(out), n)
