@@ -23,6 +23,7 @@ import numpy as np
 
 from .kernels import sgd_update
 from .kernels.dispatch import array_module
+from .kernels.threads import parallel_rows
 from .layers.base import NonFiniteError
 from .layers.embedding import RowSparseGrad, plain, row_ids
 
@@ -315,10 +316,29 @@ def clip_grads(grads, max_norm: float) -> float:
         for g in grads:
             rows = row_ids(g)
             if rows is None:
-                g *= rate
+                _scale_in_place(g, rate)
             else:  # the other rows are zero
                 plain(g)[rows] *= rate
     return total
+
+
+def _scale_in_place(g, rate: float) -> None:
+    """``g *= rate``; a large contiguous host array in blocks on the BLAS threads (elementwise:
+    the same bits on any thread count)."""
+    if type(g) is np.ndarray and (g.flags.c_contiguous or g.flags.f_contiguous):
+        flat = g.ravel(order="K")  # a view of either layout
+        parallel_rows(lambda begin, end: np.multiply(flat[begin:end], rate, out=flat[begin:end]), flat.size,
+                      flat.size)
+    else:
+        g *= rate
+
+
+def _copy_in_place(out, source) -> None:
+    """``out[...] = source`` for a host ``out``, its row blocks on the BLAS threads."""
+    if type(out) is np.ndarray and out.ndim:
+        parallel_rows(lambda begin, end: np.copyto(out[begin:end], source[begin:end]), out.shape[0], out.size)
+    else:
+        out[...] = source
 
 
 class TiedParams:
@@ -391,7 +411,7 @@ class TiedParams:
         (V, D) one: a pass over the touched rows, not over V x D zeros."""
         base = next((k for k, (m, _) in enumerate(members) if row_ids(m) is None), 0)
         first, transposed = members[base]
-        out[...] = plain(first).T if transposed else plain(first)
+        _copy_in_place(out, plain(first).T if transposed else plain(first))
         for k, (m, transposed) in enumerate(members):
             if k == base:
                 continue

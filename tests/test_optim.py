@@ -354,3 +354,24 @@ def test_update_skips_its_finite_check_only_when_told_the_caller_made_it():
 
     update_after_check(BookSGD(), [p], [np.ones(3, np.float32)], finite=True)
     np.testing.assert_allclose(p, -0.6)
+
+
+def test_large_updates_and_clipping_give_the_same_bits_on_one_thread_and_two():
+    """SGD's step, the clipping scale and the tied merge run large arrays in blocks on the BLAS
+    threads; elementwise, so the thread count changes no bit."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastnlp.optim import TiedParams, clip_grads
+
+    rng = np.random.default_rng(1)
+    W, G = (rng.standard_normal((700, 650)).astype(np.float32) for _ in range(2))  # above the parallel threshold
+    G_tied = rng.standard_normal((650, 700)).astype(np.float32)  # the gradient of W.T
+    results = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads):
+            p = W.copy()
+            merged = TiedParams([p, p.T]).merge([G.copy(), G_tied.copy()])
+            clip_grads(merged, 1.0)
+            optim.SGD(0.5).update([p], merged)
+            results.append((p, merged[0]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
+from ..threads import parallel_rows
 from ..validate import FLOAT_DTYPES, HALF_DTYPES
 
 
@@ -43,8 +44,14 @@ def sgd_update(p, g, lr):
     g = xp.ascontiguousarray(g)
     if xp.may_share_memory(p, g):
         g = g.copy()
-    if p.size:
-        registry.kernel("sgd_update", p)(p, g, lr)
+    if not p.size:
+        return
+    kernel = registry.kernel("sgd_update", p)
+    if xp is np:  # large parameters split over the BLAS threads: elementwise, so the bits are the same
+        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
+        parallel_rows(lambda begin, end: kernel(flat_p[begin:end], flat_g[begin:end], lr), p.size, p.size)
+    else:
+        kernel(p, g, lr)
 
 
 # ----- spec: what the generated tests and benchmarks draw ------------------------------------
