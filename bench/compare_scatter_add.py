@@ -135,6 +135,12 @@ def compare_dtypes(rounds, size="V10000xD650-ids20x35", calls_per_block=20):
     print(describe())
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {rounds} rounds of {calls_per_block} calls; "
           f"best round, thread CPU time; {size}")
+    if ("scatter_add", "numba", "bf16") in contenders:  # which of its 16-bit versions Numba compiled here
+        from fastnlp.kernels import _numba_half
+
+        float16 = "by conversion instructions" if _numba_half.HARDWARE_F16 else "element-wise"
+        bfloat16 = "by vcvtne2ps2bf16" if _numba_half.HARDWARE_BF16 else "by integer code"
+        print(f"numba 16-bit passes: float16 {float16}, bfloat16 rounded {bfloat16}")
     print()
     print("| op | backend | f32 | f16 | bf16 | f16 / f32 | bf16 / f32 |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")

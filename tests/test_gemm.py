@@ -350,3 +350,29 @@ def test_repeated_product_inside_autocast_multiplies_bfloat16_operands():
         out = step(h, np.zeros((20, 64), np.float32))
     expected = _product64(h.astype(BF16), Wh.astype(BF16).T)
     np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.skipif(isinstance(registry.implementations("gemm").get("mkl"), str), reason="MKL is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lstm_time_loops_on_mkl_packed_weights_equal_numpys(monkeypatch, dtype):
+    """TimeLSTM's per-step products on MKL run on the weight packed once per loop (every step
+    forward and back) and give NumPy's answer."""
+    from fastnlp.kernels.gemm import mkl_impl
+    from fastnlp.layers import TimeLSTM
+
+    packed_steps = []
+    compute = mkl_impl.gemm_packed_b
+    monkeypatch.setattr(mkl_impl, "gemm_packed_b", lambda *args: packed_steps.append(1) or compute(*args))
+    rng = np.random.default_rng(0)
+    D, H, N, T = 6, 8, 3, 5
+    weights = [rng.standard_normal(s).astype(dtype) * 0.5 for s in ((D, 4 * H), (H, 4 * H), (4 * H,))]
+    xs, dhs = rng.standard_normal((N, T, D)).astype(dtype), rng.standard_normal((N, T, H)).astype(dtype)
+    results = {}
+    for backend in ("numpy", "mkl"):
+        with fastnlp.use_backend(backend):
+            lstm = TimeLSTM(*(w.copy() for w in weights))
+            results[backend] = [lstm.forward(xs), lstm.backward(dhs)] + lstm.grads
+    assert len(packed_steps) == 2 * T  # T steps forward, T back
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, want in zip(results["mkl"], results["numpy"]):
+        np.testing.assert_allclose(got, want, **tolerance)

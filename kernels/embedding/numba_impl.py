@@ -6,14 +6,16 @@ CPU); their conversions are kernels/_numba_half.py's, which LLVM vectorises (tho
 _numba_common.py made the float16 scatter-add 7x slower than the float32 one), bit for bit
 those of the reference. On a CPU with AVX512-FP16, LLVM turns the float16 pass's widen, add
 and round into one float16 add (the same bits: float32's 24 bits are at least 2 x 11 + 2, so
-rounding the float32 sum again changes nothing); bfloat16's pass is integer rounding on pairs
-of values (_numba_half.add_round_bf16_block), bound by its vector operations more than by
-memory.
+rounding the float32 sum again changes nothing). bfloat16's pass goes 32 values at a time
+(_numba_half.add_round_bf16_block: vcvtne2ps2bf16 where the CPU has AVX512-BF16, integer
+rounding elsewhere), and asks for the next row of dW and of ``rows`` one line per block: with
+its conversions the pass was waiting on those loads more than on its vector operations.
 """
 import numba
 import numpy as np
 
-from .._numba_half import BF16_BLOCK, add_round_bf16_block, f32_sum_to_half, half_to_f32, prefetch_row
+from .._numba_half import (BF16_BLOCK, add_round_bf16_block, add_round_bf16_part, f32_sum_to_half, half_to_f32,
+                           prefetch_for_read, prefetch_for_write, prefetch_row)
 from ..validate import BFLOAT16, HALF_DTYPES
 
 
@@ -69,28 +71,41 @@ def _link_duplicates(idx):
 @numba.njit(cache=True, nogil=True)
 def _scatter_add_half(dW, idx, rows, bf16):
     """dW, rows: uint16 patterns. An id seen once (the common case) is one fused pass over its
-    row, dW[r] = round(dW[r] + rows[i]) (bfloat16: by add_round_bf16_block); a repeated id is
-    summed in a float32 row in order of i and rounded by the pass of its last position. Every
-    rounding is of a sum of widened values (f32_sum_to_half: bfloat16's without the NaN select)."""
+    row, dW[r] = round(dW[r] + rows[i]) (bfloat16: by add_round_bf16_block, the row's last
+    width % 32 values by add_round_bf16_part under a mask); a repeated id is summed in a float32
+    row in order of i and rounded by the pass of its last position. Every rounding is of a sum
+    of widened values (f32_sum_to_half: bfloat16's without the NaN select).
+
+    The next position's rows are prefetched while this one runs. In the bfloat16 pass one line
+    of each per block: all of a row at once before the pass (prefetch_row, still used by the
+    other passes) made the bfloat16 call 1.1-1.2x slower, and leaving ``rows`` to the hardware
+    prefetcher 1.05-1.1x slower."""
     following, repeat = _link_duplicates(idx)
     n, width = idx.shape[0], dW.shape[1]
     # bfloat16 blocks address flat views by offset: a row view per id cost 1.15x the call there.
     dW_flat, rows_flat = dW.reshape(-1), rows.reshape(-1)
     acc = np.empty(width, np.float32)
-    tail = np.empty(BF16_BLOCK, np.uint16)
+    whole = width - width % BF16_BLOCK  # the values of a row in whole blocks
     for i in range(n):
         if repeat[i]:
             continue  # summed with the id's first position
-        if i + 1 < n:
-            prefetch_row(dW, idx[i + 1])
-        if following[i] < 0 and bf16 and width >= BF16_BLOCK:  # whole blocks; the last overlaps the one before
-            row, last = idx[i] * width, width - BF16_BLOCK
-            add_round_bf16_block(dW_flat, row + last, rows_flat, i * width + last, tail, 0)  # stored at the end
-            for start in range(0, last, BF16_BLOCK):
-                add_round_bf16_block(dW_flat, row + start, rows_flat, i * width + start, dW_flat, row + start)
-            for j in range(BF16_BLOCK):
-                dW_flat[row + last + j] = tail[j]
+        ahead = idx[i + 1] * width if i + 1 < n else -1  # the next row, asked for while this one runs
+        if following[i] < 0 and bf16:  # whole blocks, then the row's last values under a mask
+            row, offset = idx[i] * width, i * width
+            for start in range(0, whole, BF16_BLOCK):
+                if ahead >= 0:  # one 64-byte line of the next rows of dW and rows per block of this one
+                    prefetch_for_write(dW_flat, ahead + start)
+                    prefetch_for_read(rows_flat, offset + width + start)
+                add_round_bf16_block(dW_flat, row + start, rows_flat, offset + start, dW_flat, row + start)
+            if ahead >= 0:
+                prefetch_for_write(dW_flat, ahead + width - 1)
+                prefetch_for_read(rows_flat, offset + 2 * width - 1)
+            if whole < width:
+                last = width - whole
+                add_round_bf16_part(dW_flat, row + whole, rows_flat, offset + whole, dW_flat, row + whole, last)
             continue
+        if ahead >= 0:
+            prefetch_row(dW, idx[i + 1])
         target = dW[idx[i]]
         k = i
         if following[i] < 0:
