@@ -12,9 +12,9 @@ softmax's 700 x 10,000 exponentials, the LSTM's gates), and malloc hands a reque
 has just freed back to the kernel and maps it again (glibc's mmap threshold), so every iteration
 page-faulted its 28 MB afresh: with the transparent huge pages NumPy asks for, BetterRnnlm's
 ``exp_row_sums`` took 15-28 ms on a new buffer against 5 ms on one it had written before. A
-block of at least POOL_MIN_BYTES that no array uses any more (its reference count says so) is
-handed out again for a request of the same size; at most POOL_MAX_FREE_BYTES stay held while
-unused, and :func:`release_cached_blocks` lets them go.
+block of POOL_MIN_BYTES to POOL_MAX_BYTES that no array uses any more (its reference count says
+so) is handed out again for a request of the same size; at most POOL_MAX_FREE_BYTES stay held
+while unused, and :func:`release_cached_blocks` lets them go.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ import numpy as np
 
 ALIGNMENT = 64
 POOL_MIN_BYTES = 1 << 20  # smaller requests stay with malloc, which reuses freed memory below its mmap threshold
-POOL_MAX_FREE_BYTES = 1 << 28  # unused blocks held for reuse, at most
+POOL_MAX_BYTES = 1 << 26  # larger blocks stay with malloc: their page faults are small beside their use
+POOL_MAX_FREE_BYTES = 1 << 27  # unused blocks held for reuse, at most (BetterRnnlm leaves ~90 MB)
 POOL_MAX_BLOCKS = 96  # blocks tracked (in use or not; a BetterRnnlm step holds ~50); the oldest is let go first
 
 
@@ -38,7 +39,10 @@ def aligned_empty(shape, dtype=np.float32, xp=np):
     dtype = np.dtype(dtype)
     shape = (operator.index(shape),) if np.isscalar(shape) else tuple(shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    array = _pooled_block(nbytes + ALIGNMENT) if nbytes >= POOL_MIN_BYTES else np.empty(nbytes + ALIGNMENT, np.uint8)
+    if POOL_MIN_BYTES <= nbytes <= POOL_MAX_BYTES:
+        array = _pooled_block(nbytes + ALIGNMENT)
+    else:
+        array = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
     start = -array.__array_interface__["data"][0] % ALIGNMENT  # ~1 us; .ctypes builds an object
     return array[start:start + nbytes].view(dtype).reshape(shape)
 
