@@ -1,12 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Cython kernels of the attention ops: the loops live in attention_ops.h (C, one clone per
-instruction set), called here without the GIL on validated, C-contiguous arrays of one storage
+instruction set, and explicit AVX-512 loops for the fused pair of one decoder step in float32,
+picked at run time), called here without the GIL on validated, C-contiguous arrays of one storage
 dtype (see __init__.py). Outputs are allocated here, never overlapping an input. float16 and
 bfloat16 arrays reach the C loops as their uint16 bit patterns, with a float32 scratch buffer
 (one batch item's inputs widened, its float32 results before rounding).
 """
 import numpy as np
 from libc.stdint cimport uint16_t
+from libc.stdlib cimport free, malloc
 
 from ..memory import aligned_empty_like  # dhs, the one large output: rows streamed by vector stores
 from ..validate import BFLOAT16
@@ -41,6 +43,12 @@ cdef extern from "attention_ops.h" nogil:
     void attention_context_backward_f64(const double* hs, const double* h, const double* a, const double* dc,
                                         double* dhs, double* dh, double* da, double* ds,
                                         Py_ssize_t N, Py_ssize_t Q, Py_ssize_t T, Py_ssize_t H)
+    # the fused pair in float32: AVX-512 decoder-step loops where they apply, else the clones above
+    void attention_context_pick_f32(const float* hs, const float* h, float* a, float* c,
+                                    Py_ssize_t N, Py_ssize_t Q, Py_ssize_t T, Py_ssize_t H)
+    void attention_context_backward_pick_f32(const float* hs, const float* h, const float* a, const float* dc,
+                                             float* dhs, float* dh, float* da, float* ds,
+                                             Py_ssize_t N, Py_ssize_t Q, Py_ssize_t T, Py_ssize_t H)
 
     # float16 (f16) / bfloat16 (bf16) storage: uint16_t bit patterns, float32 arithmetic
     Py_ssize_t ATTENTION_HALF_WORK(Py_ssize_t Q, Py_ssize_t T, Py_ssize_t H)
@@ -104,16 +112,6 @@ def _weighted_sum(const real[:, :, ::1] hs, const real[:, :, ::1] a, real[:, :, 
             weighted_sum_f64(&hs[0, 0, 0], &a[0, 0, 0], &c[0, 0, 0], N, Q, T, H)
 
 
-def _attention_context(const real[:, :, ::1] hs, const real[:, :, ::1] h, real[:, :, ::1] a,
-                       real[:, :, ::1] c):
-    cdef Py_ssize_t N = hs.shape[0], T = hs.shape[1], H = hs.shape[2], Q = h.shape[1]
-    with nogil:
-        if real is float:
-            attention_context_f32(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &c[0, 0, 0], N, Q, T, H)
-        else:
-            attention_context_f64(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &c[0, 0, 0], N, Q, T, H)
-
-
 def _attention_weights_backward(const real[:, :, ::1] hs, const real[:, :, ::1] h, const real[:, :, ::1] a,
                                 const real[:, :, ::1] da, real[:, :, ::1] dhs, real[:, :, ::1] dh,
                                 real[:, ::1] ds):
@@ -139,17 +137,49 @@ def _weighted_sum_backward(const real[:, :, ::1] hs, const real[:, :, ::1] a, co
                                       N, Q, T, H)
 
 
-def _attention_context_backward(const real[:, :, ::1] hs, const real[:, :, ::1] h, const real[:, :, ::1] a,
-                                const real[:, :, ::1] dc, real[:, :, ::1] dhs, real[:, :, ::1] dh,
-                                real[:, ::1] da, real[:, ::1] ds):
+# The fused pair, one function per dtype rather than a fused type: the pair runs right after
+# streaming megabytes through the caches, where each Python-level step pays in cache misses (the
+# fused-type dispatch alone took 4-5 us a call there). float32 goes to the pick functions
+# (attention_ops.h); the (2, Q, T) scratch of the backward is taken in C.
+
+def _attention_context_f32(const float[:, :, ::1] hs, const float[:, :, ::1] h, float[:, :, ::1] a,
+                           float[:, :, ::1] c):
     cdef Py_ssize_t N = hs.shape[0], T = hs.shape[1], H = hs.shape[2], Q = h.shape[1]
     with nogil:
-        if real is float:
-            attention_context_backward_f32(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &dc[0, 0, 0],
-                                           &dhs[0, 0, 0], &dh[0, 0, 0], &da[0, 0], &ds[0, 0], N, Q, T, H)
-        else:
-            attention_context_backward_f64(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &dc[0, 0, 0],
-                                           &dhs[0, 0, 0], &dh[0, 0, 0], &da[0, 0], &ds[0, 0], N, Q, T, H)
+        attention_context_pick_f32(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &c[0, 0, 0], N, Q, T, H)
+
+
+def _attention_context_backward_f32(const float[:, :, ::1] hs, const float[:, :, ::1] h,
+                                    const float[:, :, ::1] a, const float[:, :, ::1] dc, float[:, :, ::1] dhs,
+                                    float[:, :, ::1] dh):
+    cdef Py_ssize_t N = hs.shape[0], T = hs.shape[1], H = hs.shape[2], Q = h.shape[1]
+    cdef float* scratch = <float*>malloc(max(2 * Q * T, 1) * sizeof(float))  # da, ds: (Q, T) each
+    if scratch == NULL:
+        raise MemoryError("attention_context_backward: no memory for its (2, Q, T) scratch")
+    with nogil:
+        attention_context_backward_pick_f32(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &dc[0, 0, 0],
+                                            &dhs[0, 0, 0], &dh[0, 0, 0], scratch, scratch + Q * T, N, Q, T, H)
+    free(scratch)
+
+
+def _attention_context_f64(const double[:, :, ::1] hs, const double[:, :, ::1] h, double[:, :, ::1] a,
+                           double[:, :, ::1] c):
+    cdef Py_ssize_t N = hs.shape[0], T = hs.shape[1], H = hs.shape[2], Q = h.shape[1]
+    with nogil:
+        attention_context_f64(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &c[0, 0, 0], N, Q, T, H)
+
+
+def _attention_context_backward_f64(const double[:, :, ::1] hs, const double[:, :, ::1] h,
+                                    const double[:, :, ::1] a, const double[:, :, ::1] dc, double[:, :, ::1] dhs,
+                                    double[:, :, ::1] dh):
+    cdef Py_ssize_t N = hs.shape[0], T = hs.shape[1], H = hs.shape[2], Q = h.shape[1]
+    cdef double* scratch = <double*>malloc(max(2 * Q * T, 1) * sizeof(double))  # da, ds: (Q, T) each
+    if scratch == NULL:
+        raise MemoryError("attention_context_backward: no memory for its (2, Q, T) scratch")
+    with nogil:
+        attention_context_backward_f64(&hs[0, 0, 0], &h[0, 0, 0], &a[0, 0, 0], &dc[0, 0, 0], &dhs[0, 0, 0],
+                                       &dh[0, 0, 0], scratch, scratch + Q * T, N, Q, T, H)
+    free(scratch)
 
 
 # float16 / bfloat16: the C loops get the arrays' uint16 bit patterns (``_bits``) and a float32
@@ -276,23 +306,27 @@ def weighted_sum_backward(hs, a, dc):
 
 
 def attention_context(hs, h):
-    a = np.empty((hs.shape[0], h.shape[1], hs.shape[1]), dtype=hs.dtype)
-    c = np.empty((hs.shape[0], h.shape[1], hs.shape[2]), dtype=hs.dtype)
-    if hs.dtype in HALF:
+    dtype = hs.dtype
+    a = np.empty((hs.shape[0], h.shape[1], hs.shape[1]), dtype=dtype)
+    c = np.empty((hs.shape[0], h.shape[1], hs.shape[2]), dtype=dtype)
+    if dtype.itemsize == 4:  # float32 (the storage dtypes have distinct sizes)
+        _attention_context_f32(hs, h, a, c)
+    elif dtype.itemsize == 2:
         _attention_context_half(_bits(hs), _bits(h), _bits(a), _bits(c), _work(*a.shape[1:], hs.shape[2]),
-                                hs.dtype == BFLOAT16)
+                                dtype == BFLOAT16)
     else:
-        _attention_context(hs, h, a, c)
+        _attention_context_f64(hs, h, a, c)
     return a, c
 
 
 def attention_context_backward(hs, h, a, dc):
     dhs, dh = aligned_empty_like(hs), np.empty_like(h)
-    if hs.dtype in HALF:
+    cdef Py_ssize_t itemsize = hs.dtype.itemsize
+    if itemsize == 4:
+        _attention_context_backward_f32(hs, h, a, dc, dhs, dh)
+    elif itemsize == 2:
         _attention_context_backward_half(_bits(hs), _bits(h), _bits(a), _bits(dc), _bits(dhs), _bits(dh),
                                          _work(*a.shape[1:], hs.shape[2]), hs.dtype == BFLOAT16)
-        return dhs, dh
-    scratch = a.shape[1:]
-    _attention_context_backward(hs, h, a, dc, dhs, dh, np.empty(scratch, dtype=hs.dtype),
-                                np.empty(scratch, dtype=hs.dtype))
+    else:
+        _attention_context_backward_f64(hs, h, a, dc, dhs, dh)
     return dhs, dh

@@ -1,5 +1,6 @@
 /* Loops of the attention ops, compiled once per instruction set (FASTNLP_CLONES,
- * fastnlp/dispatch.h): the loader picks the AVX-512, AVX2 or baseline clone.
+ * fastnlp/dispatch.h): the loader picks the AVX-512, AVX2 or baseline clone. The fused pair of one
+ * decoder step in float32 also has explicit AVX-512 loops (below the clones), picked at run time.
  *
  * Layout (validated by the caller, see __init__.py): hs (N, T, H), h and dc (N, Q, H),
  * a, da (N, Q, T), all C-contiguous with one float type, no output overlapping an input, T >= 1.
@@ -322,6 +323,170 @@ static inline __attribute__((always_inline)) float att_expf(float x) {
 
 FASTNLP_ATTENTION_OPS(float, f32, att_expf)
 FASTNLP_ATTENTION_OPS(double, f64, exp)
+
+/* ----- one decoder step (Q = 1) in float32 on AVX-512: explicit 16-lane loops --------------------
+ * The fused pair at the date task's size (N 128, T 29, H 256) streams hs, 3.8 MB and more than an
+ * L2, through the core twice, and GCC's code for the generic loops above adds to the stream: in
+ * the one-query backward it keeps accumulators on the stack and splits stores across cache lines.
+ * These loops hold every sum in a register: a block of up to 256 columns (16 zmm accumulators)
+ * takes one pass down an item's rows, each row read or written whole. On a Xeon with AVX-512 (2 MB
+ * L2), walking the items the same way each time, they take the forward from 203 to 173 us and the
+ * backward from 387 to 322 (bench/README.md, "Attention weights + weighted sum").
+ *
+ * Each call also walks the batch items in the direction opposite to the previous call's, so that
+ * it starts on the items the previous one touched last, still in L2 (about half of hs at this
+ * size): a forward followed by its backward, or one decoder step's backward by the next's, reads
+ * that half from L2 instead of L3 or memory: there the forward drops from 173 to 127 us and the
+ * backward from 322 to 294. Every item is computed alike in either direction, so the results do
+ * not depend on it.
+ *
+ * Picked at run time where the CPU has AVX-512F and H is a multiple of 16 (the pick functions
+ * below); every other shape, dtype and CPU runs the clones above. The dot products add in the
+ * clones' order (16 lanes over k, folded in halves), so the weights are the clones' to the bit;
+ * the context and the gradients sum over t in one chain per lane, not in groups of four (held to
+ * the op's tolerance, as any order). */
+#ifdef FASTNLP_HALF_X86
+#define ATT512 __attribute__((target("avx512f"))) static inline
+#define ATT512_INLINE __attribute__((target("avx512f"), always_inline)) static inline
+
+/* att_fold16's sum of the 16 lanes: lanes j + 8 onto j, then j + 4 onto j, then (a0 + a2) + (a1 + a3) */
+ATT512_INLINE float att512_fold(__m512 v) {
+    const __m256 lo = _mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4)); /* (a0 + a2, a1 + a3, ...) */
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+/* out[t] = x . Y[t] for t < T (Y: T rows of H, H % 16 == 0): four rows per pass over x */
+ATT512_INLINE void att512_dots(const float* x, const float* Y, float* out, ptrdiff_t T, ptrdiff_t H) {
+    ptrdiff_t t = 0;
+    for (; t + 4 <= T; t += 4) {
+        const float* y0 = Y + t * H;
+        const float *y1 = y0 + H, *y2 = y1 + H, *y3 = y2 + H;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (ptrdiff_t k = 0; k < H; k += 16) {
+            const __m512 xk = _mm512_loadu_ps(x + k);
+            s0 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(y0 + k), s0);
+            s1 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(y1 + k), s1);
+            s2 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(y2 + k), s2);
+            s3 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(y3 + k), s3);
+        }
+        out[t] = att512_fold(s0);
+        out[t + 1] = att512_fold(s1);
+        out[t + 2] = att512_fold(s2);
+        out[t + 3] = att512_fold(s3);
+    }
+    for (; t < T; ++t) {
+        const float* y = Y + t * H;
+        __m512 s = _mm512_setzero_ps();
+        for (ptrdiff_t k = 0; k < H; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(y + k), s);
+        out[t] = att512_fold(s);
+    }
+}
+
+/* c[kb, kb + 16 nv) = sum_t w[t] Y[t][kb, ...): nv (1, 4 or 16) accumulators in registers over
+ * one pass down the rows */
+ATT512_INLINE void att512_context_block(const float* w, const float* Y, ptrdiff_t T, ptrdiff_t H, ptrdiff_t kb,
+                                        const int nv, float* c) {
+    __m512 acc[16];
+    const __m512 w0 = _mm512_set1_ps(w[0]);
+    for (int i = 0; i < nv; ++i) acc[i] = _mm512_mul_ps(w0, _mm512_loadu_ps(Y + kb + 16 * i));
+    for (ptrdiff_t t = 1; t < T; ++t) {
+        const __m512 wt = _mm512_set1_ps(w[t]);
+        const float* y = Y + t * H + kb;
+        for (int i = 0; i < nv; ++i) acc[i] = _mm512_fmadd_ps(wt, _mm512_loadu_ps(y + 16 * i), acc[i]);
+    }
+    for (int i = 0; i < nv; ++i) _mm512_storeu_ps(c + kb + 16 * i, acc[i]);
+}
+
+/* dh[kb, ...) = sum_t ds[t] Y[t][kb, ...) and dY[t][kb, ...) = a[t] dc[kb, ...) + ds[t] h[kb, ...),
+ * one pass down the rows with dh's nv accumulators in registers (dc and h are read from L1) */
+ATT512_INLINE void att512_backward_block(const float* Y, const float* a, const float* ds, const float* dc,
+                                         const float* h, ptrdiff_t T, ptrdiff_t H, ptrdiff_t kb, const int nv,
+                                         float* dY, float* dh) {
+    __m512 acc[16];
+    for (int i = 0; i < nv; ++i) acc[i] = _mm512_setzero_ps();
+    for (ptrdiff_t t = 0; t < T; ++t) {
+        const __m512 at = _mm512_set1_ps(a[t]), st = _mm512_set1_ps(ds[t]);
+        const float* y = Y + t * H + kb;
+        float* out = dY + t * H + kb;
+        for (int i = 0; i < nv; ++i) {
+            acc[i] = _mm512_fmadd_ps(st, _mm512_loadu_ps(y + 16 * i), acc[i]);
+            const __m512 g = _mm512_mul_ps(st, _mm512_loadu_ps(h + kb + 16 * i));
+            _mm512_storeu_ps(out + 16 * i, _mm512_fmadd_ps(at, _mm512_loadu_ps(dc + kb + 16 * i), g));
+        }
+    }
+    for (int i = 0; i < nv; ++i) _mm512_storeu_ps(dh + kb + 16 * i, acc[i]);
+}
+
+/* attention_context_f32 for Q = 1, H % 16 == 0 (H may be 0), items walked from the last when reverse */
+ATT512 void att512_context_one(const float* hs, const float* h, float* a, float* c, ptrdiff_t N, ptrdiff_t T,
+                               ptrdiff_t H, int reverse) {
+    for (ptrdiff_t i = 0; i < N; ++i) {
+        const ptrdiff_t n = reverse ? N - 1 - i : i;
+        const float* Y = hs + n * T * H;
+        float *an = a + n * T, *cn = c + n * H;
+        att512_dots(h + n * H, Y, an, T, H);
+        att_softmax_rows_f32(an, 1, T);
+        ptrdiff_t kb = 0;
+        for (; kb + 256 <= H; kb += 256) att512_context_block(an, Y, T, H, kb, 16, cn);
+        for (; kb + 64 <= H; kb += 64) att512_context_block(an, Y, T, H, kb, 4, cn);
+        for (; kb < H; kb += 16) att512_context_block(an, Y, T, H, kb, 1, cn);
+    }
+}
+
+/* attention_context_backward_f32 for Q = 1, H % 16 == 0; da, ds: scratch of T each */
+ATT512 void att512_context_backward_one(const float* hs, const float* h, const float* a, const float* dc,
+                                        float* dhs, float* dh, float* da, float* ds, ptrdiff_t N, ptrdiff_t T,
+                                        ptrdiff_t H, int reverse) {
+    for (ptrdiff_t i = 0; i < N; ++i) {
+        const ptrdiff_t n = reverse ? N - 1 - i : i;
+        const float* Y = hs + n * T * H;
+        const float *an = a + n * T, *dcn = dc + n * H, *hn = h + n * H;
+        float *dY = dhs + n * T * H, *dhn = dh + n * H;
+        att512_dots(dcn, Y, da, T, H);
+        att_softmax_backward_f32(an, da, ds, 1, T);
+        ptrdiff_t kb = 0;
+        for (; kb + 256 <= H; kb += 256) att512_backward_block(Y, an, ds, dcn, hn, T, H, kb, 16, dY, dhn);
+        for (; kb + 64 <= H; kb += 64) att512_backward_block(Y, an, ds, dcn, hn, T, H, kb, 4, dY, dhn);
+        for (; kb < H; kb += 16) att512_backward_block(Y, an, ds, dcn, hn, T, H, kb, 1, dY, dhn);
+    }
+}
+
+/* 1 when this call walks the items from the last: flips on every call (any interleaving of
+ * threads is correct, the direction only decides what is found in cache) */
+static int att512_walk;
+static inline int att512_next_walk(void) { return __atomic_fetch_xor(&att512_walk, 1, __ATOMIC_RELAXED); }
+
+static inline int att512_applies(ptrdiff_t Q, ptrdiff_t H) { return Q == 1 && H % 16 == 0 && fastnlp_vector_level() == 2; }
+#endif /* FASTNLP_HALF_X86 */
+
+/* The fused pair in float32 as the .pyx calls it: the AVX-512 decoder-step loops where they
+ * apply, the clones everywhere else. */
+static void attention_context_pick_f32(const float* hs, const float* h, float* a, float* c, ptrdiff_t N,
+                                       ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {
+#ifdef FASTNLP_HALF_X86
+    if (att512_applies(Q, H)) {
+        att512_context_one(hs, h, a, c, N, T, H, att512_next_walk());
+        return;
+    }
+#endif
+    attention_context_f32(hs, h, a, c, N, Q, T, H);
+}
+
+static void attention_context_backward_pick_f32(const float* hs, const float* h, const float* a, const float* dc,
+                                                float* dhs, float* dh, float* da, float* ds, ptrdiff_t N,
+                                                ptrdiff_t Q, ptrdiff_t T, ptrdiff_t H) {
+#ifdef FASTNLP_HALF_X86
+    if (att512_applies(Q, H)) {
+        att512_context_backward_one(hs, h, a, dc, dhs, dh, da, ds, N, T, H, att512_next_walk());
+        return;
+    }
+#endif
+    attention_context_backward_f32(hs, h, a, dc, dhs, dh, da, ds, N, Q, T, H);
+}
 
 /* ----- float16 / bfloat16 storage (uint16_t bit patterns, fastnlp/half.h) ----------------------
  * The contract for these formats (__init__.py): everything computed in float32, each output
