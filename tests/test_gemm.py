@@ -232,10 +232,11 @@ def test_one_thread_picks_per_class_more_threads_one_library_per_dtype(fresh_cal
 
 def test_per_step_products_run_on_one_thread_where_that_measured_faster(fresh_calibration, monkeypatch):
     """More than one thread: a per-step class runs its library's product on the calling thread
-    unless the threaded timing beats the one-thread one by more than the tie margin."""
+    unless the threaded timing beats the one-thread one by more than the tie margin; the small
+    class always does (threaded, its products slowed the time loops that timing did not show)."""
     from fastnlp.kernels.gemm import _libraries
 
-    speeds = {"float32/small": [["lib", 10.0]], "float32/small@1thread": [["lib", 100.0]],
+    speeds = {"float32/small": [["lib", 200.0]], "float32/small@1thread": [["lib", 100.0]],
               "float32/step": [["lib", 100.0]], "float32/step@1thread": [["lib", 90.0]],
               "float32/batched": [["lib", 100.0]], "float32/batched@1thread": [["lib", 99.0]],
               "float32/large": [["lib", 100.0]]}
