@@ -47,11 +47,10 @@ HALF_INPUTS = tuple(d for d in INPUT_DTYPES if d.itemsize == 2)  # stored in 16 
 # Shape classes the calibration measures separately. Products at or below SMALL_MACS
 # multiply-adds are dominated by call overhead; a side of at most STEP_ROWS rows is one time
 # step of a recurrent model (20 x 650 x 2600), where libraries' blocking differs most. Large
-# products are told apart by which operand is read transposed, since libraries differ most
-# there: the weight gradients x.T @ dA ('large_ta') and the input gradients dA @ W.T
-# ('large_tb') ran 2.5x faster in bf16 on oneDNN than on MKL on the AMX Xeon (761 against 292
-# GFLOP/s at 650 x 700 x 2600, 674 against 298 at 700 x 2600 x 650), where MKL led the plain
-# 700 x 650 x 2600 (786 against 578).
+# products are told apart by which operand is read transposed, where libraries' kernels differ
+# too: the weight gradients x.T @ dA ('large_ta') and the input gradients dA @ W.T ('large_tb').
+# In float32 on the AMX Xeon oneDNN led the plain 700 x 650 x 2600 product (153 against 151
+# GFLOP/s) but ran the weight gradient 650 x 700 x 2600 at 83 against MKL's 139.
 SMALL_MACS = 1 << 20
 STEP_ROWS = 64
 SHAPE_CLASSES = ("small", "step", "large", "large_ta", "large_tb", "batched")
@@ -156,8 +155,9 @@ def repeated_product(b, rows: int, *, trans_b=False):
     keeps it in its packed layout (``cblas_?gemm_pack``), so no step packs the weight again:
     BetterRnnlm's 20 x 650 x 2600 step took 560 us against 800 on one thread of the AMX Xeon,
     its transposed 20 x 2600 x 650 600 against 833 (and no transposed copy), the packing about
-    one step's time; in bfloat16 (float32 out) MKL's packed AMX product ran twice its plain one. Elsewhere a transposed ``b`` is copied to row-major once: at a step's few
-    rows a transposed operand runs on slower BLAS paths (OpenBLAS ~1.6x at 20 x 2600 x 650).
+    one step's time; in bfloat16 (float32 out) MKL's packed AMX product ran twice its plain
+    one. Elsewhere a transposed ``b`` is copied to row-major once: at a step's few rows a
+    transposed operand runs on slower BLAS paths (OpenBLAS ~1.6x at 20 x 2600 x 650).
     Inside :func:`autocast` the bf16 weight cache packs it (see _autocast.py).
 
     ``b`` must not change while ``step`` is in use. A step whose ``a`` and ``out`` are not
