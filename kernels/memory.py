@@ -55,16 +55,33 @@ def _references(block) -> int:
     return sys.getrefcount(block)
 
 
-# What _references reads for a block that only a list holds, called as the pool calls it
-# (``_references(_pool[i])``): a block reading no more is used by no array (every array made
-# from a block, views included, holds a reference to the block itself: NumPy points them there).
-_probe = [np.empty(1, np.uint8)]
-_FREE_REFERENCES = _references(_probe[0])
-del _probe
-
-
 def _is_free(i) -> bool:
+    """Whether no array uses ``_pool[i]``: every array made from a block, views included, holds
+    a reference to the block itself (NumPy points them there), so its count reads no more than
+    that of a block only the pool holds."""
     return _references(_pool[i]) <= _FREE_REFERENCES
+
+
+def _free_references():
+    """What _is_free reads for a block only the pool holds, read through _is_free's own path,
+    or -1 (nothing ever counts as free: no reuse) unless a view of the block is seen to keep it
+    in use on this interpreter and dropping the view frees it."""
+    global _FREE_REFERENCES
+    _pool.append(np.empty(64, np.uint8))
+    try:
+        _FREE_REFERENCES = _references(_pool[0])  # as _is_free reads it
+        view = _pool[0][8:16]
+        held = not _is_free(0)
+        del view
+        if held and _is_free(0):
+            return _FREE_REFERENCES
+        return -1
+    finally:
+        _pool.clear()
+
+
+_FREE_REFERENCES = -1
+_FREE_REFERENCES = _free_references()
 
 
 def _pooled_block(nbytes):
