@@ -11,7 +11,7 @@ import numpy as np
 
 # The k-best heap of the top-k op (the same order: a smaller score, then a larger id, ranks lower;
 # its NaN rule never applies here, the vectors and queries being finite).
-from ..topk.numba_impl import _sift_down, _worse
+from ..topk.numba_impl import _sift_down, _worse, sort_heap
 
 # Rows of a list scored per pass over its queries: 64 x 100 float32 (25 kB) stay in L1 while
 # every query of the list reads them.
@@ -138,16 +138,7 @@ def _sort_heaps(scores, found):
     """Each row's heap in place, best first (heapsort: the worst goes to the back)."""
     k = scores.shape[1]
     for q in range(scores.shape[0]):
-        hv = scores[q]
-        hi = found[q]
-        for m in range(k - 1, 0, -1):
-            v = hv[0]
-            i = hi[0]
-            hv[0] = hv[m]
-            hi[0] = hi[m]
-            hv[m] = v
-            hi[m] = i
-            _sift_down(hv, hi, m, 0)
+        sort_heap(scores[q], found[q], k)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -59,6 +59,19 @@ def _sift_up(hv, hi, pos):
 
 
 @numba.njit(cache=True, nogil=True)
+def sort_heap(hv, hi, k):
+    """A heap of k (root the worst) in place, best first: heapsort, the worst to the back."""
+    for m in range(k - 1, 0, -1):
+        v = hv[0]
+        i = hi[0]
+        hv[0] = hv[m]
+        hi[0] = hi[m]
+        hv[m] = v
+        hi[m] = i
+        _sift_down(hv, hi, m, 0)
+
+
+@numba.njit(cache=True, nogil=True)
 def _any_above(block, root):
     """Whether one of the 16 scores of ``block`` is above ``root`` (NaN is not): a count of
     compares, which LLVM vectorises (a max would need fastmath, which breaks NaN)."""
@@ -108,14 +121,7 @@ def _topk_rows(scores, k, values, indices):
                 _sift_down(hv, hi, k, 0)
                 root = hv[0]
             j += 1
-        for m in range(k - 1, 0, -1):  # heapsort: the worst to the back, best first
-            v = hv[0]
-            i = hi[0]
-            hv[0] = hv[m]
-            hi[0] = hi[m]
-            hv[m] = v
-            hi[m] = i
-            _sift_down(hv, hi, m, 0)
+        sort_heap(hv, hi, k)
 
 
 def topk(scores, k):
