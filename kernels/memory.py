@@ -102,26 +102,28 @@ def _trim_pool():
     """Let go of the oldest blocks beyond POOL_MAX_BLOCKS, and of unused ones beyond POOL_MAX_FREE_BYTES."""
     while len(_pool) > POOL_MAX_BLOCKS:
         del _pool[0]
+    _let_go_of_unused(POOL_MAX_FREE_BYTES)
+
+
+def _let_go_of_unused(keep_bytes: int) -> int:
+    """Drop the oldest unused blocks until at most ``keep_bytes`` of them stay; the bytes dropped."""
     free = [i for i in range(len(_pool)) if _is_free(i)]
     held = sum(_pool[i].nbytes for i in free)
+    released = 0
     for i in free:  # oldest first
-        if held <= POOL_MAX_FREE_BYTES:
+        if held - released <= keep_bytes:
             break
-        held -= _pool[i].nbytes
+        released += _pool[i].nbytes
         _pool[i] = None
     _pool[:] = [block for block in _pool if block is not None]
+    return released
 
 
 def release_cached_blocks() -> int:
     """Let go of every large block the pool holds that no array uses (their memory returns to
     malloc at once); returns the bytes released."""
     with _pool_lock:
-        free = [i for i in range(len(_pool)) if _is_free(i)]
-        released = sum(_pool[i].nbytes for i in free)
-        for i in free:
-            _pool[i] = None
-        _pool[:] = [block for block in _pool if block is not None]
-    return released
+        return _let_go_of_unused(0)
 
 
 def aligned_empty_like(array):

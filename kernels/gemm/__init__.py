@@ -209,7 +209,7 @@ def _packed_step(b, rows, trans_b):
         from . import _libraries
 
         compute = _libraries.single_threaded("mkl", compute) or compute  # as calibrated for the class
-    dtype, ldb, fallback = b.dtype, b.shape[1], (b, trans_b)
+    dtype, ldb = b.dtype, b.shape[1]
     out_dtype = FLOAT64 if dtype == FLOAT64 else FLOAT32  # bfloat16 products sum into float32
 
     def step(a, out, accumulate=False):
@@ -219,7 +219,7 @@ def _packed_step(b, rows, trans_b):
                 and not np.may_share_memory(out, a)):
             compute(a, packed, ldb, out, accumulate)
             return out
-        return gemm(a, fallback[0], out, trans_b=fallback[1], accumulate=accumulate)
+        return gemm(a, b, out, trans_b=trans_b, accumulate=accumulate)
 
     return step
 

@@ -47,8 +47,6 @@ CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "large_ta": 1, "large_tb"
 # timing's noise, and NumPy's call costs least.
 TIE = 0.97
 _MIN_SECONDS = 0.004  # per timed block; 5 blocks per backend keep a variant near 0.1 s
-# The per-step class is timed on MKL as the recurrent layers run it, on a weight packed once
-# (_as_the_models_run_it): what decides the library for the models' time loops.
 # A library's worker threads spin for a while after its last call and hold a core the next
 # library measured needs: on the 2-core Xeon, MKL's threaded 20x650x2600 product ran at 20-80
 # GFLOP/s within 30 ms of an OpenBLAS product and at 150 after 0.1 s. With more than one thread,
