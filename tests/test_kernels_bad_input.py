@@ -337,6 +337,23 @@ def test_gemm_on_garbage(a, b, trans_a, trans_b):
         lambda: gemm(a.copy(), b.copy(), trans_a=trans_a, trans_b=trans_b)))
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=garbage_arrays(), b=garbage_arrays(), trans_b=st.booleans(), rows=st.integers(-1, 3))
+def test_repeated_product_on_garbage(a, b, trans_b, rows):
+    """The recurrent loops' per-step product (packed on MKL, a copy elsewhere): the same answer
+    or the same documented error on every library, whatever a, b and rows are."""
+    from fastnlp.kernels.gemm import repeated_product
+
+    def call():
+        step = repeated_product(b.copy(), rows, trans_b=trans_b)
+        N = b.shape[0] if trans_b else b.shape[1]
+        out = np.zeros((a.shape[0] if a.ndim else 1, N), np.float64 if b.dtype == np.float64 else np.float32)
+        return step(a.copy(), out)
+
+    with np.errstate(all="ignore"):
+        _agree_within_tolerance("gemm", _gemm_on_every_backend(call))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), odd=st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e300, -1e30]))
 def test_gemm_with_extreme_values_agrees_on_every_library(data, odd):
