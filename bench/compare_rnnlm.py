@@ -234,10 +234,13 @@ class OursContender:
         from fastnlp.kernels.gemm import clear_autocast_cache
 
         class ClearingSGD(fastnlp.optim.SGD):
-            def update(self, params, grads):
-                result = super().update(params, grads)
+            # _update, not update: the Trainer's fast path (clipping rate folded into SGD's pass,
+            # no second finite check) goes through Optimizer.update, as for plain SGD
+            def _update(self, params, grads, grad_scale=1.0):
+                super()._update(params, grads, grad_scale)
                 clear_autocast_cache()
-                return result
+
+            _update.folds_grad_scale = True
 
         return ClearingSGD(lr=20.0)
 

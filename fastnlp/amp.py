@@ -62,7 +62,7 @@ from .layers.base import Layer, NonFiniteError
 from .kernels.dispatch import array_module
 from .layers.embedding import Embedding, plain, row_ids
 from .layers.sampling import EmbeddingDot, NegativeSamplingLoss
-from .optim import check_positive_finite, check_positive_int, clip_grads, update_after_check
+from .optim import check_positive_finite, check_positive_int, clip_and_update
 
 try:  # gemm's autocast is new; the other precisions work without it
     from .kernels.gemm import autocast as _gemm_autocast
@@ -362,9 +362,7 @@ class Precision:
             self.scaler.update(found_inf, self.steps)
         if found_inf:
             return loss if math.isfinite(loss) else None
-        if max_grad is not None:
-            clip_grads(grads, max_grad)  # raises on NaN/inf, so the update need not check again
-        update_after_check(optimizer, ties.params, grads, finite=max_grad is not None)
+        clip_and_update(optimizer, ties.params, grads, max_grad)
         if self.mode == "low":
             for i, p in enumerate(ties.params):
                 seed = stream_seed(self.seed, self.steps, i) if self.rounding == "stochastic" else None
@@ -448,9 +446,7 @@ class TrainsInPrecision:
             raise NonFiniteError(f"the loss is {loss}")
         self.model.backward()
         grads = self.ties.merge(self.model.grads)
-        if max_grad is not None:
-            clip_grads(grads, max_grad)  # raises on NaN/inf, so the update need not check again
-        update_after_check(self.optimizer, self.ties.params, grads, finite=max_grad is not None)
+        clip_and_update(self.optimizer, self.ties.params, grads, max_grad)
         return loss
 
     @property

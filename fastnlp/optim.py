@@ -67,9 +67,12 @@ class Optimizer:
     def __init__(self, lr: float):
         self.lr = check_positive_finite("learning rate", lr)
 
-    def update(self, params, grads, *, finite=False):
-        """``finite=True``: the caller has just found every gradient finite (``clip_grads``
-        raises otherwise), so the pass that checks it again is skipped."""
+    def update(self, params, grads, *, finite=False, grad_scale=1.0):
+        """``finite=True``: the caller has just found every gradient finite (``clip_rate``
+        raises otherwise), so the pass that checks it again is skipped. ``grad_scale`` (the
+        clipping rate): the update of the gradients times it, with the bits of scaling them in
+        place first (:func:`clip_grads`), which optimizers that can fold it (SGD) do without
+        writing the gradients."""
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} params but {len(grads)} grads")
         for i, (p, g) in enumerate(zip(params, grads)):
@@ -84,7 +87,14 @@ class Optimizer:
                 raise ValueError(f"param {i} has shape {p.shape} but its gradient {g.shape}")
             if not finite and not _all_finite(_touched(g)):
                 raise NonFiniteError(f"gradient {i} contains NaN or inf")
-        self._update(params, grads)
+        grad_scale = check_positive_finite("grad_scale", grad_scale)
+        if grad_scale == 1.0:
+            self._update(params, grads)
+        elif getattr(type(self)._update, "folds_grad_scale", False):
+            self._update(params, grads, grad_scale)
+        else:  # an _update of (params, grads) only, a subclass's override included
+            _scale_gradients(grads, grad_scale)
+            self._update(params, grads)
 
     def _state(self, params, name):
         """A zero buffer per parameter, created on first use."""
@@ -106,16 +116,29 @@ class Optimizer:
         return buffers
 
 
-def update_after_check(optimizer, params, grads, finite: bool) -> None:
-    """``optimizer.update(params, grads)``, telling this module's optimizers when the caller has
-    just found every gradient finite (they then skip their own pass over them); any other
+def update_after_check(optimizer, params, grads, finite: bool, grad_scale: float = 1.0) -> None:
+    """``optimizer.update(params, grads)`` of gradients times ``grad_scale`` (a clipping rate),
+    telling this module's optimizers when the caller has just found every gradient finite (they
+    then skip their own pass over them) and the rate (SGD folds it into its pass); for any other
     update (the book's ``update(params, grads)``, an override, a wrapper set on the instance)
-    is called as it is."""
+    the gradients are scaled in place first and it is called as it is."""
     update = optimizer.update
-    if finite and getattr(update, "__func__", None) is Optimizer.update:
-        update(params, grads, finite=True)
+    if getattr(update, "__func__", None) is Optimizer.update:
+        update(params, grads, finite=finite, grad_scale=grad_scale)
     else:
+        if grad_scale != 1.0:
+            _scale_gradients(grads, grad_scale)
         update(params, grads)
+
+
+def clip_and_update(optimizer, params, grads, max_grad) -> None:
+    """The Trainer's step after backward: the gradients clipped to the global norm ``max_grad``
+    (None: not clipped) and the update, with the clipping rate folded into the update where the
+    optimizer can (no pass that scales every gradient in place)."""
+    rate = 1.0
+    if max_grad is not None:
+        _, rate = clip_rate(grads, max_grad)  # raises on NaN/inf, so the update need not check again
+    update_after_check(optimizer, params, grads, finite=max_grad is not None, grad_scale=rate)
 
 
 def _all_finite(g) -> bool:
@@ -131,14 +154,16 @@ def _all_finite(g) -> bool:
     return bool(xp.isfinite(g).all())
 
 
-def _subtract_scaled(p, g, lr: float) -> None:
-    """``p -= lr * g``: the ``sgd_update`` op (one pass, no temporary of the parameter's size,
-    NumPy's bits) where its contract holds, NumPy's expression for anything else (other
-    dtypes, a strided view of a parameter)."""
+def _subtract_scaled(p, g, lr: float, grad_scale: float = 1.0) -> None:
+    """``p -= lr * (grad_scale * g)``: the ``sgd_update`` op (one pass, no temporary of the
+    parameter's size, NumPy's bits) where its contract holds, NumPy's expressions for anything
+    else (other dtypes, a strided view of a parameter)."""
     if (p.dtype == g.dtype and (p.dtype == np.float32 or p.dtype == np.float64) and p.shape == g.shape
             and p.flags.c_contiguous and getattr(p.flags, "writeable", True)):
-        sgd_update(p, g, lr)
+        sgd_update(p, g, lr, grad_scale)
     else:
+        if grad_scale != 1.0:
+            g = g * grad_scale
         p -= lr * g
 
 
@@ -160,13 +185,18 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01):
         super().__init__(lr)
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, grad_scale=1.0):
         for p, g in zip(params, grads):
             rows = row_ids(g)
             if rows is None:
-                _subtract_scaled(p, plain(g), self.lr)
+                _subtract_scaled(p, plain(g), self.lr, grad_scale)
             else:
-                p[rows] = _take(p, rows) - self.lr * _take(g, rows)
+                g_rows = _take(g, rows)
+                if grad_scale != 1.0:
+                    g_rows *= grad_scale
+                p[rows] = _take(p, rows) - self.lr * g_rows
+
+    _update.folds_grad_scale = True  # Optimizer.update passes the clipping rate in (see there)
 
 
 class Momentum(Optimizer):
@@ -307,19 +337,32 @@ def clip_grads(grads, max_norm: float) -> float:
     would turn clipping off). Returns the norm before clipping. Raises FloatingPointError on a
     NaN/inf gradient, which would otherwise poison every parameter at the next update.
     """
+    total, rate = clip_rate(grads, max_norm)
+    if rate != 1.0:
+        _scale_gradients(grads, rate)
+    return total
+
+
+def clip_rate(grads, max_norm: float) -> tuple:
+    """``(norm, rate)``: the global L2 norm of ``grads`` and the factor ``clip_grads`` would
+    scale them by (1.0 when the norm is within ``max_norm``), the gradients left as they are.
+    Raises FloatingPointError on a NaN/inf gradient, as clip_grads."""
     max_norm = check_positive_finite("max_norm", max_norm)
     total = global_norm(grads)
     if not np.isfinite(total):
         raise NonFiniteError("gradient norm is not finite (NaN or inf in the gradients)")
     rate = max_norm / (total + 1e-6)
-    if rate < 1:
-        for g in grads:
-            rows = row_ids(g)
-            if rows is None:
-                _scale_in_place(g, rate)
-            else:  # the other rows are zero
-                plain(g)[rows] *= rate
-    return total
+    return total, (rate if rate < 1 else 1.0)
+
+
+def _scale_gradients(grads, rate: float) -> None:
+    """Every gradient times ``rate`` in place (a row-sparse one over its rows: the others are zero)."""
+    for g in grads:
+        rows = row_ids(g)
+        if rows is None:
+            _scale_in_place(g, rate)
+        else:
+            plain(g)[rows] *= rate
 
 
 def _scale_in_place(g, rate: float) -> None:

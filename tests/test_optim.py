@@ -375,3 +375,68 @@ def test_large_updates_and_clipping_give_the_same_bits_on_one_thread_and_two():
             results.append((p, merged[0]))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def _clip_problem(seed):
+    """A dense, a row-sparse and a float64 gradient whose global norm is far above 1."""
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal((40, 33)).astype(np.float32), rng.standard_normal((12, 5)).astype(np.float32),
+              rng.standard_normal(7)]
+    g_sparse = np.zeros((12, 5), np.float32)
+    g_sparse[[2, 7, 9]] = rng.standard_normal((3, 5)) * 50
+    grads = [(rng.standard_normal((40, 33)) * 30).astype(np.float32), _row_sparse(g_sparse, (2, 7, 9)),
+             rng.standard_normal(7) * 40]
+    return params, grads
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_clipping_rate_folded_into_the_update_gives_the_bits_of_clipping_in_place(cls):
+    """clip_and_update (the Trainer's step) hands the clipping rate to the update; SGD folds it
+    into its one pass, the others scale in place first: either way the parameters get exactly
+    the bits of clip_grads followed by update."""
+    from fastnlp.optim import clip_and_update, clip_grads, clip_rate
+
+    folded_params, _ = _clip_problem(3)
+    plain_params, _ = _clip_problem(3)
+    folded, plain_ = cls(lr=0.1), cls(lr=0.1)
+    for step in range(3):
+        _, folded_grads = _clip_problem(10 + step)
+        _, plain_grads = _clip_problem(10 + step)
+        norm, rate = clip_rate(folded_grads, 1.0)
+        assert 0 < rate < 1 and norm == pytest.approx(clip_grads([g.copy() for g in plain_grads], 1.0))
+        clip_and_update(folded, folded_params, folded_grads, 1.0)
+        clip_grads(plain_grads, 1.0)
+        plain_.update(plain_params, plain_grads)
+        for a, b in zip(folded_params, plain_params):
+            np.testing.assert_array_equal(a, b)
+    if cls is optim.SGD:  # folded: the gradients themselves were never scaled
+        assert np.abs(folded_grads[0]).max() > 10
+
+
+def test_an_sgd_subclass_overriding_update_steps_gets_the_clipping_rate_applied_first():
+    """A subclass whose _update takes (params, grads) only is handed gradients already scaled."""
+    from fastnlp.optim import clip_and_update, clip_grads
+
+    seen = []
+
+    class LoggingSGD(optim.SGD):
+        def _update(self, params, grads):
+            seen.append(optim.global_norm(grads))
+            super()._update(params, grads)
+
+    params, grads = _clip_problem(4)
+    reference_params, reference_grads = _clip_problem(4)
+    clip_and_update(LoggingSGD(0.1), params, grads, 1.0)
+    clip_grads(reference_grads, 1.0)
+    optim.SGD(0.1).update(reference_params, reference_grads)
+    assert seen == [pytest.approx(1.0, rel=1e-5)]
+    for a, b in zip(params, reference_params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_update_refuses_a_grad_scale_that_is_not_positive_and_finite():
+    p, g = np.zeros(3, np.float32), np.ones(3, np.float32)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="grad_scale"):
+            optim.SGD(0.1).update([p], [g], grad_scale=bad)
+    np.testing.assert_array_equal(p, 0)
