@@ -66,6 +66,13 @@ def _extensions():
         )
         for source in sorted((HERE / "kernels").glob("*/_cython_impl.pyx"))
     ]
+    # Not an op: the runner that puts row-parallel passes on the matrix libraries' OpenMP
+    # threads (kernels/threads.py; without it, or without OpenMP, a Python thread pool runs them).
+    extensions.append(Extension(
+        "fastnlp.kernels._openmp_rows", ["kernels/_openmp_rows.pyx"],
+        extra_compile_args=compile_args + ["-fopenmp"], extra_link_args=["-fopenmp"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ))
     return cythonize(
         extensions,
         language_level=3,
@@ -76,7 +83,7 @@ def _extensions():
 setup(
     packages=["fastnlp", "fastnlp.cli", "fastnlp.datasets", "fastnlp.layers", "fastnlp.models", "fastnlp.vectors",
               "fastnlp.kernels"] + [f"fastnlp.kernels.{family}" for family in families],
-    package_data={"fastnlp.kernels": ["include/fastnlp/*.h"],
+    package_data={"fastnlp.kernels": ["include/fastnlp/*.h", "_openmp_rows.pyx"],
                   **{f"fastnlp.kernels.{family}": ["*.cu", "*.pyx", "*.h"] for family in families}},
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

@@ -9,8 +9,20 @@ from fastnlp.kernels import threads as threads_module
 from fastnlp.kernels.threads import run_row_blocks
 
 
+@pytest.fixture(params=["python threads", "openmp"])
+def runner(request, monkeypatch):
+    """Each test below runs on both ways of running blocks: the pool of Python threads and the
+    compiled OpenMP region (what a process whose matrix library runs on libgomp uses)."""
+    if request.param == "openmp":
+        openmp_rows = pytest.importorskip("fastnlp.kernels._openmp_rows", reason="the OpenMP runner is not built")
+        monkeypatch.setattr(threads_module, "openmp_runner", lambda: openmp_rows.run_blocks)
+    else:
+        monkeypatch.setattr(threads_module, "openmp_runner", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize("rows, threads", [(1, 2), (2, 2), (7, 3), (100, 2), (5, 1)])
-def test_every_row_is_worked_on_exactly_once(rows, threads):
+def test_every_row_is_worked_on_exactly_once(rows, threads, runner):
     seen = np.zeros(rows, np.int64)
 
     def work(begin, end):
@@ -20,7 +32,7 @@ def test_every_row_is_worked_on_exactly_once(rows, threads):
     np.testing.assert_array_equal(seen, 1)
 
 
-def test_an_error_in_any_block_reaches_the_caller_after_every_block_ran():
+def test_an_error_in_any_block_reaches_the_caller_after_every_block_ran(runner):
     finished = []
 
     def work(begin, end):
@@ -87,3 +99,26 @@ def test_parallel_rows_covers_every_row_of_a_large_pass_once():
     small = np.zeros((3, 4), np.float32)
     parallel_rows(lambda begin, end: np.add(small[begin:end], 1, out=small[begin:end]), 3, small.size)
     np.testing.assert_array_equal(small, 1)
+
+
+def test_blocks_run_on_the_matrix_librarys_openmp_threads_once_it_is_loaded_and_not_in_a_forked_child():
+    """With MKL loaded on an OpenMP layer, passes use the compiled OpenMP runner; a forked child
+    (where the parent's OpenMP pool does not exist) goes back to Python threads."""
+    import os
+
+    from fastnlp.kernels.gemm import _libraries
+
+    pytest.importorskip("fastnlp.kernels._openmp_rows", reason="the OpenMP runner is not built")
+    if _libraries.unavailable_reason("mkl") is not None:
+        pytest.skip(f"MKL: {_libraries.unavailable_reason('mkl')}")
+    _libraries.load("mkl").mkl_get_max_threads()
+    if _libraries.threading_layer("mkl") not in ("gnu", "intel"):
+        pytest.skip(f"MKL runs on its {_libraries.threading_layer('mkl')} layer")
+    assert threads_module.openmp_runner() is not None
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's result travels through the pipe)
+        os.write(write, b"none" if threads_module.openmp_runner() is None else b"openmp")
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 16) == b"none"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import exp_row_sums, lstm_step_backward, lstm_step_forward
+from ..kernels.lstm import sequence_kernels
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import repeated_product
 from ..kernels.memory import aligned_copy, aligned_empty
@@ -327,9 +328,10 @@ class TimeLSTM(_TimeRecurrent):
         tanh_cs = aligned_empty((T, N, H), A.dtype, xp)
         hs[0], cs[0] = h0, c0
         step = self._step_product(A.dtype, N)
+        forward_step, _ = sequence_kernels(A, cs, tanh_cs)  # checked once for all T steps
         for t in range(T):
             step(hs[t], A[t], accumulate=True)  # A[t] += h_prev @ Wh, no temporary
-            lstm_step_forward(A[t], cs[t], hs[t + 1], cs[t + 1], tanh_cs[t], overwrite_A=True)
+            forward_step(A[t], cs[t], hs[t + 1], cs[t + 1], tanh_cs[t])  # A[t] becomes the gates
         self.h, self.c = hs[T], cs[T]
         self._saved = (x_tm, A, hs, cs, tanh_cs)  # A now holds the gates
         return aligned_copy(hs[1:].transpose(1, 0, 2), xp)  # aligned: the attention kernels stream it
@@ -343,8 +345,9 @@ class TimeLSTM(_TimeRecurrent):
         dc, dc_prev = xp.zeros((N, H), dtype=gates.dtype), xp.empty((N, H), dtype=gates.dtype)
         step = self._step_product(gates.dtype, N, transposed=True)
         dh = xp.empty((N, H), dtype=gates.dtype)
+        _, backward_step = sequence_kernels(gates, cs, tanh_cs)
         for t in reversed(range(T)):
-            lstm_step_backward(dH[t], dc, gates[t], cs[t], tanh_cs[t], dA[t], dc_prev)
+            backward_step(dH[t], dc, gates[t], cs[t], tanh_cs[t], dA[t], dc_prev)
             if t:
                 step(dA[t], dH[t - 1], accumulate=True)  # dH[t - 1] += dA[t] @ Wh.T
             else:

@@ -118,6 +118,11 @@ def load(name: str) -> ctypes.CDLL:
     return outcome
 
 
+def is_loaded(name: str) -> bool:
+    """Whether ``name`` has been loaded in this process (this never loads it)."""
+    return isinstance(_loaded.get(name), ctypes.CDLL)
+
+
 def unavailable_reason(name: str) -> str | None:
     """None when ``name`` loads and has the functions the implementations need, else why not."""
     try:
