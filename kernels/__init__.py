@@ -17,6 +17,7 @@ from .attention import (
     weighted_sum_backward,
 )
 from .cooccurrence import cooccurrence, ppmi
+from .dropout import dropout_forward
 from .dispatch import (
     BACKENDS,
     BackendUnavailableError,
@@ -47,6 +48,7 @@ __all__ = [
     "available_backends",
     "cooccurrence",
     "dispatch",
+    "dropout_forward",
     "embedding_gather",
     "exp_row_sums",
     "gather_dot",

@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from .. import functions as F
-from ..kernels import gemm
+from ..kernels import dropout_forward, gemm
+from ..kernels.dropout import dropout_mask
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import INPUT_DTYPES
 from ..kernels.memory import aligned_empty
@@ -223,9 +224,11 @@ class Dropout(Layer):
             self.mask = None
             return x
         keep = 1.0 - self.ratio
-        xp = array_module(x)
-        draws = self.rng.random(x.shape) if xp is np else xp.random.random(x.shape)
-        self.mask = (draws < keep).astype(x.dtype) / x.dtype.type(keep)
+        seed = int(self.rng.bit_generator.random_raw())  # this layer's generator picks each call's draws
+        if x.dtype == np.float32 or x.dtype == np.float64:  # counter-based draws, one pass (kernels/dropout)
+            out, self.mask = dropout_forward(x, keep, seed)
+            return out
+        self.mask = dropout_mask(x.shape, keep, seed, x.dtype, array_module(x))  # 16-bit: the same draws
         return x * self.mask
 
     def backward(self, dout):

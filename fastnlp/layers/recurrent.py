@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import exp_row_sums, lstm_step_backward, lstm_step_forward
+from ..kernels import dropout_forward, exp_row_sums, lstm_step_backward, lstm_step_forward
+from ..kernels.dropout import dropout_mask
 from ..kernels.lstm import sequence_kernels
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import repeated_product
@@ -608,12 +609,15 @@ class TimeDropout(Layer):
             self.mask = None
             return xs
         keep = 1.0 - self.dropout_ratio
-        shape = (xs.shape[0], 1, xs.shape[2]) if self.variational and xs.ndim == 3 else xs.shape
-        mask = self.rng.random(shape, dtype=np.float32 if xs.dtype == np.float32 else np.float64) < keep
-        mask = mask.astype(xs.dtype)
-        mask *= xs.dtype.type(1.0 / keep)
-        self.mask = array_module(xs).asarray(mask)
-        return xs * self.mask
+        seed = int(self.rng.bit_generator.random_raw())  # this layer's generator picks each call's draws
+        if self.variational and xs.ndim == 3:  # one mask per sequence and feature, shared by the T steps
+            self.mask = dropout_mask((xs.shape[0], 1, xs.shape[2]), keep, seed, xs.dtype, array_module(xs))
+            return xs * self.mask
+        if xs.dtype != np.float32 and xs.dtype != np.float64:  # 16-bit activations: the same draws
+            self.mask = dropout_mask(xs.shape, keep, seed, xs.dtype, array_module(xs))
+            return xs * self.mask
+        out, self.mask = dropout_forward(xs, keep, seed)  # draws, mask and product in one pass
+        return out
 
     def backward(self, dout):
         dout = check_dout(dout, self.saved("shape"), "TimeDropout.backward")
