@@ -312,3 +312,28 @@ def test_training_through_gemm_equals_the_at_based_layers(model_name, dtype):
     np.testing.assert_allclose(reference, expected, rtol=rtol)
     fastest = _training_losses(model_name, np.dtype(dtype))  # gemm on the library calibrated fastest here
     np.testing.assert_allclose(fastest, expected, rtol=rtol)
+
+
+def test_time_affine_one_product_gradients_equal_the_two_step_ones():
+    """An untied TimeAffine writes dW and db with one product ([x, 1].T @ dout) into one block;
+    with its gradient arrays replaced from outside it takes the product-and-column-sums path.
+    Both give the same gradients, and NaN in dout raises on either."""
+    rng = np.random.default_rng(21)
+    W, b = rng.standard_normal((7, 30)).astype(np.float32), rng.standard_normal(30).astype(np.float32)
+    xs, dout = rng.standard_normal((3, 5, 7)).astype(np.float32), rng.standard_normal((3, 5, 30)).astype(np.float32)
+    joint, split = layers.TimeAffine(W, b), layers.TimeAffine(W, b)
+    split.grads = [np.zeros_like(W), np.zeros_like(b)]  # no longer the joint block: the two-step path
+    results = []
+    for layer in (joint, split):
+        layer.forward(xs)
+        results.append((layer.backward(dout), layer.grads[0].copy(), layer.grads[1].copy()))
+    assert joint.grads[0].base is joint.grads[1].base  # the one-product path ran on the joint block
+    for a, c in zip(*results):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results[0][2], dout.reshape(-1, 30).sum(axis=0), rtol=1e-5, atol=1e-5)
+    bad = dout.copy()
+    bad[1, 2, 3] = np.nan
+    for layer in (joint, split):
+        layer.forward(xs)
+        with pytest.raises(fastnlp.layers.NonFiniteError, match="NaN or inf"):
+            layer.backward(bad)
