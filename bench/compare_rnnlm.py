@@ -240,7 +240,7 @@ class OursContender:
                 super()._update(params, grads, grad_scale)
                 clear_autocast_cache()
 
-            _update.folds_grad_scale = True
+            _update.folds_grad_scale = _update.takes_tied_sums = True
 
         return ClearingSGD(lr=20.0)
 

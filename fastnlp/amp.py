@@ -62,7 +62,7 @@ from .layers.base import Layer, NonFiniteError
 from .kernels.dispatch import array_module
 from .layers.embedding import Embedding, plain, row_ids
 from .layers.sampling import EmbeddingDot, NegativeSamplingLoss
-from .optim import check_positive_finite, check_positive_int, clip_and_update
+from .optim import check_positive_finite, check_positive_int, clip_and_update, takes_tied_sums
 
 try:  # gemm's autocast is new; the other precisions work without it
     from .kernels.gemm import autocast as _gemm_autocast
@@ -445,7 +445,7 @@ class TrainsInPrecision:
         if not math.isfinite(loss):
             raise NonFiniteError(f"the loss is {loss}")
         self.model.backward()
-        grads = self.ties.merge(self.model.grads)
+        grads = self.ties.merge(self.model.grads, lazy=max_grad is not None and takes_tied_sums(self.optimizer))
         clip_and_update(self.optimizer, self.ties.params, grads, max_grad)
         return loss
 

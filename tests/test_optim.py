@@ -440,3 +440,42 @@ def test_update_refuses_a_grad_scale_that_is_not_positive_and_finite():
         with pytest.raises(ValueError, match="grad_scale"):
             optim.SGD(0.1).update([p], [g], grad_scale=bad)
     np.testing.assert_array_equal(p, 0)
+
+
+def test_a_lazy_tied_sum_clips_and_steps_sgd_as_the_formed_sum_does():
+    """merge(lazy=True) leaves the book's tied gradient (dense softmax part + row-sparse embedding
+    rows) unformed; its norm, its formed value and SGD's clipped step on it equal those of the
+    formed sum (to rounding), and groups it cannot leave unformed are formed as before."""
+    from fastnlp.layers.embedding import RowSparseGrad
+    from fastnlp.optim import TiedParams, TiedSum, clip_and_update, global_norm
+
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((30, 6)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    lazy_p, formed_p = [W.copy(), bias.copy()], [W.copy(), bias.copy()]
+    for step in range(3):
+        sparse = RowSparseGrad.zeros_like(W)
+        rows = np.unique(rng.integers(0, 30, size=5 + step))
+        sparse[rows] = rng.standard_normal((rows.size, 6)) * 20
+        sparse.rows = rows
+        dense = (rng.standard_normal((30, 6)) * 20).astype(np.float32).T  # laid out as TimeAffine's tied dW
+        g_bias = rng.standard_normal(6).astype(np.float32)
+        results = []
+        for params, lazy in ((lazy_p, True), (formed_p, False)):
+            ties = TiedParams([params[0], params[0].T, params[1]])
+            grads = ties.merge([sparse, np.copy(dense), g_bias.copy()], lazy=lazy)
+            assert isinstance(grads[0], TiedSum) is lazy
+            results.append((global_norm(grads), grads[0].form() if lazy else np.asarray(grads[0])))
+            clip_and_update(optim.SGD(0.1), ties.params, grads, 1.0)
+        (lazy_norm, lazy_sum), (formed_norm, formed_sum) = results
+        assert lazy_norm == pytest.approx(formed_norm, rel=1e-6)
+        np.testing.assert_allclose(lazy_sum, formed_sum, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(lazy_p[0], formed_p[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(lazy_p[1], formed_p[1])
+    both_sparse = TiedParams([W, W]).merge([sparse, sparse], lazy=True)  # no dense member: formed
+    assert not isinstance(both_sparse[0], TiedSum)
+    nan_dense = np.copy(dense)
+    nan_dense[2, 3] = np.nan
+    grads = TiedParams([W, W.T]).merge([sparse, nan_dense], lazy=True)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        clip_and_update(optim.SGD(0.1), [W], grads, 1.0)

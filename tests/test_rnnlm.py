@@ -103,17 +103,21 @@ class _Interrupt(Exception):
 
 
 class _StoppingSGD(SGD):
-    """SGD that stops the process (an exception) before its ``stop_at``-th update."""
+    """SGD that stops the process (an exception) before its ``stop_at``-th update. Its _update
+    takes what SGD's does (the clipping rate, tied sums left unformed), so until it stops it
+    runs SGD's arithmetic bit for bit."""
 
     def __init__(self, lr, stop_at):
         super().__init__(lr)
         self.calls, self.stop_at = 0, stop_at
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, grad_scale=1.0):
         self.calls += 1
         if self.calls == self.stop_at:
             raise _Interrupt
-        super()._update(params, grads)
+        super()._update(params, grads, grad_scale)
+
+    _update.folds_grad_scale = _update.takes_tied_sums = True
 
 
 @pytest.mark.parametrize("cls", [Rnnlm, BetterRnnlm])
