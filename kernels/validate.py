@@ -145,3 +145,22 @@ def cast_exactly(array, dtype, what: str = "array"):
         raise OverflowError(f"{what} has values beyond the {target} range (largest "
                             f"{np.finfo(target).max:g}); they would become inf")
     return cast
+
+
+def output_for(array, op: str, name: str, shape, x, xp):
+    """An op's output argument: a new aligned array of ``x``'s dtype and ``shape`` when None,
+    else ``array`` checked (that dtype and shape, C-contiguous, writeable, apart from ``x``):
+    ValueError naming the op and the argument otherwise."""
+    from .memory import aligned_empty
+
+    shape = tuple(shape)
+    if array is None:
+        return aligned_empty(shape, x.dtype, xp)  # the kernels store whole 64-byte vectors
+    if not hasattr(array, "dtype") or tuple(array.shape) != shape or array.dtype != x.dtype:
+        raise ValueError(f"{op}: {name} must be a {x.dtype} array of shape {shape}, got "
+                         f"{getattr(array, 'dtype', type(array).__name__)} of shape {tuple(getattr(array, 'shape', ()))}")
+    if not array.flags.c_contiguous or (type(array) is np.ndarray and not array.flags.writeable):
+        raise ValueError(f"{op}: {name} must be C-contiguous and writeable")
+    if xp.may_share_memory(array, x):
+        raise ValueError(f"{op}: {name} overlaps x; give it a buffer of its own")
+    return array

@@ -23,9 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
-from ..memory import aligned_empty
 from ..threads import parallel_rows
-from ..validate import FLOAT_DTYPES, HALF_DTYPES
+from ..validate import FLOAT_DTYPES, HALF_DTYPES, output_for
 
 KEEP_BITS = 32  # a draw keeps its top 32 bits: keep probabilities resolve to 2**-32
 
@@ -78,16 +77,7 @@ def dropout_mask(shape, keep: float, seed: int, dtype, xp=np):
 
 
 def _output(array, x, name, xp):
-    if array is None:
-        return aligned_empty(x.shape, x.dtype, xp)
-    if not hasattr(array, "dtype") or tuple(array.shape) != tuple(x.shape) or array.dtype != x.dtype:
-        raise ValueError(f"dropout_forward: {name} must be a {x.dtype} array of shape {tuple(x.shape)}, got "
-                         f"{getattr(array, 'dtype', type(array).__name__)} of shape {tuple(getattr(array, 'shape', ()))}")
-    if not array.flags.c_contiguous or (type(array) is np.ndarray and not array.flags.writeable):
-        raise ValueError(f"dropout_forward: {name} must be C-contiguous and writeable")
-    if xp.may_share_memory(array, x):
-        raise ValueError(f"dropout_forward: {name} overlaps x; give a separate array")
-    return array
+    return output_for(array, "dropout_forward", name, x.shape, x, xp)
 
 
 # ----- spec: what the generated tests and benchmarks draw ------------------------------------

@@ -29,9 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dispatch, registry
-from ..memory import aligned_empty
 from ..threads import parallel_rows
-from ..validate import FLOAT_DTYPES, HALF_DTYPES
+from ..validate import FLOAT_DTYPES, HALF_DTYPES, output_for
 
 
 def exp_row_sums(x, out=None, sums=None):
@@ -61,16 +60,7 @@ def exp_row_sums(x, out=None, sums=None):
 
 
 def _output(array, shape, x, name, xp):
-    if array is None:
-        return aligned_empty(shape, x.dtype, xp)  # the kernels store whole 64-byte vectors
-    if not hasattr(array, "dtype") or tuple(array.shape) != shape or array.dtype != x.dtype:
-        raise ValueError(f"exp_row_sums: {name} must be a {x.dtype} array of shape {shape}, got "
-                         f"{getattr(array, 'dtype', type(array).__name__)} of shape {tuple(getattr(array, 'shape', ()))}")
-    if not array.flags.c_contiguous or (type(array) is np.ndarray and not array.flags.writeable):
-        raise ValueError(f"exp_row_sums: {name} must be C-contiguous and writeable")
-    if xp.may_share_memory(array, x):
-        raise ValueError(f"exp_row_sums: {name} overlaps x; the exponentials need a buffer of their own")
-    return array
+    return output_for(array, "exp_row_sums", name, shape, x, xp)
 
 
 # ----- spec: what the generated tests and benchmarks draw ------------------------------------
