@@ -175,6 +175,13 @@ def _subtract_scaled(p, g, lr: float, grad_scale: float = 1.0) -> None:
         p -= lr * g
 
 
+def _subtract_rows(p, rows, g_rows, lr: float, grad_scale: float) -> None:
+    """``p[rows] -= lr * (grad_scale * g_rows)``, with the roundings of scaling the rows first."""
+    if grad_scale != 1.0:
+        g_rows = g_rows * grad_scale
+    p[rows] = _take(p, rows) - lr * g_rows
+
+
 def _touched(g):
     """The part of ``g`` that can be non-zero: its touched rows, or all of it."""
     rows = row_ids(g)
@@ -202,10 +209,7 @@ class SGD(Optimizer):
             if rows is None:
                 _subtract_scaled(p, plain(g), self.lr, grad_scale)
             else:
-                g_rows = _take(g, rows)
-                if grad_scale != 1.0:
-                    g_rows *= grad_scale
-                p[rows] = _take(p, rows) - self.lr * g_rows
+                _subtract_rows(p, rows, _take(g, rows), self.lr, grad_scale)
 
     _update.folds_grad_scale = True  # Optimizer.update passes the clipping rate in (see there)
     _update.takes_tied_sums = True  # and TiedParams.merge(lazy=True)'s unformed sums
@@ -531,7 +535,7 @@ class TiedSum:
         rows = np.unique(np.concatenate([row_ids(m) for m in sparse])) if sparse else np.empty(0, np.int64)
         values = np.zeros((rows.size, base.shape[1]), base.dtype)
         for m in sparse:
-            values[np.searchsorted(rows, m.rows)] += plain(m)[m.rows]
+            values[np.searchsorted(rows, m.rows)] += _take(m, m.rows)
         return cls(base, rows, values)
 
     def sum_of_squares(self) -> float:
@@ -554,8 +558,7 @@ class TiedSum:
         then the touched rows."""
         _subtract_scaled(p, self.dense, lr, grad_scale)
         if self.rows.size:
-            values = self.values * grad_scale if grad_scale != 1.0 else self.values
-            p[self.rows] = _take(p, self.rows) - lr * values
+            _subtract_rows(p, self.rows, self.values, lr, grad_scale)
 
 
 def _memory_signature(a):

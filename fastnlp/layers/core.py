@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from .. import functions as F
-from ..kernels import dropout_forward, gemm
-from ..kernels.dropout import dropout_mask
+from ..kernels import gemm
+from ..kernels.dropout import apply_dropout
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import INPUT_DTYPES
 from ..kernels.memory import aligned_empty
@@ -225,11 +225,8 @@ class Dropout(Layer):
             return x
         keep = 1.0 - self.ratio
         seed = int(self.rng.bit_generator.random_raw())  # this layer's generator picks each call's draws
-        if x.dtype == np.float32 or x.dtype == np.float64:  # counter-based draws, one pass (kernels/dropout)
-            out, self.mask = dropout_forward(x, keep, seed)
-            return out
-        self.mask = dropout_mask(x.shape, keep, seed, x.dtype, array_module(x))  # 16-bit: the same draws
-        return x * self.mask
+        out, self.mask = apply_dropout(x, keep, seed)  # counter-based draws, one pass (kernels/dropout)
+        return out
 
     def backward(self, dout):
         dout = check_dout(dout, self.saved("shape"), "Dropout.backward")

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import dropout_forward, exp_row_sums, lstm_step_backward, lstm_step_forward
-from ..kernels.dropout import dropout_mask
+from ..kernels import exp_row_sums, lstm_step_backward, lstm_step_forward
+from ..kernels.dropout import apply_dropout, dropout_mask
 from ..kernels.lstm import sequence_kernels
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import autocast_dtype, repeated_product
@@ -647,10 +647,7 @@ class TimeDropout(Layer):
         if self.variational and xs.ndim == 3:  # one mask per sequence and feature, shared by the T steps
             self.mask = dropout_mask((xs.shape[0], 1, xs.shape[2]), keep, seed, xs.dtype, array_module(xs))
             return xs * self.mask
-        if xs.dtype != np.float32 and xs.dtype != np.float64:  # 16-bit activations: the same draws
-            self.mask = dropout_mask(xs.shape, keep, seed, xs.dtype, array_module(xs))
-            return xs * self.mask
-        out, self.mask = dropout_forward(xs, keep, seed)  # draws, mask and product in one pass
+        out, self.mask = apply_dropout(xs, keep, seed)  # draws, mask and product in one pass
         return out
 
     def backward(self, dout):

@@ -67,6 +67,16 @@ def dropout_forward(x, keep: float, seed: int, out=None, mask=None):
     return out, mask
 
 
+def apply_dropout(x, keep: float, seed: int):
+    """``(out, mask)`` for a floating-point ``x`` of any dtype, what the Dropout layers run:
+    ``dropout_forward`` for float32 / float64, and for 16-bit activations the same draws
+    through :func:`dropout_mask` and NumPy's product."""
+    if x.dtype == np.float32 or x.dtype == np.float64:
+        return dropout_forward(x, keep, seed)
+    mask = dropout_mask(x.shape, keep, seed, x.dtype, dispatch.array_module(x))
+    return x * mask, mask
+
+
 def dropout_mask(shape, keep: float, seed: int, dtype, xp=np):
     """The mask alone (``1 / keep`` or 0 per element, ``dtype``) that ``dropout_forward`` would
     draw for an array of ``shape`` and this seed: for variational masks shared across steps,

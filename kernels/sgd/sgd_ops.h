@@ -2,8 +2,8 @@
  * p[i] = p[i] - round(lr * round(grad_scale * g[i])).
  *
  * Contraction is off for this file's loops: a fused multiply-add would round once where the
- * contract (NumPy's g *= grad_scale; p -= lr * g) rounds each product and the difference. GCC vectorises the plain loop at each clone's
- * width (FASTNLP_CLONES). */
+ * contract (NumPy's g *= grad_scale; p -= lr * g) rounds each product and the difference. GCC
+ * vectorises the plain loop at each clone's width (FASTNLP_CLONES). */
 #ifndef FASTNLP_SGD_OPS_H
 #define FASTNLP_SGD_OPS_H
 
