@@ -387,3 +387,14 @@ def test_word2vec_encode_refuses_an_id_outside_int32(word_id):
             cython([["a", "big"]], {"a": 0, "big": 2**31})
         ids, ends = cython([["a", "big"]], {"a": 0, "big": 2**31 - 1})  # the largest id still fits
         assert ids.tolist() == [0, 2**31 - 1] and ends.tolist() == [2]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=garbage_arrays(), keep=st.sampled_from([0.0, -0.5, 0.5, 1.0, 1.5, np.nan, np.inf, 2.0**-33]),
+       seed=st.sampled_from([0, 7, 2**64 - 1, -1, 2**64]))
+def test_dropout_forward_on_garbage(x, keep, seed):
+    """Any dtype, shape, keep probability and seed: the same masked array on every backend, or
+    the same clean error (a dtype the op does not take, keep outside (0, 1], a seed outside uint64)."""
+    outcomes = _on_every_backend(lambda: fastnlp.kernels.dropout_forward(x.copy(), keep, seed))
+    _assert_all_agree({backend: (kind, value if kind == "error" else np.stack(value))
+                       for backend, (kind, value) in outcomes.items()})
