@@ -11,9 +11,13 @@ into the model's jobs (10,000 words each), from the same initial weights:
 * ``kernel x2 private``: the same two threads, each on its own copy of the weights, so no row
   is written by both: the difference from ``shared`` is what the rows the threads share cost
   (cache lines of frequent words' rows passed between the cores);
+* ``kernel x2 private rows``: ``shared``, each job keeping its own copies of the most frequent
+  words' rows (what ``workers=2`` does: ``fastnlp.kernels.word2vec.private_rows_for``), synced
+  every ``SYNC_TOKENS`` tokens;
 * ``model x1`` / ``model x2``: ``Word2Vec.train`` for one epoch with 1 and 2 workers (its jobs'
   ids reused, as from the second epoch on): the difference from the kernel rows is the Python
   around the kernel (job queue, checks, the GIL);
+* ``model x2 no private rows``: ``model x2`` with ``private_rows=0`` (plain Hogwild);
 * ``gensim x1`` / ``gensim x2`` (``--gensim``): gensim's ``train`` for one epoch;
 * ``kernel x1 <level>`` (``--simd``): the 1-thread kernel with each other float step this CPU
   runs (``_cython_impl.SIMD_LEVELS``: the 4-lane AVX2 step beside the default AVX-512 one).
@@ -62,11 +66,11 @@ def main(argv=None):
     encode = registry.kernel("word2vec_encode")
     jobs = [encode(batch, model.vocabulary.word_to_id) for batch, _ in _group_into_jobs(sentences, 10_000)]
 
-    def kernel_epoch(threads, shared):
+    def kernel_epoch(threads, shared, private_rows=0):
         copies = [tuple(w.copy() for w in (model.syn0, model.syn1neg, model.syn1))
                   for _ in range(1 if shared else threads)]
         kernels = [kernel_ops.TrainingKernel(*w, model._tables, sg=bool(args.sg), window=model.window,
-                                             negative=model.negative) for w in copies]
+                                             negative=model.negative, private_rows=private_rows) for w in copies]
         taken, lock, cpu = [0], threading.Lock(), []
 
         def work(kernel):
@@ -88,13 +92,18 @@ def main(argv=None):
             worker.join()
         return time.perf_counter() - start, sum(cpu)
 
-    def model_epoch(workers):
-        trained = fastnlp.Word2Vec(sg=args.sg, workers=workers, seed=1, epochs=2, progress=False, **SETTINGS)
+    def model_epoch(workers, private_rows=None):
+        # One call of two epochs, timed from the end of the first (which encodes the jobs; a
+        # call's later epochs reuse their ids) to the end of the second.
+        ends = []
+        trained = fastnlp.Word2Vec(sg=args.sg, workers=workers, seed=1, epochs=2, progress=False,
+                                   private_rows=private_rows,
+                                   callbacks=[lambda *_: ends.append((time.perf_counter(), time.process_time()))],
+                                   **SETTINGS)
         trained.build_vocab(sentences)
-        trained.train(sentences, stop_after=1)  # encodes the jobs; the timed epoch reuses their ids
-        cpu, start = time.process_time(), time.perf_counter()
         trained.train(sentences)
-        return time.perf_counter() - start, time.process_time() - cpu
+        (wall0, cpu0), (wall1, cpu1) = ends
+        return wall1 - wall0, cpu1 - cpu0
 
     def gensim_epoch(workers):
         import gensim
@@ -105,9 +114,11 @@ def main(argv=None):
         trained.train(sentences, total_examples=len(sentences), epochs=1)
         return time.perf_counter() - start, time.process_time() - cpu
 
+    hot_rows = kernel_ops.private_rows_for(2, model.vector_size, model.syn0.itemsize)
     variants = {"kernel x1": lambda: kernel_epoch(1, True), "kernel x2 shared": lambda: kernel_epoch(2, True),
-                "kernel x2 private": lambda: kernel_epoch(2, False), "model x1": lambda: model_epoch(1),
-                "model x2": lambda: model_epoch(2)}
+                "kernel x2 private": lambda: kernel_epoch(2, False),
+                "kernel x2 private rows": lambda: kernel_epoch(2, True, hot_rows), "model x1": lambda: model_epoch(1),
+                "model x2": lambda: model_epoch(2), "model x2 no private rows": lambda: model_epoch(2, 0)}
     if args.gensim:
         variants.update({"gensim x1": lambda: gensim_epoch(1), "gensim x2": lambda: gensim_epoch(2)})
 
@@ -126,7 +137,8 @@ def main(argv=None):
 
         for level in _cython_impl.SIMD_LEVELS[1:]:
             variants[f"kernel x1 {level}"] = lambda level=level: kernel_epoch_at(level)
-    one_thread = {"kernel x2 shared": "kernel x1", "kernel x2 private": "kernel x1", "model x2": "model x1",
+    one_thread = {"kernel x2 shared": "kernel x1", "kernel x2 private": "kernel x1",
+                  "kernel x2 private rows": "kernel x1", "model x2": "model x1", "model x2 no private rows": "model x1",
                   "gensim x2": "gensim x1"}
     load_before = os.getloadavg()
     results = {name: [] for name in variants}
@@ -144,7 +156,7 @@ def main(argv=None):
 
         backend += f" (step {_cython_impl.SIMD})"
     print(f"\nPTB train, {n_words:,} words, one epoch, {'skip-gram' if args.sg else 'CBOW'}, "
-          f"{len(jobs)} jobs; backend {backend}; "
+          f"{len(jobs)} jobs; backend {backend}; private rows with 2 threads {hot_rows}; "
           f"{args.turns} turns, medians\n")
     print("| variant | wall s | words/s | 2 threads / 1 thread | CPU s |")
     print("| --- | ---: | ---: | ---: | ---: |")

@@ -215,6 +215,40 @@ def test_shrink_windows_is_a_saved_setting_that_changes_training(planted, tmp_pa
         Word2Vec(sentences, shrink_windows="no", **FAST)
 
 
+def test_private_rows_follow_the_workers_and_are_a_saved_setting(planted, tmp_path):
+    sentences, topics = planted
+    one = Word2Vec(sentences, sg=0, workers=1, **FAST)
+    assert one.private_rows is None and one._training_kernel(100).private_rows == 0  # bit-exact single worker
+    two = Word2Vec(sentences, sg=0, workers=2, **FAST)
+    # 128 KiB of rows per matrix: 2,048 rows of 16 floats, capped by the kernel at the 24 words
+    assert two._training_kernel(100).private_rows == ops.PRIVATE_BYTES // (16 * 4)
+    assert topic_accuracy(two, topics) >= 0.95
+    # one worker with every row private: the rule's arithmetic only, so the same topics
+    private = Word2Vec(sentences, sg=0, workers=1, private_rows=5, **FAST)
+    assert private._training_kernel(100).private_rows == 5 and topic_accuracy(private, topics) >= 0.95
+    assert Word2Vec.load(private.save(tmp_path / "m.npz")).private_rows == 5
+    for bad, error in ((-1, ValueError), (True, TypeError), (2.5, TypeError)):
+        with pytest.raises(error, match="private_rows"):
+            Word2Vec(sentences, private_rows=bad, **FAST)
+
+
+def test_the_training_kernel_refuses_negative_private_rows(planted):
+    model = Word2Vec(vector_size=4, min_count=1, progress=False).build_vocab(planted[0][:50])
+    for name in ("private_rows", "sync_tokens"):
+        with pytest.raises(ValueError, match=name):
+            ops.TrainingKernel(model.syn0, model.syn1neg, model.syn1, model._tables, sg=True, window=2, negative=5,
+                               **{name: -1})
+
+
+def test_private_rows_equal_the_plain_loop_up_to_rounding_in_one_thread(planted):
+    """With one writer the rule is start + (trained - start) per range: the plain loop's rows
+    up to one rounding per range, on every backend (the generated tests check the bits)."""
+    sentences = planted[0][:300]
+    plain = Word2Vec(sentences, sg=1, workers=1, **FAST)
+    private = Word2Vec(sentences, sg=1, workers=1, private_rows=10_000, **FAST)
+    np.testing.assert_allclose(private.syn0, plain.syn0, rtol=1e-3, atol=1e-5)
+
+
 def test_min_count_with_a_given_vocabulary_drops_rare_ids():
     vocab = Vocabulary(["a", "b", "rare"])
     sentences = [np.array([0, 1, 0, 1, 2]), [1, 0, 1, 0]]
@@ -629,8 +663,24 @@ def emulated_cuda(tmp_path_factory):
 
 
 def _run_emulated(module, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points, codes,
-                  lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows):
-    """cupy_impl.train_hogwild's launch (one block of ``threads``) on the emulated kernel."""
+                  lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+                  private_rows, sync_tokens):
+    """The CuPy op's launches (one block of ``threads``, one per range of sentences, the private
+    rows' rule between them: cupy_impl.word2vec_sg/cbow) on the emulated kernel."""
+    from fastnlp.kernels.word2vec import reference
+
+    def launch(first, stop):
+        return _launch_emulated(module, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index,
+                                points, codes, lengths, tables, max_exp, window, negative, alpha_start, alpha_end,
+                                seed, shrink_windows, first, stop)
+
+    return reference.train_privately(launch, syn0, syn1neg, ends, private_rows, sync_tokens)
+
+
+def _launch_emulated(module, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, alias_prob, alias_index, points,
+                     codes, lengths, tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+                     first, stop):
+    """cupy_impl.train_hogwild's launch over sentences [first, stop) on the emulated kernel."""
     V, D = syn0.shape
     N = tokens.shape[0]
     if V == 0 or N == 0:
@@ -649,7 +699,7 @@ def _run_emulated(module, threads, sg, syn0, syn1neg, syn1, tokens, ends, keep, 
     T = tables.shape[1]
     kernel = module.get_function("word2vec_train_" + ("f32" if syn0.dtype == np.float32 else "f64"))
     kernel((1,), (threads,),
-           (np.int32(sg), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), ends, np.int64(ends.shape[0]), keep,
+           (np.int32(sg), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), ends, np.int64(first), np.int64(stop), keep,
             alias_prob, alias_index, np.int64(alias_prob.shape[0]), points, codes, lengths, np.int64(max_code),
             np.int32(hs), tables, np.int64(T), real(max_exp), real(T / (2.0 * max_exp)), np.int64(window),
             np.int64(negative), np.float64(alpha_start), np.float64(alpha_end), np.uint64(seed),

@@ -167,6 +167,7 @@ def test_every_sentence_of_a_multi_block_launch_is_trained_once(gpu):
     @given(args=ops._examples())
     def check(args):
         n_sentences = args[4].shape[0]
+        args = args[:-2]  # no private rows: the multi-block launch trains every row in place
         for blocks in (1, 3, n_sentences + 2):
             mine = [cupy.asarray(a.copy()) if isinstance(a, np.ndarray) else a for a in args]
             theirs = [a.copy() if isinstance(a, np.ndarray) else a for a in args]

@@ -426,7 +426,12 @@ class Word2Vec:
     ``alpha`` decays linearly to ``min_alpha`` over all words of all epochs; ``workers``
     training threads; ``seed`` fixes initial vectors and every random draw, so ``workers=1``
     gives the same vectors bit for bit on every run. ``workers > 1`` is Hogwild (threads update
-    shared rows without locks): as good, faster, not reproducible bit for bit.
+    shared rows without locks): as good, faster, not reproducible bit for bit. Each job then keeps
+    its own copies of the most frequent words' rows (``private_rows``, keyword-only: None picks
+    128 KiB of rows with several workers and none with one; 0 turns it off), adding their
+    change to the shared rows every 2,500 tokens: those rows are the ones every thread writes,
+    and sharing them cache line by cache line kept two CBOW workers at 1.3x one (see
+    ``fastnlp.kernels.word2vec``).
     Keyword-only: ``vocabulary``, ``max_vocab_size`` (prune rare words while counting, as
     word2vec.c), ``ns_exponent``, ``shrink_windows`` (True: each centre word's window is drawn
     from 1..``window`` as in word2vec.c and gensim, weighting near contexts more; False: always
@@ -454,7 +459,7 @@ class Word2Vec:
                  min_count=5, alpha=0.025, min_alpha=0.0001, epochs=5, workers=1, seed=1, *, corpus_file=None,
                  vocabulary=None, max_vocab_size=None, ns_exponent=0.75, shrink_windows=True, callbacks=(),
                  progress=True, batch_words=10000, drop_unseen=False, precision="fp32", rounding="nearest",
-                 encoding="utf-8", device=None):
+                 encoding="utf-8", device=None, private_rows=None):
         self.sg = _int_setting(int(sg) if isinstance(sg, bool) else sg, "sg", 0)
         self.hs = _int_setting(int(hs) if isinstance(hs, bool) else hs, "hs", 0)
         if self.sg > 1 or self.hs > 1:
@@ -490,6 +495,9 @@ class Word2Vec:
         if not isinstance(drop_unseen, (bool, np.bool_)):
             raise TypeError(f"drop_unseen must be True or False, got {drop_unseen!r}")
         self.drop_unseen = bool(drop_unseen)
+        if private_rows is not None:
+            private_rows = _int_setting(private_rows, "private_rows", 0)
+        self.private_rows = private_rows
         self._precision = Precision(precision, rounding=rounding)
         if self._precision.mode == "mixed":
             raise ValueError(f"Word2Vec trains with a fused kernel (no matrix products, no separate forward and "
@@ -864,9 +872,12 @@ class Word2Vec:
                                              window=self.window, negative=self.negative,
                                              shrink_windows=self.shrink_windows, blocks=self._device_blocks())
         else:
+            private_rows = self.private_rows
+            if private_rows is None:
+                private_rows = kernel_ops.private_rows_for(self.workers, self.vector_size, self.syn0.itemsize)
             kernel = kernel_ops.TrainingKernel(self.syn0, self.syn1neg, self.syn1, self._tables, sg=bool(self.sg),
                                                window=self.window, negative=self.negative,
-                                               shrink_windows=self.shrink_windows)
+                                               shrink_windows=self.shrink_windows, private_rows=private_rows)
         kernel.check_scratch(largest_job)
         return kernel
 
@@ -1150,7 +1161,7 @@ class Word2Vec:
 
     _SETTINGS = ("sg", "vector_size", "window", "negative", "hs", "sample", "min_count", "alpha", "min_alpha",
                  "epochs", "workers", "seed", "max_vocab_size", "ns_exponent", "shrink_windows", "batch_words",
-                 "progress", "drop_unseen", "precision", "rounding", "encoding")
+                 "progress", "drop_unseen", "precision", "rounding", "encoding", "private_rows")
 
     def save(self, path):
         """Write the whole model to one ``.npz`` (weights, vocabulary with counts, settings and

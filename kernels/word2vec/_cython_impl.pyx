@@ -34,6 +34,7 @@ from cpython.object cimport PyObject
 from cython cimport floating
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -343,6 +344,18 @@ def use_simd(level):
     return SIMD
 
 
+cdef inline void _merge_private(floating* shared, floating* own, floating* at_start, Py_ssize_t n,
+                                bint again) noexcept nogil:
+    # The private rows' synchronisation: shared += own - at_start (changes other threads made
+    # meanwhile are kept); again: own and at_start restart from the shared rows.
+    cdef Py_ssize_t q
+    for q in range(n):
+        shared[q] += own[q] - at_start[q]
+    if again:
+        memcpy(own, shared, n * sizeof(floating))
+        memcpy(at_start, shared, n * sizeof(floating))
+
+
 cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floating* syn1, Py_ssize_t D,
                              const int32_t* tokens, Py_ssize_t n_tokens, const int64_t* sentence_ends,
                              Py_ssize_t n_sentences, const int64_t* keep_below, const int64_t* alias_prob,
@@ -352,13 +365,18 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                              Py_ssize_t negative, double alpha_start, double alpha_end, uint64_t seed,
                              bint shrink_windows, int32_t* kept, int64_t* kept_at, floating** ctx_ptr,
                              floating** out_ptr, floating** in_ptr, floating* out_label, floating* G, floating* errors,
-                             floating* h) noexcept nogil:
+                             floating* h, floating* own0, Py_ssize_t n_own0, floating* own1,
+                             Py_ssize_t n_own1, floating* start0, floating* start1,
+                             Py_ssize_t sync_tokens) noexcept nogil:
     # One job, sentence by sentence, in the order of reference._train: the sampling here, the
     # vector work of each centre word in w2v_step_*. Scratch (from _run_typed): kept/kept_at (N),
     # ctx_ptr (2 min(window, N) context rows), out_ptr/out_label (outputs: rows of syn1 or syn1neg),
-    # in_ptr (inputs), G (inputs x outputs), errors (inputs x D), h (D).
-    cdef double loss = 0.0
-    cdef int64_t trained = 0
+    # in_ptr (inputs), G (inputs x outputs), errors (inputs x D), h (D). Rows below n_own0 of
+    # syn0 and below n_own1 of syn1neg are read and written in the job's own copies own0/own1
+    # (start0/start1: the copies' values at the last synchronisation), synchronised after each
+    # sentence that ends sync_tokens or more tokens past the last one (reference.sync_ranges).
+    cdef double loss = 0.0, total = 0.0
+    cdef int64_t trained = 0, synced = 0
     cdef Py_ssize_t s, t, i, j, k, n, B, O, start = 0, end, reduced, lo, hi
     cdef uint64_t stride = negative + 2, r
     cdef int64_t word, center, sample, column
@@ -387,7 +405,7 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
             B = 0
             for j in range(lo, hi):
                 if j != i:
-                    ctx_ptr[B] = syn0 + <Py_ssize_t>kept[j] * D
+                    ctx_ptr[B] = (own0 if kept[j] < n_own0 else syn0) + <Py_ssize_t>kept[j] * D
                     B += 1
             if B == 0:
                 continue
@@ -398,7 +416,7 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                     out_label[O] = one - <floating>codes[center * max_code + k]
                     O += 1
             if negative > 0:
-                out_ptr[O] = syn1neg + center * D
+                out_ptr[O] = (own1 if center < n_own1 else syn1neg) + center * D
                 out_label[O] = one
                 O += 1
                 for k in range(negative):
@@ -409,7 +427,7 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                     else:
                         sample = alias_index[column]
                     if sample != center:
-                        out_ptr[O] = syn1neg + sample * D
+                        out_ptr[O] = (own1 if sample < n_own1 else syn1neg) + sample * D
                         out_label[O] = zero
                         O += 1
             if floating is float:
@@ -419,7 +437,13 @@ cdef (double, int64_t) _train(bint sg, floating* syn0, floating* syn1neg, floati
                 w2v_step_d(sg, ctx_ptr, B, out_ptr, out_label, O, D, alpha, tables, T, mx, scale, in_ptr, G,
                            errors, h, &loss)
         start = end
-    return loss, trained
+        if (n_own0 or n_own1) and sync_tokens > 0 and end - synced >= sync_tokens and s + 1 < n_sentences:
+            _merge_private(syn0, own0, start0, n_own0 * D, True)
+            _merge_private(syn1neg, own1, start1, n_own1 * D, True)
+            synced = end
+            total += loss  # the loss of the job is the sum of its ranges' (reference.train_privately)
+            loss = 0.0
+    return total + loss, trained
 
 
 cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::1] syn1neg,
@@ -429,7 +453,8 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
                                   const int32_t[:, ::1] points, const uint8_t[:, ::1] codes,
                                   const int32_t[::1] code_lengths, const floating[:, ::1] tables,
                                   double max_exp, Py_ssize_t window, Py_ssize_t negative, double alpha_start,
-                                  double alpha_end, uint64_t seed, bint shrink_windows) except *:
+                                  double alpha_end, uint64_t seed, bint shrink_windows,
+                                  Py_ssize_t private_rows, Py_ssize_t sync_tokens) except *:
     cdef Py_ssize_t D = syn0.shape[1], N = tokens.shape[0], T = tables.shape[1]
     cdef bint hs = code_lengths.shape[0] > 0
     cdef Py_ssize_t max_code = points.shape[1] if hs else 0
@@ -446,6 +471,12 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
     cdef floating** in_ptr = <floating**>malloc((max_in + 1) * sizeof(floating*))
     cdef floating* reals = <floating*>malloc((max_out + max_in * max_out + max_in * D + D + 1) * sizeof(floating))
     cdef (double, int64_t) result = (0.0, 0)
+    # The job's own copies of the first rows (the most frequent words'): [syn0 rows | syn1neg
+    # rows], then the same again as they were at the start, to add the job's change at its end.
+    cdef Py_ssize_t n_own0 = min(private_rows, syn0.shape[0]), n_own1 = min(private_rows, syn1neg.shape[0])
+    cdef Py_ssize_t own_size = (n_own0 + n_own1) * D, q
+    cdef floating* own = <floating*>malloc((2 * own_size + 1) * sizeof(floating))
+    cdef floating* syn0_p = &syn0[0, 0]
     cdef floating* syn1neg_p = &syn1neg[0, 0] if syn1neg.shape[0] else &dummy
     cdef floating* syn1_p = &syn1[0, 0] if syn1.shape[0] else &dummy
     cdef const int32_t* tokens_p = &tokens[0] if N else <const int32_t*>kept
@@ -456,16 +487,27 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
     cdef const uint8_t* codes_p = &codes[0, 0] if codes.size else <const uint8_t*>kept
     cdef const int32_t* lengths_p = &code_lengths[0] if hs else <const int32_t*>kept
     try:
-        if kept == NULL or kept_at == NULL or ctx_ptr == NULL or out_ptr == NULL or in_ptr == NULL or reals == NULL:
+        if (kept == NULL or kept_at == NULL or ctx_ptr == NULL or out_ptr == NULL or in_ptr == NULL or reals == NULL
+                or own == NULL):
             raise MemoryError()
         with nogil:
-            result = _train(sg, &syn0[0, 0], syn1neg_p, syn1_p, D, tokens_p, N, ends_p, sentence_ends.shape[0],
+            memcpy(own, syn0_p, n_own0 * D * sizeof(floating))
+            memcpy(own + n_own0 * D, syn1neg_p, n_own1 * D * sizeof(floating))
+            memcpy(own + own_size, own, own_size * sizeof(floating))
+            result = _train(sg, syn0_p, syn1neg_p, syn1_p, D, tokens_p, N, ends_p, sentence_ends.shape[0],
                             &keep_below[0], alias_prob_p, alias_index_p, alias_prob.shape[0], points_p, codes_p,
                             lengths_p, max_code, hs, &tables[0, 0], T, <floating>max_exp,
                             <floating>(T / (2.0 * max_exp)), window, negative, alpha_start, alpha_end, seed,
                             shrink_windows, kept, kept_at, ctx_ptr, out_ptr, in_ptr, reals, reals + max_out,
-                            reals + max_out + max_in * max_out, reals + max_out + max_in * max_out + max_in * D)
+                            reals + max_out + max_in * max_out, reals + max_out + max_in * max_out + max_in * D,
+                            own, n_own0, own + n_own0 * D, n_own1, own + own_size, own + own_size + n_own0 * D,
+                            sync_tokens)
+            # row += (own copy now - own copy at the start): other threads' changes to these rows
+            # during the job are kept (Hogwild, as for every other row).
+            _merge_private(syn0_p, own, own + own_size, n_own0 * D, False)
+            _merge_private(syn1neg_p, own + n_own0 * D, own + own_size + n_own0 * D, n_own1 * D, False)
     finally:
+        free(own)
         free(kept)
         free(kept_at)
         free(ctx_ptr)
@@ -477,35 +519,36 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
 
 def _run(bint sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
          codes, code_lengths, sigmoid_tables, double max_exp, Py_ssize_t window, Py_ssize_t negative,
-         double alpha_start, double alpha_end, uint64_t seed, bint shrink_windows):
+         double alpha_start, double alpha_end, uint64_t seed, bint shrink_windows, Py_ssize_t private_rows,
+         Py_ssize_t sync_tokens):
     cdef (double, int64_t) result
     if syn0.shape[0] == 0:
         return 0.0, 0
     if syn0.dtype == np.float32:
         result = _run_typed[float](sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
                                    alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
-                                   negative, alpha_start, alpha_end, seed, shrink_windows)
+                                   negative, alpha_start, alpha_end, seed, shrink_windows, private_rows, sync_tokens)
     else:
         result = _run_typed[double](sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
                                     alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
-                                    negative, alpha_start, alpha_end, seed, shrink_windows)
+                                    negative, alpha_start, alpha_end, seed, shrink_windows, private_rows, sync_tokens)
     return float(result[0]), int(result[1])
 
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed, shrink_windows):
+                alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
     return _run(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
                 codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
-                shrink_windows)
+                shrink_windows, private_rows, sync_tokens)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed, shrink_windows):
+                  alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
     return _run(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
                 codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
-                shrink_windows)
+                shrink_windows, private_rows, sync_tokens)
 
 
 def word2vec_encode(list sentences, dict word_to_id):
@@ -535,3 +578,4 @@ def word2vec_encode(list sentences, dict word_to_id):
         ends_view[i] = k
         i += 1
     return (ids if k == total else ids[:k].copy()), ends
+

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._cuda import typed_kernel
 from . import FLOATS, MAX_SCRATCH_BYTES, MAX_WINDOW, Tables, check_job, check_problem, scratch_bytes
+from .reference import train_privately
 
 SOURCE = Path(__file__).with_name("word2vec.cu")
 THREADS = 128  # a multiple of 16: one dot product per 16 threads
@@ -36,9 +37,10 @@ def default_blocks(device_id=None) -> int:
 
 def launch_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
                    codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
-                   shrink_windows=True, blocks=1):
-    """One job on ``blocks`` thread blocks, asynchronously: returns the device arrays of the
-    loss and the trained words of each block (the host waits only when it reads them)."""
+                   shrink_windows=True, blocks=1, first=0, stop=None):
+    """One job (its sentences [first, stop), all by default) on ``blocks`` thread blocks,
+    asynchronously: returns the device arrays of the loss and the trained words of each block
+    (the host waits only when it reads them)."""
     V, D = syn0.shape
     N = tokens.shape[0]
     if V == 0 or N == 0:
@@ -61,7 +63,7 @@ def launch_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, a
     typed_kernel(SOURCE, "word2vec_train", syn0.dtype)(
         (blocks,), (THREADS,),
         (np.int32(bool(sg)), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), sentence_ends,
-         np.int64(sentence_ends.shape[0]), keep_below, alias_prob, alias_index, np.int64(alias_prob.shape[0]),
+         np.int64(first), np.int64(sentence_ends.shape[0] if stop is None else stop), keep_below, alias_prob, alias_index, np.int64(alias_prob.shape[0]),
          points, codes, code_lengths, np.int64(max_code), np.int32(hs), sigmoid_tables, np.int64(T),
          real(max_exp), real(T / (2.0 * max_exp)), np.int64(window), np.int64(negative), np.float64(alpha_start),
          np.float64(alpha_end), np.uint64(seed), np.int32(bool(shrink_windows)), kept, kept_at, reals, np.int64(block_reals), ints,
@@ -71,28 +73,33 @@ def launch_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, a
 
 def train_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
                   codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
-                  shrink_windows=True, blocks=1):
-    """One job on ``blocks`` thread blocks; returns (loss, trained) like the registered ops."""
+                  shrink_windows=True, blocks=1, first=0, stop=None):
+    """One job (sentences [first, stop)) on ``blocks`` thread blocks; returns (loss, trained)
+    like the registered ops."""
     loss, trained = launch_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
                                    alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
-                                   negative, alpha_start, alpha_end, seed, shrink_windows, blocks)
+                                   negative, alpha_start, alpha_end, seed, shrink_windows, blocks, first, stop)
     return float(loss.sum()), int(trained.sum())
 
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed, shrink_windows):
-    return train_hogwild(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
-                         points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                         alpha_end, seed, shrink_windows)
+                alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
+    return train_privately(
+        lambda first, stop: train_hogwild(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
+                                          alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
+                                          negative, alpha_start, alpha_end, seed, shrink_windows, 1, first, stop),
+        syn0, syn1neg, cupy.asnumpy(sentence_ends), private_rows, sync_tokens)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed, shrink_windows):
-    return train_hogwild(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
-                         points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                         alpha_end, seed, shrink_windows)
+                  alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
+    return train_privately(
+        lambda first, stop: train_hogwild(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
+                                          alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
+                                          negative, alpha_start, alpha_end, seed, shrink_windows, 1, first, stop),
+        syn0, syn1neg, cupy.asnumpy(sentence_ends), private_rows, sync_tokens)
 
 
 class HogwildKernel:

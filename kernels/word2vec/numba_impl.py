@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from .._numba_common import splitmix64
+from .reference import train_privately
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -144,7 +145,8 @@ def _add_to(y, yo, x, xo, D):
 
 @numba.njit(cache=True, nogil=True)
 def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-           codes, code_lengths, tables, mx, scale, window, negative, alpha_start, alpha_end, seed, shrink_windows, zero, one):
+           codes, code_lengths, tables, mx, scale, window, negative, alpha_start, alpha_end, seed, shrink_windows, zero, one,
+           first, stop):
     n_tokens = tokens.shape[0]
     T = tables.shape[0] // 3
     hs = code_lengths.shape[0] > 0
@@ -167,10 +169,10 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
     stride = negative + 2
     loss = 0.0
     trained = 0
-    start = 0
+    start = sentence_ends[first - 1] if first > 0 else 0
     if n_tokens == 0:
         return loss, trained
-    for s in range(sentence_ends.shape[0]):
+    for s in range(first, stop):
         end = sentence_ends[s]
         cast[0] = alpha_start + (alpha_end - alpha_start) * (start / n_tokens)
         alpha = cast[0]
@@ -257,25 +259,41 @@ def _train(sg, syn0, syn1neg, syn1, D, tokens, sentence_ends, keep_below, alias_
 
 
 def _run(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points, codes,
-         code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows):
+         code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+         private_rows, sync_tokens):
+    # The private rows get the rule's arithmetic between the ranges of sentences; the rows are
+    # shared while a range runs (only the Cython loop keeps copies: threads scale there).
+    return train_privately(
+        lambda first, stop: _run_range(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
+                                       alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
+                                       negative, alpha_start, alpha_end, seed, shrink_windows, first, stop),
+        syn0, syn1neg, sentence_ends, private_rows, sync_tokens)
+
+
+def _run_range(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points, codes,
+               code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+               first, stop):
     real = syn0.dtype.type
     T = sigmoid_tables.shape[1]
     loss, trained = _train(sg, syn0.reshape(-1), syn1neg.reshape(-1), syn1.reshape(-1), syn0.shape[1], tokens,
                            sentence_ends, keep_below, alias_prob, alias_index, points, codes, code_lengths,
                            sigmoid_tables.reshape(-1), real(max_exp), real(T / (2.0 * max_exp)), window, negative,
-                           float(alpha_start), float(alpha_end), np.uint64(seed), bool(shrink_windows), real(0), real(1))
+                           float(alpha_start), float(alpha_end), np.uint64(seed), bool(shrink_windows), real(0), real(1),
+                           first, stop)
     return float(loss), int(trained)
 
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed, shrink_windows):
+                alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
     return _run(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows)
+                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+                private_rows, sync_tokens)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed, shrink_windows):
+                  alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
     return _run(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
-                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows)
+                codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+                private_rows, sync_tokens)

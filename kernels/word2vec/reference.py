@@ -55,9 +55,61 @@ def _gradient(f, label, alpha, tables, max_exp, scale):
     return f * alpha, math.nan  # f is NaN: the weights have diverged, the caller stops
 
 
+def private_copies(syn0, syn1neg, private_rows):
+    """The rows a job keeps to itself (the first ``private_rows`` of syn0 and of syn1neg), copied."""
+    return syn0[:private_rows].copy(), syn1neg[:private_rows].copy()
+
+
+def sync_ranges(sentence_ends, sync_tokens):
+    """The job's sentences cut into ranges ``(first, stop)``: a range ends with the first
+    sentence that ends ``sync_tokens`` or more tokens past the range's first token (0: the
+    whole job is one range). The private rows are synchronised after each range."""
+    n = sentence_ends.shape[0]
+    if sync_tokens <= 0 or n == 0:
+        return [(0, n)]
+    ranges, first, begin = [], 0, 0
+    for s, end in enumerate(sentence_ends.tolist()):
+        if end - begin >= sync_tokens:
+            ranges.append((first, s + 1))
+            first, begin = s + 1, end
+    if first < n:
+        ranges.append((first, n))
+    return ranges
+
+
+def train_privately(train_range, syn0, syn1neg, sentence_ends, private_rows, sync_tokens):
+    """One job (``train_range(first, stop)`` trains sentences [first, stop) in place and returns
+    (loss, trained)) under the private-rows rule, for a caller that is the only writer of the
+    weights: after each range of :func:`sync_ranges`, every private row is set to its value at
+    the range's start plus the range's change, ``start + (trained - start)``, the float
+    operations of a job that trained copies and added their change to the shared rows."""
+    loss, trained = 0.0, 0
+    for first, stop in sync_ranges(sentence_ends, sync_tokens if private_rows else 0):
+        at_start = private_copies(syn0, syn1neg, private_rows)
+        range_loss, range_trained = train_range(first, stop)
+        loss, trained = loss + range_loss, trained + range_trained
+        for weights, start in zip((syn0, syn1neg), at_start):
+            rows = start.shape[0]
+            weights[:rows] = start + (weights[:rows] - start)
+    return loss, trained
+
+
 def _train(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
            points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-           alpha_end, seed, shrink_windows):
+           alpha_end, seed, shrink_windows, private_rows, sync_tokens):
+    # One call is one thread here, so nothing else writes the private rows during the job: it
+    # trains them in place and applies the rule's arithmetic after each range.
+    return train_privately(
+        lambda first, stop: _train_rows(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
+                                        alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
+                                        negative, alpha_start, alpha_end, seed, shrink_windows, first, stop),
+        syn0, syn1neg, sentence_ends, private_rows, sync_tokens)
+
+
+def _train_rows(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
+                points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
+                alpha_end, seed, shrink_windows, first, stop):
+    """Sentences [first, stop) of the job, trained in place; (loss, trained words)."""
     dtype = syn0.dtype.type
     hs = code_lengths.shape[0] > 0
     n_alias = alias_prob.shape[0]
@@ -66,10 +118,11 @@ def _train(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_pro
     one, zero = dtype(1), dtype(0)
     stride = negative + 2  # draws per token: subsample, window, then one per negative
     n_tokens = tokens.shape[0]
-    loss, trained, start = 0.0, 0, 0
+    loss, trained = 0.0, 0
+    start = int(sentence_ends[first - 1]) if first > 0 else 0
     if n_tokens == 0:
         return loss, trained
-    for end in sentence_ends.tolist():
+    for end in sentence_ends[first:stop].tolist():
         alpha = dtype(alpha_start + (alpha_end - alpha_start) * (start / n_tokens))
         kept = []  # (word, position in tokens) of the words that survive subsampling
         for t in range(start, end):
@@ -128,22 +181,22 @@ def _train(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_pro
 
 def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                 points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed, shrink_windows):
+                alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
     """Skip-gram with a window batch: the context words' input vectors against the outputs of
     the centre word (its Huffman path and/or itself plus shared negatives)."""
     return _train(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed, shrink_windows)
+                  alpha_end, seed, shrink_windows, private_rows, sync_tokens)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed, shrink_windows):
+                  alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
     """CBOW: the mean of the context words' input vectors against the centre word's outputs;
     the input error is added to every context word."""
     return _train(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                  alpha_end, seed, shrink_windows)
+                  alpha_end, seed, shrink_windows, private_rows, sync_tokens)
 
 
 def word2vec_encode(sentences, word_to_id):

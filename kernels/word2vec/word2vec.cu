@@ -1,6 +1,8 @@
 // word2vec training on the GPU (CuPy RawModule): the contract of kernels/word2vec/__init__.py.
 //
-// One thread block trains one sentence at a time (sentences blockIdx.x, + gridDim.x, ...).
+// One thread block trains one sentence at a time (sentences first_sentence + blockIdx.x, +
+// gridDim.x, ... below n_sentences: the host runs a job's sentences in ranges when it keeps
+// private rows, reference.sync_ranges).
 // Random draws are counter-based, so a block makes exactly the draws the CPU versions make for
 // the same tokens. Inside a block, thread 0 does the serial parts (subsampling, the window, the
 // list of outputs, the gradients and the loss) and all threads share the vector work, in the
@@ -33,7 +35,7 @@ __device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(
 
 template <typename T>
 __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens,
-                           const i64* sentence_ends, i64 n_sentences, const i64* keep_below,
+                           const i64* sentence_ends, i64 first_sentence, i64 n_sentences, const i64* keep_below,
                            const i64* alias_prob, const int* alias_index, i64 n_alias, const int* points,
                            const unsigned char* codes, const int* code_lengths, i64 max_code, int hs,
                            const T* tables, i64 n_table, T mx, T scale, i64 window, i64 negative,
@@ -61,7 +63,7 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
     i64 trained = 0;
     __shared__ i64 n_kept;
 
-    for (i64 s = blockIdx.x; s < n_sentences; s += gridDim.x) {
+    for (i64 s = first_sentence + blockIdx.x; s < n_sentences; s += gridDim.x) {
         const i64 start = s == 0 ? 0 : sentence_ends[s - 1];
         const i64 end = sentence_ends[s];
         const double frac = div_rn((double)start, (double)n_tokens);
@@ -223,20 +225,20 @@ __device__ void train_impl(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const in
 }
 
 #define W2V_KERNEL(NAME, T)                                                                         \
-    __global__ void NAME(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens, \
-                         const i64* sentence_ends, i64 n_sentences, const i64* keep_below,              \
-                         const i64* alias_prob, const int* alias_index, i64 n_alias, const int* points, \
-                         const unsigned char* codes, const int* code_lengths, i64 max_code, int hs,     \
-                         const T* tables, i64 n_table, T mx, T scale, i64 window, i64 negative,         \
-                         double alpha_start, double alpha_end, u64 seed, int shrink_windows, int* kept, \
-                         i64* kept_at,                                                                  \
-                         T* reals, i64 block_reals, i64* ints, i64 block_ints, double* loss_out,        \
-                         i64* trained_out) {                                                            \
-        train_impl<T>(sg, syn0, syn1neg, syn1, D, tokens, n_tokens, sentence_ends, n_sentences,         \
-                      keep_below, alias_prob, alias_index, n_alias, points, codes, code_lengths,        \
-                      max_code, hs, tables, n_table, mx, scale, window, negative, alpha_start,          \
-                      alpha_end, seed, shrink_windows, kept, kept_at, reals, block_reals, ints,         \
-                      block_ints, loss_out, trained_out);                                               \
+    __global__ void NAME(int sg, T* syn0, T* syn1neg, T* syn1, i64 D, const int* tokens, i64 n_tokens,\
+                         const i64* sentence_ends, i64 first_sentence, i64 n_sentences,             \
+                         const i64* keep_below, const i64* alias_prob, const int* alias_index,      \
+                         i64 n_alias, const int* points, const unsigned char* codes,                \
+                         const int* code_lengths, i64 max_code, int hs, const T* tables, i64 n_table,\
+                         T mx, T scale, i64 window, i64 negative, double alpha_start, double alpha_end,\
+                         u64 seed, int shrink_windows, int* kept, i64* kept_at, T* reals,           \
+                         i64 block_reals, i64* ints, i64 block_ints, double* loss_out,              \
+                         i64* trained_out) {                                                        \
+        train_impl<T>(sg, syn0, syn1neg, syn1, D, tokens, n_tokens, sentence_ends, first_sentence,  \
+                      n_sentences, keep_below, alias_prob, alias_index, n_alias, points, codes,     \
+                      code_lengths, max_code, hs, tables, n_table, mx, scale, window, negative,     \
+                      alpha_start, alpha_end, seed, shrink_windows, kept, kept_at, reals, block_reals,\
+                      ints, block_ints, loss_out, trained_out);                                     \
     }
 
 extern "C" {
