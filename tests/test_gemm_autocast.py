@@ -168,6 +168,37 @@ def _weight(seed=7):
     return _random((256, 512), seed)  # large enough to be cached
 
 
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("K, N", [(160, 130), (7, 9)])  # cached and packed (bf16 on MKL); too small to cache
+def test_the_recurrent_step_equals_gemm_inside_autocast(host_backend, mode, trans_b, K, N):
+    """repeated_product inside a block (bf16 on MKL: the weight's cached copy packed once, each
+    step's rows rounded into one buffer) gives gemm's bits in the same block, with and without
+    accumulate, for every step; rows it was not made for, or strided ones, go through gemm."""
+    rows = 5
+    Wh = _random((N, K) if trans_b else (K, N), 1)
+    with autocast(mode):
+        packed = _autocast.packs_cached_weights(_autocast.active()) and K * N >= _autocast.CACHE_MIN_SIZE
+        # The packed step runs gemm's own bf16 product: the same bits. Elsewhere a transposed
+        # weight is copied to row-major once, so the float32 sums may round differently.
+        same = np.testing.assert_array_equal if packed else \
+            (lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * K))
+        step = gemm_family.repeated_product(Wh, rows, trans_b=trans_b)
+        for t in range(3):
+            h, acc = _random((rows, K), 10 + t), _random((rows, N), 20 + t)
+            want = gemm(h, Wh, acc.copy(), trans_b=trans_b, accumulate=True)
+            assert step(h, acc, accumulate=True) is acc
+            same(acc, want)
+            fresh = np.full((rows, N), np.nan, np.float32)
+            same(step(h, fresh), gemm(h, Wh, trans_b=trans_b))
+        other, strided = _random((3, K), 5), _random((rows, 2 * K), 6)[:, ::2]
+        same(step(other, np.zeros((3, N), np.float32)), gemm(other, Wh, trans_b=trans_b))
+        same(step(strided, np.zeros((rows, N), np.float32)), gemm(strided, Wh, trans_b=trans_b))
+        with pytest.raises(ValueError, match="inner sizes"):
+            step(_random((rows, K + 1)), np.zeros((rows, N), np.float32))
+    _close(fresh, _reference(h, Wh, LOW[mode], trans_b=trans_b), K)
+
+
 def test_a_weight_changed_in_place_then_cleared_is_used_anew(host_backend):
     x, W = _random((20, 256), 1), _weight()
     with autocast("bf16"):

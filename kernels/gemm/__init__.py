@@ -177,6 +177,10 @@ def repeated_product(b, rows: int, *, trans_b=False):
         step = _packed_step(b, rows, trans_b)
         if step is not None:
             return step
+    if state is not None and type(b) is np.ndarray:
+        step = _autocast.packed_step(state, b, rows, trans_b)
+        if step is not None:
+            return step
     if trans_b and not (state is not None and b.dtype == FLOAT32 and _autocast.packs_cached_weights(state)):
         xp = np if type(b) is np.ndarray else dispatch.array_module(b)
         b, trans_b = xp.ascontiguousarray(b.T), False
