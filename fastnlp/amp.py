@@ -356,7 +356,10 @@ class Precision:
                     raise
                 found_inf = True
         if not found_inf:
-            grads = ties.merge(model.grads)
+            # Without a scaler the tied sum may stay unformed for SGD, as in the float32 loop
+            # (the scaler's unscaling needs the formed gradients).
+            grads = ties.merge(model.grads, lazy=self.scaler is None and max_grad is not None
+                               and takes_tied_sums(optimizer))
             found_inf = self.scaler is not None and not self.scaler.unscale(grads)
         if self.scaler is not None:
             self.scaler.update(found_inf, self.steps)
