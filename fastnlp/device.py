@@ -267,6 +267,13 @@ def _walkable(obj) -> bool:
         and hasattr(obj, "__dict__")
 
 
+def _owner_rank(a) -> int:
+    """0 for an array that owns its memory, 1 for a C-ordered view, 2 for any other view."""
+    if a.base is None:
+        return 0
+    return 1 if a.flags.c_contiguous else 2
+
+
 def _pointer(a) -> int:
     interface = getattr(a, "__cuda_array_interface__", None) if is_device_array(a) else None
     return (interface or a.__array_interface__)["data"][0]
@@ -313,10 +320,15 @@ class _Mover:
         # Arrays owning their memory first, then views of them: a transposed or identical view
         # of an array in the model becomes that view of the moved array (any other array is
         # moved on its own).
+        # The owner of a memory is the model's array over it that owns it, else a C-ordered one
+        # (the 64-byte aligned parameters are C-ordered views of their blocks, see
+        # kernels.memory.aligned_zeros_like), else the first met.
         owners = {}
         for a in self.arrays.values():
-            if a.base is None:
-                owners.setdefault((_pointer(a), a.dtype.str), a)
+            key = (_pointer(a), a.dtype.str)
+            current = owners.get(key)
+            if current is None or _owner_rank(a) < _owner_rank(current):
+                owners[key] = a
         later = []
         for a in self.arrays.values():
             base = owners.get((_pointer(a), a.dtype.str))

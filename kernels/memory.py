@@ -140,6 +140,40 @@ def aligned_empty_like(array):
     return block[start:start + size].reshape(array.shape)
 
 
+def aligned_zeros_like(array):
+    """Zeros of ``array``'s shape and dtype on a 64-byte boundary, in its layout (a transposed
+    view gets a transposed block), for what lives as long as a model: parameters and their
+    gradients. Never from the pool. AMX products write a gradient 16 bytes past a boundary
+    28% slower (bf16, 650 x 700 x 2600 into float32: 2.79 against 2.18 ms), and NumPy's
+    large arrays start there about half the time. Other arrays (CuPy's): ``zeros_like``."""
+    if type(array) is not np.ndarray:
+        from .dispatch import array_module
+
+        return array_module(array).zeros_like(array)
+    transposed = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
+    out = aligned_zeros(array.shape[::-1] if transposed else array.shape, array.dtype)
+    return out.T if transposed else out
+
+
+def aligned_zeros(shape, dtype=np.float32):
+    """``np.zeros(shape, dtype)`` (C order) on a 64-byte boundary, never from the pool (see
+    :func:`aligned_zeros_like`)."""
+    dtype = np.dtype(dtype)
+    shape = (operator.index(shape),) if np.isscalar(shape) else tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    block = np.zeros(nbytes + ALIGNMENT, dtype=np.uint8)  # calloc: pages are zeroed as touched
+    start = -block.__array_interface__["data"][0] % ALIGNMENT
+    return block[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_array(values):
+    """``values`` copied into :func:`aligned_zeros_like`'s memory (C order): a parameter's
+    initial values."""
+    out = aligned_zeros_like(np.ascontiguousarray(values))
+    out[...] = values
+    return out
+
+
 def aligned_copy(array, xp=np):
     """A C-ordered copy of ``array`` (any strides) whose data starts on a 64-byte boundary."""
     out = aligned_empty(array.shape, array.dtype, xp)

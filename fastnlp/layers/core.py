@@ -16,7 +16,7 @@ from ..kernels import gemm
 from ..kernels.dropout import apply_dropout
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import INPUT_DTYPES
-from ..kernels.memory import aligned_empty
+from ..kernels.memory import aligned_empty, aligned_zeros_like
 from .base import FLOAT, Layer, check_dout, check_input, check_param
 
 _GEMM_DTYPES = frozenset(INPUT_DTYPES)  # what gemm multiplies as it is: float32, float64, bfloat16
@@ -116,7 +116,7 @@ def _class_scores(x, who):
 
 class MatMul(Layer):
     def __init__(self, W):
-        self.params, self.grads = [check_param(W, "MatMul", "W", 2)], [np.zeros_like(W)]
+        self.params, self.grads = [check_param(W, "MatMul", "W", 2)], [aligned_zeros_like(W)]
         self.x = None
 
     def forward(self, x):
@@ -137,7 +137,7 @@ class Affine(Layer):
         check_param(W, "Affine", "W", 2)
         if check_param(b, "Affine", "b", 1).shape[0] != W.shape[1]:
             raise ValueError(f"Affine: b of shape {tuple(b.shape)} does not fit W of shape {tuple(W.shape)}")
-        self.params, self.grads = [W, b], [np.zeros_like(W), np.zeros_like(b)]
+        self.params, self.grads = [W, b], [aligned_zeros_like(W), aligned_zeros_like(b)]
         self.x = None
 
     def forward(self, x):

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..kernels import embedding_gather, scatter_add
 from ..kernels.dispatch import array_module
+from ..kernels.memory import aligned_zeros_like
 from ..kernels.validate import as_id_array
 from .base import Layer, check_dout, check_param
 
@@ -36,7 +37,7 @@ class RowSparseGrad(np.ndarray):
         zero array on other devices."""
         if not isinstance(W, np.ndarray):
             return array_module(W).zeros_like(W)
-        return np.zeros_like(W, subok=False).view(cls)
+        return aligned_zeros_like(np.asarray(W)).view(cls)  # aligned: products write into it (TiedParams)
 
     def dense(self) -> np.ndarray:
         """The same memory as a plain ndarray (what kernels are handed)."""

@@ -27,7 +27,7 @@ from ..kernels.dropout import apply_dropout, dropout_mask
 from ..kernels.lstm import sequence_kernels
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import autocast_dtype, repeated_product
-from ..kernels.memory import aligned_copy, aligned_empty
+from ..kernels.memory import aligned_copy, aligned_empty, aligned_zeros, aligned_zeros_like
 from ..kernels.threads import column_sums, parallel_rows
 from ..kernels.validate import as_id_array, check_ids
 from .base import FLOAT, Layer, NonFiniteError, check_dout, check_input, check_param
@@ -77,7 +77,7 @@ class RNN(Layer):
 
     def __init__(self, Wx, Wh, b):
         _recurrent_params("RNN", Wx, Wh, b, 1)
-        self.params, self.grads = [Wx, Wh, b], [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.params, self.grads = [Wx, Wh, b], [aligned_zeros_like(p) for p in (Wx, Wh, b)]
         self.cache = None
 
     def forward(self, x, h_prev):
@@ -107,7 +107,7 @@ class LSTM(Layer):
 
     def __init__(self, Wx, Wh, b):
         _recurrent_params("LSTM", Wx, Wh, b, 4)
-        self.params, self.grads = [Wx, Wh, b], [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.params, self.grads = [Wx, Wh, b], [aligned_zeros_like(p) for p in (Wx, Wh, b)]
         self.cache = None
 
     def forward(self, x, h_prev, c_prev):
@@ -186,7 +186,7 @@ class GRU(Layer):
 
     def __init__(self, Wx, Wh, b):
         _recurrent_params("GRU", Wx, Wh, b, 3)
-        self.params, self.grads = [Wx, Wh, b], [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.params, self.grads = [Wx, Wh, b], [aligned_zeros_like(p) for p in (Wx, Wh, b)]
         self.cache = None
 
     def forward(self, x, h_prev):
@@ -220,7 +220,7 @@ class _TimeRecurrent(Layer):
 
     def __init__(self, Wx, Wh, b, stateful=False):
         self.H = _recurrent_params(type(self).__name__, Wx, Wh, b, self.gates)
-        self.params, self.grads = [Wx, Wh, b], [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.params, self.grads = [Wx, Wh, b], [aligned_zeros_like(p) for p in (Wx, Wh, b)]
         self.stateful = bool(stateful)
         self.h = self.c = None  # carried state: the last step's, kept even when not stateful
         self.dh = None  # gradient reaching the initial h (the book's seq2seq reads it)
@@ -429,6 +429,12 @@ class TimeEmbedding(Embedding):
     (the book loops over T Embedding layers)."""
 
 
+def _same_view(a, b) -> bool:
+    """Whether ``a`` is a NumPy array over exactly ``b``'s elements (same start, shape, strides)."""
+    return (type(a) is np.ndarray and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
 class TimeAffine(Layer):
     """``xs (N, T, D) @ W (D, V) + b`` -> (N, T, V), one matrix product for all rows.
 
@@ -448,10 +454,10 @@ class TimeAffine(Layer):
             raise ValueError(f"TimeAffine: b of shape {tuple(b.shape)} does not fit W of shape {tuple(W.shape)}")
         self._joint = None
         if type(W) is np.ndarray and W.flags.c_contiguous and W.dtype == b.dtype and gemm_ready(W.dtype, W.dtype):
-            self._joint = np.zeros((W.shape[0] + 1, W.shape[1]), W.dtype)
+            self._joint = aligned_zeros((W.shape[0] + 1, W.shape[1]), W.dtype)
             self.params, self.grads = [W, b], [self._joint[:-1], self._joint[-1]]
         else:
-            self.params, self.grads = [W, b], [np.zeros_like(W), np.zeros_like(b)]
+            self.params, self.grads = [W, b], [aligned_zeros_like(W), aligned_zeros_like(b)]
         self.x = None
 
     def forward(self, xs):
@@ -495,7 +501,7 @@ class TimeAffine(Layer):
         still what grads holds, the arrays are NumPy's in its dtype, and no autocast would round
         dout to 16 bits for the bias sums."""
         joint = self._joint
-        return (joint is not None and self.grads[0].base is joint and self.grads[1].base is joint
+        return (joint is not None and _same_view(self.grads[0], joint[:-1]) and _same_view(self.grads[1], joint[-1])
                 and type(d2) is np.ndarray and d2.dtype == joint.dtype and x2.dtype == joint.dtype
                 and autocast_dtype() is None)
 

@@ -17,6 +17,7 @@ import operator
 import numpy as np
 
 from ..kernels.dispatch import array_module
+from ..kernels.memory import aligned_zeros_like
 from .base import FLOAT, Layer, check_dout, check_input, check_param
 from .core import Affine, ReLU, add_bias, product, product_into, rows
 
@@ -138,7 +139,7 @@ class MultiHeadAttention(Layer):
         n_heads = _positive_int("MultiHeadAttention", "n_heads", n_heads)
         if D % n_heads:
             raise ValueError(f"MultiHeadAttention: n_heads must be a positive divisor of D = {D}, got {n_heads!r}")
-        self.params, self.grads = params, [np.zeros_like(p) for p in params]
+        self.params, self.grads = params, [aligned_zeros_like(p) for p in params]
         self.n_heads = n_heads
         self.attention = ScaledDotProductAttention()
         self.x_q = None
@@ -226,7 +227,7 @@ class LayerNorm(Layer):
         check_param(gamma, "LayerNorm", "gamma", 1)
         if check_param(beta, "LayerNorm", "beta", 1).shape != gamma.shape:
             raise ValueError(f"LayerNorm: beta {tuple(beta.shape)} and gamma {tuple(gamma.shape)} differ")
-        self.params, self.grads = [gamma, beta], [np.zeros_like(gamma), np.zeros_like(beta)]
+        self.params, self.grads = [gamma, beta], [aligned_zeros_like(gamma), aligned_zeros_like(beta)]
         self.eps = float(eps)
         self.xhat = None
 

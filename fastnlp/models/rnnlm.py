@@ -23,6 +23,7 @@ import numpy as np
 from .. import functions as F
 from ..device import DeviceMixin, host
 from ..kernels.dispatch import array_module
+from ..kernels.memory import aligned_array
 from ..kernels.validate import as_id_array, check_ids
 from ..layers.recurrent import (TimeAffine, TimeDropout, TimeEmbedding, TimeLSTM, TimeRNN,
                                 TimeSoftmaxWithLoss)
@@ -229,7 +230,9 @@ def _generation_ids(ids, what):
 
 
 def _init(rng, shape, scale, dtype):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
+    # 64-byte aligned: the products that read and write the weights in place run faster so
+    # (see kernels.memory.aligned_zeros_like)
+    return aligned_array((rng.standard_normal(shape) * scale).astype(dtype))
 
 
 def _embedding_scale(init):
