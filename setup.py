@@ -73,6 +73,12 @@ def _extensions():
         extra_compile_args=compile_args + ["-fopenmp"], extra_link_args=["-fopenmp"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ))
+    # Not an op either: float32 rows rounded to 16 bits for autocast's operands (kernels/gemm).
+    extensions.append(Extension(
+        "fastnlp.kernels._half_convert", ["kernels/_half_convert.pyx"],
+        include_dirs=[str(SHARED_INCLUDE)], extra_compile_args=compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ))
     return cythonize(
         extensions,
         language_level=3,
@@ -83,7 +89,7 @@ def _extensions():
 setup(
     packages=["fastnlp", "fastnlp.cli", "fastnlp.datasets", "fastnlp.layers", "fastnlp.models", "fastnlp.vectors",
               "fastnlp.kernels"] + [f"fastnlp.kernels.{family}" for family in families],
-    package_data={"fastnlp.kernels": ["include/fastnlp/*.h", "_openmp_rows.pyx"],
+    package_data={"fastnlp.kernels": ["include/fastnlp/*.h", "_openmp_rows.pyx", "_half_convert.pyx"],
                   **{f"fastnlp.kernels.{family}": ["*.cu", "*.pyx", "*.h"] for family in families}},
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

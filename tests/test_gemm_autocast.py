@@ -378,3 +378,28 @@ def test_a_finished_autocast_block_frees_its_weight_copies_without_the_garbage_c
             assert _autocast.cache_info() == {"bfloat16": 0}
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("low", ["bf16", "fp16"])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (20, 650), (2, 33)])
+def test_compiled_narrowing_gives_numpys_and_ml_dtypes_bits(low, shape):
+    """kernels._half_convert (autocast's small operands): round to nearest even, ties, NaN,
+    infinities, overflow, subnormals and signed zeros as NumPy (float16) and ml_dtypes
+    (bfloat16) round them; rows with a stride between them; a wrong destination is refused."""
+    half_convert = pytest.importorskip("fastnlp.kernels._half_convert", reason="the C extensions are not built")
+    rng = np.random.default_rng(0)
+    wide = np.empty((shape[0], shape[1] + 5), np.float32)  # the rows of src are a strided view
+    with np.errstate(over="ignore"):  # some products pass float32's range: inf, a case of its own
+        wide[...] = rng.standard_normal(wide.shape) * rng.choice([1e-42, 1e-6, 1.0, 7e4, 3e38], wide.shape)
+    src = wide[:, :shape[1]]
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-40, 65520.0, 3.4e38, 1.00390625,
+                        1.01171875, -2.0 ** -130], np.float32)
+    src.flat[:min(src.size, special.size)] = special[:src.size]
+    out = np.empty(shape, LOW[low])
+    half_convert.narrow_rows(src, out.view(np.uint16), low == "bf16")
+    with np.errstate(over="ignore"):  # overflow to inf is one of the cases
+        want = src.astype(LOW[low])
+    both_nan = np.isnan(out.astype(np.float32)) & np.isnan(want.astype(np.float32))
+    assert np.array_equal(out.view(np.uint16)[~both_nan], want.view(np.uint16)[~both_nan])
+    with pytest.raises(ValueError, match="shape"):
+        half_convert.narrow_rows(src, np.empty((shape[0] + 1, shape[1]), np.uint16), True)
