@@ -699,7 +699,8 @@ def _launch_emulated(module, threads, sg, syn0, syn1neg, syn1, tokens, ends, kee
     T = tables.shape[1]
     kernel = module.get_function("word2vec_train_" + ("f32" if syn0.dtype == np.float32 else "f64"))
     kernel((1,), (threads,),
-           (np.int32(sg), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), ends, np.int64(first), np.int64(stop), keep,
+           (np.int32(sg), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), ends, np.int64(first),
+            np.int64(stop), keep,
             alias_prob, alias_index, np.int64(alias_prob.shape[0]), points, codes, lengths, np.int64(max_code),
             np.int32(hs), tables, np.int64(T), real(max_exp), real(T / (2.0 * max_exp)), np.int64(window),
             np.int64(negative), np.float64(alpha_start), np.float64(alpha_end), np.uint64(seed),

@@ -392,14 +392,20 @@ def packed_product(entry, a, b, out, trans_a, trans_b, accumulate, M):
     mkl = _bf16_packing()
     if mkl is None:
         return False
+    mkl.gemm_bf16_packed_b(a, trans_a, _packed_weight(mkl, entry, trans_b, M), b.shape[1], out, accumulate)
+    return True
+
+
+def _packed_weight(mkl, entry, trans_b, rows):
+    """The cached bf16 weight of ``entry`` packed by MKL for products of ``rows`` rows (packed
+    once per entry, transposition and row count)."""
     packs = entry.packed
     if packs is None:
         packs = entry.packed = {}
-    packed = packs.get((trans_b, M))
+    packed = packs.get((trans_b, rows))
     if packed is None:
-        packed = packs[trans_b, M] = mkl.pack_bf16_b(b, trans_b, M)
-    mkl.gemm_bf16_packed_b(a, trans_a, packed, b.shape[1], out, accumulate)
-    return True
+        packed = packs[trans_b, rows] = mkl.pack_bf16_b(entry.low, trans_b, rows)
+    return packed
 
 
 def packed_step(state, b, rows, trans_b):
@@ -416,12 +422,7 @@ def packed_step(state, b, rows, trans_b):
     if entry is None:
         return None
     mkl = _bf16_packing()
-    packs = entry.packed
-    if packs is None:
-        packs = entry.packed = {}
-    packed = packs.get((flipped, rows))
-    if packed is None:
-        packed = packs[flipped, rows] = mkl.pack_bf16_b(low, flipped, rows)
+    packed = _packed_weight(mkl, entry, flipped, rows)
     K, N = (low.shape[1], low.shape[0]) if flipped else low.shape
     a_low = aligned_empty((rows, K), state.low)
     compute, ldb = mkl.gemm_bf16_packed_b, low.shape[1]

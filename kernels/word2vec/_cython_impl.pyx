@@ -26,7 +26,12 @@ README.md, word2vec against gensim).
 
 Inputs arrive validated (__init__.check_problem / check_job): ids and Huffman points in range,
 C-contiguous arrays of one float dtype, weights not sharing memory. Several threads may run
-jobs on the same weights at once (Hogwild): rows are then read and written without locks.
+jobs on the same weights at once (Hogwild): rows are then read and written without locks, except
+a job's private rows (the contract's ``private_rows``): the most frequent words' rows of syn0 and
+syn1neg, which this loop alone trains in copies of its own (``_run_typed`` makes them; ``_train``
+points the words below ``n_own`` at them) and adds back every ``sync_tokens`` tokens, so two
+threads stop passing those rows' cache lines to and fro (CBOW, 2 threads, one PTB epoch: 0.18 ->
+0.14 s).
 """
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.long cimport PyLong_AsLong

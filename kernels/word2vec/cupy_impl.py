@@ -63,7 +63,8 @@ def launch_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, a
     typed_kernel(SOURCE, "word2vec_train", syn0.dtype)(
         (blocks,), (THREADS,),
         (np.int32(bool(sg)), syn0, syn1neg, syn1, np.int64(D), tokens, np.int64(N), sentence_ends,
-         np.int64(first), np.int64(sentence_ends.shape[0] if stop is None else stop), keep_below, alias_prob, alias_index, np.int64(alias_prob.shape[0]),
+         np.int64(first), np.int64(sentence_ends.shape[0] if stop is None else stop), keep_below, alias_prob,
+         alias_index, np.int64(alias_prob.shape[0]),
          points, codes, code_lengths, np.int64(max_code), np.int32(hs), sigmoid_tables, np.int64(T),
          real(max_exp), real(T / (2.0 * max_exp)), np.int64(window), np.int64(negative), np.float64(alpha_start),
          np.float64(alpha_end), np.uint64(seed), np.int32(bool(shrink_windows)), kept, kept_at, reals, np.int64(block_reals), ints,
@@ -82,24 +83,32 @@ def train_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, al
     return float(loss.sum()), int(trained.sum())
 
 
-def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
-                points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
-                alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
+def _train_op(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points, codes,
+              code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed, shrink_windows,
+              private_rows, sync_tokens):
+    """The registered ops: one block, a launch per range of sentences when rows are private (the
+    rule's arithmetic between the launches, reference.train_privately)."""
     return train_privately(
-        lambda first, stop: train_hogwild(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
+        lambda first, stop: train_hogwild(sg, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
                                           alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
                                           negative, alpha_start, alpha_end, seed, shrink_windows, 1, first, stop),
         syn0, syn1neg, cupy.asnumpy(sentence_ends), private_rows, sync_tokens)
+
+
+def word2vec_sg(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
+                points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
+                alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
+    return _train_op(True, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
+                     codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
+                     shrink_windows, private_rows, sync_tokens)
 
 
 def word2vec_cbow(syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index,
                   points, codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start,
                   alpha_end, seed, shrink_windows, private_rows=0, sync_tokens=0):
-    return train_privately(
-        lambda first, stop: train_hogwild(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob,
-                                          alias_index, points, codes, code_lengths, sigmoid_tables, max_exp, window,
-                                          negative, alpha_start, alpha_end, seed, shrink_windows, 1, first, stop),
-        syn0, syn1neg, cupy.asnumpy(sentence_ends), private_rows, sync_tokens)
+    return _train_op(False, syn0, syn1neg, syn1, tokens, sentence_ends, keep_below, alias_prob, alias_index, points,
+                     codes, code_lengths, sigmoid_tables, max_exp, window, negative, alpha_start, alpha_end, seed,
+                     shrink_windows, private_rows, sync_tokens)
 
 
 class HogwildKernel:
