@@ -30,3 +30,22 @@ def narrow_rows(const float[:, :] src, uint16_t[:, ::1] dst, bint bf16):
                 fastnlp_narrow_bf16_fast(&src[i, 0], &dst[i, 0], cols)
             else:
                 fastnlp_narrow_f16(&src[i, 0], &dst[i, 0], cols)
+
+
+def narrow_rows_summing(const float[:, ::1] src, uint16_t[:, ::1] dst, float[::1] sums, bint bf16):
+    """:func:`narrow_rows` of a C-contiguous ``src``, adding each row to ``sums`` (float32, in
+    row order: NumPy's ``src.sum(axis=0)``) in the same pass over ``src``."""
+    cdef Py_ssize_t i, j, rows = src.shape[0], cols = src.shape[1]
+    if dst.shape[0] != rows or dst.shape[1] != cols or sums.shape[0] != cols:
+        raise ValueError(f"narrow_rows_summing: dst of shape {(dst.shape[0], dst.shape[1])} and sums of "
+                         f"{sums.shape[0]} for src of shape {(rows, cols)}")
+    if rows == 0 or cols == 0:
+        return
+    with nogil:
+        for i in range(rows):
+            if bf16:
+                fastnlp_narrow_bf16_fast(&src[i, 0], &dst[i, 0], cols)
+            else:
+                fastnlp_narrow_f16(&src[i, 0], &dst[i, 0], cols)
+            for j in range(cols):
+                sums[j] += src[i, j]

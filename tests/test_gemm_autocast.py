@@ -403,3 +403,30 @@ def test_compiled_narrowing_gives_numpys_and_ml_dtypes_bits(low, shape):
     assert np.array_equal(out.view(np.uint16)[~both_nan], want.view(np.uint16)[~both_nan])
     with pytest.raises(ValueError, match="shape"):
         half_convert.narrow_rows(src, np.empty((shape[0] + 1, shape[1]), np.uint16), True)
+
+
+@pytest.mark.parametrize("low", ["bf16", "fp16"])
+def test_column_sums_and_cast_sums_like_column_sums_and_caches_the_rounded_copy(low):
+    """One pass for TimeAffine's dout: the column sums (float32, rows in order in fixed blocks),
+    and the 16-bit copy the next products read from the block's cache, rounded as ml_dtypes /
+    NumPy round; None wherever it does not apply."""
+    pytest.importorskip("fastnlp.kernels._half_convert", reason="the C extensions are not built")
+    x = _random((300, 257), 3) * 100
+    x2 = _random((300, 40), 4)
+    assert gemm_family.column_sums_and_cast(x) is None  # autocast off
+    with autocast(low):
+        assert gemm_family.column_sums_and_cast(x.astype(np.float64)) is None
+        assert gemm_family.column_sums_and_cast(x[:, :200]) is None  # rows not one block
+        assert gemm_family.column_sums_and_cast(x[:8, :8]) is None  # too small to cache
+        before = _autocast.cache_info()[LOW[low].name]
+        sums = gemm_family.column_sums_and_cast(x)
+        # float32 sums of the rows in order, in fixed row blocks (NumPy's own order may differ)
+        np.testing.assert_allclose(sums, x.sum(axis=0, dtype=np.float64), rtol=0,
+                                   atol=1e-6 * float(np.abs(x).sum(axis=0).max()))
+        assert sums.dtype == np.float32 and sums.shape == (257,)
+        assert _autocast.cache_info()[LOW[low].name] == before + 1
+        entry = _autocast.active().caches[LOW[low]].entries[id(x)]
+        np.testing.assert_array_equal(entry.low.view(np.uint16), x.astype(LOW[low]).view(np.uint16))
+        np.testing.assert_array_equal(gemm(x, x2, trans_a=True), gemm(entry.low, x2, trans_a=True))
+    with autocast(low, cache=False):
+        assert gemm_family.column_sums_and_cast(x) is None

@@ -26,7 +26,7 @@ from ..kernels import exp_row_sums, lstm_step_backward, lstm_step_forward
 from ..kernels.dropout import apply_dropout, dropout_mask
 from ..kernels.lstm import sequence_kernels
 from ..kernels.dispatch import array_module
-from ..kernels.gemm import autocast_dtype, repeated_product
+from ..kernels.gemm import autocast_dtype, column_sums_and_cast, repeated_product
 from ..kernels.memory import aligned_copy, aligned_empty, aligned_zeros, aligned_zeros_like
 from ..kernels.threads import column_sums, parallel_rows
 from ..kernels.validate import as_id_array, check_ids
@@ -493,7 +493,10 @@ class TimeAffine(Layer):
         d2, x2 = dout.reshape(-1, W.shape[1]), x.reshape(-1, W.shape[0])
         if self._joint_gradients_apply(d2, x2):
             return self._backward_joint(d2, x2).reshape(x.shape)
-        db = column_sums(d2) if type(d2) is np.ndarray else d2.sum(axis=0)
+        # Inside autocast, dout's 16-bit copy for the two products is made in the same pass.
+        db = column_sums_and_cast(d2)
+        if db is None:
+            db = column_sums(d2) if type(d2) is np.ndarray else d2.sum(axis=0)
         # NaN or inf anywhere in dout makes its column sum non-finite: this check over V sums
         # replaces a pass over all N*T*V values, before any gradient is written.
         if not bool(array_module(db).isfinite(db).all()):

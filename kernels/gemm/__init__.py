@@ -232,7 +232,7 @@ _MKL_INT_LIMIT = 2**31  # MKL_INT is 32-bit (LP64): larger problems are not pack
 
 
 from . import _autocast  # noqa: E402
-from ._autocast import autocast, autocast_dtype, clear_autocast_cache  # noqa: E402, F401
+from ._autocast import autocast, autocast_dtype, clear_autocast_cache, column_sums_and_cast  # noqa: E402, F401
 
 
 def variant_of(dtype, batch, M: int, N: int, K: int, trans_a=False, trans_b=False) -> str:

@@ -238,26 +238,69 @@ def _operand(x, trans, low, cache):
     rows, flipped = _as_row_major(x, trans)
     converted = _convert(rows, low)
     if keep and (rows is x or flipped != trans):  # x itself or its transpose, not a copy
-        entry = _Entry()
-        # The callback holds the cache weakly and the entry by id: no reference cycle through
-        # the weakref, so a dropped cache frees its copies at once (refcounting, not the GC).
-        owner, key, entry_id = weakref.ref(cache), id(x), id(entry)
-
-        def forget(_, owner=owner, key=key, entry_id=entry_id):
-            live = owner()
-            if live is not None and id(live.entries.get(key)) == entry_id:
-                _release(live.entries.pop(key))
-
-        entry.ref = weakref.ref(x, forget)
-        entry.shape, entry.strides, entry.low = x.shape, x.strides, converted
-        entry.flip = flipped != trans
-        entry.positions = _positions(x.size)
-        entry.sample = _sample(x, entry.positions)
-        entry.generation = _generation
-        entry.packed = None
-        cache.entries[key] = entry
-        return converted, flipped, entry
+        return converted, flipped, _remember(cache, x, converted, flipped != trans)
     return converted, flipped, None
+
+
+def _remember(cache, x, converted, flip):
+    """A new cache entry: ``converted`` is x's 16-bit copy (of its transpose when ``flip``)."""
+    _release(cache.entries.pop(id(x), None))
+    entry = _Entry()
+    # The callback holds the cache weakly and the entry by id: no reference cycle through
+    # the weakref, so a dropped cache frees its copies at once (refcounting, not the GC).
+    owner, key, entry_id = weakref.ref(cache), id(x), id(entry)
+
+    def forget(_, owner=owner, key=key, entry_id=entry_id):
+        live = owner()
+        if live is not None and id(live.entries.get(key)) == entry_id:
+            _release(live.entries.pop(key))
+
+    entry.ref = weakref.ref(x, forget)
+    entry.shape, entry.strides, entry.low = x.shape, x.strides, converted
+    entry.flip = flip
+    entry.positions = _positions(x.size)
+    entry.sample = _sample(x, entry.positions)
+    entry.generation = _generation
+    entry.packed = None
+    cache.entries[key] = entry
+    return entry
+
+
+def column_sums_and_cast(x):
+    """Inside a block with a cache: ``x.sum(axis=0)`` of the float32 matrix ``x`` (C-contiguous,
+    at least CACHE_MIN_SIZE elements), its 16-bit copy made in the same pass and kept in the
+    cache for the products that read ``x`` next. None where that does not apply (autocast off,
+    no cache, another dtype or layout, the compiled loop not built): the caller sums as usual.
+    For a gradient that feeds a bias and two products (TimeAffine's backward: 700 x 10,000 at
+    one thread, 4.3 ms for oneDNN's conversion and the column sums, 3.2 ms in one pass)."""
+    state = active()
+    if state is None or type(x) is not np.ndarray or x.dtype is not FLOAT32 or x.ndim != 2:
+        return None
+    cache = state.caches.get(state.low)
+    if cache is None or x.size < CACHE_MIN_SIZE or not x.flags.c_contiguous or _narrow() is None:
+        return None
+    from .._half_convert import narrow_rows_summing
+    from ..threads import COLUMN_SUM_BLOCKS, run_row_blocks
+
+    converted = aligned_empty(x.shape, state.low)
+    bits, bf16 = converted.view(np.uint16), state.low == BFLOAT16
+    # Fixed row blocks summed in block order, as threads.column_sums does: the same result
+    # whatever the thread count.
+    blocks = COLUMN_SUM_BLOCKS if x.shape[0] >= COLUMN_SUM_BLOCKS else 1
+    bounds = np.linspace(0, x.shape[0], blocks + 1).astype(int)
+    partial = np.zeros((blocks, x.shape[1]), FLOAT32)
+
+    def work(begin, end):
+        for block in range(begin, end):
+            lo, hi = bounds[block], bounds[block + 1]
+            narrow_rows_summing(x[lo:hi], bits[lo:hi], partial[block], bf16)
+
+    run_row_blocks(work, blocks)
+    sums = partial[0].copy()
+    for block in range(1, blocks):
+        sums += partial[block]
+    _remember(cache, x, converted, False)
+    return sums
 
 
 def _positions(size):
