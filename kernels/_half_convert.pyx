@@ -26,10 +26,14 @@ def narrow_rows(const float[:, :] src, uint16_t[:, ::1] dst, bint bf16):
         return
     with nogil:
         for i in range(rows):
-            if bf16:
-                fastnlp_narrow_bf16_fast(&src[i, 0], &dst[i, 0], cols)
-            else:
-                fastnlp_narrow_f16(&src[i, 0], &dst[i, 0], cols)
+            _narrow_row(&src[i, 0], &dst[i, 0], cols, bf16)
+
+
+cdef inline void _narrow_row(const float* src, uint16_t* dst, Py_ssize_t n, bint bf16) noexcept nogil:
+    if bf16:
+        fastnlp_narrow_bf16_fast(src, dst, n)
+    else:
+        fastnlp_narrow_f16(src, dst, n)
 
 
 def narrow_rows_summing(const float[:, ::1] src, uint16_t[:, ::1] dst, float[::1] sums, bint bf16):
@@ -43,9 +47,6 @@ def narrow_rows_summing(const float[:, ::1] src, uint16_t[:, ::1] dst, float[::1
         return
     with nogil:
         for i in range(rows):
-            if bf16:
-                fastnlp_narrow_bf16_fast(&src[i, 0], &dst[i, 0], cols)
-            else:
-                fastnlp_narrow_f16(&src[i, 0], &dst[i, 0], cols)
+            _narrow_row(&src[i, 0], &dst[i, 0], cols, bf16)
             for j in range(cols):
                 sums[j] += src[i, j]
