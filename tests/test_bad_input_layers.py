@@ -32,11 +32,11 @@ EMBED = _weights.standard_normal((VOCAB, D_OUT))
 def _dropout_reference(x, seed=0, ratio=0.4):
     """The layer's generator gives one uint64 per call; element i is kept when the top 32 bits of
     splitmix64 draw i of that stream are below keep * 2**32 (kernels/dropout)."""
-    from fastnlp.kernels.dropout.reference import splitmix64
+    from fastnlp.kernels.sgns.reference import draw
 
     keep = 1 - ratio
-    stream = int(np.random.default_rng(seed).bit_generator.random_raw())
-    draws = splitmix64(stream, np.arange(x.size, dtype=np.uint64)) >> np.uint64(32)
+    stream = np.uint64(np.random.default_rng(seed).bit_generator.random_raw())
+    draws = draw(stream, np.arange(x.size, dtype=np.uint64)) >> np.uint64(32)
     kept = (draws < np.uint64(round(keep * 2**32))).reshape(x.shape)
     return x * (kept / keep)
 
