@@ -23,6 +23,7 @@ import numpy as np
 
 from .kernels import sgd_update
 from .kernels.dispatch import array_module
+from .kernels.memory import memory_signature
 from .kernels.threads import parallel_rows
 from .layers.base import NonFiniteError
 from .layers.embedding import RowSparseGrad, plain, row_ids
@@ -421,7 +422,7 @@ class TiedParams:
         for j, p in enumerate(params):
             if not hasattr(p, "dtype") or not hasattr(p, "shape"):
                 raise TypeError(f"param {j} must be an array, got {type(p).__name__}")
-            signature = _memory_signature(p)
+            signature = memory_signature(p)
             if signature in owner:
                 i, transposed = owner[signature]
                 self._groups[group_of[i]][1].append((j, transposed))
@@ -430,7 +431,7 @@ class TiedParams:
             self._groups.append((j, []))
             if p.size:  # empty arrays hold no memory to share
                 owner[signature] = (j, False)
-                owner.setdefault(_memory_signature(p.T), (j, True))
+                owner.setdefault(memory_signature(p.T), (j, True))
         self.params = [params[i] for i, _ in self._groups]
         self._count = len(params)
         self._buffers = {}
@@ -559,12 +560,6 @@ class TiedSum:
         _subtract_scaled(p, self.dense, lr, grad_scale)
         if self.rows.size:
             _subtract_rows(p, self.rows, self.values, lr, grad_scale)
-
-
-def _memory_signature(a):
-    """Where and how an array views memory: equal signatures mean the same elements in the same order."""
-    interface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
-    return interface["data"][0], tuple(a.shape), tuple(a.strides), a.dtype.str
 
 
 def remove_duplicate(params, grads):

@@ -36,13 +36,29 @@ def aligned_empty(shape, dtype=np.float32, xp=np):
     """``xp.empty(shape, dtype)`` (C order) whose data starts on a 64-byte boundary."""
     if xp is not np:
         return xp.empty(shape, dtype=dtype)
+    return _aligned_in(shape, dtype, _empty_block)
+
+
+def _empty_block(nbytes):
+    """An uninitialised uint8 block: the pool's for the sizes it keeps (the array inside it is
+    ALIGNMENT bytes smaller), else NumPy's."""
+    if POOL_MIN_BYTES <= nbytes - ALIGNMENT <= POOL_MAX_BYTES:
+        return _pooled_block(nbytes)
+    return np.empty(nbytes, dtype=np.uint8)
+
+
+def _zeroed_block(nbytes):
+    """A zeroed uint8 block of its own (calloc: pages are zeroed as they are touched)."""
+    return np.zeros(nbytes, dtype=np.uint8)
+
+
+def _aligned_in(shape, dtype, block):
+    """An array of ``shape`` and ``dtype`` starting on a 64-byte boundary inside the uint8 array
+    ``block(nbytes)`` returns (ALIGNMENT bytes more than the array needs)."""
     dtype = np.dtype(dtype)
     shape = (operator.index(shape),) if np.isscalar(shape) else tuple(shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    if POOL_MIN_BYTES <= nbytes <= POOL_MAX_BYTES:
-        array = _pooled_block(nbytes + ALIGNMENT)
-    else:
-        array = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    array = block(nbytes + ALIGNMENT)
     start = -array.__array_interface__["data"][0] % ALIGNMENT  # ~1 us; .ctypes builds an object
     return array[start:start + nbytes].view(dtype).reshape(shape)
 
@@ -158,20 +174,22 @@ def aligned_zeros_like(array):
 def aligned_zeros(shape, dtype=np.float32):
     """``np.zeros(shape, dtype)`` (C order) on a 64-byte boundary, never from the pool (see
     :func:`aligned_zeros_like`)."""
-    dtype = np.dtype(dtype)
-    shape = (operator.index(shape),) if np.isscalar(shape) else tuple(shape)
-    nbytes = math.prod(shape) * dtype.itemsize
-    block = np.zeros(nbytes + ALIGNMENT, dtype=np.uint8)  # calloc: pages are zeroed as touched
-    start = -block.__array_interface__["data"][0] % ALIGNMENT
-    return block[start:start + nbytes].view(dtype).reshape(shape)
+    return _aligned_in(shape, dtype, _zeroed_block)
 
 
 def aligned_array(values):
-    """``values`` copied into :func:`aligned_zeros_like`'s memory (C order): a parameter's
-    initial values."""
-    out = aligned_zeros_like(np.ascontiguousarray(values))
+    """``values`` (a NumPy array) copied into :func:`aligned_zeros`' memory (C order): a
+    parameter's initial values."""
+    out = aligned_zeros(values.shape, values.dtype)
     out[...] = values
     return out
+
+
+def memory_signature(a):
+    """Where and how an array views memory (host or device): equal signatures mean the same
+    elements in the same order."""
+    interface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    return interface["data"][0], tuple(a.shape), tuple(a.strides), a.dtype.str
 
 
 def aligned_copy(array, xp=np):

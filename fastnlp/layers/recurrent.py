@@ -27,7 +27,8 @@ from ..kernels.dropout import apply_dropout, dropout_mask
 from ..kernels.lstm import sequence_kernels
 from ..kernels.dispatch import array_module
 from ..kernels.gemm import autocast_dtype, column_sums_and_cast, repeated_product
-from ..kernels.memory import aligned_copy, aligned_empty, aligned_zeros, aligned_zeros_like
+from ..kernels.memory import (aligned_copy, aligned_empty, aligned_zeros, aligned_zeros_like,
+                              memory_signature)
 from ..kernels.threads import column_sums, parallel_rows
 from ..kernels.validate import as_id_array, check_ids
 from .base import FLOAT, Layer, NonFiniteError, check_dout, check_input, check_param
@@ -429,12 +430,6 @@ class TimeEmbedding(Embedding):
     (the book loops over T Embedding layers)."""
 
 
-def _same_view(a, b) -> bool:
-    """Whether ``a`` is a NumPy array over exactly ``b``'s elements (same start, shape, strides)."""
-    return (type(a) is np.ndarray and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
-
-
 class TimeAffine(Layer):
     """``xs (N, T, D) @ W (D, V) + b`` -> (N, T, V), one matrix product for all rows.
 
@@ -513,8 +508,10 @@ class TimeAffine(Layer):
         """Whether backward can write both gradients with one product: the (D + 1, V) block is
         still what grads holds, the arrays are NumPy's in its dtype, and no autocast would round
         dout to 16 bits for the bias sums."""
-        joint = self._joint
-        return (joint is not None and _same_view(self.grads[0], joint[:-1]) and _same_view(self.grads[1], joint[-1])
+        joint, grads = self._joint, self.grads
+        return (joint is not None and type(grads[0]) is np.ndarray and type(grads[1]) is np.ndarray
+                and memory_signature(grads[0]) == memory_signature(joint[:-1])
+                and memory_signature(grads[1]) == memory_signature(joint[-1])
                 and type(d2) is np.ndarray and d2.dtype == joint.dtype and x2.dtype == joint.dtype
                 and autocast_dtype() is None)
 
