@@ -37,15 +37,15 @@ cdef inline void _narrow_row(const float* src, uint16_t* dst, Py_ssize_t n, bint
 
 
 def narrow_rows_summing(const float[:, ::1] src, uint16_t[:, ::1] dst, float[::1] sums, bint bf16):
-    """:func:`narrow_rows` of a C-contiguous ``src``, adding each row to ``sums`` (float32, in
-    row order: NumPy's ``src.sum(axis=0)``) in the same pass over ``src``."""
+    """:func:`narrow_rows` of a C-contiguous ``src``, and ``sums`` set to its column sums
+    (float32, from 0 adding the rows in order) in the same pass over ``src``."""
     cdef Py_ssize_t i, j, rows = src.shape[0], cols = src.shape[1]
     if dst.shape[0] != rows or dst.shape[1] != cols or sums.shape[0] != cols:
         raise ValueError(f"narrow_rows_summing: dst of shape {(dst.shape[0], dst.shape[1])} and sums of "
                          f"{sums.shape[0]} for src of shape {(rows, cols)}")
-    if rows == 0 or cols == 0:
-        return
     with nogil:
+        for j in range(cols):
+            sums[j] = 0
         for i in range(rows):
             _narrow_row(&src[i, 0], &dst[i, 0], cols, bf16)
             for j in range(cols):

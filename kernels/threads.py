@@ -133,24 +133,32 @@ def parallel_rows(work, rows: int, values: int) -> None:
         run_row_blocks(work, rows)
 
 
-def column_sums(x: np.ndarray) -> np.ndarray:
+def column_sums(x: np.ndarray, block_sums=None) -> np.ndarray:
     """``x.sum(axis=0)`` of a 2-D host array, its row blocks summed on the BLAS threads.
 
     Small arrays are summed by NumPy at once. Large ones are cut into COLUMN_SUM_BLOCKS fixed
     blocks whose sums are added in block order, so the result does not depend on the thread count.
+    ``block_sums(begin, end, out)``, when given, sets ``out`` to the sums of rows [begin, end)
+    (a pass that does more with the rows on the way; it releases the GIL): every array goes
+    through the fixed blocks then, one block when it has fewer rows than blocks.
     """
     rows = x.shape[0]
-    if x.size < PARALLEL_MIN_VALUES or rows < COLUMN_SUM_BLOCKS:
-        return x.sum(axis=0)
-    bounds = np.linspace(0, rows, COLUMN_SUM_BLOCKS + 1).astype(int)
-    partial = np.empty((COLUMN_SUM_BLOCKS, x.shape[1]), x.dtype)
+    if block_sums is None:
+        if x.size < PARALLEL_MIN_VALUES or rows < COLUMN_SUM_BLOCKS:
+            return x.sum(axis=0)
+
+        def block_sums(begin, end, out):
+            x[begin:end].sum(axis=0, out=out)
+    blocks = COLUMN_SUM_BLOCKS if rows >= COLUMN_SUM_BLOCKS else 1
+    bounds = np.linspace(0, rows, blocks + 1).astype(int)
+    partial = np.empty((blocks, x.shape[1]), x.dtype)
 
     def work(begin, end):
         for block in range(begin, end):
-            x[bounds[block]:bounds[block + 1]].sum(axis=0, out=partial[block])
+            block_sums(bounds[block], bounds[block + 1], partial[block])
 
-    run_row_blocks(work, COLUMN_SUM_BLOCKS)
+    run_row_blocks(work, blocks)
     total = partial[0].copy()
-    for block in range(1, COLUMN_SUM_BLOCKS):
+    for block in range(1, blocks):
         total += partial[block]
     return total

@@ -280,25 +280,13 @@ def column_sums_and_cast(x):
     if cache is None or x.size < CACHE_MIN_SIZE or not x.flags.c_contiguous or _narrow() is None:
         return None
     from .._half_convert import narrow_rows_summing
-    from ..threads import COLUMN_SUM_BLOCKS, run_row_blocks
+    from ..threads import column_sums
 
     converted = aligned_empty(x.shape, state.low)
     bits, bf16 = converted.view(np.uint16), state.low == BFLOAT16
-    # Fixed row blocks summed in block order, as threads.column_sums does: the same result
-    # whatever the thread count.
-    blocks = COLUMN_SUM_BLOCKS if x.shape[0] >= COLUMN_SUM_BLOCKS else 1
-    bounds = np.linspace(0, x.shape[0], blocks + 1).astype(int)
-    partial = np.zeros((blocks, x.shape[1]), FLOAT32)
-
-    def work(begin, end):
-        for block in range(begin, end):
-            lo, hi = bounds[block], bounds[block + 1]
-            narrow_rows_summing(x[lo:hi], bits[lo:hi], partial[block], bf16)
-
-    run_row_blocks(work, blocks)
-    sums = partial[0].copy()
-    for block in range(1, blocks):
-        sums += partial[block]
+    # threads.column_sums' fixed row blocks (the same result whatever the thread count), each
+    # block's rows rounded into the copy as they are summed
+    sums = column_sums(x, lambda begin, end, out: narrow_rows_summing(x[begin:end], bits[begin:end], out, bf16))
     _remember(cache, x, converted, False)
     return sums
 
