@@ -477,9 +477,10 @@ cdef (double, int64_t) _run_typed(bint sg, floating[:, ::1] syn0, floating[:, ::
     cdef floating* reals = <floating*>malloc((max_out + max_in * max_out + max_in * D + D + 1) * sizeof(floating))
     cdef (double, int64_t) result = (0.0, 0)
     # The job's own copies of the first rows (the most frequent words'): [syn0 rows | syn1neg
-    # rows], then the same again as they were at the start, to add the job's change at its end.
+    # rows], then the same again as they were at the last synchronisation, whose difference is
+    # the change each synchronisation adds to the shared rows.
     cdef Py_ssize_t n_own0 = min(private_rows, syn0.shape[0]), n_own1 = min(private_rows, syn1neg.shape[0])
-    cdef Py_ssize_t own_size = (n_own0 + n_own1) * D, q
+    cdef Py_ssize_t own_size = (n_own0 + n_own1) * D
     cdef floating* own = <floating*>malloc((2 * own_size + 1) * sizeof(floating))
     cdef floating* syn0_p = &syn0[0, 0]
     cdef floating* syn1neg_p = &syn1neg[0, 0] if syn1neg.shape[0] else &dummy
