@@ -1,6 +1,7 @@
 """gemm's autocast: float32 products on bf16 (or fp16) operands with float32 sums, as PyTorch's
 CPU autocast runs them; the cache of converted weights and when it is (not) used."""
 import contextvars
+import importlib
 import sys
 import threading
 
@@ -197,6 +198,34 @@ def test_the_recurrent_step_equals_gemm_inside_autocast(host_backend, mode, tran
         with pytest.raises(ValueError, match="inner sizes"):
             step(_random((rows, K + 1)), np.zeros((rows, N), np.float32))
     _close(fresh, _reference(h, Wh, LOW[mode], trans_b=trans_b), K)
+
+
+@pytest.mark.parametrize("ranked_first", ["mkl", "onednn", "numpy"])
+def test_steps_run_on_mkls_packed_weight_only_where_mkl_runs_the_step_products(monkeypatch, ranked_first):
+    """Where MKL has no bf16 instructions to use (an AMD CPU, an ISA cap) its packed bf16 product
+    is emulated and slow: the steps follow the library ranked first for 'bfloat16/step'."""
+    from fastnlp.kernels.gemm import _libraries
+
+    reason = _libraries.unavailable_reason("mkl")
+    if reason is not None:
+        pytest.skip(reason)
+    if not importlib.import_module("fastnlp.kernels.gemm.mkl_impl").HAS_BF16_PACK:
+        pytest.skip("this MKL has no bf16 packing")
+    picked = registry.backend_for
+
+    def ranked(op, like=None, variant=None, dtype=None):
+        return ranked_first if op == "gemm" and variant == "bfloat16/step" else picked(op, like, variant, dtype)
+
+    monkeypatch.setattr(registry, "backend_for", ranked)
+    Wh, h = _weight(), _random((5, 256), 3)
+    with autocast("bf16"):
+        assert _autocast.packs_cached_weights(_autocast.active()) == (ranked_first == "mkl")
+        step = gemm_family.repeated_product(Wh, 5)
+        got = step(h, np.empty((5, 512), np.float32))
+        want = gemm(h, Wh, np.empty((5, 512), np.float32))  # a step's product on the same library
+    if ranked_first == "mkl":
+        np.testing.assert_array_equal(got, want)
+    _close(got, _reference(h, Wh, BF16), 256)
 
 
 def test_a_weight_changed_in_place_then_cleared_is_used_anew(host_backend):

@@ -5,6 +5,10 @@ the contract admits (contiguous, broadcast with stride 0, spaced, reversed, not 
 number of elements). A test skips, saying why, where its library is not installed.
 """
 import importlib
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -132,6 +136,32 @@ def test_library_describes_itself(library):
     assert bf16 is None or isinstance(bf16, str) and bf16
     assert library in _libraries.thread_counts()
     assert _libraries.threading_layer(library)
+
+
+_CAPS = {"mkl": ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"), "onednn": ("ONEDNN_MAX_CPU_ISA", "SSE41")}
+
+
+@pytest.mark.parametrize("library", _libraries.NAMES)
+def test_an_isa_cap_changes_the_code_path_and_so_the_calibration_key(library):
+    """A library capped to an older instruction set (or on a CPU it does not tune for) runs
+    other kernels, so rankings measured on one code path must not serve another."""
+    reason = _libraries.unavailable_reason(library)
+    if reason is not None:
+        pytest.skip(reason)
+    script = ("import json; from fastnlp.kernels.gemm import _libraries, calibration; "
+              f"print(json.dumps([_libraries.code_path({library!r}), calibration.machine_key()[{library!r}]]))")
+
+    def code_path_and_key(**env):
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **env}, check=True)
+        return json.loads(run.stdout)
+
+    variable, oldest = _CAPS[library]
+    plain, capped = code_path_and_key(), code_path_and_key(**{variable: oldest})
+    assert plain[0] == _libraries.code_path(library) and plain[0] in plain[1]
+    if plain[0] == capped[0]:
+        pytest.skip(f"{library} already runs its {oldest} path on this CPU")
+    assert capped[0] in capped[1] and capped[1] != plain[1]
 
 
 @pytest.mark.parametrize("library, module", [("mkl", "mkl_impl"), ("onednn", "onednn_impl")])

@@ -144,6 +144,17 @@ def version(name: str) -> str:
     return f"oneDNN {info.major}.{info.minor}.{info.patch} ({(info.hash or b'').decode()[:8]}, {runtime})"
 
 
+def code_path(name: str) -> str:
+    """The instruction-set code path ``name`` dispatched to on this CPU, as the library says it:
+    MKL's processor string, oneDNN's effective ISA. An ISA cap (``MKL_ENABLE_INSTRUCTIONS``,
+    ``ONEDNN_MAX_CPU_ISA``) or a vendor the library does not tune for changes it, and with it
+    which library is fastest, so measurements cached per machine are kept per code path too."""
+    lib = load(name)
+    if name == "mkl":
+        return _mkl_version(lib).processor.decode(errors="replace").strip()
+    return f"isa {lib.dnnl_get_effective_cpu_isa():#x}"
+
+
 def bf16_support(name: str) -> str | None:
     """None when ``name`` runs bfloat16 products on bf16 instructions (AMX or AVX512-BF16) on
     this CPU; else why not (then the library emulates them, or the implementation converts).
@@ -160,13 +171,12 @@ def bf16_support(name: str) -> str | None:
         return "cannot read this CPU's features (no /proc/cpuinfo flags, no NumPy CPU feature table)"
     if not flags & {"amx_bf16", "avx512_bf16"}:
         return "this CPU has neither AMX-BF16 nor AVX512-BF16"
-    lib = load(name)
     if name == "mkl":
-        processor = _mkl_version(lib).processor.decode(errors="replace")
+        processor = code_path("mkl")
         if "bf16" not in processor.lower() and "bfloat16" not in processor.lower():
             return f"MKL runs its '{processor}' code path on this CPU, which has no bf16 instructions"
         return None
-    isa = lib.dnnl_get_effective_cpu_isa()
+    isa = load(name).dnnl_get_effective_cpu_isa()
     if isa & _DNNL_ISA_AVX512_CORE_BF16 != _DNNL_ISA_AVX512_CORE_BF16:
         return f"oneDNN's effective CPU ISA here is {isa:#x}, below avx512_core_bf16 ({_DNNL_ISA_AVX512_CORE_BF16:#x})"
     return None

@@ -4,8 +4,8 @@ Each *variant* of the gemm op (input dtype / shape class, e.g. ``float32/step``)
 every host backend that has the op and loads, at one problem of the size the models run, the
 first time a product of that class is asked for. The ranking is kept in
 ``<user cache>/calibration/gemm-<key>.json``, where the key covers what decides the ranking:
-the CPU (model name and the instruction sets that matter), the library versions and their
-thread counts. Another machine, an upgraded library or another thread count gets a fresh file.
+the CPU (model name and the instruction sets that matter), the library versions, the code path
+each library dispatched to (an ISA cap in its environment changes it) and their thread counts. Another machine, an upgraded library or another thread count gets a fresh file.
 
 ``FASTNLP_CALIBRATION=off`` skips measuring (NumPy everywhere, as without the accel extra);
 :func:`calibrate` measures everything now (``fastnlp backends --calibrate``), ``refresh=True``
@@ -193,7 +193,7 @@ def forget() -> None:
 
 
 def machine_key() -> dict:
-    """What the ranking depends on: CPU, library versions, thread counts."""
+    """What the ranking depends on: CPU, library versions and code paths, thread counts."""
     key = {"format": _FORMAT, "cpu": cpu.model_name(), "flags": cpu.matrix_features(),
            "machine": platform.machine(), "numpy": np.__version__,
            "implementations": sorted(_host_implementations()), "threads": _thread_count()}
@@ -201,7 +201,7 @@ def machine_key() -> dict:
         if dispatch.backend_reason(name) is None:
             from . import _libraries
 
-            key[name] = _libraries.version(name)
+            key[name] = f"{_libraries.version(name)}; {_libraries.code_path(name)}"
     return key
 
 
