@@ -103,13 +103,14 @@ def forget() -> None:
 
 
 def machine_key() -> dict:
-    """What the rankings depend on: CPU, versions, which backends load, threads."""
+    """What the rankings depend on: CPU (and any cap on the kernels' instruction sets), versions,
+    which backends load, threads."""
     numba_version = None
     if dispatch.backend_reason("numba") is None:
         import numba
 
         numba_version = numba.__version__
-    return {"format": _FORMAT, "cpu": cpu.model_name(), "flags": cpu.matrix_features(),
+    return {"format": _FORMAT, "cpu": cpu.model_name(), "flags": cpu.matrix_features(), "isa_cap": cpu.isa_cap(),
             "machine": platform.machine(), "numpy": np.__version__, "numba": numba_version,
             "backends": [b for b in dispatch.CPU_BACKENDS if dispatch.backend_reason(b) is None],
             "threads": os.cpu_count() or 1}

@@ -6,6 +6,7 @@ name only labels caches and benchmark tables.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 # The instruction sets that decide the matrix products' speed, in the order tables print them.
@@ -50,3 +51,22 @@ def matrix_features() -> list:
     """Which of MATRIX_FEATURES this CPU has (AMX, AVX512-BF16, ...)."""
     present = flags() or frozenset()
     return [flag for flag in MATRIX_FEATURES if flag in present]
+
+
+# FASTNLP_MAX_ISA: the highest instruction set the compiled kernels' own branches may take
+# (include/fastnlp/dispatch.h reads it once per process), lowest first. "avx512bf16" runs them as
+# on an AMD Zen 4 (AVX-512 with bf16, no AVX512-FP16), "avx2" as on a CPU without AVX-512.
+ISA_CAP_VARIABLE = "FASTNLP_MAX_ISA"
+ISA_CAPS = ("default", "avx2", "avx512f", "avx512bf16", "avx512fp16")
+
+
+def isa_cap() -> str | None:
+    """The cap FASTNLP_MAX_ISA sets, or None when unset or "avx512fp16" (nothing capped);
+    ValueError naming the accepted values for any other setting."""
+    value = os.environ.get(ISA_CAP_VARIABLE)
+    if value is None or value == "":
+        return None
+    if value not in ISA_CAPS:
+        raise ValueError(f"{ISA_CAP_VARIABLE}={value!r} is not an instruction-set cap; use one of "
+                         f"{', '.join(ISA_CAPS)}, or leave it unset")
+    return None if value == ISA_CAPS[-1] else value

@@ -25,7 +25,14 @@ def _backends(args) -> int:
         op_calibration.calibrate(refresh=True)  # before "runs on now", which then shows the new choice
     for name, why in fastnlp.available_backends().items():
         print(f"{name:7s} {'ok' if why is None else 'unavailable: ' + why}{_library_details(name, why)}")
-    print(describe_active_backend() + "\n")
+    print(describe_active_backend())
+    from fastnlp.kernels import cpu
+
+    cap = cpu.isa_cap()
+    if cap is not None:
+        print(f"{cpu.ISA_CAP_VARIABLE}={cap}: the compiled kernels' own instruction-set branches go no "
+              f"higher than {cap} (the compiler's clones still follow the CPU)")
+    print()
     print(registry.matrix())
     print("\nruns on now: " + ", ".join(f"{op} -> {registry.backend_for(op)}" for op in registry.ops()
                                         if registry.spec(op).calibration is None))

@@ -29,6 +29,27 @@ static inline const char* fastnlp_isa_level(int with_avx512) {
 static inline const char* fastnlp_isa_level(int with_avx512) { (void)with_avx512; return "default"; }
 #endif
 
+/* FASTNLP_MAX_ISA caps the kernels' own instruction-set branches below (not the compiler's
+ * clones above, which follow the CPU): "default", "avx2", "avx512f", "avx512bf16" (an AMD Zen 4
+ * has no AVX512-FP16), "avx512fp16" or unset (no cap). It lets one machine run, and the tests
+ * check, the paths other CPUs take. The Python side (kernels/cpu.py) refuses any other value
+ * before a kernel runs; here an unknown one caps nothing. Read once. */
+#include <stdlib.h>
+#include <string.h>
+enum { FASTNLP_CAP_DEFAULT, FASTNLP_CAP_AVX2, FASTNLP_CAP_AVX512F, FASTNLP_CAP_AVX512BF16, FASTNLP_CAP_NONE };
+static inline int fastnlp_isa_cap(void) {
+    static int cap = -1; /* a benign race: every thread computes the same value */
+    if (cap < 0) {
+        static const char* const names[] = {"default", "avx2", "avx512f", "avx512bf16"};
+        const char* value = getenv("FASTNLP_MAX_ISA");
+        int found = FASTNLP_CAP_NONE;
+        for (int i = 0; value && i < FASTNLP_CAP_NONE; ++i)
+            if (strcmp(value, names[i]) == 0) found = i;
+        cap = found;
+    }
+    return cap;
+}
+
 /* For loops compiled with per-function target attributes rather than clones (half.h's conversion
  * intrinsics, which GCC will not put inside a target_clones function, and topk.h's scans): 2 = AVX-512F, 1 = AVX2
  * with F16C, 0 = neither. Asked of the CPU once; every run-time CPU question lives in this file. */
@@ -37,8 +58,9 @@ static inline int fastnlp_vector_level(void) {
     static int level = -1; /* a benign race: every thread computes the same value */
     if (level < 0) {
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512f") ? 2
-                : (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2")) ? 1 : 0;
+        int cap = fastnlp_isa_cap();
+        level = __builtin_cpu_supports("avx512f") && cap >= FASTNLP_CAP_AVX512F ? 2
+                : (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") && cap >= FASTNLP_CAP_AVX2) ? 1 : 0;
     }
     return level;
 }
@@ -54,7 +76,7 @@ static inline int fastnlp_has_avx512fp16(void) {
     if (level < 0) {
         __builtin_cpu_init();
         level = __builtin_cpu_supports("avx512fp16") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl");
+                __builtin_cpu_supports("avx512vl") && fastnlp_isa_cap() == FASTNLP_CAP_NONE;
     }
     return level;
 }

@@ -216,7 +216,7 @@ static inline int fastnlp_bf16_isa(void) {
     if (level < 0) {
         __builtin_cpu_init();
         level = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl");
+                __builtin_cpu_supports("avx512vl") && fastnlp_isa_cap() >= FASTNLP_CAP_AVX512BF16;
     }
     return level;
 }
