@@ -30,6 +30,7 @@ SHAPES = {
     "rnnlm-softmax": (None, 700, 100, 10000, False, False),  # Rnnlm: the output projection
     "rnnlm-step": (None, 20, 100, 400, False, False),  # Rnnlm: h @ Wh
     "weight-grad": (None, 650, 700, 2600, True, False),  # BetterRnnlm: dWx = x.T @ dA
+    "tied-weight-grad": (None, 10000, 700, 650, True, False),  # BetterRnnlm: the tied dW.T = dout.T @ x
     "input-grad": (None, 700, 2600, 650, False, True),  # BetterRnnlm: dx = dA @ Wx.T
     "attention": (128, 1, 256, 29, False, True),  # one decoder step's scores: h against 29 states
 }

@@ -228,6 +228,36 @@ def test_steps_run_on_mkls_packed_weight_only_where_mkl_runs_the_step_products(m
     _close(got, _reference(h, Wh, BF16), 256)
 
 
+@pytest.mark.parametrize("ranking", [("mkl", "onednn", "numpy"), ("mkl", "numpy", "onednn")])
+def test_tall_weight_gradients_go_to_onednns_primitive_only_where_its_bf16_beats_numpy(monkeypatch, ranking):
+    """dW.T = dout.T @ x of a tied (V, D) weight: oneDNN's matmul primitive where oneDNN's bf16
+    products are ranked ahead of NumPy's widened ones; where they are not (bf16 without AMX),
+    the calibrated library."""
+    from fastnlp.kernels.gemm import _libraries
+
+    reason = _libraries.unavailable_reason("onednn")
+    if reason is not None:
+        pytest.skip(reason)
+    onednn = importlib.import_module("fastnlp.kernels.gemm.onednn_impl")
+    if not onednn.HAS_PRIMITIVE or onednn.BF16_NATIVE_REASON is not None:
+        pytest.skip("oneDNN has no native bf16 matmul primitive here")
+    calls = []
+    primitive = onednn.gemm_primitive
+    monkeypatch.setattr(onednn, "gemm_primitive", lambda *args: calls.append(args[0].shape) or primitive(*args))
+    ranked = type(registry.spec("gemm")).preference_for  # a frozen dataclass: patched on its class
+    monkeypatch.setattr(type(registry.spec("gemm")), "preference_for", lambda spec, variant: ranking if (
+        spec.name == "gemm" and variant == "bfloat16/large_ta") else ranked(spec, variant))
+    dout, x = _random((70, 4100), 1), _random((70, 65), 2)
+    registry.forget_resolutions()  # resolved under the patched ranking, then forgotten
+    try:
+        with autocast("bf16"):
+            got = gemm(dout, x, np.empty((4100, 65), np.float32), trans_a=True)
+    finally:
+        registry.forget_resolutions()
+    assert calls == ([(70, 4100)] if ranking.index("onednn") < ranking.index("numpy") else [])
+    _close(got, _reference(dout, x, BF16, trans_a=True), 70)
+
+
 def test_a_weight_changed_in_place_then_cleared_is_used_anew(host_backend):
     x, W = _random((20, 256), 1), _weight()
     with autocast("bf16"):

@@ -479,7 +479,13 @@ def packed_step(state, b, rows, trans_b):
 # weight: 10000 x 700 x 650): MKL's bf16 product with a transposed left operand ran 210 GFLOP/s
 # at 1 thread on the AMX Xeon, oneDNN's matmul primitive 564 (its call API 200; a transposing
 # conversion instead costs 8.8 ms, more than it saves). Other transposed shapes (650 x 700 x
-# 2600) are faster on the calibrated library, so only this class moves.
+# 2600) are faster on the calibrated library, so only this class moves. With a later MKL (2026.2)
+# the same product repeated back to back ran 950-990 on MKL against 630-680 on the primitive,
+# yet in BetterRnnlm's training the layer's backward took 30 ms with the primitive and 34-38 on
+# MKL, and round robin with cold caches the two were level: a calibration class timed in
+# isolation would pick MKL, so this stays a rule. It applies only where the calibration ranks
+# oneDNN's bf16 products ahead of NumPy's widened float32 ones: with AMX hidden (AVX512-BF16
+# alone) the primitive ran 106 GFLOP/s against NumPy's 150.
 _TALL_TN_RATIO = 4
 _TALL_TN_MIN_ROWS = 4096
 
@@ -501,6 +507,11 @@ def special_product(cached_b, a, b, out, trans_a, trans_b, accumulate, M, N, K):
             return False
         if not onednn_impl.HAS_PRIMITIVE or onednn_impl.BF16_NATIVE_REASON is not None:
             return False
+        from .. import registry
+
+        ranked = registry.spec("gemm").preference_for(_BF16_TRANSPOSED)
+        if "onednn" not in ranked or registry.REFERENCE in ranked[:ranked.index("onednn")]:
+            return False
         onednn_impl.gemm_primitive(a, b, out, trans_a, trans_b, accumulate)
         return True
     return False
@@ -508,3 +519,4 @@ def special_product(cached_b, a, b, out, trans_a, trans_b, accumulate, M, N, K):
 
 _STEP_ROWS = 64  # gemm's STEP_ROWS: one time step of a recurrent model
 _BF16_STEP = "bfloat16/step"  # the calibration's class of those products
+_BF16_TRANSPOSED = "bfloat16/large_ta"  # the class of the other weight gradients
