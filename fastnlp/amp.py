@@ -62,7 +62,7 @@ from .layers.base import Layer, NonFiniteError
 from .kernels.dispatch import array_module
 from .layers.embedding import Embedding, plain, row_ids
 from .layers.sampling import EmbeddingDot, NegativeSamplingLoss
-from .optim import check_positive_finite, check_positive_int, clip_and_update, takes_tied_sums
+from .optim import check_positive_finite, check_positive_int, clip_and_update, merges_lazily
 
 try:  # gemm's autocast is new; the other precisions work without it
     from .kernels.gemm import autocast as _gemm_autocast
@@ -358,8 +358,7 @@ class Precision:
         if not found_inf:
             # Without a scaler the tied sum may stay unformed for SGD, as in the float32 loop
             # (the scaler's unscaling needs the formed gradients).
-            grads = ties.merge(model.grads, lazy=self.scaler is None and max_grad is not None
-                               and takes_tied_sums(optimizer))
+            grads = ties.merge(model.grads, lazy=self.scaler is None and merges_lazily(optimizer, max_grad))
             found_inf = self.scaler is not None and not self.scaler.unscale(grads)
         if self.scaler is not None:
             self.scaler.update(found_inf, self.steps)
@@ -448,7 +447,7 @@ class TrainsInPrecision:
         if not math.isfinite(loss):
             raise NonFiniteError(f"the loss is {loss}")
         self.model.backward()
-        grads = self.ties.merge(self.model.grads, lazy=max_grad is not None and takes_tied_sums(self.optimizer))
+        grads = self.ties.merge(self.model.grads, lazy=merges_lazily(self.optimizer, max_grad))
         clip_and_update(self.optimizer, self.ties.params, grads, max_grad)
         return loss
 

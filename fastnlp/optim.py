@@ -138,6 +138,13 @@ def takes_tied_sums(optimizer) -> bool:
             and getattr(type(optimizer)._update, "takes_tied_sums", False))
 
 
+def merges_lazily(optimizer, max_grad) -> bool:
+    """Whether a step may hand :func:`clip_and_update` the tied gradients unformed
+    (TiedParams.merge(lazy=True)): the optimizer's update takes the sums, and the clipping's norm
+    pass (max_grad given) checks them for NaN and inf, which the formed arrays would need instead."""
+    return max_grad is not None and takes_tied_sums(optimizer)
+
+
 def clip_and_update(optimizer, params, grads, max_grad) -> None:
     """The Trainer's step after backward: the gradients clipped to the global norm ``max_grad``
     (None: not clipped) and the update, with the clipping rate folded into the update where the

@@ -195,8 +195,13 @@ ARRAY_ARGUMENTS = {"gather_dot": 3, "gather_dot_backward": 5, "lstm_step_forward
                    "weighted_sum_backward": 3, "attention_context": 2, "attention_context_backward": 4}
 
 
-def _agree_within_tolerance(op, outcomes):
-    """Like _assert_all_agree, with the op's declared tolerance (the generated tests' rule)."""
+def _agree_within_tolerance(op, outcomes, indeterminate_ok=False):
+    """Like _assert_all_agree, with the op's declared tolerance (the generated tests' rule).
+
+    ``indeterminate_ok``: a NaN on one side where the other has an infinity passes. An
+    approximated gate rounds to exactly 0 a few ulp before the reference's does (or after), and an
+    infinite input times that gate is then NaN on one side and inf on the other: 0 * inf against
+    tiny * inf, neither more right than the other at float32's resolution."""
     from fastnlp.kernels import harness, registry
 
     reference = outcomes["numpy"]
@@ -208,9 +213,12 @@ def _agree_within_tolerance(op, outcomes):
         got = outcome[1] if isinstance(outcome[1], tuple) else (outcome[1],)
         want = reference[1] if isinstance(reference[1], tuple) else (reference[1],)
         for g, w in zip(got, want):
-            w = np.asarray(w)
+            g, w = np.asarray(g), np.asarray(w)
+            if indeterminate_ok and g.dtype.kind == "f" and g.shape == w.shape:
+                indeterminate = (np.isnan(g) & np.isinf(w)) | (np.isinf(g) & np.isnan(w))
+                g, w = np.where(indeterminate, 0, g).astype(g.dtype), np.where(indeterminate, 0, w).astype(w.dtype)
             atol, rtol = registry.spec(op).tolerance_for(w.dtype, backend)
-            harness.validate_result(np.asarray(g), w, atol, rtol, what=f"{op} on {backend}")
+            harness.validate_result(g, w, atol, rtol, what=f"{op} on {backend}")
 
 
 @pytest.mark.parametrize("op", sorted(ARRAY_ARGUMENTS))
@@ -235,7 +243,9 @@ def test_sample_negatives_on_garbage(target, sample_size):
 # The LSTM kernels' float32 sigmoid/tanh approximations (a few ulp absolute, so a large relative
 # error where sigmoid is tiny) and the attention kernels' reassociated sums stay within tolerance
 # for values a model produces, but a finite 1e30 multiplies that error past it: those ops are
-# poisoned with NaN, inf and 0 only (known limit, see the note on the issue).
+# poisoned with NaN, inf and 0 only (known limit, see the note on the issue). An infinity there
+# may meet a gate the approximation rounds to 0 where the reference's is a few ulp above it (or the
+# other way round): NaN against inf is then accepted (_agree_within_tolerance's indeterminate_ok).
 APPROXIMATE_FAMILIES = ("lstm", "attention")
 
 
@@ -261,7 +271,8 @@ def test_family_ops_on_valid_shapes_with_extreme_values(op, data):
     function = getattr(fastnlp.kernels, op)
     with np.errstate(all="ignore"):
         _agree_within_tolerance(op, _on_every_backend(
-            lambda: function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])))
+            lambda: function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])),
+            indeterminate_ok=spec.family in APPROXIMATE_FAMILIES and np.isinf(odd))
 
 
 # ---- casts to a caller's dtype: refuse what would change values ----------------------------
