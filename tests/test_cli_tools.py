@@ -522,3 +522,23 @@ def test_cupy_choice_says_numpy_arrays_stay_on_the_cpu(monkeypatch):
     monkeypatch.setattr(dispatch, "chosen_backend", lambda: "cupy")
     line = describe_active_backend()
     assert line.startswith("active: cupy chosen") and "still run on the CPU" in line
+
+
+def test_the_per_cpu_session_script_parses_and_names_its_folder(tmp_path):
+    """bench/cpu_session.sh, the measurements bench/README.md keeps per CPU model in one run: it
+    parses, and with no part selected it only makes its results folder, named by date and CPU."""
+    import datetime
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not on PATH")
+    script = Path(__file__).resolve().parents[1] / "bench" / "cpu_session.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, check=True,
+                         env={**os.environ, "OUT": str(tmp_path), "CPU_SESSION_PARTS": "none"})
+    (folder,) = tmp_path.iterdir()
+    assert folder.is_dir() and folder.name.startswith(datetime.date.today().isoformat())
+    assert run.stdout.splitlines()[-1] == f"done: {folder}"
