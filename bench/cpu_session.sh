@@ -5,7 +5,7 @@
 # tables do not have yet (an AMD EPYC Zen 4, say). Run it on a quiet machine, with the bench extra
 # and the accel extra installed:
 #     pip install -e ".[test,bench,accel]" && bash bench/cpu_session.sh
-# About 30-40 minutes on 2 cores; each part is time-boxed (CPU_SESSION_PART_LIMIT seconds, default
+# About 11 minutes on a 2-core Xeon; each part is time-boxed (CPU_SESSION_PART_LIMIT seconds, default
 # 1500) and writes its table as soon as it ends, so a run stopped early still leaves the rest.
 #
 # Results: bench/results/<date>-<cpu>/ (or $OUT/...): setup.txt (the CPU's instruction sets as
