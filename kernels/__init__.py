@@ -7,7 +7,7 @@ it, for tests and benchmarks alike. ``validate`` (with the id-range op of ``ids/
 unchecked loop. The C pieces every family shares (splitmix64, the lane dot product, the
 instruction-set dispatch) are in ``include/fastnlp/``, the Numba ones in ``_numba_common.py``.
 """
-from . import cpu, dispatch, registry
+from . import dispatch, registry
 from .attention import (
     attention_context,
     attention_context_backward,
@@ -37,8 +37,6 @@ from .topk import topk  # noqa: F401  per-row k best scores (WordVectors.most_si
 from . import word2vec  # noqa: E402, F401  registers the fused trainer's ops (fastnlp.Word2Vec runs them)
 from . import fasttext  # noqa: E402, F401  registers the fastText trainer's ops (fastnlp.FastText runs them)
 from . import ivf  # noqa: E402, F401  registers ivf_scan (WordVectors.build_index("ivf") scans with it)
-
-cpu.isa_cap()  # a FASTNLP_MAX_ISA the C side would not understand is refused before any kernel runs
 
 __all__ = [
     "BACKENDS",

@@ -246,6 +246,10 @@ def _find_implementation(op: str, backend: str):
     reason = dispatch.backend_reason(backend)
     if reason is not None:
         return reason
+    if backend == "cython":
+        from . import cpu
+
+        cpu.isa_cap()  # a FASTNLP_MAX_ISA the C side would not understand: refused before its kernels run
     try:
         module = _family_module(family, backend)
     except ImportError as exc:

@@ -12,6 +12,8 @@ import pytest
 
 from fastnlp.kernels import cpu
 
+from conftest import assert_one_error_line, run_cli
+
 TESTS = Path(__file__).resolve().parent
 # The tests that run every compiled kernel against the NumPy reference (the Cython ones picked
 # with -k) and the compiled paths the layers reach directly (bf16 narrowing, top-k, the fused trainers).
@@ -35,12 +37,17 @@ def _needs(cap):
 
 
 def test_an_unknown_cap_is_refused_naming_the_accepted_ones(monkeypatch):
+    """Refused when a compiled kernel is first looked up, and by the command line in one line
+    (the import itself succeeds, so the CLI can report it)."""
     monkeypatch.setenv(cpu.ISA_CAP_VARIABLE, "avx3")
     with pytest.raises(ValueError, match=r"FASTNLP_MAX_ISA='avx3' is not an instruction-set cap; use one of "
                                          r"default, avx2, avx512f, avx512bf16, avx512fp16"):
         cpu.isa_cap()
-    run = _run("import fastnlp", "avx3", timeout=120)
-    assert run.returncode != 0 and "is not an instruction-set cap" in run.stderr
+    run = _run("import fastnlp; fastnlp.kernels.registry.implementations('topk')", "avx3", timeout=120)
+    assert run.returncode != 0 and "is not an instruction-set cap" in run.stderr.splitlines()[-1]
+    code, _, err = run_cli(["backends"])
+    assert_one_error_line(code, err)
+    assert "FASTNLP_MAX_ISA='avx3' is not an instruction-set cap" in err
 
 
 @pytest.mark.parametrize("cap, expected", [("", None), ("avx512fp16", None), ("avx2", "avx2")])

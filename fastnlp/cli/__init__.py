@@ -58,8 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _select_backend(args) -> None:
-    """Apply --backend, or check $FASTNLP_BACKEND, before any work starts."""
+    """Apply --backend, or check $FASTNLP_BACKEND, before any work starts; check $FASTNLP_MAX_ISA."""
     import fastnlp
+    from fastnlp.kernels import cpu
+
+    try:
+        cpu.isa_cap()
+    except ValueError as exc:
+        raise UsageError(describe(exc)) from exc
 
     if args.backend:
         try:

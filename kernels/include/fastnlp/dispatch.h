@@ -33,7 +33,7 @@ static inline const char* fastnlp_isa_level(int with_avx512) { (void)with_avx512
  * clones above, which follow the CPU): "default", "avx2", "avx512f", "avx512bf16" (an AMD Zen 4
  * has no AVX512-FP16), "avx512fp16" or unset (no cap). It lets one machine run, and the tests
  * check, the paths other CPUs take. The Python side (kernels/cpu.py) refuses any other value
- * before a kernel runs; here an unknown one caps nothing. Read once. */
+ * when a compiled kernel is first looked up; here an unknown one caps nothing. Read once. */
 #include <stdlib.h>
 #include <string.h>
 enum { FASTNLP_CAP_DEFAULT, FASTNLP_CAP_AVX2, FASTNLP_CAP_AVX512F, FASTNLP_CAP_AVX512BF16, FASTNLP_CAP_NONE };
