@@ -259,7 +259,8 @@ def _find_implementation(op: str, backend: str):
     function = getattr(module, op, None)
     if function is None:
         return f"not implemented in {family}/{_MODULE_OF_BACKEND[backend]}"
-    return function
+    unavailable = getattr(module, "UNAVAILABLE", None)  # built, but this CPU lacks the instructions
+    return unavailable if unavailable else function
 
 
 def cython_missing_reason(module: str, exc: Exception) -> str:
@@ -357,6 +358,11 @@ def implementation_for(op: str, backend: str, dtype):
 def _resolve_host(op: str, chosen: str | None, variant: str | None = None, dtype=None):
     op_spec = spec(op)
     order = op_spec.preference_for(variant)
+    if chosen in dispatch.CPU_BACKENDS and chosen != REFERENCE and op_spec.calibration is not None:
+        # A loop backend chosen for the whole library (FASTNLP_BACKEND=cython) leaves an op whose
+        # implementations are ranked by measurement (gemm: the Cython one is its AMX product, one
+        # candidate among the matrix libraries) to that ranking; a matrix library is forced as asked.
+        chosen = None
     if chosen is not None and chosen in dispatch.HOST_BACKENDS:
         order = (chosen,) + tuple(b for b in order if b != chosen)
     wanted = chosen if chosen in dispatch.HOST_BACKENDS else order[0]

@@ -217,8 +217,10 @@ def test_benchmark_args_fit_the_contract_and_run(op):
     args = spec.benchmark_args()
     assert isinstance(args, tuple) and len(args) == len(inspect.signature(spec.reference).parameters)
     candidates = spec.preference + tuple(b for b in dispatch.HOST_BACKENDS if b not in spec.preference)
+    dtype = spec.dtype_of(args) if spec.dtype_of is not None else None
     loaded = [b for b in candidates
-              if b != registry.REFERENCE and not isinstance(registry.implementations(op)[b], str)]
+              if b != registry.REFERENCE and not isinstance(registry.implementations(op)[b], str)
+              and (dtype is None or spec.dtype_reason(b, dtype) is None)]
     if not loaded:
         pytest.skip(f"{op}: only the reference loads here; it is not run at working size")
     returned = registry.implementations(op)[loaded[0]](*args)

@@ -2,7 +2,8 @@
 
 The recurrent, attention and softmax layers spend most of their time here, and the libraries
 differ by CPU: NumPy's OpenBLAS, Intel's MKL and oneDNN (optional, ``pip install
-"fastnlp[accel]"``), cuBLAS through CuPy on a GPU. None is fastest everywhere, so the choice is
+"fastnlp[accel]"``), fastnlp's own bf16 product on AMX tiles (the Cython backend, where the CPU has
+them), cuBLAS through CuPy on a GPU. None is fastest everywhere, so the choice is
 measured: a short calibration at the models' shapes (``calibration.py``), cached per CPU,
 library versions and thread count, picks an implementation per *shape class*; ``FASTNLP_BACKEND``
 / ``use_backend`` still force one.
@@ -57,11 +58,13 @@ SHAPE_CLASSES = ("small", "step", "large", "large_ta", "large_tb", "batched")
 
 # On a GPU the product is cuBLAS's (cupy.matmul): no .cu source of this family's own.
 CUDA_LIBRARY = "cuBLAS"
-# Backends without a gemm of their own, and why: these loops would only call a BLAS library.
+# Backends without a gemm of their own, and why: this loop would only call a BLAS library.
 ABSENT = {
     "numba": "matrix products run on a BLAS library (numpy, mkl, onednn), not a Numba loop",
-    "cython": "matrix products run on a BLAS library (numpy, mkl, onednn), not a Cython loop",
 }
+# The Cython gemm is fastnlp's own bf16 product on AMX tiles (_cython_impl.pyx, amx_gemm.h);
+# the other dtypes have no tile instruction on these CPUs and run on a BLAS library.
+_CYTHON_BF16_ONLY = "the Cython gemm is the bf16 product on AMX tiles; {} runs on a BLAS library"
 
 
 def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, out_dtype=None):
@@ -416,4 +419,5 @@ registry.register(registry.OpSpec(
     examples=_gemm_examples, benchmark_args=_gemm_benchmark, writes=(2,),
     dtype_of=lambda args: args[0].dtype,
     preference=("numpy",), absent=ABSENT, calibration=_calibrated_preference, adapt=_adapted,
+    lacks_dtype={"cython": {d: _CYTHON_BF16_ONLY.format(d.name) for d in INPUT_DTYPES if d != BFLOAT16}},
 ))

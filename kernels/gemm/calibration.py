@@ -228,7 +228,10 @@ def _measure(variant: str) -> list:
     args = gemm_problem(M, K, N, np.dtype(dtype_name), trans_a, trans_b, batch=batch, seed=0)
     ranking = []
     settle = _threads() > 1
+    op_spec = registry.spec("gemm")
     for backend, function in _host_implementations().items():
+        if op_spec.dtype_reason(backend, dtype_name) is not None:
+            continue  # the Cython gemm: bf16 only
         if settle:
             time.sleep(SETTLE_SECONDS)
         function = _as_the_models_run_it(backend, function, shape_class, args)
