@@ -122,3 +122,37 @@ def test_blocks_run_on_the_matrix_librarys_openmp_threads_once_it_is_loaded_and_
         os._exit(0)
     os.waitpid(child, 0)
     assert os.read(read, 16) == b"none"
+
+
+def test_no_kernel_changes_the_openmp_thread_count_the_user_set():
+    """Every op on every CPU backend, at working size, in a process started with
+    OMP_NUM_THREADS=1: no OpenMP pool reports more threads afterwards. Numba's OpenMP layer set
+    it to NUMBA_NUM_THREADS at its first parallel loop (the rounding op's), which put oneDNN and
+    MKL's GNU layer on 2 threads and made the gemm calibration rank for 2."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("threadpoolctl")
+    script = """
+import numpy as np
+import fastnlp
+from fastnlp.kernels import registry, dispatch
+from threadpoolctl import threadpool_info
+for op in registry.ops():
+    spec = registry.spec(op)
+    for backend, function in registry.implementations(op).items():
+        if isinstance(function, str) or backend not in dispatch.CPU_BACKENDS:
+            continue
+        args = spec.benchmark_args()
+        dtype = spec.dtype_of(args) if spec.dtype_of is not None else None
+        if dtype is not None and spec.dtype_reason(backend, dtype) is not None:
+            continue
+        function(*args)
+        counts = [p.get("num_threads") for p in threadpool_info() if p.get("internal_api") == "openmp"]
+        assert all(c == 1 for c in counts), (op, backend, counts)
+print("ok")
+"""
+    env = {k: v for k, v in __import__("os").environ.items()}
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
