@@ -211,6 +211,31 @@ def best_seconds(fn, *args, blocks: int = 5, min_seconds: float = 0.05) -> float
     return best
 
 
+# Bytes written between the calls of best_cold_seconds: 8x a core's L2 on the Xeon (2 MB), so a
+# call finds its operands in L3 or memory at most, as a layer's product does between the others.
+EVICT_BYTES = 16 << 20
+_evict_buffer = []
+
+
+def best_cold_seconds(fn, *args, calls: int = 5) -> float:
+    """Seconds of one call of ``fn(*args)`` made after EVICT_BYTES of other memory were written,
+    the best of ``calls`` (after a warm-up call): for products made once a training step, whose
+    operands the layers in between have pushed out of L2. Back to back, a library's blocking
+    keeps its packed operands hot and ranks libraries as training does not (bench/README.md,
+    the AMX product's section)."""
+    if not _evict_buffer:
+        _evict_buffer.append(np.zeros(EVICT_BYTES // 4, np.float32))
+    evict = _evict_buffer[0]
+    fn(*args)
+    best = float("inf")
+    for _ in range(calls):
+        evict += 1.0
+        start = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def _synchronizer(backend):
     if backend == "cupy":
         from . import _cuda

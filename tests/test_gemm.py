@@ -379,3 +379,26 @@ def test_lstm_time_loops_on_mkl_packed_weights_equal_numpys(monkeypatch, dtype):
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     for got, want in zip(results["mkl"], results["numpy"]):
         np.testing.assert_allclose(got, want, **tolerance)
+
+
+def test_the_large_classes_are_timed_cold_and_the_per_step_ones_back_to_back(fresh_calibration, monkeypatch):
+    """A training step makes each large product once per layer, after other layers' work pushed
+    its operands out of L2: those classes are timed one call at a time after other memory was
+    written; the per-step classes, which reuse one weight 35 times, back to back."""
+    from fastnlp.kernels import harness
+
+    timed = []
+    monkeypatch.setattr(harness, "best_cold_seconds", lambda fn, *args, calls: timed.append("cold") or 1e-3)
+    monkeypatch.setattr(harness, "best_seconds", lambda fn, *args, **kw: timed.append("warm") or 1e-3)
+    calibration._measure("float32/large_tb")
+    assert timed and set(timed) == {"cold"}
+    timed.clear()
+    calibration._measure("float32/step")
+    assert timed and set(timed) == {"warm"}
+
+
+def test_best_cold_seconds_times_each_call_after_a_warm_up():
+    from fastnlp.kernels import harness
+
+    calls = []
+    assert 0 <= harness.best_cold_seconds(lambda: calls.append(1), calls=3) < 1 and len(calls) == 4
