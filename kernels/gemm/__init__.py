@@ -51,10 +51,14 @@ HALF_INPUTS = tuple(d for d in INPUT_DTYPES if d.itemsize == 2)  # stored in 16 
 # products are told apart by which operand is read transposed, where libraries' kernels differ
 # too: the weight gradients x.T @ dA ('large_ta') and the input gradients dA @ W.T ('large_tb').
 # In float32 on the AMX Xeon oneDNN led the plain 700 x 650 x 2600 product (153 against 151
-# GFLOP/s) but ran the weight gradient 650 x 700 x 2600 at 83 against MKL's 139.
+# GFLOP/s) but ran the weight gradient 650 x 700 x 2600 at 83 against MKL's 139. A product with
+# the vocabulary on its output or inner side (WIDE_SIDE and more: the softmax layer's x @ W.T and
+# dout @ W) is 'wide': there, in bf16, the AMX tiles led MKL (1,042 against 857 GFLOP/s at
+# 700 x 650 x 10,000) where MKL led them at the LSTM's 700 x 650 x 2600.
 SMALL_MACS = 1 << 20
 STEP_ROWS = 64
-SHAPE_CLASSES = ("small", "step", "large", "large_ta", "large_tb", "batched")
+WIDE_SIDE = 8192
+SHAPE_CLASSES = ("small", "step", "large", "large_ta", "large_tb", "wide", "batched")
 
 # On a GPU the product is cuBLAS's (cupy.matmul): no .cu source of this family's own.
 CUDA_LIBRARY = "cuBLAS"
@@ -252,14 +256,17 @@ _VARIANT_NAMES = {(dtype, c): variant_name(dtype.name, c) for dtype in INPUT_DTY
 
 
 def shape_class(batch, M: int, N: int, K: int, trans_a=False, trans_b=False) -> str:
-    """The calibration's class of a product: 'batched', 'small', 'step', or 'large' ('large_ta'
-    with the left operand read transposed, 'large_tb' with only the right one)."""
+    """The calibration's class of a product: 'batched', 'small', 'step', 'wide' (N or K of
+    WIDE_SIDE or more), or 'large' ('large_ta' with the left operand read transposed, 'large_tb'
+    with only the right one)."""
     if batch is not None:
         return "batched"
     if M * N * K <= SMALL_MACS:
         return "small"
     if min(M, N) <= STEP_ROWS:
         return "step"
+    if N >= WIDE_SIDE or K >= WIDE_SIDE:
+        return "wide"
     return "large_ta" if trans_a else "large_tb" if trans_b else "large"
 
 

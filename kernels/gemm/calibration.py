@@ -28,7 +28,7 @@ from .. import cpu, dispatch, registry
 log = logging.getLogger("fastnlp.kernels")
 
 ENV_VAR = "FASTNLP_CALIBRATION"
-_FORMAT = 3  # 2: transposed large classes, the step class timed as repeated products; 3: large ones cold
+_FORMAT = 4  # 2: transposed large classes, the step class timed as repeated products; 3: large ones cold; 4: wide
 # One problem per shape class, (batch, M, K, N), at the sizes the models multiply.
 PROBLEMS = {
     "small": (None, 20, 100, 400),  # one Rnnlm step (H 100): 20 sequences x Wh (100 x 400)
@@ -36,20 +36,21 @@ PROBLEMS = {
     "large": (None, 700, 650, 2600),  # a BetterRnnlm input projection (35 steps of 20 sequences)
     "large_ta": (None, 650, 700, 2600),  # its weight gradient, xs.T @ dA
     "large_tb": (None, 700, 2600, 650),  # its input gradient, dA @ Wx.T
+    "wide": (None, 700, 650, 10000),  # the softmax layer's scores, x @ W.T (V 10,000)
     "batched": (128, 1, 256, 29),  # one attention step: 128 queries against 29 encoder states
 }
-TRANSPOSED = {"large_ta": (True, False), "large_tb": (False, True)}  # (trans_a, trans_b); others none
+TRANSPOSED = {"large_ta": (True, False), "large_tb": (False, True), "wide": (False, True)}  # others none
 # The classes a training step makes once per layer, whose operands the other layers' work has pushed
 # out of L2 by the time they run: timed one call at a time after other memory was written
 # (harness.best_cold_seconds), not back to back. Back to back MKL led the AMX tiles at 700 x 650 x
 # 2600 (1,201 against 1,063 GFLOP/s) and was 3% behind them in BetterRnnlm's bf16 training; cold,
 # the tiles ran 700 x 650 x 10,000 at 1,042 against 857 and the weight gradient at 935 against 832.
-COLD_CLASSES = ("large", "large_ta", "large_tb")
+COLD_CLASSES = ("large", "large_ta", "large_tb", "wide")
 _COLD_CALLS = 7
 # How often a training step of the models makes each class of product, roughly: one per time
 # step for the per-step classes (35 in the book's BPTT window, 29 decoder steps of attention),
 # a few batched products a layer. The one-library choice weighs each class's time by it.
-CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "large_ta": 1, "large_tb": 1, "batched": 29}
+CALLS_PER_STEP = {"small": 35, "step": 35, "large": 1, "large_ta": 1, "large_tb": 1, "wide": 2, "batched": 29}
 # Another library must beat NumPy's by more than 3% to be preferred: closer than that is the
 # timing's noise, and NumPy's call costs least.
 TIE = 0.97
