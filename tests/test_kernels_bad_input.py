@@ -409,3 +409,34 @@ def test_dropout_forward_on_garbage(x, keep, seed):
     outcomes = _on_every_backend(lambda: fastnlp.kernels.dropout_forward(x.copy(), keep, seed))
     _assert_all_agree({backend: (kind, value if kind == "error" else np.stack(value))
                        for backend, (kind, value) in outcomes.items()})
+
+
+def _lacking_calls():
+    """(op, backend, dtype) for every dtype a loaded backend lacks for an op whose working-size
+    problem (benchmark_args) has that dtype: the implementation called straight with it."""
+    from fastnlp.kernels import registry
+
+    for op in registry.ops():
+        spec = registry.spec(op)
+        for backend, lacking in spec.lacks_dtype.items():
+            for dtype in lacking:
+                yield pytest.param(op, backend, dtype, id=f"{op}-{backend}-{np.dtype(dtype).name}")
+
+
+@pytest.mark.parametrize("op, backend, dtype", list(_lacking_calls()))
+def test_an_implementation_called_with_a_dtype_its_backend_lacks_raises_a_type_error(op, backend, dtype):
+    """The registry never sends a backend a dtype it lacks (OpSpec.lacks_dtype); called straight
+    with one, its implementation raises a TypeError naming the dtype instead of reading the
+    buffer as another type (a compiled loop would read past its end)."""
+    from fastnlp.kernels import registry
+
+    spec = registry.spec(op)
+    function = registry.implementations(op)[backend]
+    if isinstance(function, str):
+        pytest.skip(f"{op} on {backend}: {function}")
+    args = spec.benchmark_args()
+    if spec.dtype_of is None or spec.dtype_of(args) != np.dtype(dtype):
+        pytest.skip(f"{op}'s working-size problem is {spec.dtype_of(args) if spec.dtype_of else 'untyped'}, "
+                    f"not {np.dtype(dtype).name}")
+    with pytest.raises(TypeError, match=np.dtype(dtype).name):
+        function(*args)

@@ -65,9 +65,14 @@ def _packed(name, size):
     return held
 
 
+cdef int64_t _row_stride(x):
+    """A stored matrix's row stride in values (the contract lets a single row's be anything)."""
+    return x.strides[0] // 2 if x.shape[0] > 1 else x.shape[1]
+
+
 cdef void _pack_a(a, bint trans, int64_t M, int64_t K, packed, int64_t mt0, int64_t mt1):
     cdef uintptr_t source = a.ctypes.data, target = packed.ctypes.data
-    cdef int64_t lda = a.strides[0] // 2 if a.shape[0] > 1 else a.shape[1]
+    cdef int64_t lda = _row_stride(a)
     with nogil:
         fastnlp_amx_pack_a(<const uint16_t *>source, lda, trans, M, K, <uint16_t *>target, mt0, mt1)
 
@@ -76,7 +81,7 @@ cdef void _pack_b_and_multiply(b, bint trans, int64_t K, int64_t N, packed_a, pa
                                int64_t nt0, int64_t nt1, bint accumulate):
     cdef uintptr_t source = b.ctypes.data, a_tiles = packed_a.ctypes.data, b_tiles = packed_b.ctypes.data
     cdef uintptr_t c = out.ctypes.data
-    cdef int64_t ldb = b.strides[0] // 2 if b.shape[0] > 1 else b.shape[1]
+    cdef int64_t ldb = _row_stride(b)
     cdef int64_t ldc = out.shape[1]
     with nogil:
         fastnlp_amx_pack_b(<const uint16_t *>source, ldb, trans, K, N, <uint16_t *>b_tiles, nt0, nt1)

@@ -56,9 +56,7 @@ static int fastnlp_amx_request(void) {
 #if FASTNLP_HAVE_AMX_BUILD
     static int state = -1;
     if (state >= 0) return state;
-    unsigned int eax, ebx, ecx, edx;
-    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
-    if (!(edx & (1u << 22)) || !(edx & (1u << 24))) { /* AMX-BF16, AMX-TILE */
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) {
         state = 2;
         return state;
     }
@@ -171,18 +169,16 @@ FASTNLP_AMX_PACK_TARGET static void fastnlp_amx_pack_b(const uint16_t *b, int64_
 #define FASTNLP_AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
 
 /* Tile registers: 0-3 accumulators, 4-5 A, 6-7 B; every one 16 rows of 64 bytes. Filled once by
-   fastnlp_amx_request (static: a configuration on the stack of an AMX function was seen clobbered). */
+   fastnlp_amx_request, before any thread loads it. */
 static fastnlp_amx_config fastnlp_amx_tile_config __attribute__((aligned(64)));
 
 static void fastnlp_amx_fill_config(void) {
-    fastnlp_amx_config c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
+    memset(&fastnlp_amx_tile_config, 0, sizeof fastnlp_amx_tile_config);
+    fastnlp_amx_tile_config.palette = 1;
     for (int i = 0; i < 8; i++) {
-        c.rows[i] = 16;
-        c.colsb[i] = 64;
+        fastnlp_amx_tile_config.rows[i] = 16;
+        fastnlp_amx_tile_config.colsb[i] = 64;
     }
-    memcpy(&fastnlp_amx_tile_config, &c, sizeof c);
 }
 
 /* One output tile's place in C and how much of it lies inside (rows x cols). */
