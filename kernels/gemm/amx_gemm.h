@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fastnlp/dispatch.h"
+
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && (__GNUC__ >= 11)
 #define FASTNLP_HAVE_AMX_BUILD 1
 #include <immintrin.h>
@@ -51,12 +53,13 @@ static void fastnlp_amx_fill_config(void);
 #endif
 
 /* 0 when this process may use AMX tiles (asks the kernel for the tile data on the first call),
-   else: 1 not built for AMX, 2 the CPU lacks AMX-BF16, 3 the kernel refused the tile data. */
+   else: 1 not built for AMX, 2 the CPU lacks AMX-BF16 (or FASTNLP_MAX_ISA hides it), 3 the kernel
+   refused the tile data. */
 static int fastnlp_amx_request(void) {
 #if FASTNLP_HAVE_AMX_BUILD
     static int state = -1;
     if (state >= 0) return state;
-    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) {
+    if (!fastnlp_has_amx_bf16()) {
         state = 2;
         return state;
     }

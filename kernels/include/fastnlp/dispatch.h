@@ -84,4 +84,20 @@ static inline int fastnlp_has_avx512fp16(void) {
 static inline int fastnlp_has_avx512fp16(void) { return 0; }
 #endif
 
+/* 1 when the CPU has AMX tiles with bf16 products (gemm/amx_gemm.h) and no FASTNLP_MAX_ISA cap
+ * hides them; whether Linux grants the tile data is asked separately (fastnlp_amx_request). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__)
+static inline int fastnlp_has_amx_bf16(void) {
+    static int level = -1; /* a benign race, as above */
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+                fastnlp_isa_cap() == FASTNLP_CAP_NONE;
+    }
+    return level;
+}
+#else
+static inline int fastnlp_has_amx_bf16(void) { return 0; }
+#endif
+
 #endif /* FASTNLP_DISPATCH_H */
